@@ -1,0 +1,6 @@
+"""``python -m prunekit`` runs the command line."""
+import sys
+
+from prunekit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,220 @@
+"""Checkpoints that carry their architecture, so loading needs no other argument.
+
+A prunekit checkpoint is a ``torch.save`` of plain data (dicts, lists, strings,
+numbers, tensors) and is always loaded with ``torch.load(weights_only=True)``:
+no pickled code is ever executed. It stores
+
+* ``arch``: how to build the dense base model, either a zoo name
+  (``{"model": "resnet20", "kwargs": {...}}``) or an importable factory of the
+  user's own (``{"factory": "mypkg.nets:build", "kwargs": {...}}``);
+* ``input_shape``: the shape of one input sample, e.g. ``[1, 28, 28]``;
+* ``transforms``: an ordered list of structural changes applied to the base
+  model before the weights fit, e.g. a pruning plan (``{"kind": "prune_plan", ...}``)
+  or binarization; each kind is registered in :data:`TRANSFORMS`;
+* ``state_dict`` and free-form JSON-able ``meta`` (dataset, metrics, ...);
+* optionally ``train_state`` (optimizer, scheduler, epoch) to resume training.
+
+The model spec travels with a model as the attribute ``model.prunekit_spec``
+(a :class:`ModelSpec`), set by :func:`prunekit.models.create` and extended by
+code that changes the structure, so ``save(path, model)`` just works.
+
+Example:
+    >>> from prunekit import models, checkpoint
+    >>> net = models.create("lenet5", num_classes=10, in_channels=1)
+    >>> checkpoint.save("/tmp/lenet5.pt", net)          # doctest: +SKIP
+    >>> net2 = checkpoint.load("/tmp/lenet5.pt").model   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from prunekit.errors import CheckpointError
+from prunekit.registry import Registry
+from prunekit.utils.io import atomic_save_torch, check_overwrite
+
+FORMAT = "prunekit.checkpoint"
+VERSION = 1
+
+# kind -> fn(model, transform_dict, spec) -> model. Filled by the modules listed in
+# _TRANSFORM_MODULES, which are imported only when a checkpoint needs them.
+TRANSFORMS: Registry[Callable] = Registry("checkpoint transform")
+_TRANSFORM_MODULES = {
+    "prune_plan": "prunekit.plan",
+    "binarize": "prunekit.binary",
+}
+
+
+@dataclass
+class ModelSpec:
+    """How to rebuild a model: base architecture, input shape, structural transforms.
+
+    Attributes:
+        arch: ``{"model": name, "kwargs": {...}}`` or ``{"factory": "mod:fn", "kwargs": {...}}``.
+        input_shape: shape of one sample, without the batch dimension.
+        transforms: ordered list of JSON-able dicts, each with a ``"kind"`` key.
+    """
+
+    arch: dict
+    input_shape: list[int]
+    transforms: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain-data form stored in the checkpoint."""
+        return {"arch": copy.deepcopy(self.arch), "input_shape": list(self.input_shape),
+                "transforms": copy.deepcopy(self.transforms)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        """Inverse of :meth:`to_dict`; raises CheckpointError on missing keys."""
+        try:
+            return cls(arch=dict(d["arch"]), input_shape=[int(s) for s in d["input_shape"]],
+                       transforms=list(d.get("transforms", [])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"malformed model spec: {e}") from None
+
+    def with_transform(self, transform: dict) -> "ModelSpec":
+        """A copy with one more transform appended (specs are never mutated in place)."""
+        if "kind" not in transform:
+            raise ValueError("a transform needs a 'kind' key")
+        new = ModelSpec.from_dict(self.to_dict())
+        new.transforms.append(copy.deepcopy(transform))
+        return new
+
+    def build_base(self):
+        """Build the dense base architecture with freshly initialised weights."""
+        kwargs = dict(self.arch.get("kwargs", {}))
+        if "model" in self.arch:
+            from prunekit import models
+
+            return models.create(self.arch["model"], **kwargs)
+        if "factory" in self.arch:
+            target = self.arch["factory"]
+            mod_name, _, fn_name = target.partition(":")
+            try:
+                fn = getattr(importlib.import_module(mod_name), fn_name)
+            except (ImportError, AttributeError) as e:
+                raise CheckpointError(f"cannot import model factory {target!r}: {e}") from None
+            model = fn(**kwargs)
+            model.prunekit_spec = ModelSpec(arch=copy.deepcopy(self.arch), input_shape=list(self.input_shape))
+            return model
+        raise CheckpointError(f"model spec has neither 'model' nor 'factory': {self.arch}")
+
+    def build(self):
+        """Base architecture with every transform applied, ready for ``load_state_dict``."""
+        model = self.build_base()
+        spec = ModelSpec(arch=copy.deepcopy(self.arch), input_shape=list(self.input_shape))
+        model.prunekit_spec = spec
+        for t in self.transforms:
+            model = apply_transform(model, t)
+        return model
+
+
+def apply_transform(model, transform: dict):
+    """Apply one registered structural transform and record it in ``model.prunekit_spec``."""
+    kind = transform.get("kind")
+    if kind in _TRANSFORM_MODULES and kind not in TRANSFORMS:
+        importlib.import_module(_TRANSFORM_MODULES[kind])
+    fn = TRANSFORMS.get(kind)
+    spec = get_spec(model)
+    model = fn(model, transform)
+    if spec is not None:
+        model.prunekit_spec = spec.with_transform(transform)
+    return model
+
+
+def get_spec(model) -> ModelSpec | None:
+    """The :class:`ModelSpec` attached to ``model``, or None for a model built outside prunekit."""
+    spec = getattr(model, "prunekit_spec", None)
+    return spec if isinstance(spec, ModelSpec) else None
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the runnable model plus everything stored beside it."""
+
+    model: Any
+    spec: ModelSpec
+    meta: dict
+    train_state: dict | None
+    path: Path
+
+
+def save(path: str | os.PathLike, model, *, spec: ModelSpec | None = None, meta: dict | None = None,
+         train_state: dict | None = None, overwrite: bool = True) -> Path:
+    """Write ``model`` with its architecture to ``path`` atomically.
+
+    Args:
+        path: destination file (``.pt`` by convention).
+        model: the module; its ``prunekit_spec`` is used unless ``spec`` is given.
+        spec: explicit architecture description (needed for models not built by prunekit).
+        meta: JSON-able extra information (dataset, metrics, command line).
+        train_state: optimizer/scheduler/epoch state for resuming.
+        overwrite: when False, refuse to replace an existing file.
+    """
+    p = check_overwrite(path, overwrite)
+    spec = spec or get_spec(model)
+    if spec is None:
+        raise CheckpointError(
+            "model has no prunekit_spec; pass spec=ModelSpec(arch={'factory': 'module:function', 'kwargs': {...}}, "
+            "input_shape=[C, H, W])")
+    meta = meta or {}
+    try:
+        json.dumps(meta)
+    except TypeError as e:
+        raise CheckpointError(f"meta must be JSON-serialisable: {e}") from None
+    payload = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(),
+               "state_dict": model.state_dict(), "meta": meta}
+    if train_state is not None:
+        payload["train_state"] = train_state
+    atomic_save_torch(payload, p)
+    return p
+
+
+def read_raw(path: str | os.PathLike) -> dict:
+    """Load and validate the raw checkpoint dict (weights only, no code executed)."""
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{p}: no such checkpoint file")
+    try:
+        payload = torch.load(p, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{p}: not a readable prunekit checkpoint (corrupt or not a torch file: {first[:200]})") from None
+    except Exception as e:  # torch's unpickler raises assorted types on garbage input
+        raise CheckpointError(f"{p}: not a readable prunekit checkpoint ({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: not a prunekit checkpoint (no '{FORMAT}' header); "
+                              "plain state_dicts need the architecture: see prunekit.checkpoint.save")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{p}: checkpoint format version {payload.get('version')!r} is not supported "
+                              f"(this prunekit reads version {VERSION})")
+    return payload
+
+
+def load(path: str | os.PathLike, *, strict: bool = True) -> Checkpoint:
+    """Rebuild the model stored at ``path`` and load its weights.
+
+    Raises:
+        CheckpointError: the file is missing, corrupt, not a prunekit checkpoint,
+            or its weights do not fit the architecture it describes.
+    """
+    p = Path(path)
+    payload = read_raw(p)
+    spec = ModelSpec.from_dict(payload["spec"])
+    model = spec.build()
+    try:
+        model.load_state_dict(payload["state_dict"], strict=strict)
+    except RuntimeError as e:
+        raise CheckpointError(f"{p}: weights do not fit the stored architecture: {str(e).splitlines()[0]}") from None
+    model.eval()
+    return Checkpoint(model=model, spec=get_spec(model) or spec, meta=dict(payload.get("meta", {})),
+                      train_state=payload.get("train_state"), path=p)

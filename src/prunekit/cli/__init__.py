@@ -1,0 +1,58 @@
+"""The ``prunekit`` command line.
+
+Each command lives in its own module ``prunekit.cli.cmd_<name>`` exposing
+``add_parser(subparsers)`` and ``run(args) -> int``; :data:`COMMANDS` lists them
+in the order ``--help`` shows. User errors print one line
+(``prunekit: error: ...``) and exit with status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = (
+    "models", "train", "eval", "profile", "demo",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every registered sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="prunekit",
+        description="Make trained PyTorch networks smaller and faster: prune, compress, binarize, "
+                    "search, and measure accuracy, size and latency.",
+        epilog="Run 'prunekit COMMAND --help' for the options of one command.",
+    )
+    from prunekit import __version__
+
+    parser.add_argument("--version", action="version", version=f"prunekit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"prunekit.cli.cmd_{name}")
+        p = module.add_parser(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``prunekit`` console script."""
+    from prunekit.errors import PrunekitError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (PrunekitError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError) as e:
+        print(f"prunekit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prunekit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

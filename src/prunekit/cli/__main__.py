@@ -1,0 +1,6 @@
+"""``python -m prunekit.cli``."""
+import sys
+
+from prunekit.cli import main
+
+sys.exit(main())
