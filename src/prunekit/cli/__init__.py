@@ -12,7 +12,8 @@ import importlib
 import sys
 
 COMMANDS = (
-    "models", "train", "eval", "profile", "demo",
+    "models", "train", "eval", "profile", "prune", "sparsify", "compress", "decompress",
+    "binarize", "search", "run", "demo",
 )
 
 

@@ -1,0 +1,39 @@
+"""``prunekit decompress``: a ``.pkz`` file back into an ordinary prunekit checkpoint."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(subparsers):
+    """Register the ``decompress`` sub-command."""
+    p = subparsers.add_parser(
+        "decompress", help="turn a .pkz file back into a normal prunekit checkpoint (.pt)",
+        description="Verify and decode a .pkz file written by 'prunekit compress' and save the model it holds "
+                    "(shared weights expanded, exactly as compressed) as a prunekit checkpoint that "
+                    "'prunekit eval', 'prunekit train --model' and prunekit.checkpoint.load() read.")
+    p.add_argument("pkz", help="the .pkz file")
+    p.add_argument("-o", "--output", required=True, help="the checkpoint to write (.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def run(args) -> int:
+    """Decode and save."""
+    from prunekit import checkpoint, compress
+    from prunekit.utils.io import check_overwrite
+
+    out = check_overwrite(args.output, args.overwrite)
+    contents = compress.read(args.pkz)
+    model = contents.build_model()
+    meta = dict(contents.meta)
+    meta["decompressed_from"] = str(args.pkz)
+    path = checkpoint.save(out, model, meta=meta, overwrite=args.overwrite)
+    n = sum(t.numel() for t in contents.state_dict.values())
+    if args.json:
+        print(json.dumps({"output": str(path), "pkz_bytes": contents.file_bytes, "tensors": len(contents.state_dict),
+                          "values": n}))
+    else:
+        print(f"{args.pkz}: {contents.file_bytes:,} bytes, {len(contents.state_dict)} tensors, {n:,} values "
+              f"-> wrote {path}")
+    return 0

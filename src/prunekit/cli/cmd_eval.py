@@ -1,0 +1,67 @@
+"""``prunekit eval``: accuracy and loss of a checkpoint on a dataset's test split."""
+from __future__ import annotations
+
+import json
+
+# Checkpoint meta keys that may name the training dataset: prunekit's Trainer writes
+# "dataset"; hand-written checkpoints (and the team brief) use "data".
+_DATA_KEYS = ("data", "dataset")
+
+
+def add_parser(subparsers):
+    """Register the ``eval`` sub-command."""
+    p = subparsers.add_parser(
+        "eval", help="top-1/top-5 accuracy and loss of a checkpoint on a test set",
+        description="Load a prunekit checkpoint and evaluate it on the test split of its dataset "
+                    "(the one recorded in the checkpoint, or --data).")
+    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt)")
+    p.add_argument("--data", help="dataset name (default: the one the checkpoint was trained on), "
+                                  "e.g. mnist5k, digits, cifar10:DIR")
+    p.add_argument("--batch-size", type=int, default=512, help="samples per forward pass (default 512)")
+    p.add_argument("--threads", type=int, help="torch threads (default: $PRUNEKIT_NUM_THREADS or torch's)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: top1, top5, loss, n, data, checkpoint")
+    return p
+
+
+def dataset_name(meta: dict, override: str | None, path) -> str:
+    """The dataset to evaluate on: ``override``, else the name stored in the checkpoint's meta."""
+    from prunekit.errors import PrunekitError
+
+    if override:
+        return override
+    for key in _DATA_KEYS:
+        value = meta.get(key)
+        if isinstance(value, dict):
+            value = value.get("name")
+        if isinstance(value, str) and value:
+            return value
+    raise PrunekitError(f"{path}: the checkpoint does not record its dataset (no meta['data']); pass --data NAME")
+
+
+def run(args) -> int:
+    """Evaluate and print the metrics."""
+    from prunekit import checkpoint, data
+    from prunekit.errors import PrunekitError
+    from prunekit.measure._utils import check_threads, env_threads, num_threads
+    from prunekit.train import evaluate
+
+    if args.batch_size < 1:
+        raise PrunekitError(f"--batch-size must be >= 1, got {args.batch_size}")
+    threads = check_threads(args.threads) if args.threads is not None else env_threads()
+    ckpt = checkpoint.load(args.checkpoint)
+    name = dataset_name(ckpt.meta, args.data, ckpt.path)
+    splits = data.load_dataset(name)
+    sample = tuple(splits.test_x.shape[1:])
+    if tuple(ckpt.spec.input_shape) != sample:
+        raise PrunekitError(f"{ckpt.path}: the model takes inputs {tuple(ckpt.spec.input_shape)} but dataset "
+                            f"{name!r} has {sample}")
+    with num_threads(threads):
+        metrics = evaluate(ckpt.model, splits.test_x, splits.test_y, batch_size=args.batch_size)
+    result = {**metrics, "data": name, "checkpoint": str(ckpt.path)}
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    top5 = "n/a" if metrics.get("top5") is None else f"{metrics['top5']:.2f}%"
+    print(f"{ckpt.path} on {name} (test, n={metrics['n']}): top-1 {metrics['top1']:.2f}%  top-5 {top5}  "
+          f"loss {metrics['loss']:.4f}")
+    return 0

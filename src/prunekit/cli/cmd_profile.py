@@ -1,0 +1,55 @@
+"""``prunekit profile``: parameters, MACs, latency, memory and file size of a checkpoint."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """``"1,32" -> [1, 32]``; anything else raises a PrunekitError naming the flag."""
+    from prunekit.errors import PrunekitError
+
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes):
+        raise PrunekitError(f"--batch-sizes must be positive integers separated by commas, e.g. 1,32; got {text!r}")
+    return sizes
+
+
+def add_parser(subparsers):
+    """Register the ``profile`` sub-command."""
+    p = subparsers.add_parser(
+        "profile", help="parameters, MACs, latency, peak memory and file size of a checkpoint",
+        description="Measure a prunekit checkpoint: parameters (total, non-zero), MACs per sample (per layer "
+                    "with --per-layer), median latency per batch size at a fixed thread count, peak memory of a "
+                    "forward pass, and the size of the checkpoint file. See docs/measure.md.")
+    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt)")
+    p.add_argument("--batch-sizes", default="1,32", help="comma-separated batch sizes for latency/memory (default 1,32)")
+    p.add_argument("--threads", type=int, help="torch threads (default: $PRUNEKIT_NUM_THREADS or torch's)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (default 10)")
+    p.add_argument("--repeats", type=int, default=50, help="timed runs per batch size (default 50)")
+    p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
+    p.add_argument("--per-layer", action="store_true", help="also print MACs and parameters per layer")
+    p.add_argument("--json", action="store_true", help="print the full report as one JSON object")
+    return p
+
+
+def run(args) -> int:
+    """Profile and print the report."""
+    from prunekit import checkpoint
+    from prunekit.measure import profile
+    from prunekit.measure._utils import check_threads, env_threads
+
+    sizes = parse_batch_sizes(args.batch_sizes)
+    threads = check_threads(args.threads) if args.threads is not None else env_threads()
+    ckpt = checkpoint.load(args.checkpoint)
+    report = profile(ckpt.model, ckpt.spec.input_shape, batch_sizes=sizes, latency=not args.no_latency,
+                     threads=threads, file=ckpt.path, warmup=args.warmup, repeats=args.repeats,
+                     name=ckpt.path.name, progress=not args.json and sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(report.to_table(per_layer=args.per_layer))
+    return 0

@@ -1,0 +1,128 @@
+"""``prunekit prune``: structured channel pruning of a checkpoint."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(subparsers):
+    """Register the ``prune`` sub-command."""
+    p = subparsers.add_parser(
+        "prune", help="remove channels from a checkpoint (dependency-aware structured pruning)",
+        description="Plan which channels to remove (criterion + ratio or a MACs/params target), then remove "
+                    "them physically and save a smaller checkpoint that reloads on its own. Prints the before/"
+                    "after profile and the per-layer channel table. See docs/pruning.md.")
+    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the dense model")
+    p.add_argument("--criterion", default="l1", help="channel importance: l1, l2, fpgm, bn_scale, lamp, random "
+                                                     "(default l1; taylor needs data and is API-only)")
+    goal = p.add_mutually_exclusive_group()
+    goal.add_argument("--ratio", type=float, help="fraction of every group's channels to remove (default 0.5)")
+    goal.add_argument("--macs", type=float, help="keep this fraction of the MACs, e.g. 0.5")
+    goal.add_argument("--params", type=float, help="keep this fraction of the parameters")
+    goal.add_argument("--plan", metavar="PLAN_JSON", help="apply a saved plan instead of planning")
+    p.add_argument("--global", dest="global_ranking", action="store_true",
+                   help="rank normalised scores across all groups instead of pruning each group alike")
+    p.add_argument("--round-to", type=int, default=1, help="keep channel counts multiples of this (default 1)")
+    p.add_argument("--min-channels", type=int, default=1, help="keep at least this many channels per group")
+    p.add_argument("--ignore", action="append", default=[], metavar="LAYER",
+                   help="module name whose output channels are kept (repeatable), e.g. --ignore fc")
+    p.add_argument("--out", help="output checkpoint (required unless --dry-run)")
+    p.add_argument("--save-plan", metavar="PLAN_JSON", help="also write the plan as JSON")
+    p.add_argument("--dry-run", action="store_true", help="print the plan only; write nothing")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --save-plan file")
+    p.add_argument("--show-indices", action="store_true", help="list the removed channel indices per layer")
+    p.add_argument("--latency", action="store_true", help="also time both models (slower)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (plan summary, profiles)")
+    return p
+
+
+def run(args) -> int:
+    """Plan (or load a plan), apply it, report, save."""
+    import torch
+
+    from prunekit import checkpoint
+    from prunekit.errors import PrunekitError
+    from prunekit.plan import PruningPlan
+    from prunekit.prune import plan as make_plan
+    from prunekit.utils.io import check_overwrite
+
+    if not args.dry_run and not args.out:
+        raise PrunekitError("--out is required (or pass --dry-run to only print the plan)")
+    if args.out and not args.dry_run:
+        check_overwrite(args.out, args.overwrite)
+    if args.save_plan and not args.dry_run:
+        check_overwrite(args.save_plan, args.overwrite)
+    ckpt = checkpoint.load(args.checkpoint)
+    model = ckpt.model
+    x = torch.randn(1, *ckpt.spec.input_shape, generator=torch.Generator().manual_seed(0))
+    if args.plan:
+        plan = PruningPlan.load(args.plan)
+    else:
+        plan = make_plan(model, x, criterion=args.criterion, ratio=args.ratio, macs=args.macs, params=args.params,
+                         global_ranking=args.global_ranking, round_to=args.round_to,
+                         min_channels=args.min_channels, ignored_layers=args.ignore or None)
+    if args.dry_run:
+        if args.json:
+            print(json.dumps({"plan": plan.summary(), "layers": plan.layer_rows()}))
+        else:
+            print(str(plan).splitlines()[0])
+            print(plan.table(show_indices=args.show_indices))
+        return 0
+    pruned = plan.apply(model)
+    before, after = _profiles(model, pruned, ckpt.spec.input_shape, args.latency)
+    meta = dict(ckpt.meta)
+    meta["pruning"] = {"source": str(ckpt.path), **{k: v for k, v in plan.summary().items()}}
+    out = checkpoint.save(args.out, pruned, meta=meta, overwrite=args.overwrite)
+    if args.save_plan:
+        plan.save(args.save_plan, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps({"plan": plan.summary(), "layers": plan.layer_rows(), "out": str(out),
+                          "before": before, "after": after}))
+        return 0
+    print(_profile_table(before, after))
+    print()
+    print(plan.table(show_indices=args.show_indices))
+    print(f"\nwrote {out}", file=sys.stderr)
+    return 0
+
+
+def _profiles(dense, pruned, input_shape, latency: bool):
+    """Params / MACs (and optionally latency) of both models, from prunekit.measure."""
+    from prunekit import measure
+
+    if latency:
+        reps = measure.profile_many({"before": dense, "after": pruned}, input_shape, batch_sizes=(1,),
+                                    latency=True, memory=False)
+        return reps["before"].to_dict(), reps["after"].to_dict()
+    out = []
+    for m in (dense, pruned):
+        rep = measure.profile(m, input_shape, batch_sizes=(1,), latency=False, memory=False)
+        out.append(rep.to_dict())
+    return out[0], out[1]
+
+
+def _profile_table(before: dict, after: dict) -> str:
+    rows = [("params", before.get("params"), after.get("params")),
+            ("MACs / sample", _macs(before), _macs(after))]
+    for bs, lat in (before.get("latency") or {}).items():
+        a = (after.get("latency") or {}).get(bs)
+        if a:
+            rows.append((f"latency bs={bs} ms", lat.get("median_ms"), a.get("median_ms")))
+    lines = [f"{'':16s} {'before':>14s} {'after':>14s} {'ratio':>7s}"]
+    for name, b, a in rows:
+        ratio = f"{a / b:.3f}" if b and a is not None else "-"
+        lines.append(f"{name:16s} {_fmt(b):>14s} {_fmt(a):>14s} {ratio:>7s}")
+    return "\n".join(lines)
+
+
+def _macs(d: dict):
+    m = d.get("macs")
+    return m.get("total") if isinstance(m, dict) else m
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and v < 1000:
+        return f"{v:.3f}"
+    return f"{int(v):,}"

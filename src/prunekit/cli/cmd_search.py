@@ -1,0 +1,98 @@
+"""``prunekit search``: MetaPruning / AutoSlim channel search on a checkpoint (see docs/search.md)."""
+from __future__ import annotations
+
+import json
+
+
+def add_parser(subparsers):
+    """Register the ``search`` sub-command."""
+    p = subparsers.add_parser(
+        "search", help="search per-layer channel counts under a MACs/params/latency budget (MetaPruning, AutoSlim)",
+        description="Train a weight-sharing super-network on the training data (MetaPruning's PruningNet or "
+                    "AutoSlim's slimmable network), search per-group channel counts under the budget on a "
+                    "sub-validation split of the training data, prune the checkpoint to the found widths, "
+                    "fine-tune and report on the test set. Re-run with --resume after an interruption.")
+    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the trained model")
+    p.add_argument("--method", choices=("metapruning", "autoslim"), default="autoslim")
+    p.add_argument("--data", required=True, help="dataset name or spec, e.g. mnist5k, digits, cifar10:DIR")
+    p.add_argument("--out", required=True, help="output folder (log, plots, plan, pruned.pt, report.json)")
+    p.add_argument("--macs", type=float, help="keep at most this fraction of the MACs, e.g. 0.3")
+    p.add_argument("--params", type=float, help="keep at most this fraction of the parameters")
+    p.add_argument("--latency-ms", type=float, help="predicted latency budget in ms (per-layer lookup table, CPU)")
+    p.add_argument("--ratios", help="candidate width ratios, comma separated (default 0.1,...,1.0)")
+    p.add_argument("--round-to", type=int, default=1, help="kept channel counts are multiples of this")
+    p.add_argument("--epochs", type=int, help="super-network training epochs (default 5)")
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs of the found network (default 5)")
+    p.add_argument("--iterations", type=int, help="evolution iterations (MetaPruning; default 20)")
+    p.add_argument("--population", type=int, help="evolution population (MetaPruning; default 50)")
+    p.add_argument("--init", choices=("original", "supernet", "scratch"), default="original",
+                   help="weights of the found network before fine-tuning (default: inherit the checkpoint's)")
+    p.add_argument("--workers", type=int, default=1, help="parallel candidate-evaluation processes")
+    p.add_argument("--ray", metavar="ADDRESS", help="evaluate candidates on a Ray cluster ('local' starts one; "
+                                                   "needs pip install 'prunekit[ray]')")
+    p.add_argument("--config", help="YAML/JSON file of SearchConfig fields (command-line options override it)")
+    p.add_argument("--seed", type=int, help="seed of the split, sampling and search (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted search in --out")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a search")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return p
+
+
+def _config(args) -> dict:
+    from prunekit.config import load_yaml
+
+    cfg = dict(load_yaml(args.config)) if args.config else {}
+    cfg["method"] = args.method
+    for key in ("macs", "params", "latency_ms", "seed"):
+        v = getattr(args, key)
+        if v is not None:
+            cfg[key] = v
+    if args.ratios:
+        try:
+            cfg["ratios"] = [float(r) for r in args.ratios.split(",") if r.strip()]
+        except ValueError:
+            from prunekit.errors import ConfigError
+
+            raise ConfigError(f"--ratios must be comma-separated numbers, got {args.ratios!r}") from None
+    cfg["round_to"] = args.round_to
+    cfg["init"] = args.init
+    cfg["workers"] = args.workers
+    if args.ray:
+        cfg["ray_address"] = args.ray
+    if args.epochs is not None:
+        cfg["supernet"] = {**cfg.get("supernet", {}), "epochs": args.epochs}
+    if args.finetune_epochs is not None:
+        cfg["finetune"] = {**cfg.get("finetune", {}), "epochs": args.finetune_epochs}
+    evo = dict(cfg.get("evolution", {}))
+    if args.iterations is not None:
+        evo["iterations"] = args.iterations
+    if args.population is not None:
+        evo["population"] = args.population
+    if evo:
+        cfg["evolution"] = evo
+    return cfg
+
+
+def run(args) -> int:
+    """Load, search, prune, fine-tune, report."""
+    from prunekit import checkpoint
+    from prunekit.data import load_dataset
+    from prunekit.search import SearchConfig, search
+
+    cfg = SearchConfig.from_dict(_config(args))
+    ckpt = checkpoint.load(args.checkpoint)
+    data = load_dataset(args.data)
+    res = search(ckpt.model, data, cfg, args.out, resume=args.resume, progress=not args.no_progress,
+                 overwrite=args.overwrite)
+    r = res.report
+    if args.json:
+        print(json.dumps(r))
+    else:
+        print(f"{cfg.method}: MACs {r['macs']:.0f} ({100 * r['macs_fraction']:.1f}% of {r['macs_full']:.0f}), "
+              f"params {r['params']} / {r['params_full']}, test top-1 {r['test_top1']:.2f}% "
+              f"(before fine-tuning {r['test_top1_before_finetune']:.2f}%, full model {r['test_top1_full_model']:.2f}%)")
+        for w in r["widths"]:
+            print(f"  {w['group']:<40} {w['kept']:>5} / {w['size']}")
+        print(f"wrote {args.out}")
+    return 0

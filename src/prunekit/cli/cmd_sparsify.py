@@ -1,0 +1,148 @@
+"""``prunekit sparsify``: weight-level (unstructured) pruning of a checkpoint.
+
+Example::
+
+    prunekit sparsify runs/lenet/best.pt --method magnitude --sparsity 0.95 --data mnist5k --out runs/sparse
+    prunekit sparsify runs/lenet/best.pt --method lth --config lth.yaml --data mnist5k --out runs/lth
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+#: which config field each generic flag sets, per method
+_SPARSITY_FIELD = {"magnitude": "sparsity", "agp": "final_sparsity", "lth": "target_sparsity", "admm": "sparsity"}
+_EPOCHS_FIELD = {"magnitude": "finetune", "agp": "train", "lth": "train", "admm": "retrain"}
+
+
+def add_parser(subparsers):
+    """Register the ``sparsify`` sub-command."""
+    p = subparsers.add_parser(
+        "sparsify", help="weight pruning: magnitude, gradual (AGP), lottery ticket, ADMM",
+        description="Prune individual weights of a checkpoint with one of the weight-pruning methods, retrain, "
+                    "and write into --out: model.pt (dense, masks recorded), model.sparse.pt (sparse tensors), "
+                    "report.json, report.md (sparsity per layer, accuracy curve) and accuracy.png. "
+                    "Every method setting can be given in a YAML file (--config) holding the fields of the "
+                    "method's config dataclass; the flags below override it. See docs/sparse.md.")
+    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the trained model")
+    p.add_argument("--method", required=True, choices=sorted(_SPARSITY_FIELD),
+                   help="magnitude (Han et al. 2015), agp (Zhu & Gupta 2017), lth (Frankle & Carbin 2019), "
+                        "admm (Zhang et al. 2018)")
+    p.add_argument("--data", required=True, help="dataset name, e.g. mnist5k, digits, cifar10:DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    p.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of the method's config fields")
+    p.add_argument("--sparsity", type=float,
+                   help="target sparsity, e.g. 0.95 (magnitude/admm: sparsity, agp: final_sparsity, "
+                        "lth: target_sparsity)")
+    p.add_argument("--scope", choices=("layer", "global"), help="per-layer or global ranking (not admm)")
+    p.add_argument("--rounds", type=int, help="pruning rounds (magnitude: makes it iterative; lth)")
+    p.add_argument("--epochs", type=int,
+                   help="training epochs (magnitude: per retraining round; agp: whole run; lth: per round; "
+                        "admm: retraining after the hard prune)")
+    p.add_argument("--keep-init", action="store_true",
+                   help="lth only: use the checkpoint's weights as theta_0 (by default the architecture is "
+                        "re-initialised, since a lottery ticket is rewound to its initialisation)")
+    p.add_argument("--layout", choices=("csr", "coo"), default="csr", help="layout of model.sparse.pt (csr)")
+    p.add_argument("--overwrite", action="store_true", help="reuse an --out directory that already holds files")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    return p
+
+
+def build_config(method: str, args):
+    """The method's config from ``--config`` YAML, then the explicit flags (pure apart from reading the file)."""
+    from prunekit.config import from_dict, load_yaml, to_dict
+    from prunekit.errors import ConfigError
+    from prunekit.methods import METHODS
+
+    info = METHODS.get(method)
+    raw = load_yaml(args.config) if args.config else {}
+    try:
+        cfg = from_dict(info.config_cls, raw)
+    except ConfigError as e:
+        raise ConfigError(f"{args.config}: {e}") from None
+    d = to_dict(cfg)
+    if args.sparsity is not None:
+        d[_SPARSITY_FIELD[method]] = args.sparsity
+    if args.scope is not None:
+        if "scope" not in d:
+            raise ConfigError(f"--scope does not apply to method {method!r}")
+        d["scope"] = args.scope
+    if args.rounds is not None:
+        if method == "magnitude":
+            d["rounds"] = args.rounds
+            d["schedule"] = "iterative" if args.rounds > 1 else d["schedule"]
+        elif method == "lth":
+            d["rounds"] = args.rounds
+        else:
+            raise ConfigError(f"--rounds does not apply to method {method!r}")
+    if args.epochs is not None:
+        key = _EPOCHS_FIELD[method]
+        d[key] = {**d[key], "epochs": args.epochs}
+    if args.no_progress:
+        for key in ("finetune", "train", "admm", "retrain"):
+            if key in d:
+                d[key] = {**d[key], "progress": False}
+    return from_dict(info.config_cls, d)
+
+
+def run(args) -> int:
+    """Load, prune with the chosen method, save the checkpoints and the reports."""
+    from pathlib import Path
+
+    from prunekit import checkpoint
+    from prunekit.config import to_dict
+    from prunekit.data import load_dataset
+    from prunekit.errors import PrunekitError
+    from prunekit.methods import METHODS
+    from prunekit.methods._report import write_reports
+    from prunekit.sparse import save_sparse, save_with_masks
+
+    cfg = build_config(args.method, args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise PrunekitError(f"{out} exists and is not a directory")
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise PrunekitError(f"{out} already holds files; pass --overwrite to reuse it")
+    ckpt = checkpoint.load(args.checkpoint)
+    data = load_dataset(args.data)
+    if list(ckpt.spec.input_shape) != list(data.input_shape):
+        raise PrunekitError(f"{args.checkpoint} expects inputs of shape {list(ckpt.spec.input_shape)} but "
+                            f"{args.data} has {list(data.input_shape)}")
+    model = ckpt.model
+    notes = []
+    if args.method == "lth" and not args.keep_init:
+        from prunekit.methods.lottery import reinitialize
+
+        model = reinitialize(model, seed=cfg.seed)
+        notes.append("lth: started from a fresh initialisation of the checkpoint's architecture "
+                     f"(seed {cfg.seed}); pass --keep-init to use the checkpoint's weights as theta_0")
+    elif args.keep_init:
+        raise PrunekitError("--keep-init applies to --method lth only")
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    info = METHODS.get(args.method)
+    result = info.fn(model, data, cfg, progress=not args.no_progress)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = {"sparsify": {"method": args.method, "config": to_dict(cfg), "source": str(ckpt.path),
+                         "data": args.data, "final": result.final}}
+    weight_masks = {k: v for k, v in result.masks.items() if v.dim() >= 2}
+    save_with_masks(out / "model.pt", result.model, result.masks, meta=meta)
+    save_sparse(out / "model.sparse.pt", result.model, weight_masks, layout=args.layout, meta=meta)
+    files = ["model.pt", "model.sparse.pt", "report.json", "report.md", "accuracy.png"]
+    if "plan" in result.extra:
+        from prunekit.plan import PruningPlan
+
+        plan = PruningPlan.from_dict(result.extra["plan"])
+        plan.save(out / "plan.json")
+        checkpoint.save(out / "model.structural.pt", plan.apply(result.model), meta=meta)
+        files += ["plan.json", "model.structural.pt"]
+    report = write_reports(result, out, {"method": args.method, "source": str(ckpt.path), "data": args.data,
+                                         "notes": notes, "files": files})
+    if args.json:
+        print(json.dumps({k: report[k] for k in ("method", "final", "sparsity", "records", "files")}))
+        return 0
+    print(result.sparsity_report().to_markdown())
+    print(f"\nfinal: sparsity {100 * result.final['sparsity']:.2f}%, test top-1 {result.final['test_top1']:.2f}%")
+    print(f"wrote {', '.join(str(out / f) for f in files)}", file=sys.stderr)
+    return 0

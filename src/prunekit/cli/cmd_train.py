@@ -1,0 +1,137 @@
+"""``prunekit train``: train a zoo model (or fine-tune a checkpoint) on a dataset.
+
+Works under ``torchrun --nproc_per_node=N -m prunekit.cli train ...`` too
+(data parallel; rank 0 prints and writes the files).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+# CLI flag (argparse dest) -> TrainConfig key; flags left unset keep the --config/default value
+_FLAG_KEYS = {
+    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "momentum": "momentum",
+    "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay", "seed": "seed",
+    "label_smoothing": "label_smoothing", "warmup_epochs": "warmup_epochs", "eval_every": "eval_every",
+    "threads": "num_threads", "device": "device",
+}
+
+
+def add_parser(subparsers):
+    """Register the ``train`` sub-command."""
+    from prunekit.train.config import OPTIMIZER_NAMES, SCHEDULE_NAMES
+
+    p = subparsers.add_parser(
+        "train", help="train a model from the zoo (or fine-tune a checkpoint) on a dataset",
+        description="Train MODEL on DATA and write last.pt (resumable), best.pt, history.json and config.yaml "
+                    "into --out. The model's input channels, classes and input size come from the dataset. "
+                    "Settings: defaults < --config file < flags. Run under 'torchrun --nproc_per_node=N -m "
+                    "prunekit.cli train ...' for data-parallel training.")
+    p.add_argument("--model", required=True,
+                   help="zoo name (see 'prunekit models') or a prunekit checkpoint .pt to fine-tune")
+    p.add_argument("--data", required=True, help="dataset: mnist5k, digits, synthetic, cifar10:DIR, ...")
+    p.add_argument("--out", required=True, help="run directory for checkpoints and history")
+    p.add_argument("--config", help="YAML/JSON file of TrainConfig keys")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES)
+    p.add_argument("--schedule", choices=SCHEDULE_NAMES)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eval-every", type=int, help="evaluate every N epochs (0: only at the end)")
+    p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
+    p.add_argument("--threads", type=int, help="torch threads (default: $PRUNEKIT_NUM_THREADS or torch's)")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="hide the per-epoch progress bars")
+    p.add_argument("--json", action="store_true", help="print one JSON object (final metrics, paths) only")
+    return p
+
+
+def build_config(args):
+    """TrainConfig from defaults, then ``--config``, then the flags given."""
+    from prunekit.train import TrainConfig
+
+    base = TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
+    for dest, key in _FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            base[key] = value
+    if args.no_augment:
+        base["augment"] = False
+    if args.threads is None and base.get("num_threads") is None and os.environ.get("PRUNEKIT_NUM_THREADS"):
+        try:
+            base["num_threads"] = int(os.environ["PRUNEKIT_NUM_THREADS"])
+        except ValueError:
+            from prunekit.errors import ConfigError
+
+            raise ConfigError(f"PRUNEKIT_NUM_THREADS must be an integer, got "
+                              f"{os.environ['PRUNEKIT_NUM_THREADS']!r}") from None
+    base["progress"] = not args.no_progress and not args.json and sys.stderr.isatty()
+    return TrainConfig.from_dict(base)
+
+
+def build_model(name: str, splits):
+    """A zoo model sized for ``splits``, or the model stored in a checkpoint file."""
+    from prunekit import models
+    from prunekit.errors import PrunekitError
+
+    if name.endswith(".pt") or os.path.sep in name:
+        from prunekit import checkpoint
+
+        ckpt = checkpoint.load(name)
+        if tuple(ckpt.spec.input_shape) != tuple(splits.input_shape):
+            raise PrunekitError(f"{name}: the model takes inputs {tuple(ckpt.spec.input_shape)} but dataset "
+                                f"{splits.name!r} has {tuple(splits.input_shape)}")
+        return ckpt.model
+    if name not in models.list_models():
+        raise PrunekitError(f"unknown model {name!r}; see 'prunekit models' (known: {', '.join(models.list_models())})")
+    return models.create(name, num_classes=splits.num_classes, in_channels=splits.in_channels,
+                         input_size=tuple(splits.image_size))
+
+
+def run(args) -> int:
+    """Train and report."""
+    from prunekit import data
+    from prunekit.train import EpochLogger, Trainer
+    from prunekit.train.trainer import check_run_dir
+
+    cfg = build_config(args)
+    check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # fail before loading anything
+    splits = data.load_dataset(args.data)
+    model = build_model(args.model, splits)
+    callbacks = [] if args.json else [EpochLogger()]
+    trainer = Trainer(model, splits, cfg, callbacks=callbacks, out_dir=args.out, resume=args.resume,
+                      overwrite=args.overwrite,
+                      meta={"model": args.model, "command": " ".join(["prunekit", *sys.argv[1:]])})
+    t0 = time.perf_counter()
+    history = trainer.fit()
+    seconds = time.perf_counter() - t0
+    if not trainer.is_main:
+        return 0
+    final, best = history.last, history.best()
+    paths = {"last": str(trainer.last_path), "best": str(trainer.best_path) if trainer.best_path.exists() else None,
+             "history": str(trainer.out_dir / "history.json"), "config": str(trainer.out_dir / "config.yaml")}
+    if args.json:
+        print(json.dumps({"model": args.model, "data": splits.name, "epochs": trainer.epochs_done,
+                          "world_size": trainer.world_size, "seconds": seconds, "final": final, "best": best,
+                          "paths": paths, "config": cfg.to_dict()}))
+        return 0
+    if final is None:
+        print(f"nothing to train (epochs={cfg.epochs}); {paths['last']}")
+        return 0
+    line = f"trained {args.model} on {splits.name} for {trainer.epochs_done} epochs in {seconds:.1f} s"
+    if final.get("test_top1") is not None:
+        line += f": test top-1 {final['test_top1']:.2f}%"
+    if best is not None:
+        line += f" (best {best['test_top1']:.2f}% after epoch {best['epoch'] + 1})"
+    print(line)
+    print(f"checkpoints: {paths['last']}" + (f", {paths['best']}" if paths["best"] else ""))
+    return 0

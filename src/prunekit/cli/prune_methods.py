@@ -1,0 +1,154 @@
+"""Helpers behind ``prunekit prune CKPT --method NAME``: the structured methods' whole pipeline.
+
+``cmd_prune`` calls :func:`add_method_arguments` on its parser and, when
+``args.method`` (or ``args.recipe``) is set, returns :func:`run_method(args) <run_method>`.
+The run directory (``--out DIR``) then holds ``pruned.pt``, ``plan.json``,
+``report.json``, ``report.md`` and the plots (see ``docs/methods.md``).
+
+A YAML recipe describes the same run with every hyper-parameter::
+
+    method: lasso          # l1 | slimming | lasso | thinet | fpgm | taylor
+    data: mnist5k          # any prunekit.data name or path spec
+    config:                # the method's config dataclass (docs/methods.md)
+      macs: 0.5
+      finetune_epochs: 2
+      points_per_image: 10
+
+Command-line flags override the recipe. This module also runs on its own for testing:
+``python -m prunekit.cli.prune_methods CKPT --method lasso --macs 0.5 --data digits --out DIR``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+RECIPE_KEYS = ("method", "data", "config")
+
+
+def add_method_arguments(parser) -> None:
+    """Add ``--method``, ``--recipe``, ``--data``, ``--finetune-epochs``, ``--seed``, ``--set``, ``--no-progress``."""
+    parser.add_argument("--method", help="run a structured method's whole pipeline: l1, slimming, lasso, thinet, "
+                                         "fpgm, taylor (then --out is a run directory)")
+    parser.add_argument("--recipe", metavar="YAML", help="YAML recipe (method, data, config) for --method runs")
+    parser.add_argument("--data", help="dataset for --method runs (calibration, fine-tuning, evaluation), e.g. mnist5k")
+    parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (--method runs)")
+    parser.add_argument("--seed", type=int, help="seed of sampling and fine-tuning (--method runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one config key of the method (YAML value), repeatable")
+    parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+
+
+def load_recipe(path) -> dict:
+    """Read and check a recipe file: a mapping with only ``method``, ``data`` and ``config``."""
+    from pathlib import Path
+
+    import yaml
+
+    from prunekit.errors import ConfigError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such recipe file")
+    try:
+        d = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{p}: not valid YAML ({e})") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{p}: a recipe must be a mapping with keys {', '.join(RECIPE_KEYS)}")
+    for k in d:
+        if k not in RECIPE_KEYS:
+            raise ConfigError(f"{p}: unknown recipe key {k!r} (allowed: {', '.join(RECIPE_KEYS)})")
+    for k in ("method", "data"):
+        if k in d and not isinstance(d[k], str):
+            raise ConfigError(f"{p}: recipe key {k!r} must be a string, got {d[k]!r}")
+    if "config" in d and not isinstance(d["config"], dict):
+        raise ConfigError(f"{p}: recipe key 'config' must be a mapping, got {d['config']!r}")
+    return d
+
+
+def resolve(args):
+    """``(method, data name, config instance)`` from the recipe and the flags (flags win)."""
+    import yaml
+
+    from prunekit.errors import ConfigError
+    from prunekit.methods.structured import STRUCTURED_METHODS
+    from prunekit.methods.structured.pipeline import coerce_config
+
+    recipe = load_recipe(args.recipe) if getattr(args, "recipe", None) else {}
+    method = getattr(args, "method", None) or recipe.get("method")
+    if not method:
+        raise ConfigError("give --method or a recipe with a 'method' key")
+    if method not in STRUCTURED_METHODS:
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(sorted(STRUCTURED_METHODS.names()))}")
+    data = getattr(args, "data", None) or recipe.get("data")
+    if not data:
+        raise ConfigError("give --data (e.g. mnist5k) or a recipe with a 'data' key")
+    cfg = dict(recipe.get("config") or {})
+    for flag, key in (("macs", "macs"), ("ratio", "ratio"), ("finetune_epochs", "finetune_epochs"), ("seed", "seed")):
+        v = getattr(args, flag, None)
+        if v is not None:
+            cfg[key] = v
+    if getattr(args, "ratio", None) is not None and getattr(args, "macs", None) is None:
+        cfg["macs"] = None
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        cfg[k.strip()] = yaml.safe_load(v)
+    return method, data, coerce_config(STRUCTURED_METHODS.get(method).config_cls, cfg)
+
+
+def run_method(args) -> int:
+    """Load ``args.checkpoint`` and ``--data``, run the method's pipeline into ``args.out``; print a summary."""
+    from prunekit import checkpoint
+    from prunekit.data import load_dataset
+    from prunekit.errors import PrunekitError
+    from prunekit.methods.structured import run_structured
+
+    method, data_name, cfg = resolve(args)
+    if not getattr(args, "out", None):
+        raise PrunekitError("--out DIR is required with --method (the run directory)")
+    model = checkpoint.load(args.checkpoint).model
+    data = load_dataset(data_name)
+    res = run_structured(model, data, method, cfg, args.out, progress=getattr(args, "progress", True),
+                         overwrite=bool(getattr(args, "overwrite", False)))
+    r = res.report
+    if getattr(args, "json", False):
+        print(json.dumps({k: r[k] for k in ("method", "dense", "pruned", "after_finetune", "macs", "params")}))
+    else:
+        print(f"{method}: top-1 {r['dense']['top1']:.2f}% -> {r['pruned']['top1']:.2f}% (pruned) -> "
+              f"{r['after_finetune']['top1']:.2f}% (after {r['finetune_epochs']} epochs); "
+              f"MACs kept {100 * r['macs']['kept']:.1f}%, params kept {100 * r['params']['kept']:.1f}%")
+        print(f"wrote {args.out}/: " + ", ".join(r_.name for r_ in map(_path, res.files)))
+    return 0
+
+
+def _path(p):
+    from pathlib import Path
+
+    return Path(p)
+
+
+def main(argv=None) -> int:
+    """Stand-alone entry (the same options as ``prunekit prune --method``)."""
+    from prunekit.errors import PrunekitError
+
+    p = argparse.ArgumentParser(prog="python -m prunekit.cli.prune_methods", description=__doc__.splitlines()[0])
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--macs", type=float)
+    p.add_argument("--ratio", type=float)
+    p.add_argument("--out")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--json", action="store_true")
+    add_method_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        return run_method(args)
+    except PrunekitError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

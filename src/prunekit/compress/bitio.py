@@ -1,0 +1,100 @@
+"""Small byte-level helpers shared by the entropy coders: varints and a bounded reader.
+
+Varints are LEB128 (7 bits per byte, high bit = "more follows"), the encoding
+protocol buffers use; they keep per-stream tables (code lengths, frequencies,
+lane sizes) to one or two bytes per entry, which matters for small layers whose
+whole coded stream is a few hundred bytes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from prunekit.errors import CheckpointError
+
+
+class StreamFormatError(CheckpointError):
+    """A coded stream is malformed (truncated table, impossible value, bad lane layout)."""
+
+
+def write_varints(values) -> bytes:
+    """LEB128-encode non-negative integers.
+
+    Example:
+        >>> write_varints([1, 300])
+        b'\\x01\\xac\\x02'
+    """
+    out = bytearray()
+    for v in values:
+        v = int(v)
+        if v < 0:
+            raise ValueError(f"varints are non-negative, got {v}")
+        while True:
+            byte = v & 0x7F
+            v >>= 7
+            if v:
+                out.append(byte | 0x80)
+            else:
+                out.append(byte)
+                break
+    return bytes(out)
+
+
+class Reader:
+    """Sequential reader over a byte buffer that raises :class:`StreamFormatError` instead of reading past the end."""
+
+    def __init__(self, data: bytes | memoryview, what: str = "stream") -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+        self.what = what
+
+    def _need(self, n: int) -> None:
+        if n < 0 or self.pos + n > len(self.data):
+            raise StreamFormatError(f"{self.what} is truncated (needs {n} more bytes at offset {self.pos}, "
+                                    f"has {len(self.data) - self.pos})")
+
+    def varint(self) -> int:
+        """One LEB128 value (at most 10 bytes, i.e. < 2**70)."""
+        shift = 0
+        value = 0
+        for _ in range(10):
+            self._need(1)
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+            shift += 7
+        raise StreamFormatError(f"{self.what}: varint longer than 10 bytes at offset {self.pos}")
+
+    def varints(self, n: int) -> np.ndarray:
+        """``n`` LEB128 values as an int64 array."""
+        if n < 0 or n > len(self.data) - self.pos:  # every varint takes at least one byte
+            raise StreamFormatError(f"{self.what}: table of {n} entries does not fit in the stream")
+        return np.array([self.varint() for _ in range(n)], dtype=np.int64)
+
+    def bytes(self, n: int) -> memoryview:
+        """The next ``n`` bytes."""
+        self._need(n)
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def rest(self) -> memoryview:
+        """Everything not read yet."""
+        out = self.data[self.pos:]
+        self.pos = len(self.data)
+        return out
+
+
+def lane_layout(n_symbols: int, lane_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``n_symbols`` into consecutive lanes of ``lane_len`` symbols (the last one shorter).
+
+    Returns ``(starts, lengths)``. Lanes are what the lockstep decoders walk in
+    parallel: one NumPy operation decodes one symbol of every lane.
+    """
+    if lane_len < 1:
+        raise ValueError("lane_len must be >= 1")
+    n_lanes = max(1, -(-n_symbols // lane_len)) if n_symbols else 0
+    starts = np.arange(n_lanes, dtype=np.int64) * lane_len
+    lengths = np.minimum(lane_len, n_symbols - starts).astype(np.int64)
+    return starts, lengths

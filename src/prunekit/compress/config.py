@@ -1,0 +1,155 @@
+"""The configuration of a Deep Compression run, as one dataclass that round-trips to dict/JSON/YAML."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional, Union
+
+from prunekit.errors import ConfigError
+
+
+@dataclass
+class CompressConfig:
+    """Options of :func:`prunekit.compress.compress_model` (Han et al., ICLR 2016).
+
+    Weight sharing:
+        bits_conv / bits_fc: bits per cluster index; ``2**bits`` shared values per
+            layer (paper: 8 for conv, 5 for fully connected).
+        bits: per-layer overrides, ``{fnmatch pattern of the weight name: bits}``,
+            e.g. ``{"features.0.weight": 6}``; the first matching pattern wins.
+        init: k-means initialisation, ``"linear"`` (the paper's best), ``"density"`` or ``"random"``.
+        max_iter: Lloyd iterations at most.
+        codebook_dtype: how shared values are stored, ``"float32"`` or ``"float16"``.
+        exclude: fnmatch patterns of conv/linear weights to keep unquantized.
+
+    Storage:
+        index_bits_conv / index_bits_fc: bits per relative position of a sparse layer
+            (paper: 8 conv, 5 fc); ``index_bits`` overrides per layer like ``bits``.
+        layout: ``"auto"`` (relative-index sparse storage when it is smaller than
+            storing every index), ``"sparse"`` or ``"dense"``.
+        coder: entropy coder of the index streams: ``"huffman"`` (the paper) or
+            ``"rans"`` (within a fraction of a percent of the entropy).
+        lane_len: symbols per independently decodable lane of a coded stream.
+
+    Pipeline (only used when pruning or fine-tuning is asked for; needs data):
+        prune_sparsity: magnitude-prune this fraction of each layer's weights
+            (``prunekit.sparse.magnitude_masks``; a ``{layer: fraction}`` dict for
+            per-layer rates as in the paper), or
+        quality: Deep Compression's threshold ``quality * std`` per layer
+            (``prunekit.sparse.std_threshold_masks``); at most one of the two.
+        prune_scope: ``"layer"`` or ``"global"`` for ``prune_sparsity``.
+        prune_rounds: iterative pruning (Han et al., NeurIPS 2015): reach ``prune_sparsity``
+            in this many rounds, each pruning the same fraction of the survivors and
+            followed by retraining (with ``quality``, each round re-applies the threshold
+            to the survivors' std).
+        retrain_epochs / retrain_lr: masked retraining after each pruning round.
+        finetune_epochs / finetune_lr: centroid fine-tuning after sharing.
+        batch_size: for retraining and fine-tuning.
+        train: further :class:`prunekit.train.TrainConfig` fields for both (e.g. ``{"optimizer": "adam"}``).
+        seed: k-means random init and training.
+
+    Example:
+        >>> from prunekit.config import from_dict, to_dict
+        >>> cfg = from_dict(CompressConfig, {"bits_fc": 4, "coder": "rans"})
+        >>> to_dict(cfg)["bits_fc"]
+        4
+    """
+
+    bits_conv: int = 8
+    bits_fc: int = 5
+    bits: dict = field(default_factory=dict)
+    index_bits_conv: int = 8
+    index_bits_fc: int = 5
+    index_bits: dict = field(default_factory=dict)
+    init: Literal["linear", "density", "random"] = "linear"
+    max_iter: int = 100
+    codebook_dtype: Literal["float32", "float16"] = "float32"
+    exclude: list = field(default_factory=list)
+    layout: Literal["auto", "sparse", "dense"] = "auto"
+    coder: Literal["huffman", "rans"] = "huffman"
+    lane_len: int = 4096
+    prune_sparsity: Optional[Union[float, dict]] = None
+    quality: Optional[Union[float, dict]] = None
+    prune_scope: Literal["layer", "global"] = "layer"
+    prune_rounds: int = 1
+    retrain_epochs: int = 0
+    retrain_lr: float = 0.01
+    finetune_epochs: int = 0
+    finetune_lr: float = 0.0001
+    batch_size: int = 128
+    train: dict = field(default_factory=dict)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("bits_conv", "bits_fc"):
+            _check_bits(name, getattr(self, name), 1, 12)
+        for name in ("index_bits_conv", "index_bits_fc"):
+            _check_bits(name, getattr(self, name), 1, 12)
+        for table, hi in (("bits", 12), ("index_bits", 12)):
+            value = getattr(self, table)
+            if not isinstance(value, dict):
+                raise ConfigError(f"{table}: expected a mapping of layer patterns to bits, got {value!r}")
+            for pattern, b in value.items():
+                _check_bits(f"{table}[{pattern!r}]", b, 1, hi)
+        if not isinstance(self.exclude, (list, tuple)) or not all(isinstance(p, str) for p in self.exclude):
+            raise ConfigError(f"exclude: expected a list of layer-name patterns, got {self.exclude!r}")
+        if self.init not in ("linear", "density", "random"):
+            raise ConfigError(f"init: must be 'linear', 'density' or 'random', got {self.init!r}")
+        if self.codebook_dtype not in ("float32", "float16"):
+            raise ConfigError(f"codebook_dtype: must be 'float32' or 'float16', got {self.codebook_dtype!r}")
+        if self.layout not in ("auto", "sparse", "dense"):
+            raise ConfigError(f"layout: must be 'auto', 'sparse' or 'dense', got {self.layout!r}")
+        if self.coder not in ("huffman", "rans"):
+            raise ConfigError(f"coder: must be 'huffman' or 'rans', got {self.coder!r}")
+        if self.prune_scope not in ("layer", "global"):
+            raise ConfigError(f"prune_scope: must be 'layer' or 'global', got {self.prune_scope!r}")
+        if self.max_iter < 1:
+            raise ConfigError(f"max_iter: must be >= 1, got {self.max_iter}")
+        if self.lane_len < 1:
+            raise ConfigError(f"lane_len: must be >= 1, got {self.lane_len}")
+        if self.prune_sparsity is not None and self.quality is not None:
+            raise ConfigError("give at most one of prune_sparsity and quality")
+        for key, ok, rule in (("prune_sparsity", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
+                              ("quality", lambda v: v >= 0.0, ">= 0")):
+            value = getattr(self, key)
+            items = value.items() if isinstance(value, dict) else ([(None, value)] if value is not None else [])
+            for layer, v in items:
+                where = f"{key}[{layer!r}]" if layer is not None else key
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(float(v)):
+                    raise ConfigError(f"{where}: must be a number {rule}, got {v!r}")
+        if not isinstance(self.train, dict):
+            raise ConfigError(f"train: expected a mapping of TrainConfig overrides, got {self.train!r}")
+        if isinstance(self.prune_rounds, bool) or not isinstance(self.prune_rounds, int) or self.prune_rounds < 1:
+            raise ConfigError(f"prune_rounds: must be an integer >= 1, got {self.prune_rounds!r}")
+        for name in ("retrain_epochs", "finetune_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+
+    def weight_bits(self, name: str, kind: str) -> int:
+        """Bits per cluster index of the weight ``name`` (``kind`` is ``"conv"`` or ``"fc"``)."""
+        return _lookup(self.bits, name, self.bits_conv if kind == "conv" else self.bits_fc)
+
+    def position_bits(self, name: str, kind: str) -> int:
+        """Bits per relative position of the weight ``name``."""
+        return _lookup(self.index_bits, name, self.index_bits_conv if kind == "conv" else self.index_bits_fc)
+
+    def is_excluded(self, name: str) -> bool:
+        """Whether ``name`` matches one of the ``exclude`` patterns."""
+        from fnmatch import fnmatchcase
+
+        return any(fnmatchcase(name, p) for p in self.exclude)
+
+
+def _check_bits(name: str, value, lo: int, hi: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{name}: must be an integer in [{lo}, {hi}], got {value!r}")
+
+
+def _lookup(table: dict, name: str, default: int) -> int:
+    from fnmatch import fnmatchcase
+
+    for pattern, b in table.items():
+        if fnmatchcase(name, pattern):
+            return int(b)
+    return default

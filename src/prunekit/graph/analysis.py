@@ -1,0 +1,465 @@
+"""Coupling analysis: from a traced graph to groups of channels that must go together.
+
+Walks the fx graph once in topological order. Every op handler (see
+:mod:`prunekit.graph.ops`) receives the labels of its inputs and returns the
+labels of its output, recording which ids must be equal (``sink.unify``) or can
+never change (``sink.fix``). After the walk, connected components of the ids are
+the *coupled channels*; channels that touch the same set of parameter
+dimensions form one :class:`Group`.
+
+The analysis is a single pass over the graph plus one scipy connected-components
+call, so its cost grows linearly with the number of nodes and channels.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from prunekit.graph.capture import AttrTag, TaggedInt
+from prunekit.graph.labels import FIXED, Labels, UnionSink, rigid
+
+
+@dataclass
+class Sz:
+    """A Python int seen during tracing, with where it came from.
+
+    Attributes:
+        value: the concrete value on the example inputs.
+        src: ids of the labelled dimension it measures (``x.size(1)``), or None.
+        tag: the module attribute it is (a :class:`TaggedInt`), or None.
+        derived: computed from ``src`` by arithmetic (``c // groups``).
+    """
+
+    value: int
+    src: np.ndarray | None = None
+    tag: AttrTag | None = None
+    derived: bool = False
+
+
+@dataclass
+class Member:
+    """One prunable dimension of one parameter or buffer."""
+
+    param: str
+    dim: int
+    size: int
+    role: str
+    ids: np.ndarray
+
+    @property
+    def module(self) -> str:
+        return self.param.rpartition(".")[0]
+
+
+@dataclass
+class GroupMember:
+    """A member's share of a group: ``indices[k]`` of ``param`` along ``dim`` belongs to channel ``channels[k]``."""
+
+    param: str
+    dim: int
+    role: str
+    indices: np.ndarray
+    channels: np.ndarray
+
+    @property
+    def module(self) -> str:
+        return self.param.rpartition(".")[0]
+
+
+@dataclass
+class Group:
+    """Channels that must be removed together, and every tensor slice they own.
+
+    Attributes:
+        id: position in :attr:`Analysis.groups`.
+        size: number of channels.
+        members: the parameter/buffer slices, each with its index mapping.
+        notes: ops that normalise or reduce across these channels (masking and
+            removing then differ by design).
+    """
+
+    id: int
+    size: int
+    members: list[GroupMember]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def producers(self) -> list[str]:
+        """Modules whose output channels these are (roles ``out``), in graph order."""
+        seen = []
+        for m in self.members:
+            if m.role == "out" and m.module not in seen:
+                seen.append(m.module)
+        return seen
+
+    @property
+    def name(self) -> str:
+        """A readable name: the first producer (or first member) module."""
+        p = self.producers
+        return p[0] if p else self.members[0].module
+
+    def describe(self) -> str:
+        parts = [f"{m.param}[{m.dim}]" for m in self.members[:6]]
+        more = f" +{len(self.members) - 6}" if len(self.members) > 6 else ""
+        return f"group {self.id} ({self.size} ch): " + ", ".join(parts) + more
+
+
+@dataclass
+class Binding:
+    """A module int attribute that a reshape reads and that must follow pruning."""
+
+    module: str
+    attr: str
+    value: int
+    comps: np.ndarray  # component of each index along the bound dimension
+
+
+@dataclass
+class Analysis:
+    """Result of :func:`analyze`: the groups plus what the planner needs.
+
+    Attributes:
+        groups: prunable coupling groups.
+        members: every tracked parameter dimension, prunable or not.
+        comp_of: for each member (param, dim): component of each index.
+        group_of_comp: component -> (group id, channel index).
+        bindings: module attributes to update.
+        macs_terms: ``(weight param, positions)`` of conv/linear ops, for MACs estimates.
+        param_shapes: shape of every parameter and buffer.
+        warnings: one message per unsupported op or opaque module.
+        opaque: user modules kept whole because fx could not trace them.
+        graph_ops: number of graph nodes.
+    """
+
+    groups: list[Group]
+    members: list[Member]
+    comp_of: dict
+    group_of_comp: dict
+    bindings: list[Binding]
+    macs_terms: list
+    param_shapes: dict
+    warnings: list[str]
+    opaque: dict
+    graph_ops: int
+    output_meta: object = None
+
+
+class Context:
+    """What op handlers see: label environment, id allocation, unions, warnings."""
+
+    def __init__(self, gm, meta, tags, model=None, param_placeholders=None):
+        self.gm = gm
+        self.meta = meta
+        self.tags = tags
+        self.param_placeholders = dict(param_placeholders or {})
+        self.sink = UnionSink()
+        self.members: dict[tuple[str, int], Member] = {}
+        self.member_order: list[Member] = []
+        self.env: dict = {}
+        self.warnings: list[str] = []
+        self._warned: set[str] = set()
+        self.cross: list[tuple[np.ndarray, str]] = []
+        self.binding_sites: dict = {}
+        self.size_constraints: list = []
+        self.count_attrs: list = []
+        self.macs_terms: list = []
+        owner = model if self.param_placeholders else gm  # exported graphs take parameters as inputs
+        self.modules = dict(owner.named_modules())
+        self.params = dict(owner.named_parameters(remove_duplicate=False))
+        self.params.update(dict(owner.named_buffers(remove_duplicate=False)))
+        # tied tensors (one Parameter under several names) get one canonical name, so every
+        # use of the tensor shares the same ids and the surgery slices it once
+        first: dict[int, str] = {}
+        self.canon = {}
+        for name, t in self.params.items():
+            self.canon[name] = first.setdefault(id(t), name)
+
+    # -- values
+    def val(self, a):
+        """Resolve a node argument to labels / Sz / Python value."""
+        import torch.fx as fx
+
+        if isinstance(a, fx.Node):
+            return self.env.get(a)
+        if isinstance(a, (list, tuple)):
+            return type(a)(self.val(x) for x in a) if not hasattr(a, "_fields") else tuple(self.val(x) for x in a)
+        if isinstance(a, dict):
+            return {k: self.val(v) for k, v in a.items()}
+        if isinstance(a, TaggedInt):
+            return Sz(int(a), tag=a.tag)
+        if isinstance(a, bool):
+            return a
+        if isinstance(a, int):
+            return Sz(a)
+        if isinstance(a, slice):
+            return slice(self.val(a.start), self.val(a.stop), self.val(a.step))
+        return a
+
+    def shape(self, node) -> tuple:
+        m = self.meta.get(node)
+        if isinstance(m, tuple) and m and m[0] == "tensor":
+            return m[1]
+        raise KeyError(f"no tensor shape recorded for node {node.name}")
+
+    def rigid_like(self, meta):
+        """Rigid labels mirroring a recorded value (tensor, tuple of tensors, int...)."""
+        if isinstance(meta, tuple) and meta and meta[0] == "tensor":
+            return rigid(meta[1])
+        if isinstance(meta, (list, tuple)):
+            return type(meta)(self.rigid_like(m) for m in meta)
+        if isinstance(meta, bool):
+            return meta
+        if isinstance(meta, int):
+            return Sz(meta)
+        return None
+
+    # -- ids
+    def param_ids(self, param: str, dim: int, role: str) -> np.ndarray:
+        """Ids of ``param`` along ``dim`` (allocated once; the first role seen sticks)."""
+        param = self.canon.get(param, param)
+        key = (param, dim)
+        m = self.members.get(key)
+        if m is None:
+            size = int(self.params[param].shape[dim])
+            m = Member(param, dim, size, role, self.sink.new_ids(size))
+            self.members[key] = m
+            self.member_order.append(m)
+        return m.ids
+
+    def fix(self, value) -> None:
+        """Fix every id in a labels value; fix the sources of sizes and misuse tags inside it."""
+        if isinstance(value, Labels):
+            self.sink.fix_labels(value)
+        elif isinstance(value, Sz):
+            if value.src is not None:
+                self.sink.fix(value.src)
+            if value.tag is not None:
+                value.tag.misuse("used outside a reshape")
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                self.fix(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                self.fix(v)
+        elif isinstance(value, slice):
+            self.fix([value.start, value.stop, value.step])
+
+    def fix_sizes(self, value) -> None:
+        """Fix only the size arguments inside ``value`` (ints measured from labelled dims)."""
+        if isinstance(value, Sz):
+            self.fix(value)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                self.fix_sizes(v)
+        elif isinstance(value, dict):
+            for v in value.values():
+                self.fix_sizes(v)
+        elif isinstance(value, slice):
+            self.fix_sizes([value.start, value.stop, value.step])
+
+    def warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.warnings.append(message)
+
+    def note_cross(self, ids, why: str) -> None:
+        if ids is not None and np.size(ids):
+            self.cross.append((np.asarray(ids).reshape(-1), why))
+
+    def add_size_constraint(self, pair) -> None:
+        """``(src, rep)``: a size measured on ``src`` shapes the dim whose ids are ``rep``."""
+        self.size_constraints.append((pair[0], pair[1], getattr(self, "current_node", "?")))
+
+    def count_attr(self, module: str, attr: str, value: int, ids) -> None:
+        """Module attribute equal to the number of kept channels among ``ids`` (``num_features``...)."""
+        if ids is not None:
+            self.count_attrs.append((module, attr, value, np.asarray(ids)))
+
+    def bind(self, tag: AttrTag, rep: np.ndarray, free: bool) -> None:
+        self.binding_sites.setdefault((tag.module, tag.attr), []).append((tag, rep, free))
+
+
+def analyze(model, example_inputs, *, leaf_names=(), tracer: str = "auto") -> Analysis:
+    """Trace ``model`` and compute its coupling groups.
+
+    Args:
+        model: an ``nn.Module`` (not modified).
+        example_inputs: a tensor, tuple of tensors, or dict of keyword tensors.
+        leaf_names: qualified names of modules to keep opaque (never pruned inside).
+        tracer: ``"auto"`` (torch.fx, torch.export if fx fails on the root forward), ``"fx"`` or ``"export"``.
+
+    Returns:
+        An :class:`Analysis`; emits one ``UserWarning`` per op it does not understand.
+    """
+    from prunekit.graph import ops
+    from prunekit.graph.capture import capture, example_tuple
+
+    inputs = example_tuple(model, example_inputs)
+    cap = capture(model, inputs, ops.is_handled_module, leaf_names=leaf_names, tracer=tracer)
+    ctx = Context(cap.gm, cap.meta, cap.tags, model=model, param_placeholders=cap.param_placeholders)
+    ctx.opaque = cap.opaque
+    if cap.kind == "export" and tracer != "export":
+        ctx.warn("export", f"torch.fx cannot trace the forward of {type(model).__name__}; analysed with "
+                           "torch.export instead (sizes are constants there, so fewer channels are prunable, and "
+                           "Python branches on shapes are assumed not to depend on pruned widths)")
+    for name, why in cap.opaque.items():
+        if why != "requested":
+            ctx.warn(f"opaque:{name}", f"module {name!r} ({why}) cannot be traced by torch.fx; it is kept "
+                                       "whole and the channels at its inputs and outputs are not pruned")
+    nodes = list(cap.gm.graph.nodes)
+    for node in nodes:
+        ctx.env[node] = ops.run_node(ctx, node)
+    _finish_bindings(ctx)
+    _check_size_constraints(ctx)
+    result = _extract(ctx, cap, len(nodes))
+    for w in result.warnings:
+        warnings.warn(w, UserWarning, stacklevel=3)
+    return result
+
+
+def _finish_bindings(ctx: Context) -> None:
+    """Tie all sites of one attribute together, or keep them whole when that is impossible."""
+    for key, sites in ctx.binding_sites.items():
+        tag = sites[0][0]
+        lengths = {len(rep) for _, rep, _ in sites}
+        if tag.misused or len(lengths) > 1 or not all(free for _, _, free in sites):
+            for _, rep, free in sites:
+                if free:
+                    ctx.sink.fix(rep)
+            if tag.misused:
+                ctx.warn(f"tag:{key}", f"attribute {key[0] or '<root>'}.{key[1]} sizes a reshape but is also "
+                                       f"used otherwise ({', '.join(tag.reasons)}); that dimension is kept")
+            continue
+        first = sites[0][1]
+        for _, rep, _ in sites[1:]:
+            ctx.sink.unify(first, rep)
+
+
+def _check_size_constraints(ctx: Context) -> None:
+    """A size read from one tensor and used to shape another must shrink in step with it.
+
+    Each constraint is ``(src, rep)``: ids of the measured dimension and ids along
+    the output dimension the size was used for. They agree when both touch the same
+    channels, each channel the same number of times relative to the other (so
+    ``c // groups`` stays right). When they do not agree but have the same length
+    (``reshape(B, N, C)`` after attention, with ``C`` read from the input width),
+    index ``i`` of one is tied to index ``i`` of the other: both then lose the same
+    number of indices, which is all the reshape needs. Otherwise both are fixed.
+    """
+    if not ctx.size_constraints:
+        return
+    for _ in range(4):  # ties can only satisfy more constraints; a few rounds settle it
+        comp = ctx.sink.components()
+        changed = False
+        for src, rep, where in ctx.size_constraints:
+            cs, ns = np.unique(comp[src], return_counts=True)
+            cr, nr = np.unique(comp[rep], return_counts=True)
+            ok = cs.shape == cr.shape and (cs == cr).all()
+            if ok:
+                ok = bool((ns * nr[0] == nr * ns[0]).all()) and ns.size > 0
+            if ok:
+                continue
+            changed = True
+            if len(src) == len(rep):
+                ctx.sink.unify(src, rep)
+            else:
+                ctx.sink.fix(src)
+                ctx.sink.fix(rep)
+                ctx.warn(f"size:{where}", f"node {where} shapes a tensor with a size read from another tensor "
+                                          "whose channels are pruned differently; both are kept (write -1 "
+                                          "there to let them be pruned)")
+        if not changed:
+            return
+
+
+def _output_meta(cap):
+    for node in cap.gm.graph.nodes:
+        if node.op == "output":
+            return _resolve_meta(node.args[0], cap.meta)
+    return None
+
+
+def _resolve_meta(arg, meta):
+    import torch.fx as fx
+
+    if isinstance(arg, fx.Node):
+        return meta.get(arg)
+    if isinstance(arg, (list, tuple)):
+        return [_resolve_meta(a, meta) for a in arg]
+    if isinstance(arg, dict):
+        return {k: _resolve_meta(v, meta) for k, v in arg.items()}
+    return None
+
+
+def _extract(ctx: Context, cap, n_nodes: int) -> Analysis:
+    comp = ctx.sink.components()
+    fixed = comp[FIXED]
+    members = ctx.member_order
+    comp_of = {(m.param, m.dim): comp[m.ids] for m in members}
+    # signature of a component = the set of members it touches (hashed, order-free)
+    rng = np.random.default_rng(12345)
+    keys = rng.integers(1, 2**62, size=len(members), dtype=np.int64).astype(np.uint64)
+    pairs_c, pairs_m = [], []
+    for k, m in enumerate(members):
+        c = np.unique(comp_of[(m.param, m.dim)])
+        c = c[c != fixed]
+        pairs_c.append(c)
+        pairs_m.append(np.full(c.size, k, dtype=np.int64))
+    pc = np.concatenate(pairs_c) if pairs_c else np.zeros(0, np.int64)
+    pm = np.concatenate(pairs_m) if pairs_m else np.zeros(0, np.int64)
+    ncomp = int(comp.max()) + 1 if comp.size else 1
+    sig = np.zeros(ncomp, dtype=np.uint64)
+    np.add.at(sig, pc, keys[pm])
+    live = np.unique(pc)
+    # order groups and channels by first appearance along the member order
+    first_seen = {}
+    order_c = pc  # pc is already in member order, then index order within unique()
+    for c in order_c.tolist():
+        if c not in first_seen:
+            first_seen[c] = len(first_seen)
+    by_sig: dict[int, list[int]] = {}
+    for c in sorted(live.tolist(), key=first_seen.__getitem__):
+        by_sig.setdefault(int(sig[c]), []).append(c)
+    group_of_comp = {}
+    groups: list[Group] = []
+    for gid, comps in enumerate(by_sig.values()):
+        for ch, c in enumerate(comps):
+            group_of_comp[c] = (gid, ch)
+        groups.append(Group(id=gid, size=len(comps), members=[]))
+    gmap = np.full(ncomp, -1, dtype=np.int64)
+    chmap = np.full(ncomp, -1, dtype=np.int64)
+    for c, (g, ch) in group_of_comp.items():
+        gmap[c] = g
+        chmap[c] = ch
+    for m in members:
+        cm = comp_of[(m.param, m.dim)]
+        gs = gmap[cm]
+        for g in np.unique(gs[gs >= 0]).tolist():
+            idx = np.nonzero(gs == g)[0]
+            groups[g].members.append(GroupMember(m.param, m.dim, m.role, idx, chmap[cm[idx]]))
+    # cross-channel notes
+    for ids, why in ctx.cross:
+        gs = np.unique(gmap[comp[ids]])
+        for g in gs[gs >= 0].tolist():
+            if why not in groups[g].notes:
+                groups[g].notes.append(why)
+    bindings = []
+    for (module, attr), sites in ctx.binding_sites.items():
+        tag, rep, _ = sites[0]
+        if tag.misused or not all(free for _, _, free in sites):
+            continue  # the attribute keeps its value (its dims were kept whole)
+        c = comp[rep]
+        if (c != fixed).any():
+            bindings.append(Binding(module, attr, tag.value, c))
+    for module, attr, value, ids in ctx.count_attrs:
+        c = comp[ids]
+        if (c != fixed).any():
+            bindings.append(Binding(module, attr, value, c))
+    shapes = {k: tuple(v.shape) for k, v in ctx.params.items()}
+    return Analysis(groups=groups, members=members, comp_of=comp_of, group_of_comp=group_of_comp,
+                    bindings=bindings, macs_terms=ctx.macs_terms, param_shapes=shapes,
+                    warnings=list(ctx.warnings), opaque=dict(cap.opaque), graph_ops=n_nodes,
+                    output_meta=_output_meta(cap))
+

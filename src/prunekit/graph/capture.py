@@ -1,0 +1,299 @@
+"""Capture a model as a torch.fx graph plus the concrete shape of every value.
+
+The capture uses :func:`torch.fx` symbolic tracing with two additions:
+
+* **Leaf fallback.** A user submodule whose ``forward`` cannot be traced
+  (data-dependent control flow, unsupported Python) is retried as an opaque
+  leaf; the analysis then keeps its input and output channels whole and warns
+  once, naming it. Only a failure in the root ``forward`` itself is an error.
+* **Attribute tags.** While a user module's ``forward`` is traced, its plain
+  ``int`` attributes (``num_heads``, ``head_dim``, ``groups``...) are replaced
+  by :class:`TaggedInt` values. A tag that reaches a ``reshape``/``view`` size
+  argument tells the analysis that this size follows the attribute, which the
+  surgery then updates (so a pruned model's forward never uses a stale head
+  count). A tag used any other way (arithmetic, comparisons, ``range``) is
+  marked *misused* and its dimension is kept whole.
+
+Shapes come from running the traced graph once on the example inputs under
+``torch.no_grad()`` in eval mode (a recording :class:`torch.fx.Interpreter`, like
+:class:`torch.fx.passes.shape_prop.ShapeProp` but also keeping Python ints).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prunekit.errors import UnsupportedModelError
+
+_MAX_RETRIES = 64
+
+
+@dataclass
+class AttrTag:
+    """Record of one module attribute seen during tracing."""
+
+    module: str
+    attr: str
+    value: int
+    misused: bool = False
+    reasons: list = field(default_factory=list)
+
+    def misuse(self, why: str) -> None:
+        self.misused = True
+        if len(self.reasons) < 3:
+            self.reasons.append(why)
+
+
+class TaggedInt(int):
+    """An ``int`` that remembers which module attribute it came from.
+
+    Arithmetic and comparisons return plain ints and mark the tag misused,
+    because the analysis cannot follow the attribute through them.
+    """
+
+    tag: AttrTag
+
+    def __new__(cls, value: int, tag: AttrTag):
+        obj = int.__new__(cls, value)
+        obj.tag = tag
+        return obj
+
+    def __reduce__(self):  # deepcopy/pickle of a graph turns it back into an int
+        return (int, (int(self),))
+
+
+def _make_misusing(name):
+    base = getattr(int, name)
+
+    def method(self, *args):
+        self.tag.misuse(name)
+        return base(int(self), *(int(a) if isinstance(a, TaggedInt) else a for a in args))
+
+    method.__name__ = name
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__floordiv__",
+              "__rfloordiv__", "__truediv__", "__rtruediv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
+              "__neg__", "__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__bool__", "__index__",
+              "__lshift__", "__rshift__", "__and__", "__or__", "__xor__", "__divmod__", "__float__"):
+    setattr(TaggedInt, _name, _make_misusing(_name))
+TaggedInt.__hash__ = int.__hash__
+
+
+def _is_torch_nn(module) -> bool:
+    mod = type(module).__module__
+    return mod.startswith("torch.nn") or mod.startswith("torch.ao.nn")
+
+
+@dataclass
+class Capture:
+    """A traced model.
+
+    Attributes:
+        gm: the fx GraphModule (it shares submodules and parameters with the model).
+        meta: node -> summary of its value (see :func:`summarize`).
+        opaque: qualified names of user modules kept as opaque leaves, with the reason.
+        tags: (module, attr) -> :class:`AttrTag`.
+    """
+
+    gm: object
+    meta: dict
+    opaque: dict
+    tags: dict
+    kind: str = "fx"
+    param_placeholders: dict = field(default_factory=dict)
+
+
+def summarize(value):
+    """Shape-level summary of a traced value: tensors become ``("tensor", shape, dtype)``."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return ("tensor", tuple(int(s) for s in value.shape), value.dtype)
+    if isinstance(value, torch.Size):
+        return tuple(int(s) for s in value)
+    if isinstance(value, list):
+        return [summarize(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(summarize(v) for v in value)
+    if isinstance(value, dict):
+        return {k: summarize(v) for k, v in value.items()}
+    if isinstance(value, (bool, int, float, str, type(None))):
+        return value
+    return ("other", type(value).__name__)
+
+
+def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), tracer: str = "auto") -> Capture:
+    """Trace ``model`` and record the shape of every node on ``example_inputs``.
+
+    Args:
+        model: the ``nn.Module``.
+        example_inputs: positional inputs (a tuple).
+        is_handled_module: predicate: should this module be a leaf the analysis knows?
+        leaf_names: qualified names to keep opaque from the start.
+        tracer: ``"auto"`` (fx, torch.export when fx cannot trace the root forward),
+            ``"fx"`` (never fall back) or ``"export"`` (always torch.export).
+
+    Raises:
+        UnsupportedModelError: the root forward cannot be traced, or the example
+            inputs do not fit the model.
+    """
+    import torch
+    import torch.fx as fx
+
+    if tracer not in ("auto", "fx", "export"):
+        raise ValueError(f"tracer must be 'auto', 'fx' or 'export', got {tracer!r}")
+    if tracer == "export":
+        return _capture_export(model, example_inputs, type(model).__name__, "tracer='export' requested")
+    opaque = {name: "requested" for name in leaf_names}
+    tags: dict = {}
+
+    class Tracer(fx.Tracer):
+        def __init__(self):
+            super().__init__()
+            self.failed = None
+
+        def is_leaf_module(self, m, qualname):
+            if qualname in opaque:
+                return True
+            if is_handled_module(m):
+                return True
+            if _is_torch_nn(m):
+                # torch.nn containers and composite layers without a handler are traced
+                # through; childless ones are opaque leaves (the analysis warns).
+                return not any(True for _ in m.children())
+            return False
+
+        def call_module(self, m, forward, args, kwargs):
+            qualname = self.path_of_module(m)
+            leaf = self.is_leaf_module(m, qualname)
+            saved = {}
+            if not leaf and not _is_torch_nn(m):
+                for k, v in list(vars(m).items()):
+                    if type(v) is int and not k.startswith("_"):
+                        tag = tags.setdefault((qualname, k), AttrTag(qualname, k, v))
+                        saved[k] = v
+                        object.__setattr__(m, k, TaggedInt(v, tag))
+            try:
+                return super().call_module(m, forward, args, kwargs)
+            except Exception as e:
+                if self.failed is None and not leaf:
+                    self.failed = (qualname, type(m).__name__, e)
+                raise
+            finally:
+                for k, v in saved.items():
+                    object.__setattr__(m, k, v)
+
+    root_name = type(model).__name__
+    graph = None
+    for _ in range(_MAX_RETRIES):
+        tracer = Tracer()
+        try:
+            graph = tracer.trace(model)
+            break
+        except Exception as e:  # fx raises many types on untraceable Python
+            failed = tracer.failed
+            if failed is None or failed[0] in opaque or failed[0] == "":
+                if tracer == "fx":
+                    raise UnsupportedModelError(
+                        f"torch.fx cannot trace the forward of {root_name}: {_first_line(e)}. Move data-dependent "
+                        "code into a submodule (kept whole), pass that module in ignored_layers=[...], or use "
+                        "tracer='auto' to fall back to torch.export") from None
+                return _capture_export(model, example_inputs, root_name, _first_line(e))
+            opaque[failed[0]] = f"{failed[1]}: {_first_line(failed[2])}"
+    if graph is None:
+        raise UnsupportedModelError(f"tracing {root_name} did not converge after {_MAX_RETRIES} retries")
+    gm = fx.GraphModule(tracer.root, graph, root_name)
+
+    meta: dict = {}
+
+    class Recorder(fx.Interpreter):
+        def run_node(self, n):
+            result = super().run_node(n)
+            meta[n] = summarize(result)
+            return result
+
+    training = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            Recorder(gm).run(*example_inputs)
+    except Exception as e:
+        raise UnsupportedModelError(
+            f"running {root_name} on the example inputs failed ({type(e).__name__}: {_first_line(e)}); "
+            "check that example_inputs have the shapes the model expects") from None
+    finally:
+        for m, t in training.items():
+            m.training = t
+    return Capture(gm=gm, meta=meta, opaque=opaque, tags=tags)
+
+
+def _capture_export(model, example_inputs, root_name: str, fx_error: str) -> Capture:
+    """Fallback when fx cannot trace the root forward: torch.export (non-strict), shapes from its fake values.
+
+    The exported graph has every parameter as an input placeholder and every
+    size specialised to a constant, so reshape sizes never follow pruning here
+    (more channels are kept than with fx), and Python branches on shapes were
+    resolved for the example inputs.
+    """
+    import torch
+
+    training = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        ep = torch.export.export(model, tuple(example_inputs), strict=False)
+    except Exception as e:
+        raise UnsupportedModelError(
+            f"torch.fx cannot trace the forward of {root_name} ({fx_error}) and torch.export failed too "
+            f"({type(e).__name__}: {_first_line(e)}). Structured pruning needs a traceable forward: move "
+            "data-dependent code into a submodule (kept whole) or pass that module in ignored_layers=[...]") from None
+    finally:
+        for m, t in training.items():
+            m.training = t
+    sig = ep.graph_signature
+    placeholders = dict(sig.inputs_to_parameters)
+    placeholders.update(sig.inputs_to_buffers)
+    gm = ep.graph_module
+    meta = {}
+    for node in gm.graph.nodes:
+        if "val" in node.meta:
+            meta[node] = summarize(_concrete(node.meta["val"]))
+    return Capture(gm=gm, meta=meta, opaque={}, tags={}, kind="export", param_placeholders=placeholders)
+
+
+def _concrete(v):
+    """Fake tensors to shape-only stand-ins, SymInts to ints (export values are static here)."""
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        return torch.empty(tuple(int(s) for s in v.shape), device="meta", dtype=v.dtype)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_concrete(x) for x in v) if not hasattr(v, "_fields") else tuple(_concrete(x) for x in v)
+    if isinstance(v, torch.SymInt):
+        return int(v)
+    return v
+
+
+def _first_line(e) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0] if text else type(e).__name__)[:300]
+
+
+def example_tuple(model, example_inputs) -> tuple:
+    """Normalise ``example_inputs`` (a tensor, tuple/list, or dict of keyword inputs) to a positional tuple."""
+    import inspect
+
+    import torch
+
+    if isinstance(example_inputs, torch.Tensor):
+        return (example_inputs,)
+    if isinstance(example_inputs, (tuple, list)):
+        return tuple(example_inputs)
+    if isinstance(example_inputs, dict):
+        params = list(inspect.signature(model.forward).parameters)
+        unknown = set(example_inputs) - set(params)
+        if unknown:
+            raise ValueError(f"example_inputs has keys the forward does not take: {sorted(unknown)}")
+        return tuple(example_inputs[p] for p in params if p in example_inputs)
+    raise ValueError(f"example_inputs must be a tensor, a tuple of tensors or a dict, got {type(example_inputs).__name__}")
+

@@ -1,0 +1,498 @@
+"""Handlers for torch.nn layers (and their functional forms): conv, linear, norms, attention."""
+from __future__ import annotations
+
+import numpy as np
+
+from prunekit.graph.labels import Labels, rigid
+from prunekit.graph.ops import (
+    FUNCTION_HANDLERS, NotHandled, handles_modules, int_of, need_labels, out_shape,
+)
+from prunekit.graph.ops_shape import channelwise, free_reshape, isolate, reshape_with_sizes
+
+
+def _pid(ctx, node, name, dim, role):
+    return ctx.param_ids(f"{node.target}.{name}", dim, role)
+
+
+def _with_channel(lab: Labels, d: int, ids, shape) -> Labels:
+    blocks = [(dims, a) for dims, a in lab.blocks if d not in dims]
+    if ids is not None:
+        blocks.append(((d,), ids))
+    return Labels(tuple(shape), blocks)
+
+
+def _fix_other_blocks(ctx, lab: Labels, d: int, new_shape) -> list:
+    """Blocks of ``lab`` not on ``d`` that survive into an output of ``new_shape``; others are fixed."""
+    keep = []
+    for dims, ids in lab.blocks:
+        if d in dims:
+            continue
+        if all(d2 < len(new_shape) and new_shape[d2] == lab.shape[d2] for d2 in dims):
+            keep.append((dims, ids))
+        else:
+            ctx.sink.fix(ids)
+    return keep
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def conv_core(ctx, x_ids, w_out, w_in, groups: int, c_in: int):
+    """Tie input channels to a conv weight, honouring groups.
+
+    * ``groups == 1``: input channel ``i`` is weight column ``i``.
+    * depthwise family (one input channel per group): a group is pruned whole, so
+      input channel ``k`` goes with output channels ``k*m .. k*m+m-1``.
+    * general groups: channel ``j`` of every group goes together (the groups keep
+      equal widths and ``groups`` is unchanged); the same holds for outputs.
+    """
+    s = ctx.sink
+    if groups == 1:
+        if x_ids is None:
+            s.fix(w_in)
+        else:
+            s.unify(x_ids, w_in)
+        return
+    a = c_in // groups
+    b = w_out.size // groups
+    if a == 1:
+        s.fix(w_in)
+        grid = w_out.reshape(groups, b)
+        if x_ids is None:
+            s.fix(w_out)
+        else:
+            s.unify(grid, x_ids.reshape(groups, 1))
+        return
+    if x_ids is None:
+        s.fix(w_in)
+    else:
+        s.unify(x_ids.reshape(groups, a), w_in.reshape(1, a))
+    grid = w_out.reshape(groups, b)
+    s.unify(grid[:1], grid)
+
+
+def conv_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    nsp = len(module.kernel_size)
+    d = x.ndim - nsp - 1
+    if d not in (0, 1):
+        raise NotHandled
+    x2, x_ids = isolate(ctx, x, d)
+    w_out = _pid(ctx, node, "weight", 0, "out")
+    w_in = _pid(ctx, node, "weight", 1, "in")
+    conv_core(ctx, x_ids, w_out, w_in, module.groups, module.in_channels)
+    if module.bias is not None:
+        ctx.sink.unify(_pid(ctx, node, "bias", 0, "bias"), w_out)
+    for dims, ids in x2.blocks:
+        if d not in dims:
+            ctx.sink.fix(ids)  # spatial labels: not expected
+    ctx.macs_terms.append((f"{node.target}.weight", int(np.prod(shape, dtype=np.int64)) // shape[d]))
+    return Labels(tuple(shape), [((d,), w_out)])
+
+
+def conv_transpose_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    nsp = len(module.kernel_size)
+    d = x.ndim - nsp - 1
+    if d not in (0, 1):
+        raise NotHandled
+    x2, x_ids = isolate(ctx, x, d)
+    for dims, ids in x2.blocks:
+        if d not in dims:
+            ctx.sink.fix(ids)
+    w_in = _pid(ctx, node, "weight", 0, "in")
+    w_out = _pid(ctx, node, "weight", 1, "out")
+    bias = _pid(ctx, node, "bias", 0, "bias") if module.bias is not None else None
+    g = module.groups
+    positions = int(np.prod(x.shape, dtype=np.int64)) // x.shape[d]
+    ctx.macs_terms.append((f"{node.target}.weight", positions))
+    if g == 1:
+        if x_ids is None:
+            ctx.sink.fix(w_in)
+        else:
+            ctx.sink.unify(x_ids, w_in)
+        if bias is not None:
+            ctx.sink.unify(bias, w_out)
+        return Labels(tuple(shape), [((d,), w_out)])
+    if module.in_channels == g and module.out_channels == g:  # depthwise
+        ctx.sink.fix(w_out)
+        if x_ids is None:
+            ctx.sink.fix(w_in)
+            if bias is not None:
+                ctx.sink.fix(bias)
+            return rigid(shape)
+        ctx.sink.unify(x_ids, w_in)
+        if bias is not None:
+            ctx.sink.unify(bias, w_in)
+        return Labels(tuple(shape), [((d,), w_in)])
+    ctx.sink.fix(w_in)
+    ctx.sink.fix(w_out)
+    if x_ids is not None:
+        ctx.sink.fix(x_ids)
+    if bias is not None:
+        ctx.sink.fix(bias)
+    return rigid(shape)
+
+
+def linear_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    d = x.ndim - 1
+    x2, x_ids = isolate(ctx, x, d)
+    w_out = _pid(ctx, node, "weight", 0, "out")
+    w_in = _pid(ctx, node, "weight", 1, "in")
+    if x_ids is None:
+        ctx.sink.fix(w_in)
+    else:
+        ctx.sink.unify(x_ids, w_in)
+    if module.bias is not None:
+        ctx.sink.unify(_pid(ctx, node, "bias", 0, "bias"), w_out)
+    ctx.macs_terms.append((f"{node.target}.weight", int(np.prod(shape[:-1], dtype=np.int64)) if len(shape) > 1 else 1))
+    return Labels(tuple(shape), _fix_other_blocks(ctx, x2, d, shape) + [((d,), w_out)])
+
+
+# ----------------------------------------------------------------------------- normalisation
+
+
+def _norm_channels(ctx, node, x: Labels, d: int, names_roles, shape, attrs=()):
+    x2, x_ids = isolate(ctx, x, d)
+    module = ctx.modules.get(node.target) if node.op == "call_module" else None
+    for attr in attrs:
+        value = getattr(module, attr, None)
+        if isinstance(value, tuple):
+            value = value[0]
+        if isinstance(value, int) and x_ids is not None:
+            ctx.count_attr(node.target, attr, value, x_ids)
+    for name, role in names_roles:
+        ids = _pid(ctx, node, name, 0, role)
+        if x_ids is None:
+            ctx.sink.fix(ids)
+        else:
+            ctx.sink.unify(ids, x_ids)
+    return Labels(tuple(shape), x2.blocks), x_ids
+
+
+def batchnorm_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    d = 1 if x.ndim >= 2 else 0
+    names = []
+    if module.weight is not None:
+        names += [("weight", "norm"), ("bias", "bias")]
+    if module.running_mean is not None:
+        names += [("running_mean", "stat"), ("running_var", "stat")]
+    out, _ = _norm_channels(ctx, node, x, d, names, out_shape(ctx, node), attrs=("num_features",))
+    return out
+
+
+def instancenorm_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    nsp = {"InstanceNorm1d": 1, "InstanceNorm2d": 2, "InstanceNorm3d": 3}.get(type(module).__name__, x.ndim - 2)
+    d = x.ndim - nsp - 1
+    names = []
+    if module.weight is not None:
+        names += [("weight", "norm"), ("bias", "bias")]
+    if module.running_mean is not None:
+        names += [("running_mean", "stat"), ("running_var", "stat")]
+    out, _ = _norm_channels(ctx, node, x, d, names, out_shape(ctx, node), attrs=("num_features",))
+    return out
+
+
+def groupnorm_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    names = [("weight", "norm"), ("bias", "bias")] if module.weight is not None else []
+    g = module.num_groups
+    attrs = ("num_channels", "num_groups") if g == module.num_channels else ("num_channels",)
+    out, x_ids = _norm_channels(ctx, node, x, 1, names, out_shape(ctx, node), attrs=attrs)
+    if x_ids is not None:
+        a = module.num_channels // g
+        if a > 1 and g > 1:
+            grid = x_ids.reshape(g, a)
+            ctx.sink.unify(grid[:1], grid)  # groups keep equal widths
+        if a > 1:
+            ctx.note_cross(x_ids, "GroupNorm")
+    return out
+
+
+def layernorm_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    ns = tuple(module.normalized_shape)
+    if len(ns) != 1:
+        for dims, ids in x.blocks:
+            if any(d >= x.ndim - len(ns) for d in dims):
+                ctx.sink.fix(ids)
+        return Labels(tuple(shape), [(dims, ids) for dims, ids in x.blocks if all(d < x.ndim - len(ns) for d in dims)])
+    names = []
+    if module.weight is not None:
+        names.append(("weight", "norm"))
+    if getattr(module, "bias", None) is not None:
+        names.append(("bias", "bias"))
+    out, x_ids = _norm_channels(ctx, node, x, x.ndim - 1, names, shape, attrs=("normalized_shape",))
+    ctx.note_cross(x_ids, "LayerNorm")
+    return out
+
+
+def rmsnorm_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    if len(tuple(module.normalized_shape)) != 1:
+        raise NotHandled
+    names = [("weight", "norm")] if module.weight is not None else []
+    out, x_ids = _norm_channels(ctx, node, x, x.ndim - 1, names, shape, attrs=("normalized_shape",))
+    ctx.note_cross(x_ids, "RMSNorm")
+    return out
+
+
+def prelu_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    if module.num_parameters == 1:
+        return x
+    out, _ = _norm_channels(ctx, node, x, 1, [("weight", "norm")], out_shape(ctx, node))
+    return out
+
+
+def embedding_module(ctx, node, module, args, kwargs):
+    need_labels(args[0])
+    shape = out_shape(ctx, node)
+    w = _pid(ctx, node, "weight", 1, "out")
+    return Labels(tuple(shape), [((len(shape) - 1,), w)])
+
+
+def lrn_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    blk = x.block_of(1)
+    if blk is not None:
+        ctx.note_cross(blk[1], "LocalResponseNorm")
+    return x
+
+
+def passthrough_module(ctx, node, module, args, kwargs):
+    return channelwise(ctx, node, args, kwargs)
+
+
+def softmax_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    if module.dim is None:
+        raise NotHandled
+    blk = x.block_of(module.dim % x.ndim)
+    if blk is not None:
+        ctx.note_cross(blk[1], type(module).__name__)
+    return x
+
+
+def flatten_module(ctx, node, module, args, kwargs):
+    return free_reshape(ctx, node, args[:1], {})
+
+
+def unflatten_module(ctx, node, module, args, kwargs):
+    from prunekit.graph.analysis import Sz
+
+    x = need_labels(args[0])
+    d = module.dim % x.ndim
+    sizes = [Sz(-1)] * d + [Sz(int(s)) for s in module.unflattened_size] + [Sz(-1)] * (x.ndim - d - 1)
+    return reshape_with_sizes(ctx, x, out_shape(ctx, node), sizes)
+
+
+def channel_shuffle_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    x2, ids = isolate(ctx, x, 1)
+    if ids is None:
+        return x
+    g = module.groups
+    grid = ids.reshape(g, -1)
+    ctx.sink.unify(grid[:1], grid)
+    return _with_channel(x2, 1, np.ascontiguousarray(grid.T).reshape(-1), out_shape(ctx, node))
+
+
+def mha_module(ctx, node, module, args, kwargs):
+    """``nn.MultiheadAttention``: heads are pruned whole, and the embedding width follows them.
+
+    The module requires ``embed_dim == num_heads * head_dim`` for its query input,
+    so embedding channel ``h*head_dim + d`` goes with head ``h``: removing a head
+    removes those ``head_dim`` embedding channels, the head's q/k/v rows and its
+    output-projection columns.
+    """
+    if not module._qkv_same_embed_dim or module.bias_k is not None or getattr(module, "add_zero_attn", False):
+        raise NotHandled
+    q, k, v = (need_labels(a) for a in (list(args) + [kwargs.get("query"), kwargs.get("key"), kwargs.get("value")])[:3])
+    E, H = module.embed_dim, module.num_heads
+    D = E // H
+    inp = _pid(ctx, node, "in_proj_weight", 0, "out").reshape(3, H, D)
+    win = _pid(ctx, node, "in_proj_weight", 1, "in")
+    s = ctx.sink
+    s.unify(inp[:1], inp)            # q, k, v rows of a head go together
+    s.unify(inp[:, :, :1], inp)      # a head is pruned whole
+    s.unify(win.reshape(H, D), inp[0])  # embedding width follows the heads
+    if module.in_proj_bias is not None:
+        s.unify(_pid(ctx, node, "in_proj_bias", 0, "bias").reshape(3, H, D), inp)
+    ow = ctx.param_ids(f"{node.target}.out_proj.weight", 0, "out")
+    oi = ctx.param_ids(f"{node.target}.out_proj.weight", 1, "in")
+    s.unify(oi.reshape(H, D), inp[0])
+    s.unify(ow.reshape(H, D), inp[0])
+    if module.out_proj.bias is not None:
+        s.unify(ctx.param_ids(f"{node.target}.out_proj.bias", 0, "bias"), ow)
+    last = q.ndim - 1
+    for t in (q, k, v):
+        _, ids = isolate(ctx, t, t.ndim - 1)
+        if ids is None:
+            s.fix(win)
+        else:
+            s.unify(ids, win)
+    meta = ctx.meta.get(node)
+    out_main = Labels(tuple(meta[0][1]), [((last,), ow)])
+    weights = ctx.rigid_like(meta[1]) if meta[1] is not None else None
+    return (out_main, weights)
+
+
+def _register():
+    import torch.nn as nn
+
+    for t in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+        handles_modules(t)(conv_module)
+    for t in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+        handles_modules(t)(conv_transpose_module)
+    handles_modules(nn.Linear, nn.modules.linear.NonDynamicallyQuantizableLinear)(linear_module)
+    handles_modules(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)(batchnorm_module)
+    handles_modules(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)(instancenorm_module)
+    handles_modules(nn.GroupNorm)(groupnorm_module)
+    handles_modules(nn.LayerNorm)(layernorm_module)
+    if hasattr(nn, "RMSNorm"):
+        handles_modules(nn.RMSNorm)(rmsnorm_module)
+    handles_modules(nn.PReLU)(prelu_module)
+    handles_modules(nn.Embedding)(embedding_module)
+    handles_modules(nn.LocalResponseNorm)(lrn_module)
+    handles_modules(nn.Softmax, nn.LogSoftmax, nn.Softmin)(softmax_module)
+    handles_modules(nn.Flatten)(flatten_module)
+    handles_modules(nn.Unflatten)(unflatten_module)
+    handles_modules(nn.ChannelShuffle)(channel_shuffle_module)
+    handles_modules(nn.MultiheadAttention)(mha_module)
+    passthrough = [
+        nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
+        nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.LogSigmoid, nn.Tanhshrink,
+        nn.Hardshrink, nn.Softshrink, nn.Threshold, nn.RReLU, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+        nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+        nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+        nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d, nn.Upsample,
+        nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
+        nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d, nn.ReplicationPad1d,
+        nn.ReplicationPad2d, nn.ReplicationPad3d,
+    ]
+    for t in passthrough:
+        handles_modules(t)(passthrough_module)
+    _register_functional()
+
+
+# ----------------------------------------------------------------------------- functional forms
+
+
+def conv_fn(ctx, node, args, kwargs):
+    x = need_labels(args[0])
+    w = need_labels(args[1] if len(args) > 1 else kwargs["weight"])
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    groups = int_of(args[6] if len(args) > 6 else kwargs.get("groups"), 1)
+    shape = out_shape(ctx, node)
+    nsp = w.ndim - 2
+    d = x.ndim - nsp - 1
+    w0, w1 = w.block_of(0), w.block_of(1)
+    if w0 is None or w0[0] != (0,) or (w1 is not None and w1[0] != (1,)):
+        raise NotHandled
+    for dims, ids in w.blocks:
+        if dims not in ((0,), (1,)):
+            ctx.sink.fix(ids)
+    x2, x_ids = isolate(ctx, x, d)
+    w_in = w1[1] if w1 is not None else ctx.sink.new_ids(w.shape[1])
+    conv_core(ctx, x_ids, w0[1], w_in, groups, x.shape[d])
+    if isinstance(bias, Labels):
+        b = bias.block_of(0)
+        if b is not None:
+            ctx.sink.unify(b[1], w0[1])
+    for dims, ids in x2.blocks:
+        if d not in dims:
+            ctx.sink.fix(ids)
+    return Labels(tuple(shape), [((d,), w0[1])])
+
+
+def _vec_ids(v):
+    if isinstance(v, Labels):
+        b = v.block_of(0)
+        return b[1] if b is not None and b[0] == (0,) else None
+    return None
+
+
+def batch_norm_fn(ctx, node, args, kwargs):
+    x = need_labels(args[0])
+    x2, x_ids = isolate(ctx, x, 1)
+    vecs = list(args[1:5]) + [kwargs.get(k) for k in ("running_mean", "running_var", "weight", "bias")]
+    for v in vecs:
+        ids = _vec_ids(v)
+        if ids is not None:
+            if x_ids is None:
+                ctx.sink.fix(ids)
+            else:
+                ctx.sink.unify(ids, x_ids)
+    return Labels(tuple(out_shape(ctx, node)), x2.blocks)
+
+
+def layer_norm_fn(ctx, node, args, kwargs):
+    x = need_labels(args[0])
+    ns = args[1] if len(args) > 1 else kwargs["normalized_shape"]
+    if not isinstance(ns, (list, tuple)) or len(ns) != 1:
+        raise NotHandled
+    x2, x_ids = isolate(ctx, x, x.ndim - 1)
+    for v in list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]:
+        ids = _vec_ids(v)
+        if ids is not None:
+            if x_ids is None:
+                ctx.sink.fix(ids)
+            else:
+                ctx.sink.unify(ids, x_ids)
+    ctx.note_cross(x_ids, "layer_norm")
+    return Labels(tuple(out_shape(ctx, node)), x2.blocks)
+
+
+def group_norm_fn(ctx, node, args, kwargs):
+    x = need_labels(args[0])
+    g = int_of(args[1] if len(args) > 1 else kwargs["num_groups"])
+    x2, x_ids = isolate(ctx, x, 1)
+    if x_ids is not None:
+        a = x.shape[1] // g
+        if a > 1 and g > 1:
+            grid = x_ids.reshape(g, a)
+            ctx.sink.unify(grid[:1], grid)
+        if a > 1:
+            ctx.note_cross(x_ids, "group_norm")
+    for v in list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]:
+        ids = _vec_ids(v)
+        if ids is not None:
+            if x_ids is None:
+                ctx.sink.fix(ids)
+            else:
+                ctx.sink.unify(ids, x_ids)
+    return Labels(tuple(out_shape(ctx, node)), x2.blocks)
+
+
+def embedding_fn(ctx, node, args, kwargs):
+    need_labels(args[0])
+    w = need_labels(args[1] if len(args) > 1 else kwargs["weight"])
+    shape = out_shape(ctx, node)
+    b0, b1 = w.block_of(0), w.block_of(1)
+    if b0 is not None:
+        ctx.sink.fix(b0[1])
+    return Labels(tuple(shape), [((len(shape) - 1,), b1[1])] if b1 is not None else [])
+
+
+def _register_functional():
+    import torch
+    import torch.nn.functional as F
+
+    for f in (F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d):
+        FUNCTION_HANDLERS[f] = conv_fn
+    FUNCTION_HANDLERS[F.batch_norm] = batch_norm_fn
+    FUNCTION_HANDLERS[F.layer_norm] = layer_norm_fn
+    FUNCTION_HANDLERS[F.group_norm] = group_norm_fn
+    FUNCTION_HANDLERS[F.embedding] = embedding_fn
+
+
+_register()

@@ -1,0 +1,544 @@
+"""Handlers for shape ops: reshape family, permutes, indexing, cat/split/chunk, pooling."""
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from prunekit.graph.analysis import Sz
+from prunekit.graph.labels import (
+    Labels, broadcast_unify, index_along, permute, project, reshape, squeeze_block_dims,
+)
+from prunekit.graph.ops import (
+    FUNCTION_HANDLERS, METHOD_HANDLERS, SIZE_AWARE, NotHandled, dims_arg, handles_methods, int_of, need_labels, out_shape,
+)
+
+
+def size_rep(blk, d: int) -> np.ndarray:
+    """One id per index of ``d`` from a ``(dims, ids)`` block."""
+    dims, ids = blk
+    axis = dims.index(d)
+    return np.moveaxis(ids, axis, 0).reshape(ids.shape[axis], -1)[:, 0]
+
+
+def isolate(ctx, lab: Labels, d: int) -> tuple[Labels, np.ndarray | None]:
+    """``lab`` with dim ``d`` in a block of its own (other dims of its block tied), plus its ids."""
+    ids = project(lab, d, ctx.sink)
+    if ids is None:
+        return lab, None
+    # the other dims of d's block become rigid: project() tied their ids to d's
+    blocks = [(dims, a) for dims, a in lab.blocks if d not in dims]
+    blocks.append(((d,), ids))
+    return Labels(lab.shape, blocks), ids
+
+
+# ----------------------------------------------------------------------------- reshape family
+
+
+def _sizes_from(args, kwargs):
+    rest = list(args[1:])
+    if not rest:
+        rest = [kwargs.get("shape", kwargs.get("size"))]
+    if len(rest) == 1 and isinstance(rest[0], (list, tuple)):
+        return list(rest[0])
+    return rest
+
+
+def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
+    """Reshape where ``sizes[j]`` says how output dim ``j`` was written (see :func:`labels.reshape`)."""
+    if len(sizes) != len(shape):
+        raise NotHandled
+    free, bind = set(), {}
+    for j, s in enumerate(sizes):
+        if not isinstance(s, Sz):
+            raise NotHandled
+        if s.value == -1:
+            free.add(j)
+        elif (s.tag is not None and not s.tag.misused) or s.src is not None:
+            free.add(j)
+            bind[j] = []
+        elif s.tag is not None:  # an attribute also used in arithmetic cannot follow: a constant here
+            s.tag.misuse("reshape after other use")
+    out = reshape(lab, shape, free, ctx.sink, bindings=bind)
+    for j, sites in bind.items():
+        s = sizes[j]
+        if not sites:
+            if s.src is not None:
+                ctx.fix(s)
+            if s.tag is not None:
+                ctx.bind(s.tag, np.zeros(0, dtype=np.int64), False)
+            continue
+        rep, is_free = sites[0]
+        if s.tag is not None:
+            ctx.bind(s.tag, rep, is_free)
+        if s.src is not None:
+            if is_free:
+                ctx.add_size_constraint((s.src, rep))
+            else:
+                ctx.fix(s)
+    return out
+
+
+@handles_methods("view", "reshape", sizes=True)
+def view(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    return reshape_with_sizes(ctx, lab, out_shape(ctx, node), _sizes_from(args, kwargs))
+
+
+def _torch_reshape(ctx, node, args, kwargs):
+    return view(ctx, node, args, kwargs)
+
+
+def free_reshape(ctx, node, args, kwargs):
+    """Reshapes that only merge dims or add/remove size-1 dims (flatten, squeeze, unsqueeze)."""
+    lab = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    ctx.fix_sizes([args[1:], kwargs])
+    return reshape(lab, shape, set(range(len(shape))), ctx.sink)
+
+
+@handles_methods("unflatten", sizes=True)
+def unflatten(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    d = int_of(args[1] if len(args) > 1 else kwargs["dim"]) % lab.ndim
+    inner = args[2] if len(args) > 2 else kwargs["sizes"]
+    inner = list(inner)
+    sizes = [Sz(-1) if k != d else None for k in range(lab.ndim)]
+    sizes = [Sz(-1)] * d + inner + [Sz(-1)] * (lab.ndim - d - 1)
+    # only the unflattened dims are constrained; the others keep their size anyway
+    return reshape_with_sizes(ctx, lab, shape, sizes)
+
+
+@handles_methods("permute", sizes=False)
+def permute_m(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    perm = _sizes_from(args, kwargs) if len(args) > 1 else list(kwargs["dims"])
+    return permute(lab, [int_of(p) for p in perm], out_shape(ctx, node))
+
+
+@handles_methods("transpose", "swapaxes", "swapdims")
+def transpose_m(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    d0 = int_of(args[1] if len(args) > 1 else kwargs["dim0"]) % lab.ndim
+    d1 = int_of(args[2] if len(args) > 2 else kwargs["dim1"]) % lab.ndim
+    perm = list(range(lab.ndim))
+    perm[d0], perm[d1] = perm[d1], perm[d0]
+    return permute(lab, perm, out_shape(ctx, node))
+
+
+@handles_methods("t")
+def t_m(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    return permute(lab, list(range(lab.ndim))[::-1], out_shape(ctx, node))
+
+
+@handles_methods("movedim", "moveaxis")
+def movedim_m(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    src = dims_arg(args[1], lab.ndim)
+    dst = dims_arg(args[2], lab.ndim)
+    if len(src) != 1 or len(dst) != 1:
+        raise NotHandled
+    perm = [d for d in range(lab.ndim) if d != src[0]]
+    perm.insert(dst[0], src[0])
+    return permute(lab, perm, out_shape(ctx, node))
+
+
+@handles_methods("expand", sizes=True)
+def expand_m(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    sizes = _sizes_from(args, kwargs)
+    off = len(shape) - lab.ndim
+    blocks = []
+    for dims, ids in lab.blocks:
+        ok = True
+        for d in dims:
+            s = sizes[d + off]
+            if not isinstance(s, Sz):
+                raise NotHandled
+            if s.value == -1:
+                continue
+            if s.src is not None:
+                ctx.add_size_constraint((s.src, np.moveaxis(ids, dims.index(d), 0).reshape(ids.shape[dims.index(d)], -1)[:, 0]))
+                continue
+            ok = False
+        if ok:
+            blocks.append((tuple(d + off for d in dims), ids))
+        else:
+            ctx.sink.fix(ids)
+    labelled = {d for dims, _ in blocks for d in dims}
+    for j, s in enumerate(sizes):
+        if isinstance(s, Sz) and s.src is not None and j not in labelled:
+            in_d = j - off
+            if in_d < 0 or lab.shape[in_d] == 1:
+                blocks.append(((j,), s.src))  # broadcast to a size that follows a channel group
+            else:
+                ctx.fix(s)
+        elif isinstance(s, Sz) and s.tag is not None:
+            s.tag.misuse("expand size")
+    return Labels(tuple(shape), blocks)
+
+
+@handles_methods("expand_as")
+def expand_as_m(ctx, node, args, kwargs):
+    a, b = need_labels(args[0]), need_labels(args[1])
+    return broadcast_unify([a, b], out_shape(ctx, node), ctx.sink)
+
+
+@handles_methods("view_as", "reshape_as")
+def view_as_m(ctx, node, args, kwargs):
+    a, b = need_labels(args[0]), need_labels(args[1])
+    shape = out_shape(ctx, node)
+    if a.shape == tuple(shape):
+        return broadcast_unify([a, b], shape, ctx.sink)
+    from prunekit.graph.ops import size_of
+
+    return reshape_with_sizes(ctx, a, shape, [size_of(ctx, b, d) for d in range(b.ndim)])
+
+
+@handles_methods("repeat", "tile")
+def repeat_m(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    if len(shape) != lab.ndim:
+        raise NotHandled
+    blocks = []
+    for dims, ids in lab.blocks:
+        if all(shape[d] == lab.shape[d] for d in dims):
+            blocks.append((dims, ids))
+        else:
+            ctx.sink.fix(ids)
+    return Labels(tuple(shape), blocks)
+
+
+# ----------------------------------------------------------------------------- indexing
+
+
+def _getitem_tensor(ctx, node, lab: Labels, index):
+    if not isinstance(index, tuple):
+        index = (index,)
+    n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
+    if any(isinstance(i, Labels) for i in index) or n_real > lab.ndim:
+        raise NotHandled
+    expanded = []
+    for i in index:
+        if i is Ellipsis:
+            expanded.extend([slice(None)] * (lab.ndim - n_real))
+        else:
+            expanded.append(i)
+    expanded.extend([slice(None)] * (lab.ndim - sum(1 for i in expanded if i is not None)))
+    cur = lab
+    d = 0  # position in the current (partially indexed) labels
+    shape_now = list(lab.shape)
+    for i in expanded:
+        if i is None:
+            shape_now.insert(d, 1)
+            cur = Labels(tuple(shape_now), [(tuple(x + 1 if x >= d else x for x in dims), ids) for dims, ids in cur.blocks])
+            d += 1
+            continue
+        size = shape_now[d]
+        blk = cur.block_of(d)
+        if isinstance(i, Sz):
+            _pick_along(ctx, cur, d)
+            ctx.fix(i)
+            del shape_now[d]
+            cur = index_along(cur, d, i.value % size, tuple(shape_now), ctx.sink, drop=True)
+            continue
+        if isinstance(i, slice):
+            start, stop, step = (int_of(i.start, None), int_of(i.stop, None), int_of(i.step, None))
+            rng = range(*slice(start, stop, step).indices(size))
+            full = len(rng) == size and (step in (None, 1)) and (start in (None, 0))
+            if full:
+                # x[:, :n] with n >= size stays full when channels are removed; a bound read
+                # from another tensor must shrink with this dim (checked at the end)
+                if isinstance(i.stop, Sz) and i.stop.src is not None and blk is not None:
+                    ctx.add_size_constraint((i.stop.src, size_rep(blk, d)))
+                elif isinstance(i.stop, Sz) and i.stop.src is not None:
+                    ctx.fix(i.stop)
+                if isinstance(i.start, Sz):
+                    ctx.fix(i.start)
+                d += 1
+                continue
+            for part in (i.start, i.stop, i.step):
+                if isinstance(part, Sz) and (part.src is not None or part.tag is not None):
+                    ctx.fix(part)
+            if blk is not None:
+                ctx.sink.fix(blk[1])  # a constant partial slice of channels would shift after pruning
+            shape_now[d] = len(rng)
+            cur = index_along(cur, d, np.asarray(rng, dtype=np.int64), tuple(shape_now), ctx.sink, drop=False)
+            d += 1
+            continue
+        raise NotHandled
+    expect = tuple(out_shape(ctx, node))
+    if tuple(shape_now) != expect:
+        raise NotHandled
+    return squeeze_block_dims(Labels(expect, cur.blocks), ctx.sink)
+
+
+def getitem_fn(ctx, node, args, kwargs):
+    obj, index = args[0], args[1]
+    if isinstance(obj, Labels):
+        return _getitem_tensor(ctx, node, obj, index)
+    if isinstance(obj, (list, tuple)):
+        if isinstance(index, Sz):
+            return obj[index.value]
+        if isinstance(index, slice):
+            return obj[slice(int_of(index.start, None), int_of(index.stop, None), int_of(index.step, None))]
+    if obj is None:
+        return None
+    raise NotHandled
+
+
+FUNCTION_HANDLERS[operator.getitem] = getitem_fn
+SIZE_AWARE.add(getitem_fn)
+
+
+# ----------------------------------------------------------------------------- cat / stack / split
+
+
+def cat_fn(ctx, node, args, kwargs):
+    tensors = list(args[0] if args else kwargs["tensors"])
+    dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else Sz(0)))
+    if not tensors or not all(isinstance(t, Labels) for t in tensors):
+        raise NotHandled
+    shape = out_shape(ctx, node)
+    d = int_of(dim) % len(shape)
+    parts, others = [], []
+    for t in tensors:
+        if t.ndim != len(shape):
+            raise NotHandled
+        t2, ids = isolate(ctx, t, d)
+        parts.append(ids)
+        sh = list(t.shape)
+        sh[d] = 1
+        others.append(Labels(tuple(sh), [(dims, a) for dims, a in t2.blocks if d not in dims]))
+    rest_shape = list(shape)
+    rest_shape[d] = 1
+    merged = broadcast_unify(others, tuple(rest_shape), ctx.sink)
+    blocks = list(merged.blocks)
+    if any(p is not None for p in parts):
+        filled = []
+        for t, p in zip(tensors, parts):
+            if p is None:  # a rigid input: its slice of the output keeps its size
+                p = ctx.sink.new_ids(t.shape[d])
+                ctx.sink.fix(p)
+            filled.append(p)
+        blocks.append(((d,), np.concatenate(filled)))
+    return Labels(tuple(shape), blocks)
+
+
+def stack_fn(ctx, node, args, kwargs):
+    tensors = list(args[0] if args else kwargs["tensors"])
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else Sz(0))
+    if not tensors or not all(isinstance(t, Labels) for t in tensors):
+        raise NotHandled
+    shape = out_shape(ctx, node)
+    d = int_of(dim) % len(shape)
+    merged = broadcast_unify(tensors, tensors[0].shape, ctx.sink)
+    blocks = [(tuple(x + 1 if x >= d else x for x in dims), ids) for dims, ids in merged.blocks]
+    return Labels(tuple(shape), blocks)
+
+
+def _pieces(ctx, node, lab: Labels, d: int, equal_ok: bool, size_arg=None):
+    metas = ctx.meta.get(node)
+    if not isinstance(metas, (list, tuple)) or not all(isinstance(m, tuple) and m[0] == "tensor" for m in metas):
+        raise NotHandled
+    shapes = [m[1] for m in metas]
+    sizes = [s[d] for s in shapes]
+    lab2, ids = isolate(ctx, lab, d)
+    out = []
+    if ids is not None:
+        k, s = len(sizes), sizes[0]
+        if equal_ok and k > 1 and all(x == s for x in sizes) and k * s == lab.shape[d]:
+            arr = ids.reshape(k, s)
+            ctx.sink.unify(arr[:1], arr)  # piece i keeps the same channels as piece 0
+            if size_arg is not None and isinstance(size_arg, Sz) and size_arg.src is not None:
+                ctx.add_size_constraint((size_arg.src, arr[0]))
+        elif k > 1:
+            ctx.sink.fix(ids)
+    start = 0
+    for sh, n in zip(shapes, sizes):
+        out.append(index_along(lab2, d, np.arange(start, start + n), tuple(sh), ctx.sink, drop=False))
+        start += n
+    return tuple(out)
+
+
+def chunk_fn(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    dim = kwargs.get("dim", args[2] if len(args) > 2 else Sz(0))
+    n = args[1] if len(args) > 1 else kwargs["chunks"]
+    if isinstance(n, Sz) and (n.src is not None):
+        ctx.fix(n)
+    if isinstance(n, Sz) and n.tag is not None:
+        n.tag.misuse("chunk count")
+    return _pieces(ctx, node, lab, int_of(dim) % lab.ndim, True)
+
+
+def split_fn(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    spec = args[1] if len(args) > 1 else kwargs.get("split_size_or_sections", kwargs.get("split_size"))
+    dim = kwargs.get("dim", args[2] if len(args) > 2 else Sz(0))
+    d = int_of(dim) % lab.ndim
+    if isinstance(spec, Sz):
+        # split(c // 2) tracks the channel count; a constant split size does not
+        dynamic = spec.src is not None
+        if spec.tag is not None:
+            spec.tag.misuse("split size")
+        res = _pieces(ctx, node, lab, d, dynamic, spec)
+        if not dynamic:
+            blk = lab.block_of(d)
+            if blk is not None and len(res) > 1:
+                ctx.sink.fix(blk[1])
+        return res
+    ctx.fix_sizes(spec)
+    blk = lab.block_of(d)
+    res = _pieces(ctx, node, lab, d, False)
+    if blk is not None and len(res) > 1:
+        ctx.sink.fix(blk[1])
+    return res
+
+
+def _pick_along(ctx, lab: Labels, d: int) -> None:
+    """Prepare picking single indices of ``d``: a multi-dim block is tied along ``d``, a 1-D one fixed."""
+    blk = lab.block_of(d)
+    if blk is None:
+        return
+    dims, ids = blk
+    if len(dims) == 1:
+        ctx.sink.fix(ids)  # the number of indices of d must not change
+        return
+    axis = dims.index(d)
+    moved = np.moveaxis(ids, axis, 0)
+    ctx.sink.unify(moved[:1], moved)  # index i of d keeps the same channels for every i
+
+
+def unbind_fn(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else Sz(0))
+    d = int_of(dim) % lab.ndim
+    _pick_along(ctx, lab, d)
+    metas = ctx.meta.get(node)
+    outs = []
+    for i, m in enumerate(metas):
+        outs.append(squeeze_block_dims(index_along(lab, d, i, m[1], ctx.sink, drop=True), ctx.sink))
+    return tuple(outs)
+
+
+def narrow_fn(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    d = int_of(args[1]) % lab.ndim
+    start, length = int_of(args[2]), int_of(args[3])
+    blk = lab.block_of(d)
+    if start == 0 and length == lab.shape[d]:
+        ln = args[3]
+        if isinstance(ln, Sz) and ln.src is not None and blk is not None:
+            ctx.add_size_constraint((ln.src, size_rep(blk, d)))  # narrow(1, 0, x.size(1)) stays full
+        else:
+            ctx.fix_sizes(args[3])
+        ctx.fix_sizes(args[2])
+        return lab
+    ctx.fix_sizes(args[2:])
+    if blk is not None:
+        ctx.sink.fix(blk[1])
+    sh = list(lab.shape)
+    sh[d] = length
+    return index_along(lab, d, np.arange(start, start + length), tuple(sh), ctx.sink, drop=False)
+
+
+def select_fn(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    d = int_of(args[1]) % lab.ndim
+    i = int_of(args[2])
+    _pick_along(ctx, lab, d)
+    return squeeze_block_dims(index_along(lab, d, i % lab.shape[d], tuple(out_shape(ctx, node)), ctx.sink,
+                                          drop=True), ctx.sink)
+
+
+# ----------------------------------------------------------------------------- channel-wise
+
+
+def channelwise(ctx, node, args, kwargs):
+    """Pooling, interpolation, padding: dims whose size is unchanged keep their channels."""
+    lab = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    meta = ctx.meta.get(node)
+    if len(shape) != lab.ndim:
+        raise NotHandled
+    blocks = []
+    for dims, ids in lab.blocks:
+        if all(shape[d] == lab.shape[d] for d in dims):
+            blocks.append((dims, ids))
+        else:
+            ctx.sink.fix(ids)
+    out = Labels(tuple(shape), blocks)
+    if isinstance(meta, tuple) and len(meta) == 2 and not (meta and meta[0] == "tensor"):
+        return (out, Labels(out.shape, list(out.blocks)))  # max_pool with return_indices
+    return out
+
+
+def roll_flip(ctx, node, args, kwargs):
+    """``roll``/``flip``: permute positions along some dims; channels survive on the other dims."""
+    lab = need_labels(args[0])
+    name = getattr(node.target, "__name__", str(node.target))
+    dims = kwargs.get("dims", args[2] if name == "roll" and len(args) > 2 else (args[1] if len(args) > 1 else None))
+    if dims is None:
+        raise NotHandled  # roll over the flattened tensor mixes everything
+    ds = set(dims_arg(dims, lab.ndim))
+    blocks = []
+    for bd, ids in lab.blocks:
+        if ds & set(bd):
+            ctx.sink.fix(ids)
+        else:
+            blocks.append((bd, ids))
+    return Labels(lab.shape, blocks)
+
+
+def _register():
+    import torch
+    import torch.nn.functional as F
+
+    for f in (torch.roll, torch.flip):
+        FUNCTION_HANDLERS[f] = roll_flip
+    METHOD_HANDLERS["roll"] = roll_flip
+    METHOD_HANDLERS["flip"] = roll_flip
+
+    for f in (torch.reshape,):
+        FUNCTION_HANDLERS[f] = view
+    for f in (torch.flatten, torch.squeeze, torch.unsqueeze):
+        FUNCTION_HANDLERS[f] = free_reshape
+    for n in ("flatten", "squeeze", "unsqueeze", "squeeze_", "unsqueeze_", "ravel"):
+        METHOD_HANDLERS[n] = free_reshape
+    FUNCTION_HANDLERS[torch.permute] = permute_m
+    FUNCTION_HANDLERS[torch.transpose] = transpose_m
+    FUNCTION_HANDLERS[torch.swapaxes] = transpose_m
+    FUNCTION_HANDLERS[torch.t] = t_m
+    FUNCTION_HANDLERS[torch.movedim] = movedim_m
+    for f in (torch.cat, torch.concat, getattr(torch, "concatenate", None)):
+        if f is not None:
+            FUNCTION_HANDLERS[f] = cat_fn
+    FUNCTION_HANDLERS[torch.stack] = stack_fn
+    FUNCTION_HANDLERS[torch.chunk] = chunk_fn
+    METHOD_HANDLERS["chunk"] = chunk_fn
+    FUNCTION_HANDLERS[torch.split] = split_fn
+    METHOD_HANDLERS["split"] = split_fn
+    FUNCTION_HANDLERS[torch.unbind] = unbind_fn
+    METHOD_HANDLERS["unbind"] = unbind_fn
+    FUNCTION_HANDLERS[torch.narrow] = narrow_fn
+    METHOD_HANDLERS["narrow"] = narrow_fn
+    FUNCTION_HANDLERS[torch.select] = select_fn
+    METHOD_HANDLERS["select"] = select_fn
+    for n in ("max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+              "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+              "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample",
+              "upsample_nearest", "upsample_bilinear", "pad", "max_pool1d_with_indices", "max_pool2d_with_indices",
+              "max_pool3d_with_indices"):
+        for ns in (F, torch):
+            f = getattr(ns, n, None)
+            if f is not None:
+                FUNCTION_HANDLERS[f] = channelwise
+    SIZE_AWARE.update({view, unflatten, expand_m, view_as_m, split_fn, chunk_fn, narrow_fn})
+
+
+_register()

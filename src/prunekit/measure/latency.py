@@ -1,0 +1,216 @@
+"""Wall-clock latency of a forward pass: warm-up, then the median of many timed runs.
+
+How a run is timed (see ``docs/measure.md``):
+
+* the model is put in eval mode (flags restored afterwards) and run under
+  ``torch.inference_mode()``;
+* ``torch.set_num_threads(threads)`` fixes the intra-op thread count for the
+  measurement and the previous count is restored afterwards;
+* ``warmup`` untimed runs first (allocator caches, oneDNN primitive creation,
+  lazy initialisation), then each timed run is bracketed by
+  ``time.perf_counter()`` (with ``torch.cuda.synchronize()`` for CUDA inputs);
+* Python's garbage collector is paused while timing, as ``timeit`` does;
+* the median (robust to the outliers a shared machine produces) is the headline
+  figure, with the mean and the 10th/90th percentiles beside it.
+
+Example:
+    >>> import torch, torch.nn as nn
+    >>> r = measure_latency(nn.Linear(8, 8), torch.zeros(1, 8), warmup=1, repeats=5, threads=1)
+    >>> r.repeats >= 5 and r.p10_ms <= r.median_ms <= r.p90_ms
+    True
+"""
+from __future__ import annotations
+
+import contextlib
+import gc
+import time
+from dataclasses import asdict, dataclass, fields
+from typing import Mapping
+
+from prunekit.errors import ConfigError, PrunekitError
+from prunekit.measure._utils import (
+    batch_size_of, call_model, check_positive_int, check_threads, eval_mode, is_cuda_input, num_threads,
+)
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Summary of the timed runs of one model on one input (all times in milliseconds per forward pass).
+
+    Attributes:
+        median_ms: median time of one forward pass (the headline figure).
+        mean_ms: mean time.
+        p10_ms: 10th percentile (a fast run).
+        p90_ms: 90th percentile (a slow run).
+        min_ms: fastest run.
+        repeats: number of timed runs.
+        threads: torch intra-op threads during the runs.
+        batch_size: leading dimension of the input.
+    """
+
+    median_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    min_ms: float
+    repeats: int
+    threads: int
+    batch_size: int
+
+    @property
+    def per_sample_ms(self) -> float:
+        """Median time divided by the batch size."""
+        return self.median_ms / self.batch_size
+
+    @property
+    def throughput(self) -> float:
+        """Samples per second at the median time."""
+        return 1000.0 * self.batch_size / self.median_ms if self.median_ms > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "LatencyResult":
+        """Inverse of :meth:`to_dict`; unknown or missing keys raise ConfigError naming the key."""
+        names = {f.name for f in fields(cls)}
+        for key in d:
+            if key not in names:
+                raise ConfigError(f"LatencyResult: unknown key {key!r}")
+        for key in names:
+            if key not in d:
+                raise ConfigError(f"LatencyResult: missing key {key!r}")
+        try:
+            return cls(**{k: (int(d[k]) if k in ("repeats", "threads", "batch_size") else float(d[k])) for k in names})
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"LatencyResult: malformed value ({e})") from None
+
+    @classmethod
+    def from_times(cls, times_s, threads: int, batch_size: int) -> "LatencyResult":
+        """Summarise raw per-run times in seconds (pure function)."""
+        import numpy as np
+
+        t = np.asarray(times_s, dtype=np.float64) * 1000.0
+        if t.size == 0:
+            raise ValueError("no timings to summarise")
+        p10, med, p90 = np.percentile(t, [10, 50, 90])
+        return cls(median_ms=float(med), mean_ms=float(t.mean()), p10_ms=float(p10), p90_ms=float(p90),
+                   min_ms=float(t.min()), repeats=int(t.size), threads=threads, batch_size=batch_size)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _timed_call(model, example_input, cuda: bool) -> float:
+    import torch
+
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    call_model(model, example_input)
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def check_latency_args(warmup, repeats, threads, min_time_s, max_repeats) -> int:
+    """Validate the timing arguments (PrunekitError naming the bad one); returns the cap on timed runs."""
+    check_positive_int("warmup", warmup, minimum=0)
+    check_positive_int("repeats", repeats)
+    check_threads(threads)
+    if isinstance(min_time_s, bool) or not isinstance(min_time_s, (int, float)) or min_time_s < 0:
+        raise PrunekitError(f"min_time_s must be a number >= 0, got {min_time_s!r}")
+    if max_repeats is None:
+        return max(repeats, 20 * repeats)
+    check_positive_int("max_repeats", max_repeats)
+    if max_repeats < repeats:
+        raise PrunekitError(f"max_repeats ({max_repeats}) must be >= repeats ({repeats})")
+    return max_repeats
+
+
+def measure_latency(model, example_input, warmup: int = 10, repeats: int = 50, threads: int | None = None,
+                    min_time_s: float = 0.0, max_repeats: int | None = None,
+                    progress: bool = False) -> LatencyResult:
+    """Time forward passes of ``model`` on ``example_input``; see the module docstring for the method.
+
+    Args:
+        model: an ``nn.Module``.
+        example_input: a tensor, a tuple of positional inputs or a dict of keyword inputs.
+        warmup: untimed runs before timing.
+        repeats: minimum number of timed runs.
+        threads: torch intra-op threads for the measurement; None keeps the current count.
+        min_time_s: keep timing (beyond ``repeats``) until this much time was
+            measured, so fast models get enough samples; capped by ``max_repeats``.
+        max_repeats: cap on the timed runs (default ``20 * repeats``).
+        progress: show a tqdm bar over the timed runs.
+    """
+    max_runs = check_latency_args(warmup, repeats, threads, min_time_s, max_repeats)
+    return compare_latency({"model": model}, example_input, warmup=warmup, repeats=repeats, threads=threads,
+                           min_time_s=min_time_s, max_repeats=max_runs, progress=progress)["model"]
+
+
+def compare_latency(models: Mapping[str, object], example_input, warmup: int = 10, repeats: int = 50,
+                    threads: int | None = None, min_time_s: float = 0.0, max_repeats: int | None = None,
+                    progress: bool = False) -> dict:
+    """Time several models side by side, interleaving their runs, and return ``{name: LatencyResult}``.
+
+    On a shared, noisy machine, a slow spell hits every model alike when runs
+    alternate (round ``r`` times model ``A, B, C`` in a rotated order), so the
+    ratio of medians is far more trustworthy than two separate measurements.
+
+    Args:
+        models: ``{name: module}``; every model gets the same ``example_input``.
+        example_input: as in :func:`measure_latency`.
+        warmup, repeats, threads, min_time_s, max_repeats, progress: as in
+            :func:`measure_latency`; ``repeats``/``min_time_s`` apply per model.
+
+    Example:
+        >>> import torch, torch.nn as nn
+        >>> res = compare_latency({"big": nn.Linear(64, 64), "small": nn.Linear(64, 8)},
+        ...                       torch.zeros(1, 64), warmup=1, repeats=3, threads=1)
+        >>> sorted(res)
+        ['big', 'small']
+    """
+    import torch
+
+    if not isinstance(models, Mapping) or not models:
+        raise PrunekitError("compare_latency needs a non-empty dict {name: model}")
+    max_runs = check_latency_args(warmup, repeats, threads, min_time_s, max_repeats)
+    names = list(models)
+    cuda = is_cuda_input(example_input)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    bar = None
+    with contextlib.ExitStack() as stack:
+        for model in models.values():
+            stack.enter_context(eval_mode(model))
+        used_threads = stack.enter_context(num_threads(threads))
+        stack.enter_context(torch.inference_mode())
+        for _ in range(warmup):
+            for name in names:
+                call_model(models[name], example_input)
+        if progress:
+            from tqdm import tqdm
+
+            bar = stack.enter_context(tqdm(total=repeats, desc="latency", unit="round", leave=False))
+        stack.enter_context(_gc_paused())
+        rounds = 0
+        while rounds < max_runs:
+            if rounds >= repeats and all(sum(t) >= min_time_s for t in times.values()):
+                break
+            shift = rounds % len(names)
+            for name in names[shift:] + names[:shift]:
+                times[name].append(_timed_call(models[name], example_input, cuda))
+            rounds += 1
+            if bar is not None and rounds <= repeats:
+                bar.update(1)
+    batch = batch_size_of(example_input)
+    return {n: LatencyResult.from_times(times[n], threads=used_threads, batch_size=batch) for n in names}

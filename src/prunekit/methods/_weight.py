@@ -1,0 +1,166 @@
+"""Shared pieces of the weight-pruning methods: the result type, masked training, config checks.
+
+Not public API: import the methods from :mod:`prunekit.methods`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from prunekit.errors import ConfigError
+
+
+FINETUNE_DEFAULTS = {"epochs": 5, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
+                     "augment": False, "batch_size": 128, "checkpoint_every": 0}
+
+
+def build_train(field_name: str, overrides, defaults: dict | None = None):
+    """A :class:`prunekit.train.TrainConfig` from a method's ``defaults`` updated with ``overrides``.
+
+    Methods keep their training settings as a plain dict of overrides, so a
+    recipe that sets only ``finetune: {epochs: 3}`` keeps the method's own
+    defaults for the rest (e.g. the smaller fine-tuning rate: Han et al. 2015
+    retrain at a fraction of the original rate), instead of TrainConfig's
+    train-from-scratch defaults. ``overrides`` may also be a TrainConfig.
+
+    Raises:
+        ConfigError: an unknown key or a bad value, named as ``field_name.key``.
+    """
+    from prunekit.train import TrainConfig
+
+    if isinstance(overrides, TrainConfig):
+        overrides = overrides.to_dict()
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{field_name} must be a mapping of train config keys, got {overrides!r}")
+    merged = {**(FINETUNE_DEFAULTS if defaults is None else defaults), **overrides}
+    try:
+        return TrainConfig.from_dict(merged)
+    except ConfigError as e:
+        raise ConfigError(f"{field_name}: {e}") from None
+
+
+def as_overrides(value) -> dict:
+    """A TrainConfig or dict field value as a plain dict of overrides (for storing in configs)."""
+    from prunekit.train import TrainConfig
+
+    if isinstance(value, TrainConfig):
+        return value.to_dict()
+    return dict(value or {})
+
+
+def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is a number in [0, 1) (or [0, 1] with ``allow_one``)."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
+          and 0.0 <= value and (value <= 1.0 if allow_one else value < 1.0))
+    if not ok:
+        interval = "[0, 1]" if allow_one else "[0, 1)"
+        raise ConfigError(f"{name} must be a number in {interval}, got {value!r}")
+
+
+def check_choice(name: str, value, choices: Iterable[str]) -> None:
+    """Raise ConfigError unless ``value`` is one of ``choices``."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+
+
+def check_positive_int(name: str, value, *, allow_zero: bool = False) -> None:
+    """Raise ConfigError unless ``value`` is an int > 0 (>= 0 with ``allow_zero``)."""
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+
+
+@dataclass
+class PruneResult:
+    """What a weight-pruning method returns.
+
+    Attributes:
+        method: registry name of the method.
+        model: the pruned (and retrained) model; pruned weights are exactly 0.
+        masks: ``{param name: BoolTensor}``, True = kept.
+        config: the method's config dataclass.
+        records: the accuracy curve, one dict per evaluated point, each with at
+            least ``stage``, ``sparsity`` and ``test_top1`` (plus ``epoch``,
+            ``round``, ``step``... depending on the method).
+        final: ``{"sparsity": ..., "test_top1": ..., "test_loss": ...}`` of the returned model.
+        extra: method-specific results (e.g. ADMM's filters to remove).
+    """
+
+    method: str
+    model: Any
+    masks: dict
+    config: Any
+    records: list = field(default_factory=list)
+    final: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+    def sparsity_report(self):
+        """Per-layer :class:`prunekit.sparse.SparsityReport` of the returned model."""
+        from prunekit.sparse import sparsity_report
+
+        return sparsity_report(self.model, self.masks)
+
+    def to_dict(self) -> dict:
+        """JSON-able summary (no tensors): method, config, curve, final metrics, per-layer sparsity."""
+        from prunekit.config import to_dict
+
+        return {"method": self.method, "config": to_dict(self.config), "final": dict(self.final),
+                "records": [dict(r) for r in self.records], "extra": dict(self.extra),
+                "sparsity": self.sparsity_report().to_dict()}
+
+
+def evaluate_test(model, data, batch_size: int = 512) -> dict:
+    """``{"test_top1", "test_loss"}`` of ``model`` on ``data``'s test split."""
+    from prunekit.train import evaluate
+
+    m = evaluate(model, data.test_x, data.test_y, batch_size=batch_size)
+    return {"test_top1": m["top1"], "test_loss": m["loss"]}
+
+
+_TRAINER_KEYS = {"epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5", "seconds",
+                 "sparsity"}
+
+
+def train_with_masks(model, data, train_cfg, masks=None, callbacks=(), *, progress=None,
+                     stage: str = "train", records: list | None = None, extra: dict | None = None):
+    """Run :class:`prunekit.train.Trainer` with a :class:`~prunekit.sparse.MaskCallback` when ``masks`` is given.
+
+    Every evaluated epoch is appended to ``records`` as
+    ``{"stage", "epoch", "step", "sparsity", "test_top1", "test_loss", **extra}``.
+    Returns the trainer (for its history and ``global_step``).
+    """
+    from prunekit.sparse import MaskCallback, masks_sparsity
+    from prunekit.train import Trainer
+
+    if progress is not None and train_cfg.progress != progress:
+        train_cfg = train_cfg.replace(progress=bool(progress))
+    cbs = list(callbacks)
+    if masks is not None:
+        cbs.insert(0, MaskCallback(masks))
+    trainer = Trainer(model, data, train_cfg, callbacks=cbs)
+    trainer.fit()
+    if records is not None:
+        for row in trainer.history:
+            if row.get("test_top1") is None:
+                continue
+            step = (row["epoch"] + 1) * trainer.steps_per_epoch
+            sp = row.get("sparsity", masks_sparsity(masks) if masks is not None else 0.0)
+            rec = {"stage": stage, "epoch": row["epoch"], "step": step, "sparsity": sp,
+                   "test_top1": row["test_top1"], "test_loss": row["test_loss"], **(extra or {})}
+            # keys callbacks added to the epoch record (ADMM's rho and residual, ...)
+            rec.update({k: v for k, v in row.items() if k not in _TRAINER_KEYS and k not in rec
+                        and isinstance(v, (int, float))})
+            records.append(rec)
+    return trainer
+
+
+def progress_iter(iterable, total: int, desc: str, enabled: bool):
+    """``iterable`` wrapped in a tqdm bar when ``enabled`` (the outer loop of rounds/iterations)."""
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)

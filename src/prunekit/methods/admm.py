@@ -1,0 +1,409 @@
+"""ADMM weight pruning (Zhang et al., ECCV 2018): element-wise, filter-wise or channel-wise.
+
+Zhang et al., *A Systematic DNN Weight Pruning Framework using Alternating
+Direction Methods of Multipliers* (ECCV 2018) write pruning as
+``min f(W) s.t. W_i in S_i`` (``S_i``: at most ``k_i`` non-zeros in layer ``i``)
+and split it with an auxiliary ``Z_i = W_i`` and scaled duals ``U_i``:
+
+* **W step**: a few epochs of SGD on ``f(W) + sum_i rho/2 ||W_i - Z_i + U_i||^2``;
+* **Z step**: ``Z_i = proj_S(W_i + U_i)``, the Euclidean projection onto ``S_i``:
+  keep the ``k_i`` largest magnitudes (element-wise) or the ``k_i`` filters
+  (output slices) / channels (input slices) of largest L2 norm;
+* **U step**: ``U_i += W_i - Z_i``;
+
+with ``rho`` raised on a schedule so ``W`` is pulled ever closer to the sparse
+``Z``. Then the weights are hard-pruned to the projection's support and
+retrained under the mask.
+
+The filter-wise variant reports, per layer, the filters to remove
+(``result.extra["removed_filters"]``) and turns them into a
+:class:`prunekit.plan.PruningPlan` (:func:`filters_to_plan`) so the structural
+engine removes them physically.
+
+Example:
+    >>> import torch
+    >>> project_topk(torch.tensor([0.1, -3.0, 2.0, -0.5]), 2)
+    tensor([ 0., -3.,  2.,  0.])
+    >>> rho_schedule(5, rho0=0.01, factor=2.0, every=2, rho_max=1.0)
+    0.04
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Optional
+
+from prunekit.errors import ConfigError, PrunekitError
+from prunekit.methods import register_method
+from prunekit.methods._weight import (
+    PruneResult, as_overrides, build_train, check_choice, check_fraction, check_positive_int, evaluate_test,
+    train_with_masks,
+)
+from prunekit.train import Callback
+
+GRANULARITIES = ("element", "filter", "channel")
+
+# ---- pure functions -------------------------------------------------------------------------------
+
+
+def keep_count(n: int, sparsity: float) -> int:
+    """Entries (or filters) kept out of ``n`` at ``sparsity``: ``n - round(sparsity * n)``, at least 1.
+
+    Example:
+        >>> keep_count(10, 0.75), keep_count(4, 0.99)
+        (2, 1)
+    """
+    return max(1, n - int(math.floor(sparsity * n + 0.5)))
+
+
+def topk_mask(w, k: int):
+    """Bool mask of the ``k`` largest-magnitude entries of ``w`` (ties: the earlier index wins)."""
+    import torch
+
+    flat = w.detach().abs().flatten().to(torch.float64)
+    k = max(0, min(int(k), flat.numel()))
+    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=w.device)
+    if k:
+        order = torch.sort(flat, descending=True, stable=True).indices
+        keep[order[:k]] = True
+    return keep.view(w.shape)
+
+
+def project_topk(w, k: int):
+    """Euclidean projection of ``w`` onto ``{Z : ||Z||_0 <= k}``: keep the ``k`` largest magnitudes (Z step)."""
+    return w.masked_fill(~topk_mask(w, k), 0.0)
+
+
+def slice_norms(w, dim: int = 0):
+    """L2 norm of every slice of ``w`` along ``dim`` (``dim=0``: filters, ``dim=1``: input channels)."""
+    moved = w.detach().movedim(dim, 0)
+    return moved.reshape(moved.shape[0], -1).norm(dim=1)
+
+
+def topk_slices(w, k: int, dim: int = 0):
+    """Sorted indices of the ``k`` slices along ``dim`` with the largest L2 norm (ties: earlier index wins)."""
+    import torch
+
+    norms = slice_norms(w, dim).to(torch.float64)
+    order = torch.sort(norms, descending=True, stable=True).indices
+    return torch.sort(order[: max(0, min(int(k), norms.numel()))]).values
+
+
+def slice_mask(w, kept, dim: int = 0):
+    """Bool mask (shape of ``w``) keeping the slices ``kept`` along ``dim``."""
+    import torch
+
+    keep = torch.zeros(w.shape[dim], dtype=torch.bool, device=w.device)
+    keep[kept] = True
+    shape = [1] * w.dim()
+    shape[dim] = w.shape[dim]
+    return keep.view(shape).expand(w.shape).clone()
+
+
+def project_slices(w, k: int, dim: int = 0):
+    """Projection onto "at most ``k`` non-zero slices along ``dim``": keep the ``k`` of largest L2 norm."""
+    return w.masked_fill(~slice_mask(w, topk_slices(w, k, dim), dim), 0.0)
+
+
+def rho_schedule(iteration: int, rho0: float, factor: float = 1.0, every: int = 1,
+                 rho_max: float = math.inf) -> float:
+    """Penalty ``rho`` at ADMM iteration ``iteration`` (0-based): ``min(rho_max, rho0 * factor ** (iteration // every))``.
+
+    Raising ``rho`` progressively (Zhang et al. 2018; Ren et al., ADMM-NN,
+    ASPLOS 2019) lets ``W`` first fit the data and then converge onto ``Z``.
+    """
+    if rho0 <= 0 or factor <= 0 or every < 1:
+        raise ConfigError(f"rho schedule needs rho0 > 0, factor > 0, every >= 1 (got {rho0}, {factor}, {every})")
+    return float(min(rho_max, rho0 * factor ** (iteration // every)))
+
+
+def project(w, k: int, granularity: str):
+    """The Z-step projection for ``granularity`` (``element``: k entries; ``filter``/``channel``: k slices)."""
+    if granularity == "element":
+        return project_topk(w, k)
+    return project_slices(w, k, 0 if granularity == "filter" else 1)
+
+
+def support_mask(w, k: int, granularity: str):
+    """Bool mask of the support of :func:`project` (used for the hard prune)."""
+    if granularity == "element":
+        return topk_mask(w, k)
+    dim = 0 if granularity == "filter" else 1
+    return slice_mask(w, topk_slices(w, k, dim), dim)
+
+
+# ---- the ADMM training callback -------------------------------------------------------------------
+
+
+class ADMMCallback(Callback):
+    """The W step's penalty gradient plus the Z and U updates, inside :class:`prunekit.train.Trainer`.
+
+    After every backward pass ``rho * (W - Z + U)`` (the gradient of
+    ``rho/2 ||W - Z + U||^2``) is added to each layer's gradient; every
+    ``update_every`` epochs ``Z`` and ``U`` are updated and ``rho`` follows
+    :func:`rho_schedule`. Each epoch's history record gets ``rho`` and the
+    relative primal residual ``||W - Z|| / ||W||``.
+
+    Args:
+        keep: ``{param name: k}`` entries (element) or slices (filter/channel) to keep.
+        granularity: ``"element"``, ``"filter"`` or ``"channel"``.
+        rho, rho_factor, rho_every, rho_max: the :func:`rho_schedule`.
+        update_every: epochs per ADMM iteration.
+    """
+
+    def __init__(self, keep: dict, granularity: str = "element", rho: float = 1e-3, rho_factor: float = 1.0,
+                 rho_every: int = 1, rho_max: float = 1.0, update_every: int = 1) -> None:
+        check_choice("granularity", granularity, GRANULARITIES)
+        rho_schedule(0, rho, rho_factor, rho_every, rho_max)  # validates
+        self.keep, self.granularity = dict(keep), granularity
+        self.rho0, self.rho_factor, self.rho_every, self.rho_max = rho, rho_factor, rho_every, rho_max
+        self.update_every = update_every
+        self.iteration = 0
+        self.Z: dict = {}
+        self.U: dict = {}
+        self.log: list = []
+
+    @property
+    def rho(self) -> float:
+        return rho_schedule(self.iteration, self.rho0, self.rho_factor, self.rho_every, self.rho_max)
+
+    def _params(self, model) -> dict:
+        params = dict(model.named_parameters())
+        missing = [n for n in self.keep if n not in params]
+        if missing:
+            raise PrunekitError(f"ADMM: no parameter named {missing[0]!r} in the model")
+        return {n: params[n] for n in self.keep}
+
+    def on_train_begin(self, trainer) -> None:
+        import torch
+
+        self._p = self._params(trainer.model)
+        if not self.Z:
+            for n, p in self._p.items():
+                self.Z[n] = project(p.detach(), self.keep[n], self.granularity)
+                self.U[n] = torch.zeros_like(p.detach())
+
+    def on_after_backward(self, trainer) -> None:
+        rho = self.rho
+        for n, p in self._p.items():
+            if p.grad is not None:
+                p.grad.add_(p.detach() - self.Z[n] + self.U[n], alpha=rho)
+
+    def residual(self) -> float:
+        """Relative primal residual ``||W - Z|| / ||W||`` over all layers."""
+        num = sum(float((p.detach() - self.Z[n]).pow(2).sum()) for n, p in self._p.items())
+        den = sum(float(p.detach().pow(2).sum()) for p in self._p.values())
+        return math.sqrt(num / den) if den > 0 else 0.0
+
+    def on_epoch_end(self, trainer, epoch: int, metrics: dict) -> None:
+        if (epoch + 1) % self.update_every == 0:
+            for n, p in self._p.items():
+                w = p.detach()
+                self.Z[n] = project(w + self.U[n], self.keep[n], self.granularity)
+                self.U[n] = self.U[n] + w - self.Z[n]
+            self.iteration += 1
+        metrics["rho"] = self.rho
+        metrics["admm_residual"] = self.residual()
+        self.log.append({"epoch": epoch, "iteration": self.iteration, "rho": metrics["rho"],
+                         "residual": metrics["admm_residual"]})
+
+    def state_dict(self) -> dict:
+        return {"iteration": self.iteration, "Z": {k: v.cpu() for k, v in self.Z.items()},
+                "U": {k: v.cpu() for k, v in self.U.items()}, "log": list(self.log)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not state:
+            return
+        dev = {n: p.device for n, p in self._p.items()} if getattr(self, "_p", None) else {}
+        self.iteration = int(state.get("iteration", 0))
+        self.Z = {k: v.to(dev.get(k, "cpu")) for k, v in state.get("Z", {}).items()}
+        self.U = {k: v.to(dev.get(k, "cpu")) for k, v in state.get("U", {}).items()}
+        self.log = list(state.get("log", []))
+
+
+# ---- config and method ----------------------------------------------------------------------------
+
+ADMM_TRAIN_DEFAULTS = {"epochs": 10, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "constant",
+                       "augment": False, "batch_size": 128, "checkpoint_every": 0}
+
+
+@dataclass
+class ADMMConfig:
+    """Hyper-parameters of :func:`admm_prune`.
+
+    Attributes:
+        sparsity: fraction of entries (element) or slices (filter/channel) removed per layer.
+        layer_sparsity: per-layer overrides ``{param or module name: sparsity}`` (Zhang et
+            al. give each layer its own rate).
+        granularity: ``"element"``, ``"filter"`` (output slices, dim 0) or ``"channel"``
+            (input slices, dim 1).
+        layers: names to prune (None = every Conv/Linear weight, except the output
+            layer for filter/channel granularity: removing logits is never wanted).
+        rho, rho_factor, rho_every, rho_max: the penalty schedule (:func:`rho_schedule`, per ADMM iteration).
+        update_every: epochs of W steps per ADMM iteration (Z/U update).
+        admm: overrides of the ADMM-phase training config (its ``epochs`` is the ADMM phase length).
+        retrain: overrides of the masked retraining config after the hard prune.
+    """
+
+    sparsity: float = 0.9
+    layer_sparsity: dict = field(default_factory=dict)
+    granularity: str = "element"
+    layers: Optional[list[str]] = None
+    rho: float = 0.05
+    rho_factor: float = 1.5
+    rho_every: int = 1
+    rho_max: float = 1.0
+    update_every: int = 1
+    admm: dict = field(default_factory=dict)
+    retrain: dict = field(default_factory=lambda: {"epochs": 5})
+
+    def __post_init__(self) -> None:
+        check_fraction("sparsity", self.sparsity)
+        for k, v in self.layer_sparsity.items():
+            check_fraction(f"layer_sparsity[{k!r}]", v)
+        check_choice("granularity", self.granularity, GRANULARITIES)
+        for name in ("rho", "rho_factor", "rho_max"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"{name} must be a positive number, got {v!r}")
+        check_positive_int("rho_every", self.rho_every)
+        check_positive_int("update_every", self.update_every)
+        self.admm = as_overrides(self.admm)
+        self.retrain = as_overrides(self.retrain)
+        build_train("admm", self.admm, ADMM_TRAIN_DEFAULTS)
+        build_train("retrain", self.retrain)
+
+    def admm_config(self):
+        """The resolved ADMM-phase :class:`prunekit.train.TrainConfig`."""
+        return build_train("admm", self.admm, ADMM_TRAIN_DEFAULTS)
+
+    def retrain_config(self):
+        """The resolved retraining :class:`prunekit.train.TrainConfig`."""
+        return build_train("retrain", self.retrain)
+
+
+def layer_keep(model, cfg: ADMMConfig) -> dict:
+    """``{param name: k}`` to keep per layer (entries or slices, by granularity)."""
+    from prunekit.sparse import select_params
+
+    if cfg.layers is None and cfg.granularity != "element":
+        names = list(select_params(model))[:-1]  # never remove the logits
+        if not names:
+            raise PrunekitError("filter/channel ADMM needs at least two prunable layers (the output layer is kept)")
+        params = select_params(model, names)
+    else:
+        params = select_params(model, cfg.layers)
+    overrides = {}
+    for k, v in cfg.layer_sparsity.items():
+        key = k if k in params else f"{k}.weight"
+        if key not in params:
+            raise ConfigError(f"layer_sparsity: {k!r} is not one of the pruned layers ({', '.join(params)})")
+        overrides[key] = v
+    keep = {}
+    for n, p in params.items():
+        s = overrides.get(n, cfg.sparsity)
+        size = p.numel() if cfg.granularity == "element" else p.shape[0 if cfg.granularity == "filter" else 1]
+        keep[n] = keep_count(size, s)
+    return keep
+
+
+def removed_slices(masks: dict, granularity: str) -> dict:
+    """``{module name: [indices]}`` of the filters (dim 0) or input channels (dim 1) a mask set removes."""
+    dim = 0 if granularity == "filter" else 1
+    out = {}
+    for n, m in masks.items():
+        if not n.endswith(".weight"):
+            continue
+        alive = m.movedim(dim, 0).reshape(m.shape[dim], -1).any(dim=1)
+        out[n[: -len(".weight")]] = [int(i) for i in (~alive).nonzero().flatten()]
+    return out
+
+
+def filters_to_plan(model, example_inputs, removed_filters: dict):
+    """A :class:`prunekit.plan.PruningPlan` removing exactly ``removed_filters`` (``{module: [filter indices]}``).
+
+    The structural engine ranks each layer's filters by L2 norm; after ADMM's
+    masked retraining the removed filters are exactly zero, so asking for the
+    same number per layer selects exactly them. The result is checked.
+
+    Raises:
+        PrunekitError: the engine chose other filters, which happens when a layer's
+            output channels are coupled with other layers (residual additions) that
+            ADMM pruned differently; the message names the layer.
+    """
+    import prunekit
+
+    ratios = {}
+    for mod, idx in removed_filters.items():
+        if idx:
+            n = model.get_submodule(mod).weight.shape[0]
+            ratios[mod] = len(idx) / n
+    if not ratios:
+        raise PrunekitError("no filters to remove")
+    plan = prunekit.plan(model, example_inputs, criterion="l2", ratios=ratios,
+                         max_ratio=min(0.999, max(ratios.values()) + 1e-9), min_channels=1)
+    got = plan.removed_indices()
+    for mod, idx in removed_filters.items():
+        planned = sorted(int(i) for i in got.get((f"{mod}.weight", 0), []))
+        if planned != sorted(idx):
+            raise PrunekitError(f"layer {mod!r}: the structural plan removes filters {planned[:8]}... but ADMM "
+                                f"chose {sorted(idx)[:8]}...; its channels are coupled with other layers")
+    return plan
+
+
+@register_method("admm", ADMMConfig,
+                 paper="Zhang et al., A Systematic DNN Weight Pruning Framework using ADMM, ECCV 2018")
+def admm_prune(model, data, config: ADMMConfig | None = None, *, progress: bool | None = None) -> PruneResult:
+    """ADMM-regularised training, hard pruning, then masked retraining of ``model`` (in place).
+
+    Returns:
+        :class:`~prunekit.methods._weight.PruneResult`. ``extra`` holds ``admm_log``
+        (rho and residual per epoch), and for filter/channel granularity
+        ``removed_filters`` / ``removed_channels`` (``{module: [indices]}``); for
+        ``filter`` also ``plan`` (a :class:`prunekit.plan.PruningPlan` as a dict,
+        apply it with ``PruningPlan.from_dict(...).apply(model)``) or ``plan_error``
+        when the structural engine could not take the filters (coupled layers).
+    """
+    from prunekit.sparse import apply_masks, masks_sparsity
+
+    cfg = config or ADMMConfig()
+    at, rt = cfg.admm_config(), cfg.retrain_config()
+    if progress is not None:
+        at, rt = at.replace(progress=bool(progress)), rt.replace(progress=bool(progress))
+    keep = layer_keep(model, cfg)
+    records = [{"stage": "dense", "sparsity": 0.0, **evaluate_test(model, data)}]
+    cb = ADMMCallback(keep, cfg.granularity, cfg.rho, cfg.rho_factor, cfg.rho_every, cfg.rho_max, cfg.update_every)
+    if at.epochs > 0:
+        train_with_masks(model, data, at, None, [cb], stage="admm", records=records)
+    params = dict(model.named_parameters())
+    masks = {n: support_mask(params[n].detach(), k, cfg.granularity) for n, k in keep.items()}
+    if cfg.granularity == "filter":
+        # A removed filter's bias would still feed the next layer; physical removal drops it, so mask it too.
+        for n in list(masks):
+            bias = n[: -len("weight")] + "bias"
+            if n.endswith(".weight") and bias in params and params[bias] is not None:
+                masks[bias] = masks[n].reshape(masks[n].shape[0], -1).any(dim=1)
+    apply_masks(model, masks)
+    weight_masks = {n: m for n, m in masks.items() if n in keep}
+    records.append({"stage": "pruned", "sparsity": masks_sparsity(weight_masks), **evaluate_test(model, data)})
+    if rt.epochs > 0:
+        train_with_masks(model, data, rt, masks, stage="retrain", records=records)
+        for r in records:
+            if r["stage"] == "retrain":
+                r["sparsity"] = masks_sparsity(weight_masks)
+    extra: dict = {"admm_log": cb.log, "keep": keep}
+    if cfg.granularity != "element":
+        key = "removed_filters" if cfg.granularity == "filter" else "removed_channels"
+        extra[key] = removed_slices(weight_masks, cfg.granularity)
+    if cfg.granularity == "filter":
+        try:
+            example = data.test_x[:1].to(next(model.parameters()).device)
+            extra["plan"] = filters_to_plan(model, example, extra["removed_filters"]).to_dict()
+        except (PrunekitError, ImportError) as e:
+            extra["plan_error"] = str(e)
+            warnings.warn(f"ADMM filter pruning: no structural plan ({e}); the filter indices are in "
+                          "result.extra['removed_filters']", stacklevel=2)
+    final = {"sparsity": masks_sparsity(weight_masks), **evaluate_test(model, data)}
+    return PruneResult(method="admm", model=model, masks=masks, config=cfg, records=records, final=final,
+                       extra=extra)

@@ -1,0 +1,98 @@
+"""Structured (channel) pruning methods of the seed papers, each a config + a function + a plan.
+
+========== ==================================================================== =========================
+name       method                                                               module
+========== ==================================================================== =========================
+l1         L1 filter pruning with per-layer sensitivity (Li et al., ICLR 2017)  :mod:`.l1`
+slimming   Network Slimming: L1 on BN scales, global threshold (Liu et al.,      :mod:`.slimming`
+           ICCV 2017); ``from_scratch`` per Liu et al., ICLR 2019
+lasso      Channel Pruning: LASSO selection + least squares (He et al.,          :mod:`.reconstruct`
+           ICCV 2017)
+thinet     ThiNet: greedy selection + least-squares scaling (Luo et al., 2017)   :mod:`.reconstruct`
+fpgm       iterative FPGM (He et al., CVPR 2019)                                 :mod:`.iterative`
+taylor     iterative Taylor (Molchanov et al., CVPR 2019)                        :mod:`.iterative`
+========== ==================================================================== =========================
+
+Every method makes :class:`~prunekit.plan.PruningPlan` objects that the engine applies;
+:func:`run_structured` runs the whole pipeline and writes the run directory.
+
+Example:
+    >>> from prunekit.methods.structured import STRUCTURED_METHODS
+    >>> sorted(STRUCTURED_METHODS.names())
+    ['fpgm', 'l1', 'lasso', 'slimming', 'taylor', 'thinet']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from prunekit.registry import Registry
+
+from prunekit.methods.structured._common import CommonConfig, write_reconstructed
+from prunekit.methods.structured.iterative import IterativeConfig, iterative_prune
+from prunekit.methods.structured.l1 import (L1Config, choose_ratios, l1_prune, plot_sensitivity, ratios_for_macs,
+                                            sensitivity_analysis)
+from prunekit.methods.structured.pipeline import Outcome, StructuredResult, run_structured
+from prunekit.methods.structured.reconstruct import (ChannelPruningConfig, ReconstructionResult, ThiNetConfig,
+                                                     channel_pruning, reconstruct_prune, select_and_fit, thinet)
+from prunekit.methods.structured.slimming import (SlimmingConfig, SparsityCallback, add_sparsity_grad,
+                                                  channels_below, global_threshold, slimming, slimming_plan)
+
+
+@dataclass(frozen=True)
+class StructuredMethod:
+    """A registered structured method: ``prune(model, data, config, progress) -> Outcome``."""
+
+    name: str
+    prune: Callable
+    config_cls: type
+    paper: str
+
+
+def _l1(model, data, cfg, progress):
+    p, table, ratios = l1_prune(model, data, cfg, progress)
+    tab = {k: ({str(r): a for r, a in v.items()} if isinstance(v, dict) else v) for k, v in table.items()}
+    return Outcome(p.apply(model), [p], {"sensitivity": tab, "layer_ratios": ratios},
+                   {"sensitivity.png": lambda path: plot_sensitivity(table, path)})
+
+
+def _slimming(model, data, cfg, progress):
+    net, p = slimming(model, data, cfg, progress)
+    return Outcome(p.apply(net), [p], {"threshold": p.info.get("threshold")})
+
+
+def _reconstruct(fn):
+    def run(model, data, cfg, progress):
+        res = fn(model, data, cfg, progress)
+        return Outcome(res.apply(model), [res.plan], {"layers": [s.to_dict() for s in res.layers]})
+    return run
+
+
+def _iterative(criterion):
+    def run(model, data, cfg, progress):
+        net, plans = iterative_prune(model, data, criterion, cfg, progress)
+        return Outcome(net, plans, {"steps": len(plans)})
+    return run
+
+
+STRUCTURED_METHODS: Registry[StructuredMethod] = Registry("structured pruning method")
+for _m in (StructuredMethod("l1", _l1, L1Config, "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017"),
+           StructuredMethod("slimming", _slimming, SlimmingConfig,
+                            "Liu et al., Learning Efficient Convolutional Networks through Network Slimming, ICCV 2017"),
+           StructuredMethod("lasso", _reconstruct(channel_pruning), ChannelPruningConfig,
+                            "He, Zhang & Sun, Channel Pruning for Accelerating Very Deep Neural Networks, ICCV 2017"),
+           StructuredMethod("thinet", _reconstruct(thinet), ThiNetConfig,
+                            "Luo, Wu & Lin, ThiNet: A Filter Level Pruning Method, ICCV 2017"),
+           StructuredMethod("fpgm", _iterative("fpgm"), IterativeConfig,
+                            "He et al., Filter Pruning via Geometric Median, CVPR 2019"),
+           StructuredMethod("taylor", _iterative("taylor"), IterativeConfig,
+                            "Molchanov et al., Importance Estimation for Neural Network Pruning, CVPR 2019")):
+    STRUCTURED_METHODS.add(_m.name, _m)
+del _m
+
+__all__ = ["STRUCTURED_METHODS", "StructuredMethod", "run_structured", "StructuredResult", "CommonConfig",
+           "L1Config", "SlimmingConfig", "ChannelPruningConfig", "ThiNetConfig", "IterativeConfig",
+           "channel_pruning", "thinet", "reconstruct_prune", "select_and_fit", "ReconstructionResult",
+           "write_reconstructed", "l1_prune", "sensitivity_analysis", "choose_ratios", "ratios_for_macs",
+           "plot_sensitivity", "slimming", "slimming_plan", "SparsityCallback", "add_sparsity_grad",
+           "global_threshold", "channels_below", "iterative_prune"]

@@ -1,0 +1,290 @@
+"""Shared plumbing of the structured methods: configs, plan construction, budgets, feature sampling.
+
+Every structured method ends in a :class:`~prunekit.plan.PruningPlan`; the engine's
+``plan.apply`` is the only code that removes channels. Methods whose channel choice is
+not a weight criterion (LASSO, ThiNet, Network Slimming's global threshold) build their
+plan with :func:`plan_from_removed`: a skeleton plan from the engine (``ratio=0``, so
+the coupling groups are the engine's) with ``removed`` filled in by the method.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Optional
+
+import numpy as np
+
+from prunekit.errors import PrunekitError
+
+
+@dataclass
+class CommonConfig:
+    """Options every structured method shares (budget, calibration data, fine-tuning).
+
+    Attributes:
+        macs: keep this fraction of the model's MACs (None: use ``ratio``).
+        macs_tolerance: allowed error of the MACs target (fraction of the original).
+        ratio: fraction of each prunable group's channels to remove (when ``macs`` is None).
+        calib_images: training images used for statistics (sampling, sensitivity, Taylor).
+        finetune_epochs: epochs of fine-tuning after pruning (0: none).
+        finetune_lr: peak learning rate of fine-tuning (cosine schedule, SGD).
+        batch_size: fine-tuning batch size.
+        weight_decay: fine-tuning weight decay.
+        augment: use the dataset's default augmentation while fine-tuning.
+        from_scratch: re-initialise the pruned architecture and train it for
+            ``finetune_epochs`` instead of fine-tuning (Liu et al., "Rethinking the Value
+            of Network Pruning", ICLR 2019).
+        seed: seeds sampling and fine-tuning.
+        latency: measure the latency speedup in the report (a few forward passes).
+    """
+
+    macs: Optional[float] = 0.5
+    macs_tolerance: float = 0.03
+    ratio: Optional[float] = None
+    calib_images: int = 256
+    finetune_epochs: int = 2
+    finetune_lr: float = 0.01
+    batch_size: int = 64
+    weight_decay: float = 5e-4
+    augment: bool = False
+    from_scratch: bool = False
+    seed: int = 0
+    latency: bool = True
+
+    def check(self) -> None:
+        """Raise ConfigError for out-of-range values (types are checked by ``prunekit.config``)."""
+        from prunekit.errors import ConfigError
+
+        if self.macs is not None and not 0.0 < self.macs <= 1.0:
+            raise ConfigError(f"config key 'macs' must be in (0, 1], got {self.macs}")
+        if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
+            raise ConfigError(f"config key 'ratio' must be in [0, 1), got {self.ratio}")
+        for key in ("calib_images", "batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
+        if self.finetune_epochs < 0:
+            raise ConfigError(f"config key 'finetune_epochs' must be >= 0, got {self.finetune_epochs}")
+
+
+def example_input(data):
+    """One training image as the example input of tracing (batch of 1)."""
+    return data.train_x[:1].clone()
+
+
+def calib_batch(data, n: int, seed: int):
+    """``(x, y)``: ``n`` training images drawn without replacement with a seeded generator."""
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed))
+    idx = torch.randperm(len(data.train_x), generator=g)[: min(n, len(data.train_x))]
+    return data.train_x[idx], data.train_y[idx]
+
+
+# ---------------------------------------------------------------------------------------- plans
+def skeleton(model, x, criterion: str = "l1", keep_scores: bool = False):
+    """The engine's plan with nothing removed: its groups are the ones every method fills in."""
+    from prunekit.prune import plan
+
+    return plan(model, x, criterion=criterion, ratio=0.0, keep_scores=keep_scores)
+
+
+def plan_from_removed(model, x, removed: dict, info: dict | None = None, base=None):
+    """A :class:`PruningPlan` removing ``removed[group_id]`` channels of each group.
+
+    The groups come from the engine (``base``, or a fresh skeleton); the module
+    attributes that follow the channel counts (BatchNorm ``num_features`` ...) are
+    recomputed by the engine's own analysis so ``plan.apply`` stays consistent.
+    """
+    from prunekit.graph import analyze
+    from prunekit.prune import _attribute_updates  # engine helper; see the report for a public API request
+
+    base = base if base is not None else skeleton(model, x)
+    out = copy.deepcopy(base)
+    by_id = {g.id: g for g in out.groups}
+    comps = set()
+    for gid, chans in removed.items():
+        if gid not in by_id:
+            raise PrunekitError(f"plan_from_removed: no group {gid} in this model")
+        g = by_id[gid]
+        chans = sorted({int(c) for c in chans})
+        if chans and (chans[0] < 0 or chans[-1] >= g.size):
+            raise PrunekitError(f"group {g.name!r}: channel index out of range [0, {g.size})")
+        if len(chans) >= g.size:
+            raise PrunekitError(f"group {g.name!r}: cannot remove all {g.size} channels")
+        g.removed = chans
+        comps.update((gid, c) for c in chans)
+    out.attrs = _attribute_updates(analyze(model, x), comps)
+    out.info = dict(out.info)
+    out.info.update(info or {})
+    out.info.update(_estimate(model, x, out))
+    return out
+
+
+def _estimate(model, x, p) -> dict:
+    """MACs and parameter counts after ``p`` (measured on the pruned copy, so always exact)."""
+    from prunekit.measure import count_macs
+
+    small = p.apply(model)
+    return {"macs_after": float(count_macs(small, x).total),
+            "params_after": float(sum(t.numel() for t in small.parameters()))}
+
+
+@dataclass(frozen=True)
+class PrunableLayer:
+    """A group whose channels are read by exactly one layer (the case of He et al. and ThiNet).
+
+    Attributes:
+        group: the engine's group id.
+        consumer: qualified name of the layer reading the channels (Conv2d or Linear).
+        producers: layers writing the channels (role ``out``).
+        size: channels in the group.
+    """
+
+    group: int
+    consumer: str
+    producers: tuple
+    size: int
+
+
+def prunable_layers(model, base) -> list[PrunableLayer]:
+    """Groups with one Conv2d(groups=1)/Linear consumer reading channel ``c`` at input index ``c``.
+
+    Residual streams (several consumers) and the classifier's outputs (no consumer) are
+    left out, as in He et al. 2017 and ThiNet, which prune only inside residual branches.
+    Ordered as the consumers appear in ``model.named_modules()`` (forward order for the zoo).
+    """
+    import torch
+
+    mods = dict(model.named_modules())
+    order = {n: i for i, n in enumerate(mods)}
+    out = []
+    for g in base.groups:
+        ins = [m for m in g.members if m.role == "in"]
+        outs = tuple(sorted({m.module for m in g.members if m.role == "out"}))
+        if len(ins) != 1 or not outs or g.size < 2:
+            continue
+        m = ins[0]
+        mod = mods.get(m.module)
+        ok_conv = isinstance(mod, torch.nn.Conv2d) and mod.groups == 1 and mod.in_channels == g.size
+        ok_lin = isinstance(mod, torch.nn.Linear) and mod.in_features == g.size
+        identity = m.dim == 1 and np.array_equal(m.indices, np.arange(g.size)) and np.array_equal(m.channels, m.indices)
+        if (ok_conv or ok_lin) and identity and m.param == m.module + ".weight":
+            out.append(PrunableLayer(g.id, m.module, outs, g.size))
+    return sorted(out, key=lambda p: order.get(p.consumer, 0))
+
+
+def budget_counts(model, x, allowed: list[PrunableLayer], macs=None, ratio=None, base=None,
+                  tolerance: float = 0.03) -> dict:
+    """Channels to remove per allowed group for a MACs target (or a uniform ratio).
+
+    The engine's policy does the budgeting (criterion ``l1``, groups outside
+    ``allowed`` ignored); the *counts* are kept and the method chooses *which* channels.
+    """
+    from prunekit.prune import plan
+
+    base = base if base is not None else skeleton(model, x)
+    keep = {p.group for p in allowed}
+    ignored = sorted({m.module for g in base.groups if g.id not in keep for m in g.members if m.role == "out"})
+    if macs is None and ratio is None:
+        raise PrunekitError("give a MACs target (macs) or a ratio")
+    kw = {"macs": macs} if macs is not None else {"ratio": ratio}
+    p = plan(model, x, criterion="l1", ignored_layers=ignored, tolerance=tolerance, **kw)
+    sizes = {g.id: g.size for g in base.groups}
+    counts = {}
+    for g in p.groups:
+        if g.id in keep and g.removed:
+            if sizes.get(g.id) != g.size:
+                raise PrunekitError("engine returned different groups for the same model (internal error)")
+            counts[g.id] = len(g.removed)
+    return counts
+
+
+# ---------------------------------------------------------------------------------------- sampling
+class _Stop(Exception):
+    pass
+
+
+def layer_input(model, name: str, images, batch: int = 128):
+    """The input tensor of submodule ``name`` for ``images`` (forward stops at that layer)."""
+    import torch
+
+    mod = model.get_submodule(name)
+    store = []
+
+    def hook(_m, args):
+        store.append(args[0].detach())
+        raise _Stop
+
+    h = mod.register_forward_pre_hook(hook)
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(images), batch):
+                try:
+                    model(images[i:i + batch])
+                except _Stop:
+                    pass
+    finally:
+        h.remove()
+        for m, t in flags.items():
+            m.training = t
+    return torch.cat(store)
+
+
+def sample_patches(layer, inputs, points_per_image: int, seed: int):
+    """``(N, c, k)`` input patches of ``layer`` at random output positions (He et al. sample 10 per image).
+
+    For a Linear layer ``k = 1`` and every image gives one point.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if isinstance(layer, torch.nn.Linear):
+        return inputs.reshape(len(inputs), -1, 1).float()
+    g = torch.Generator().manual_seed(int(seed))
+    c = layer.in_channels
+    k = layer.kernel_size[0] * layer.kernel_size[1]
+    out = []
+    for i in range(0, len(inputs), 32):
+        cols = F.unfold(inputs[i:i + 32].float(), layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+        n, _, L = cols.shape
+        pos = torch.randint(0, L, (n, min(points_per_image, L)), generator=g)
+        picked = torch.gather(cols, 2, pos.unsqueeze(1).expand(n, c * k, pos.shape[1]))
+        out.append(picked.permute(0, 2, 1).reshape(-1, c, k))
+    return torch.cat(out)
+
+
+def layer_weight(layer):
+    """``(n_out, c, k)`` view of a Conv2d or Linear weight."""
+    w = layer.weight.detach().float()
+    return w.reshape(w.shape[0], w.shape[1], -1)
+
+
+# ---------------------------------------------------------------------------------------- mutation
+def write_reconstructed(pruned, plan, weights: dict) -> None:
+    """Second step after ``plan.apply``: copy reconstructed weights into the pruned model.
+
+    ``weights[layer]`` has the layer's *original* output count and its *kept* input
+    channels (what LASSO/ThiNet reconstruct); the output rows the plan removed are
+    dropped here. This is the only place the structured methods write weights.
+    """
+    import torch
+
+    kept = plan.kept_indices()
+    with torch.no_grad():
+        for name, w in weights.items():
+            layer = pruned.get_submodule(name)
+            rows = kept.get((name + ".weight", 0))
+            if rows is not None:
+                w = w[torch.as_tensor(rows, dtype=torch.long)]
+            w = w.reshape(layer.weight.shape) if w.numel() == layer.weight.numel() else w
+            if tuple(w.shape) != tuple(layer.weight.shape):
+                raise PrunekitError(f"reconstructed weight of {name!r} has shape {tuple(w.shape)}, "
+                                    f"the pruned layer has {tuple(layer.weight.shape)}")
+            layer.weight.copy_(w.to(layer.weight.dtype))
+
+
+def with_defaults(cfg, **changes):
+    """``dataclasses.replace`` that tolerates unknown names (for generic callers)."""
+    return replace(cfg, **{k: v for k, v in changes.items() if hasattr(cfg, k)})

@@ -1,0 +1,85 @@
+"""Iterative recipes: prune a little, fine-tune, repeat, until a MACs target.
+
+Used with the criteria ``fpgm`` (He, Liu, Wang, Hu & Yang, "Filter Pruning via
+Geometric Median", CVPR 2019) and ``taylor`` (Molchanov, Mallya, Tyree, Frosio & Kautz,
+"Importance Estimation for Neural Network Pruning", CVPR 2019). Step ``k`` of ``steps``
+reaches ``1 - (1 - macs) * k / steps`` of the original MACs; each step is one engine
+plan (recorded in the model's spec) followed by ``epochs_per_step`` epochs of training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prunekit.errors import ConfigError
+from prunekit.methods.structured._common import CommonConfig, calib_batch, example_input
+
+
+@dataclass
+class IterativeConfig(CommonConfig):
+    """Options of the iterative recipes.
+
+    Attributes:
+        steps: number of prune/fine-tune rounds.
+        epochs_per_step: fine-tuning epochs between rounds (not after the last one; the
+            pipeline's ``finetune_epochs`` follow it).
+        global_ranking: rank normalised scores across groups (else every group alike).
+        taylor_batches: calibration batches of ``batch_size`` for the Taylor gradients.
+    """
+
+    steps: int = 4
+    epochs_per_step: int = 1
+    global_ranking: bool = False
+    taylor_batches: int = 4
+
+    def check(self) -> None:
+        super().check()
+        if self.steps < 1:
+            raise ConfigError(f"config key 'steps' must be >= 1, got {self.steps}")
+        if self.epochs_per_step < 0:
+            raise ConfigError(f"config key 'epochs_per_step' must be >= 0, got {self.epochs_per_step}")
+        if self.taylor_batches < 1:
+            raise ConfigError(f"config key 'taylor_batches' must be >= 1, got {self.taylor_batches}")
+
+
+def step_targets(macs: float, steps: int) -> list[float]:
+    """MACs fraction of the *original* model reached after each step.
+
+    Example:
+        >>> step_targets(0.5, 2)
+        [0.75, 0.5]
+    """
+    return [1.0 - (1.0 - macs) * k / steps for k in range(1, steps + 1)]
+
+
+def iterative_prune(model, data, criterion: str, config: IterativeConfig | None = None, progress: bool = True):
+    """Prune ``model`` (a copy) in ``steps`` rounds with ``criterion``; ``(pruned model, [plans])``."""
+    import copy
+
+    from prunekit.measure import count_macs
+    from prunekit.prune import plan
+    from prunekit.train import TrainConfig, fit
+
+    cfg = config or IterativeConfig()
+    cfg.check()
+    if cfg.macs is None:
+        raise ConfigError("the iterative recipes need a MACs target (config key 'macs')")
+    ex = example_input(data)
+    net = copy.deepcopy(model)
+    base = float(count_macs(net, ex).total)
+    plans = []
+    for k, goal in enumerate(step_targets(cfg.macs, cfg.steps)):
+        now = float(count_macs(net, ex).total) / base
+        kw = {}
+        if criterion == "taylor":
+            xs, ys = calib_batch(data, cfg.batch_size * cfg.taylor_batches, cfg.seed + k)
+            kw["data"] = [(xs[i:i + cfg.batch_size], ys[i:i + cfg.batch_size]) for i in range(0, len(xs), cfg.batch_size)]
+        p = plan(net, ex, criterion=criterion, macs=min(1.0, goal / now), global_ranking=cfg.global_ranking,
+                 tolerance=cfg.macs_tolerance, **kw)
+        p.info.update({"method": criterion, "step": k + 1, "steps": cfg.steps})
+        net = p.apply(net)
+        plans.append(p)
+        if k + 1 < cfg.steps and cfg.epochs_per_step > 0:
+            fit(net, data, TrainConfig(epochs=cfg.epochs_per_step, lr=cfg.finetune_lr, batch_size=cfg.batch_size,
+                                       weight_decay=cfg.weight_decay, seed=cfg.seed + k, augment=cfg.augment,
+                                       progress=progress, eval_every=0, checkpoint_every=0))
+    return net, plans

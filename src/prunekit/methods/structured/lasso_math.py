@@ -1,0 +1,193 @@
+"""Pure tensor math of Channel Pruning (He, Zhang & Sun, ICCV 2017) and ThiNet (Luo et al., ICCV 2017).
+
+Notation (He et al., Sec. 3.1): ``N`` sampled points, a layer with ``c`` input
+channels, kernel size ``k`` (kh*kw) and ``n`` outputs. ``X`` is ``(N, c, k)``, ``W``
+is ``(n, c, k)`` and ``Y = X W^T`` is ``(N, n)``. Channel ``i`` contributes
+``Z_i = X_i W_i^T`` (``(N, n)``) and the channel selection solves (formula 3)::
+
+    min_beta  1/(2 N n) || Y - sum_i beta_i Z_i ||_F^2 + alpha ||beta||_1
+
+Everything LASSO needs is the Gram matrix ``G_ij = <Z_i, Z_j>`` and
+``b_i = <Z_i, Y>``, computed here without forming ``Z`` (``N*n*c`` numbers):
+``G = blocksum((X^T X) * (W^T W))`` and ``b = blocksum(W^T . (X^T Y))``.
+The LASSO is solved by FISTA for a whole grid of ``alpha`` at once (one matrix
+product per iteration), bisected until at most ``c'`` channels remain.
+"""
+from __future__ import annotations
+
+import math
+
+
+def gram_stats(X, W, Y):
+    """``(G, b, yy)``: Gram matrix of the channel contributions, their correlation with ``Y``, ``||Y||^2``.
+
+    Example:
+        >>> import torch
+        >>> X = torch.randn(50, 3, 2); W = torch.randn(4, 3, 2)
+        >>> Y = X.flatten(1) @ W.flatten(1).T
+        >>> G, b, yy = gram_stats(X, W, Y)
+        >>> Z = torch.einsum("nik,oik->nio", X, W)
+        >>> bool(torch.allclose(G, torch.einsum("nio,njo->ij", Z, Z), rtol=1e-4, atol=1e-3))
+        True
+    """
+    N, c, k = X.shape
+    Xf = X.reshape(N, c * k).double()
+    Wf = W.reshape(W.shape[0], c * k).double()
+    C = Xf.T @ Xf                      # (ck, ck)
+    H = Wf.T @ Wf                      # (ck, ck)
+    G = (C * H).reshape(c, k, c, k).sum(dim=(1, 3))
+    XtY = Xf.T @ Y.double()            # (ck, n)
+    b = (XtY * Wf.T).sum(1).reshape(c, k).sum(1)
+    return G, b, float((Y.double() ** 2).sum())
+
+
+def lasso_fista(G, b, alphas, iters: int = 300, beta0=None, scale: float = 1.0):
+    """Solve ``min 1/2 beta^T Gs beta - bs^T beta + alpha |beta|_1`` for every alpha at once (FISTA).
+
+    ``Gs = G/scale``, ``bs = b/scale`` (``scale = N*n`` gives scikit-learn's Lasso objective).
+
+    Args:
+        G: ``(c, c)`` Gram matrix; b: ``(c,)``; alphas: ``(A,)`` tensor.
+        beta0: optional warm start ``(c, A)``.
+
+    Returns:
+        ``(c, A)`` tensor of solutions, one column per alpha (exact zeros from soft-thresholding).
+    """
+    import torch
+
+    Gs = G / scale
+    bs = (b / scale).unsqueeze(1)
+    L = float(torch.linalg.eigvalsh(Gs)[-1].clamp_min(1e-30))
+    thr = (alphas / L).unsqueeze(0)
+    beta = torch.zeros(G.shape[0], len(alphas), dtype=G.dtype) if beta0 is None else beta0.clone()
+    z, t = beta.clone(), 1.0
+    for _ in range(iters):
+        grad = Gs @ z - bs
+        u = z - grad / L
+        new = torch.sign(u) * (u.abs() - thr).clamp_min(0.0)
+        t_new = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
+        z = new + ((t - 1.0) / t_new) * (new - beta)
+        beta, t = new, t_new
+    return beta
+
+
+def lasso_select(G, b, keep: int, *, scale: float = 1.0, n_alphas: int = 24, iters: int = 300, rounds: int = 4):
+    """Channels kept by LASSO: raise alpha until at most ``keep`` coefficients are non-zero.
+
+    He et al. raise lambda step by step; here a geometric grid is solved at once and
+    the bracket ``nnz <= keep < nnz`` is refined ``rounds`` times. If the support at
+    the chosen alpha is smaller than ``keep``, it is completed by the largest
+    ``|beta|`` at the neighbouring smaller alpha, so exactly ``keep`` channels remain.
+
+    Returns:
+        ``(kept, beta)``: sorted kept indices (list of int) and the beta at the chosen alpha.
+    """
+    import torch
+
+    c = G.shape[0]
+    if not 1 <= keep <= c:
+        raise ValueError(f"keep must be in [1, {c}], got {keep}")
+    if keep == c:
+        return list(range(c)), torch.ones(c, dtype=G.dtype)
+    a_max = float((b / scale).abs().max()) or 1.0
+    hi, lo = a_max, a_max * 1e-6           # nnz(hi) = 0 <= keep; nnz(lo) is (almost) everything
+    beta_hi = torch.zeros(c, dtype=G.dtype)
+    beta_lo = None
+    for _ in range(rounds):
+        alphas = torch.logspace(math.log10(hi), math.log10(lo), n_alphas, dtype=G.dtype)
+        B = lasso_fista(G, b, alphas, iters=iters, scale=scale)
+        nnz = (B != 0).sum(0)
+        ok = (nnz <= keep).nonzero().flatten()
+        j = int(ok[-1]) if len(ok) else 0   # smallest alpha still within the budget
+        hi, beta_hi = float(alphas[j]), B[:, j]
+        if int(nnz[j]) == keep or j + 1 >= n_alphas:
+            break
+        lo, beta_lo = float(alphas[j + 1]), B[:, j + 1]
+    kept = set((beta_hi != 0).nonzero().flatten().tolist())
+    if len(kept) < keep:
+        fill = beta_lo.abs() if beta_lo is not None else b.abs()
+        for i in torch.argsort(fill, descending=True, stable=True).tolist():
+            if len(kept) == keep:
+                break
+            kept.add(i)
+        for i in torch.argsort(b.abs(), descending=True, stable=True).tolist():
+            if len(kept) == keep:
+                break
+            kept.add(i)
+    return sorted(kept), beta_hi
+
+
+def least_squares(X, Y):
+    """Formula 4 of He et al.: ``W' = argmin ||Y - X' W'^T||`` by ``torch.linalg.lstsq``.
+
+    Args:
+        X: ``(N, c', k)`` kept input patches; Y: ``(N, n)`` targets.
+
+    Returns:
+        ``(n, c', k)`` reconstructed weights.
+    """
+    import torch
+
+    N, c, k = X.shape
+    sol = torch.linalg.lstsq(X.reshape(N, c * k).double(), Y.double(), driver="gelsd").solution
+    return sol.T.reshape(Y.shape[1], c, k).float()
+
+
+def thinet_greedy(G, keep: int):
+    """ThiNet's greedy channel selection (Luo et al. 2017, Algorithm 1) on the Gram matrix.
+
+    Starting from nothing removed, repeatedly remove the channel whose contribution,
+    added to the removed ones, has the smallest squared norm
+    ``|| sum_{i in T} Z_i ||^2 = 1^T G_TT 1``, until ``keep`` channels remain.
+
+    Returns:
+        sorted kept indices.
+
+    Example:
+        >>> import torch
+        >>> thinet_greedy(torch.diag(torch.tensor([5., 1., 3.])), 2)
+        [0, 2]
+    """
+    import torch
+
+    c = G.shape[0]
+    removed: list[int] = []
+    s = torch.zeros(c, dtype=G.dtype)          # s_j = sum_{r in T} G_rj
+    diag = torch.diagonal(G)
+    alive = torch.ones(c, dtype=torch.bool)
+    for _ in range(c - keep):
+        cost = 2.0 * s + diag                  # increase of the removed sum's norm when j joins T
+        cost = torch.where(alive, cost, torch.full_like(cost, float("inf")))
+        j = int(torch.argmin(cost))
+        removed.append(j)
+        alive[j] = False
+        s = s + G[j]
+    return sorted(set(range(c)) - set(removed))
+
+
+def channel_scales(G, b, kept):
+    """ThiNet's least-squares rescaling ``w = argmin ||Y - sum_{i in kept} w_i Z_i||^2 = G_KK^-1 b_K``."""
+    import torch
+
+    idx = torch.as_tensor(kept, dtype=torch.long)
+    return torch.linalg.lstsq(G[idx][:, idx], b[idx].unsqueeze(1), driver="gelsd").solution.flatten()
+
+
+def first_k(c: int, keep: int) -> list[int]:
+    """Baseline of He et al. Fig. 4: keep the first ``keep`` channels."""
+    return list(range(keep))
+
+
+def max_response(W, keep: int) -> list[int]:
+    """Baseline of He et al. Fig. 4: keep the channels whose filters have the largest absolute weight sum."""
+    import torch
+
+    score = W.abs().sum(dim=(0, 2))
+    return sorted(torch.argsort(score, descending=True, stable=True)[:keep].tolist())
+
+
+def relative_error(X, W, Y) -> float:
+    """``||Y - X W^T||^2 / ||Y||^2`` (the relative reconstruction error of He et al. Fig. 4)."""
+    N = X.shape[0]
+    pred = X.reshape(N, -1).double() @ W.reshape(W.shape[0], -1).double().T
+    return float(((Y.double() - pred) ** 2).sum() / (Y.double() ** 2).sum().clamp_min(1e-30))

@@ -1,0 +1,193 @@
+"""``run_structured``: the whole pipeline of a structured method, with its report files.
+
+Steps: evaluate the dense model -> the method (sparsity training for slimming,
+sensitivity for l1, layer-wise reconstruction for lasso/thinet, rounds for
+fpgm/taylor) produces plan(s) and the pruned model -> evaluate -> fine-tune (or train
+from scratch) -> evaluate, count MACs/params, time both models -> write ``out_dir``:
+``pruned.pt`` (``prunekit.checkpoint``), ``plan.json`` (the last plan; ``plans.json``
+holds all of them for iterative recipes), ``report.json``, ``report.md`` and PNG plots.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prunekit.errors import ConfigError, PrunekitError
+
+
+@dataclass
+class Outcome:
+    """What a method's prune step returns to the pipeline."""
+
+    model: object
+    plans: list
+    extra: dict = field(default_factory=dict)
+    plots: dict = field(default_factory=dict)   # file name -> fn(path)
+
+
+@dataclass
+class StructuredResult:
+    """Result of :func:`run_structured`: the final model, the plans, the report dict, written files."""
+
+    model: object
+    plans: list
+    report: dict
+    files: list
+
+    def to_dict(self) -> dict:
+        return dict(self.report)
+
+
+def coerce_config(config_cls, config):
+    """``config`` as an instance of ``config_cls`` (None: defaults; dict: checked by ``prunekit.config``)."""
+    from prunekit.config import from_dict
+
+    if config is None:
+        cfg = config_cls()
+    elif isinstance(config, dict):
+        cfg = from_dict(config_cls, config, where=config_cls.__name__)
+    elif isinstance(config, config_cls):
+        cfg = config
+    else:
+        raise ConfigError(f"expected a {config_cls.__name__} or a dict, got {type(config).__name__}")
+    cfg.check()
+    return cfg
+
+
+def _reinit(model) -> None:
+    """Fresh initialisation of every layer (training the pruned architecture from scratch)."""
+    for m in model.modules():
+        if hasattr(m, "reset_parameters"):
+            m.reset_parameters()
+
+
+def run_structured(model, data, method: str, config=None, out_dir=None, progress: bool = True,
+                   overwrite: bool = False) -> StructuredResult:
+    """Run ``method`` on ``model`` (left untouched) with ``data`` (a ``DatasetSplits``).
+
+    Args:
+        method: a name of :data:`STRUCTURED_METHODS` (l1, slimming, lasso, thinet, fpgm, taylor).
+        config: the method's config dataclass, a dict of its keys, or None for defaults.
+        out_dir: run directory for the files (None: write nothing).
+        overwrite: replace the files of an earlier run in ``out_dir``.
+
+    Example:
+        >>> res = run_structured(net, load_dataset("digits"), "lasso", {"macs": 0.5}, "runs/x")  # doctest: +SKIP
+        >>> res.report["after_finetune"]["top1"]                                                  # doctest: +SKIP
+    """
+    import time
+
+    import torch
+
+    from prunekit.measure import compare_latency, count_macs
+    from prunekit.methods.structured import STRUCTURED_METHODS
+    from prunekit.methods.structured._common import example_input
+    from prunekit.train import TrainConfig, evaluate, fit
+
+    info = STRUCTURED_METHODS.get(method)
+    cfg = coerce_config(info.config_cls, config)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None and (out / "report.json").exists() and not overwrite:
+        raise PrunekitError(f"{out} already holds a run (report.json); pass overwrite=True or another directory")
+    torch.manual_seed(cfg.seed)
+    ex = example_input(data)
+    t0 = time.perf_counter()
+    dense = evaluate(model, data.test_x, data.test_y)
+    outcome = info.prune(model, data, cfg, progress)
+    t_prune = time.perf_counter() - t0
+    net = outcome.model
+    pruned_acc = evaluate(net, data.test_x, data.test_y)
+    if cfg.from_scratch:
+        torch.manual_seed(cfg.seed)
+        _reinit(net)
+    hist = None
+    if cfg.finetune_epochs > 0:
+        tc = TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size,
+                         weight_decay=cfg.weight_decay, seed=cfg.seed, augment=cfg.augment, progress=progress,
+                         eval_every=0, checkpoint_every=0)
+        hist = fit(net, data, tc)
+    final = evaluate(net, data.test_x, data.test_y)
+    net.eval()
+    macs0, macs1 = float(count_macs(model, ex).total), float(count_macs(net, ex).total)
+    par0 = float(sum(p.numel() for p in model.parameters()))
+    par1 = float(sum(p.numel() for p in net.parameters()))
+    report = {"method": method, "paper": info.paper, "config": _plain(cfg),
+              "dense": _acc(dense), "pruned": _acc(pruned_acc), "after_finetune": _acc(final),
+              "macs": {"before": macs0, "after": macs1, "kept": macs1 / macs0},
+              "params": {"before": par0, "after": par1, "kept": par1 / par0},
+              "prune_seconds": t_prune, "finetune_epochs": cfg.finetune_epochs,
+              "from_scratch": cfg.from_scratch, "extra": outcome.extra}
+    if hist is not None and hasattr(hist, "to_dict"):
+        report["finetune_history"] = _safe(hist.to_dict())
+    if cfg.latency:
+        batch = data.test_x[:32]
+        lat = compare_latency({"dense": model.eval(), "pruned": net}, batch, warmup=2, repeats=10)
+        report["latency_ms"] = {"dense": lat["dense"].median_ms, "pruned": lat["pruned"].median_ms,
+                                "speedup": lat["dense"].median_ms / max(lat["pruned"].median_ms, 1e-12),
+                                "batch": 32, "note": "medians on a shared machine; noisy"}
+    files = []
+    if out is not None:
+        files = _write_run(out, net, outcome, report, overwrite)
+    return StructuredResult(net, outcome.plans, report, files)
+
+
+def _acc(d: dict) -> dict:
+    return {"top1": float(d["top1"]), "loss": float(d["loss"])}
+
+
+def _plain(cfg) -> dict:
+    from prunekit.config import to_dict
+
+    return to_dict(cfg)
+
+
+def _safe(obj):
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _write_run(out: Path, net, outcome: Outcome, report: dict, overwrite: bool) -> list:
+    from prunekit import checkpoint
+    from prunekit.utils.io import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = [checkpoint.save(out / "pruned.pt", net, meta={"structured": {k: report[k] for k in
+                                                                           ("method", "macs", "after_finetune")}},
+                             overwrite=overwrite)]
+    if outcome.plans:
+        files.append(outcome.plans[-1].save(out / "plan.json", overwrite=overwrite))
+    if len(outcome.plans) > 1:
+        with atomic_write(out / "plans.json", "w") as f:
+            f.write(json.dumps([p.to_dict() for p in outcome.plans]))
+        files.append(out / "plans.json")
+    for name, fn in outcome.plots.items():
+        fn(out / name)
+        files.append(out / name)
+    report = dict(report, files=[Path(f).name for f in files] + ["report.json", "report.md"])
+    with atomic_write(out / "report.json", "w") as f:
+        f.write(json.dumps(_safe(report), indent=1))
+    with atomic_write(out / "report.md", "w") as f:
+        f.write(report_markdown(report, outcome.plans[-1] if outcome.plans else None))
+    return files + [out / "report.json", out / "report.md"]
+
+
+def report_markdown(report: dict, plan=None) -> str:
+    """The Markdown summary of a run (``report.md``)."""
+    r = report
+    lines = [f"# Structured pruning: {r['method']}", "", f"Method from: {r['paper']}", "",
+             "| | top-1 % | MACs | params |", "|---|---:|---:|---:|",
+             f"| dense | {r['dense']['top1']:.2f} | {r['macs']['before']:.0f} | {r['params']['before']:.0f} |",
+             f"| pruned, before fine-tuning | {r['pruned']['top1']:.2f} | {r['macs']['after']:.0f} | "
+             f"{r['params']['after']:.0f} |",
+             f"| pruned, after {'training from scratch' if r['from_scratch'] else 'fine-tuning'} "
+             f"({r['finetune_epochs']} epochs) | {r['after_finetune']['top1']:.2f} | | |", "",
+             f"MACs kept: {100 * r['macs']['kept']:.1f}%, parameters kept: {100 * r['params']['kept']:.1f}%, "
+             f"prune step: {r['prune_seconds']:.1f} s."]
+    if "latency_ms" in r:
+        lt = r["latency_ms"]
+        lines.append(f"Latency (batch {lt['batch']}, median, shared machine): dense {lt['dense']:.2f} ms, "
+                     f"pruned {lt['pruned']:.2f} ms, speedup x{lt['speedup']:.2f}.")
+    if plan is not None:
+        lines += ["", "## Channels per layer (last plan)", "", "```", plan.table(), "```"]
+    lines += ["", "## Config", "", "```json", json.dumps(r["config"], indent=1), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,223 @@
+"""YAML recipes: a model, a dataset and a list of steps, run by ``prunekit run recipe.yaml``.
+
+A recipe describes a whole compression pipeline with every hyper-parameter::
+
+    out: runs/vgg_slim            # run directory (refused if it holds a run, unless --overwrite)
+    data: mnist5k                 # any prunekit.data.load_dataset name
+    model:                        # either a checkpoint ...
+      checkpoint: runs/vgg11/best.pt
+    # model: {name: vgg11, kwargs: {}}   # ... or a zoo model built fresh
+    steps:
+      - train: {epochs: 10, lr: 0.05}
+      - prune: {method: l1, macs: 0.5}
+      - finetune: {epochs: 3, lr: 0.01}
+      - compress: {bits_conv: 8, bits_fc: 5}
+
+Each step name maps to a config dataclass (validated with
+:func:`prunekit.config.from_dict`: unknown keys and wrong types are errors that
+name the step and key) and a function ``fn(state, cfg)`` that transforms the
+shared :class:`RecipeState`. Steps are registered in :data:`STEPS`; the modules
+defining them are imported only when a recipe uses them.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from prunekit.config import from_dict, load_yaml, to_dict
+from prunekit.errors import ConfigError
+from prunekit.registry import Registry
+
+
+@dataclass(frozen=True)
+class Step:
+    """A registered recipe step: its config dataclass and the function running it."""
+
+    name: str
+    config_cls: type
+    fn: Callable
+    help: str = ""
+
+
+STEPS: Registry[Step] = Registry("recipe step")
+# step name -> module that registers it (imported lazily).
+_STEP_MODULES = {
+    "train": "prunekit.recipe_steps",
+    "finetune": "prunekit.recipe_steps",
+    "eval": "prunekit.recipe_steps",
+    "profile": "prunekit.recipe_steps",
+    "prune": "prunekit.recipe_steps",
+    "sparsify": "prunekit.recipe_steps",
+    "compress": "prunekit.recipe_steps",
+    "binarize": "prunekit.recipe_steps",
+}
+
+
+def register_step(name: str, config_cls: type, help: str = ""):
+    """Decorator registering ``fn(state, cfg)`` as the recipe step ``name``."""
+
+    def decorator(fn):
+        STEPS.add(name, Step(name=name, config_cls=config_cls, fn=fn, help=help))
+        return fn
+
+    return decorator
+
+
+def get_step(name: str) -> Step:
+    """The registered step ``name`` (importing the module that defines it)."""
+    if name not in STEPS and name in _STEP_MODULES:
+        importlib.import_module(_STEP_MODULES[name])
+    return STEPS.get(name)
+
+
+@dataclass
+class ModelSource:
+    """Where the recipe's model comes from: a checkpoint, or a zoo name built fresh."""
+
+    checkpoint: Optional[str] = None
+    name: Optional[str] = None
+    kwargs: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if (self.checkpoint is None) == (self.name is None):
+            raise ValueError("model: give exactly one of 'checkpoint' or 'name'")
+
+
+@dataclass
+class Recipe:
+    """A parsed recipe: see the module docstring for the YAML layout."""
+
+    out: str
+    data: str
+    model: ModelSource
+    steps: list = field(default_factory=list)  # list of (name, config) after parsing
+    seed: int = 0
+    threads: Optional[int] = None
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "Recipe":
+        """Validate a raw mapping (from YAML) into a Recipe; errors name the step and key."""
+        if not isinstance(raw, dict):
+            raise ConfigError("a recipe must be a mapping with keys out, data, model, steps")
+        raw = dict(raw)
+        raw_steps = raw.pop("steps", None)
+        if not isinstance(raw_steps, list) or not raw_steps:
+            raise ConfigError("recipe: 'steps' must be a non-empty list, e.g. [{train: {epochs: 5}}]")
+        known = {"out", "data", "model", "seed", "threads"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"recipe: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known | {'steps'}))}")
+        for key in ("out", "data", "model"):
+            if key not in raw:
+                raise ConfigError(f"recipe: missing required key '{key}'")
+        steps = []
+        for i, entry in enumerate(raw_steps):
+            if isinstance(entry, str):
+                entry = {entry: {}}
+            if not isinstance(entry, dict) or len(entry) != 1:
+                raise ConfigError(f"recipe: steps[{i}] must be a mapping with one step name, e.g. {{prune: {{...}}}}")
+            (name, params), = entry.items()
+            try:
+                step = get_step(name)
+            except ConfigError:
+                raise
+            except Exception:
+                known_steps = ", ".join(sorted(_STEP_MODULES))
+                raise ConfigError(f"recipe: steps[{i}]: unknown step {name!r}; known: {known_steps}") from None
+            steps.append((name, from_dict(step.config_cls, params or {}, where=f"steps[{i}].{name}")))
+        model = from_dict(ModelSource, raw["model"], where="model")
+        if not isinstance(raw["out"], str) or not isinstance(raw["data"], str):
+            raise ConfigError("recipe: 'out' and 'data' must be strings")
+        seed = raw.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"recipe: seed must be an integer, got {seed!r}")
+        threads = raw.get("threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise ConfigError(f"recipe: threads must be a positive integer, got {threads!r}")
+        return cls(out=raw["out"], data=raw["data"], model=model, steps=steps, seed=seed, threads=threads)
+
+    @classmethod
+    def from_yaml(cls, path) -> "Recipe":
+        """Read and validate a recipe file."""
+        return cls.from_dict(load_yaml(path))
+
+    def to_dict(self) -> dict:
+        """The recipe as plain data (round-trips through :meth:`from_dict`)."""
+        model = {k: v for k, v in to_dict(self.model).items() if v not in (None, {})}
+        return {"out": self.out, "data": self.data, "model": model, "seed": self.seed,
+                "threads": self.threads, "steps": [{n: to_dict(c)} for n, c in self.steps]}
+
+
+@dataclass
+class RecipeState:
+    """What steps share: the current model, the data, the run directory and the records so far."""
+
+    model: Any
+    data: Any
+    out_dir: Path
+    records: list = field(default_factory=list)
+    masks: Optional[dict] = None
+    extras: dict = field(default_factory=dict)
+
+    def record(self, step: str, **info) -> None:
+        """Append one line to the run's report."""
+        self.records.append({"step": step, **info})
+
+
+def run_recipe(recipe: Recipe, *, overwrite: bool = False, progress: bool = True) -> RecipeState:
+    """Run every step of ``recipe`` in order; writes ``report.json``/``report.md`` and ``model.pt`` to ``recipe.out``."""
+    import torch
+
+    from prunekit import checkpoint
+    from prunekit.data import load_dataset
+    from prunekit.utils.io import atomic_write
+    from prunekit.utils.seed import seed_everything
+
+    out = Path(recipe.out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out} already holds files; pass --overwrite to reuse it")
+    out.mkdir(parents=True, exist_ok=True)
+    if recipe.threads:
+        torch.set_num_threads(recipe.threads)
+    seed_everything(recipe.seed)
+    data = load_dataset(recipe.data)
+    if recipe.model.checkpoint:
+        model = checkpoint.load(recipe.model.checkpoint).model
+    else:
+        from prunekit import models
+
+        model = models.create(recipe.model.name, num_classes=data.num_classes, in_channels=data.in_channels,
+                              input_size=data.image_size, **recipe.model.kwargs)
+    state = RecipeState(model=model, data=data, out_dir=out)
+    state.extras["progress"] = progress
+    with atomic_write(out / "recipe.json", "w") as f:
+        json.dump(recipe.to_dict(), f, indent=2)
+    for i, (name, cfg) in enumerate(recipe.steps):
+        print(f"[{i + 1}/{len(recipe.steps)}] {name}")
+        get_step(name).fn(state, cfg)
+    checkpoint.save(out / "model.pt", state.model, meta={"data": recipe.data, "recipe": recipe.to_dict(),
+                                                         "records": state.records})
+    write_report(state, recipe)
+    return state
+
+
+def write_report(state: RecipeState, recipe: Recipe) -> None:
+    """Write the run's JSON and Markdown reports."""
+    from prunekit.utils.io import atomic_write
+
+    with atomic_write(state.out_dir / "report.json", "w") as f:
+        json.dump({"recipe": recipe.to_dict(), "records": state.records}, f, indent=2)
+    lines = [f"# prunekit run: {state.out_dir}", "", f"Data: `{recipe.data}`", "",
+             "| # | step | result |", "|---|---|---|"]
+    for i, r in enumerate(state.records, 1):
+        info = ", ".join(f"{k}={_fmt(v)}" for k, v in r.items() if k != "step" and not isinstance(v, (dict, list)))
+        lines.append(f"| {i} | {r['step']} | {info} |")
+    with atomic_write(state.out_dir / "report.md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _fmt(v):
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

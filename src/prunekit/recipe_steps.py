@@ -1,0 +1,126 @@
+"""The built-in steps of YAML recipes (``prunekit run``); see :mod:`prunekit.recipe`.
+
+Each step takes the shared :class:`~prunekit.recipe.RecipeState` and one config
+dataclass, whose fields are exactly the keys the step accepts in YAML:
+
+* ``train`` / ``finetune``: :class:`prunekit.train.TrainConfig` (``finetune`` keeps
+  weight masks from an earlier ``sparsify`` step fixed).
+* ``eval``: :class:`EvalConfig`; ``profile``: :class:`ProfileStepConfig`.
+* ``prune``: :class:`prunekit.policy.PruneConfig` (the engine's options: criterion,
+  ratio, macs, params, global_ranking, round_to, ...).
+* ``compress``: :class:`prunekit.compress.CompressConfig` (Deep Compression).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prunekit.policy import PruneConfig
+from prunekit.recipe import register_step
+from prunekit.train.config import TrainConfig
+
+
+@dataclass
+class EvalConfig:
+    """Options of the ``eval`` step."""
+
+    batch_size: int = 512
+
+
+@dataclass
+class ProfileStepConfig:
+    """Options of the ``profile`` step: batch sizes to time, and whether to time at all."""
+
+    batch_sizes: tuple[int, ...] = (1, 32)
+    latency: bool = True
+
+
+def _train(state, cfg: TrainConfig, name: str) -> None:
+    from prunekit.train import Trainer
+
+    callbacks = []
+    if state.masks and name == "finetune":
+        from prunekit.sparse import MaskCallback
+
+        callbacks.append(MaskCallback(state.masks))
+    if not state.extras.get("progress", True):
+        cfg = TrainConfig.from_dict({**cfg.to_dict(), "progress": False})
+    index = sum(1 for r in state.records if r["step"] == name)
+    history = Trainer(state.model, state.data, cfg, callbacks=callbacks,
+                      out_dir=state.out_dir / f"{name}{index or ''}", overwrite=True).fit()
+    last = history.last or {}
+    state.record(name, epochs=cfg.epochs, test_top1=last.get("test_top1"), train_loss=last.get("train_loss"))
+
+
+@register_step("train", TrainConfig, help="train the model (TrainConfig keys)")
+def train_step(state, cfg: TrainConfig) -> None:
+    """Train ``state.model`` on ``state.data``."""
+    _train(state, cfg, "train")
+
+
+@register_step("finetune", TrainConfig, help="fine-tune after pruning (TrainConfig keys; masks stay fixed)")
+def finetune_step(state, cfg: TrainConfig) -> None:
+    """Fine-tune ``state.model``; weight masks of an earlier sparsify step are kept."""
+    _train(state, cfg, "finetune")
+
+
+@register_step("eval", EvalConfig, help="evaluate on the test split")
+def eval_step(state, cfg: EvalConfig) -> None:
+    """Record test top-1/top-5/loss of ``state.model``."""
+    from prunekit.train import evaluate
+
+    m = evaluate(state.model, state.data.test_x, state.data.test_y, batch_size=cfg.batch_size)
+    state.record("eval", top1=m["top1"], top5=m["top5"], loss=m["loss"], n=m["n"])
+
+
+@register_step("profile", ProfileStepConfig, help="params, MACs and latency")
+def profile_step(state, cfg: ProfileStepConfig) -> None:
+    """Profile ``state.model`` and write ``profile<N>.json`` into the run directory."""
+    from prunekit.measure import profile
+
+    shape = (state.data.in_channels, *state.data.image_size)
+    rep = profile(state.model, shape, batch_sizes=cfg.batch_sizes, latency=cfg.latency)
+    index = sum(1 for r in state.records if r["step"] == "profile")
+    rep.save_json(state.out_dir / f"profile{index}.json")
+    state.record("profile", params=rep.params, macs=rep.macs.total,
+                 **{f"latency_bs{bs}_ms": r.median_ms for bs, r in rep.latency.items()})
+
+
+@register_step("prune", PruneConfig, help="structural pruning with the engine (PruneConfig keys)")
+def prune_step(state, cfg: PruneConfig) -> None:
+    """Plan and apply structural pruning; writes ``plan<N>.json``."""
+    import torch
+
+    from prunekit.measure import count_macs, count_params
+    from prunekit.prune import plan as make_plan
+
+    example = torch.zeros(1, state.data.in_channels, *state.data.image_size)
+    before_macs, before_params = count_macs(state.model, example).total, count_params(state.model)
+    model = state.model
+    for k in range(1, cfg.steps + 1):
+        kwargs = cfg.plan_kwargs()
+        if cfg.steps > 1:
+            # reach k/steps of the way to the target at step k, measured on the original model
+            for key, base in (("macs", before_macs), ("params", before_params)):
+                if kwargs.get(key) is not None:
+                    goal = 1 - (1 - kwargs[key]) * k / cfg.steps
+                    now = (count_macs(model, example).total if key == "macs" else count_params(model)) / base
+                    kwargs[key] = goal / now
+        p = make_plan(model, example, **kwargs)
+        model = p.apply(model)
+        index = sum(1 for r in state.records if r["step"] == "prune")
+        p.save(state.out_dir / f"plan{index}{'_' + str(k) if cfg.steps > 1 else ''}.json")
+    state.model = model
+    state.masks = None  # weight masks do not survive a change of shapes
+    state.record("prune", criterion=cfg.criterion, macs_kept=count_macs(model, example).total / before_macs,
+                 params_kept=count_params(model) / before_params)
+
+
+def _register_compress() -> None:
+    from prunekit.compress import CompressConfig
+    from prunekit.compress.pipeline import recipe_step
+
+    register_step("compress", CompressConfig, help="Deep Compression into model.pkz (CompressConfig keys)")(
+        lambda state, cfg: recipe_step(state, cfg))
+
+
+_register_compress()

@@ -1,0 +1,315 @@
+"""One-call channel search: super-network training -> search -> realise -> fine-tune -> report.
+
+:func:`search` runs MetaPruning (PruningNet + evolutionary search) or AutoSlim
+(slimmable training + greedy slimming) on a model and a dataset, writing to
+``out_dir``:
+
+- ``supernet.pt``: the trained PruningNet / slimmable weights (skipped on resume),
+- ``search_log.json``: every evaluated candidate (encoding, MACs, params, latency, accuracy),
+- ``population.png``: the candidates over iterations; ``widths.png``: the found channel counts,
+- ``plan.json``: the engine's pruning plan of the found encoding,
+- ``finetune/``: the fine-tuning run (checkpoints), ``pruned.pt``: the final model,
+- ``report.json``: settings, the found encoding and widths, costs and test accuracy.
+
+Re-running with ``resume=True`` continues after an interruption: the trained
+super-network is reloaded, the log's finished iterations are replayed, and the
+fine-tuning resumes from its last checkpoint.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from prunekit.errors import ConfigError, PrunekitError
+from prunekit.search.evolution import EvolutionConfig
+
+METHODS = ("metapruning", "autoslim")
+
+
+def _train_default() -> dict:
+    return {"epochs": 5, "batch_size": 128, "lr": 0.02, "augment": False, "eval_every": 0}
+
+
+@dataclass
+class SearchConfig:
+    """Settings of :func:`search` (round-trips through dict/JSON/YAML via :meth:`to_dict`/:meth:`from_dict`).
+
+    Attributes:
+        method: ``"metapruning"`` (Liu et al., ICCV 2019) or ``"autoslim"`` (Yu & Huang, 2019).
+        macs: keep at most this fraction of the MACs (e.g. 0.3).
+        params: keep at most this fraction of the parameters.
+        latency_ms: the found network's predicted latency (lookup table) must not exceed this.
+        ratios: candidate width ratios per group.
+        round_to: kept channel counts are multiples of this.
+        min_channels: never keep fewer channels per group.
+        ignored_layers: modules whose output channels keep their full width.
+        val_fraction: share of the training data carved off as the sub-validation split searched on.
+        seed: seeds the split, the sampling and the search.
+        supernet: TrainConfig dict for PruningNet / slimmable training.
+        finetune: TrainConfig dict for fine-tuning the found network (epochs 0 skips it).
+        evolution: :class:`EvolutionConfig` fields (MetaPruning).
+        num_random: random widths per step of the sandwich rule (AutoSlim).
+        hidden: PruningNet meta-network hidden width.
+        calib_batches: training batches used to recalibrate BatchNorm before each evaluation.
+        init: weights of the found network: ``"original"`` (inherit the input model's),
+            ``"supernet"`` (the slimmable / generated weights) or ``"scratch"`` (re-initialised).
+        workers: parallel evaluation processes on this machine.
+        ray_address: evaluate on a Ray cluster at this address (``"local"`` starts one).
+        latency_repeats: timing repeats per lookup-table entry.
+    """
+
+    method: str = "autoslim"
+    macs: Optional[float] = None
+    params: Optional[float] = None
+    latency_ms: Optional[float] = None
+    ratios: list[float] = field(default_factory=lambda: [round(0.1 * k, 1) for k in range(1, 11)])
+    round_to: int = 1
+    min_channels: int = 1
+    ignored_layers: list[str] = field(default_factory=list)
+    val_fraction: float = 0.1
+    seed: int = 0
+    supernet: dict = field(default_factory=_train_default)
+    finetune: dict = field(default_factory=_train_default)
+    evolution: dict = field(default_factory=dict)
+    num_random: int = 2
+    hidden: int = 32
+    calib_batches: int = 4
+    init: str = "original"
+    workers: int = 1
+    ray_address: Optional[str] = None
+    latency_repeats: int = 20
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.init not in ("original", "supernet", "scratch"):
+            raise ConfigError(f"init must be 'original', 'supernet' or 'scratch', got {self.init!r}")
+        for k in ("macs", "params"):
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not 0.0 < float(v) <= 1.0):
+                raise ConfigError(f"{k} must be a fraction in (0, 1], got {v!r}")
+        if self.latency_ms is not None and not float(self.latency_ms) > 0:
+            raise ConfigError(f"latency_ms must be positive, got {self.latency_ms!r}")
+        if self.macs is None and self.params is None and self.latency_ms is None:
+            raise ConfigError("give a budget: macs, params and/or latency_ms")
+        if not 0.0 < float(self.val_fraction) < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        from prunekit.config import from_dict
+        from prunekit.train import TrainConfig
+
+        for k in ("supernet", "finetune"):
+            from_dict(TrainConfig, {**_train_default(), **getattr(self, k)}, where=k)
+        from_dict(EvolutionConfig, self.evolution, where="evolution")
+
+    def train_config(self, which: str):
+        from prunekit.config import from_dict
+        from prunekit.train import TrainConfig
+
+        return from_dict(TrainConfig, {**_train_default(), **getattr(self, which)}, where=which)
+
+    def evolution_config(self) -> EvolutionConfig:
+        from prunekit.config import from_dict
+
+        return from_dict(EvolutionConfig, {"seed": self.seed, **self.evolution}, where="evolution")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchConfig":
+        from prunekit.config import from_dict
+
+        return from_dict(cls, d)
+
+
+@dataclass
+class SearchResult:
+    """What :func:`search` found and produced."""
+
+    encoding: tuple
+    widths: list
+    plan: object
+    model: object
+    report: dict
+
+
+def _budget(space, cfg: SearchConfig, lut):
+    full = space.full
+    macs_max = cfg.macs * space.macs(full) if cfg.macs is not None else None
+    params_max = cfg.params * space.params(full) if cfg.params is not None else None
+
+    def ok(enc) -> bool:
+        if macs_max is not None and space.macs(enc) > macs_max:
+            return False
+        if params_max is not None and space.params(enc) > params_max:
+            return False
+        if cfg.latency_ms is not None and lut.predict(enc) > cfg.latency_ms:
+            return False
+        return True
+
+    return ok, {"macs_max": macs_max, "params_max": params_max, "latency_ms_max": cfg.latency_ms}
+
+
+def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = False, progress: bool = True,
+           overwrite: bool = False) -> SearchResult:
+    """Search per-group channel counts of ``model`` under a budget, then prune, fine-tune and report.
+
+    Args:
+        model: the trained network (not modified); ideally from :func:`prunekit.models.create`
+            so the result can be checkpointed.
+        data: a :class:`prunekit.data.DatasetSplits`; the search only sees a split of its
+            training data, the test split is used once for the final report.
+        config: a :class:`SearchConfig` or its dict.
+        out_dir: output folder (see the module docstring).
+        resume: continue an interrupted run in ``out_dir``.
+        overwrite: allow a fresh run into a folder that already holds a search.
+    """
+    import copy
+
+    import torch
+
+    from prunekit.search import latency as lat
+    from prunekit.search.evaluate import EvalData, ParallelScorer
+    from prunekit.search.log import SearchLog, plot_population
+    from prunekit.search.space import SearchSpace
+
+    cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_dict(dict(config))
+    out = Path(out_dir)
+    log_path = out / "search_log.json"
+    if log_path.exists() and not resume and not overwrite:
+        raise PrunekitError(f"{out} already holds a search; pass resume=True (--resume) to continue it "
+                            "or overwrite=True (--overwrite) to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    example = data.train_x[:1]
+    model = copy.deepcopy(model).eval()
+    space = SearchSpace.build(model, example, ratios=cfg.ratios, round_to=cfg.round_to,
+                              min_channels=cfg.min_channels, ignored_layers=cfg.ignored_layers)
+    lut = None
+    if cfg.latency_ms is not None:
+        lut = lat.LatencyTable.build(model, example, space, repeats=cfg.latency_repeats, progress=progress)
+    ok, limits = _budget(space, cfg, lut)
+    sub = data.holdout(cfg.val_fraction, seed=cfg.seed)
+    supernet = _train_supernet(model, space, sub, cfg, out / "supernet.pt", resume, progress)
+
+    def realise(enc):
+        base = supernet.subnet(enc) if cfg.method == "metapruning" else supernet
+        return space.plan(enc).apply(base)
+
+    edata = EvalData(sub.train_x, sub.test_x, sub.test_y, cfg.calib_batches, 128)
+    header = {"method": cfg.method, "seed": cfg.seed, "limits": limits, "groups": [list(c) for c in space.candidates],
+              "evolution": dataclasses.asdict(cfg.evolution_config()) if cfg.method == "metapruning" else None}
+    log = SearchLog.open(log_path, header, resume)
+    with ParallelScorer(edata, workers=cfg.workers, ray_address=cfg.ray_address) as scorer:
+        def score_many(encs):
+            res = scorer.map([realise(e) for e in encs])
+            rows = []
+            for e, r in zip(encs, res):
+                row = {"score": r["accuracy"], "accuracy": r["accuracy"], "macs": space.macs(e),
+                       "params": space.params(e)}
+                if lut is not None:
+                    row["latency_ms"] = lut.predict(e)
+                rows.append(row)
+            return rows
+
+        if cfg.method == "metapruning":
+            from prunekit.search.evolution import evolve
+
+            best = evolve(space.candidates, score_many, ok, cfg.evolution_config(), log, progress)
+        else:
+            from prunekit.search.slimmable import greedy_slim
+
+            best = greedy_slim(space, score_many, ok, log, progress)
+    plot_population(log, out / "population.png")
+    enc = tuple(best["encoding"])
+    return _finish(model, supernet, space, enc, best, data, cfg, out, resume, progress, lut, limits)
+
+
+def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bool, progress: bool):
+    import copy
+
+    import torch
+
+    from prunekit.train import Trainer
+    from prunekit.utils.io import atomic_save_torch
+
+    tcfg = cfg.train_config("supernet").replace(progress=progress and cfg.train_config("supernet").progress)
+    if cfg.method == "metapruning":
+        from prunekit.search.pruningnet import PruningNet
+
+        net = PruningNet(model, space, hidden=cfg.hidden, seed=cfg.seed)
+        callbacks = ()
+    else:
+        from prunekit.search.slimmable import SandwichRule
+
+        net = copy.deepcopy(model)
+        callbacks = (SandwichRule(space, cfg.num_random, seed=cfg.seed),)
+    if resume and path.exists():
+        net.load_state_dict(torch.load(path, weights_only=True))
+    else:
+        if tcfg.epochs > 0:
+            Trainer(net, sub, tcfg, callbacks=callbacks).fit()
+        atomic_save_torch(net.state_dict(), path)
+    return net.eval()
+
+
+def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, progress, lut, limits):
+    import torch
+
+    from prunekit import checkpoint
+    from prunekit.measure import count_macs, count_params
+    from prunekit.search.evaluate import recalibrate_bn
+    from prunekit.search.report import plot_widths
+    from prunekit.train import Trainer, evaluate
+    from prunekit.utils.io import atomic_write
+
+    plan = space.plan(enc, info={"method": cfg.method})
+    plan.save(out / "plan.json")
+    if cfg.init == "supernet":
+        base = supernet.subnet(enc) if cfg.method == "metapruning" else supernet
+        base.prunekit_spec = getattr(model, "prunekit_spec", None)
+    else:
+        base = model
+    pruned = plan.apply(base)
+    if cfg.init == "scratch":
+        torch.manual_seed(cfg.seed)
+        for m in pruned.modules():
+            if hasattr(m, "reset_parameters") and m is not pruned:
+                m.reset_parameters()
+    x = data.train_x[: cfg.calib_batches * 128]
+    recalibrate_bn(pruned, [x[i:i + 128] for i in range(0, len(x), 128)])
+    before = evaluate(pruned, data.test_x, data.test_y)
+    ft = cfg.train_config("finetune").replace(progress=progress and cfg.train_config("finetune").progress)
+    if ft.epochs > 0:
+        can_ckpt = checkpoint.get_spec(pruned) is not None
+        Trainer(pruned, data, ft, out_dir=out / "finetune" if can_ckpt else None,
+                resume=resume and can_ckpt, overwrite=True).fit()
+    pruned.eval()
+    after = evaluate(pruned, data.test_x, data.test_y)
+    example = data.train_x[:1]
+    full_macs = float(count_macs(model, example).total)
+    macs = float(count_macs(pruned, example).total)
+    report = {
+        "method": cfg.method, "config": cfg.to_dict(), "limits": limits, "encoding": list(enc),
+        "widths": space.layer_widths(enc), "search_score": best.get("score"),
+        "macs": macs, "macs_full": full_macs, "macs_fraction": macs / full_macs,
+        "params": int(count_params(pruned)), "params_full": int(count_params(model)),
+        "test_top1_before_finetune": before["top1"], "test_top1": after["top1"],
+        "test_top1_full_model": evaluate(model, data.test_x, data.test_y)["top1"],
+    }
+    if lut is not None:
+        from prunekit.measure import measure_latency
+
+        report["latency_ms_predicted"] = lut.predict(enc)
+        report["latency_ms_measured"] = float(measure_latency(pruned, example, threads=1).median_ms)
+    if checkpoint.get_spec(pruned) is not None:
+        checkpoint.save(out / "pruned.pt", pruned, meta={"search": {k: report[k] for k in
+                                                                    ("method", "encoding", "test_top1")}})
+        report["checkpoint"] = str(out / "pruned.pt")
+    plot_widths(space.layer_widths(enc), out / "widths.png", title=f"{cfg.method}: channels kept")
+    with atomic_write(out / "report.json", "w") as f:
+        json.dump(report, f, indent=2)
+    return SearchResult(enc, space.layer_widths(enc), plan, pruned, report)

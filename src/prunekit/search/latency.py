@@ -1,0 +1,265 @@
+"""Per-layer latency lookup table (MetaPruning, Liu et al., ICCV 2019, Sec. 3.4, "latency constraint").
+
+For every convolution/linear layer the table holds the measured time of that
+layer alone for each (input channels, output channels) pair an encoding can
+give it, on the target (torch on this CPU, one thread; or onnxruntime). A
+network's predicted latency is the sum of its layers' entries plus a model of
+everything else: ``c0 + c1 * A`` where ``A`` is the number of output activation
+elements of the table's layers (BatchNorm, activations and residual adds are
+memory-bound and scale with it) and ``c0`` is fixed overhead (pooling, the
+framework). ``c0, c1`` are fitted (least squares, non-negative ``c1``) on the
+measured latency of the full, the half-width and the narrowest network.
+Each entry times the layer called ``inner`` times in a row, so the timing
+harness's per-call overhead is amortised away.
+
+Entries are measured lazily (the first time an encoding needs them) and cached;
+``fill()`` measures the whole grid up front. ``bench/latency_table.py`` checks
+the predictions against measured whole-network latency.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from prunekit.errors import PrunekitError
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+@dataclass
+class _Layer:
+    name: str
+    kind: str            # "conv" or "linear"
+    cfg: dict            # kernel/stride/padding/dilation/depthwise/bias
+    in_shape: tuple      # input shape with batch, full width
+    gin: int | None      # search-group index of the input channels
+    gout: int | None     # search-group index of the output channels
+    cin: int
+    cout: int
+    out_hw: int = 1      # output positions per channel (for the activation-volume term)
+
+
+@dataclass
+class LatencyTable:
+    """Latency lookup table of a model's prunable layers; see the module docstring.
+
+    Attributes:
+        layers: the timed layers.
+        constant_ms: latency of everything outside the table.
+        entries: ``{signature: ms}`` measured so far.
+        backend: ``"torch"`` or ``"onnxruntime"``.
+    """
+
+    layers: list
+    constant_ms: float = 0.0
+    entries: dict = field(default_factory=dict)
+    backend: str = "torch"
+    repeats: int = 20
+    per_activation_ms: float = 0.0
+    inner: int = 10
+
+    @classmethod
+    def build(cls, model, example_input, space, backend: str = "torch", repeats: int = 20,
+              progress: bool = False) -> "LatencyTable":
+        """Record every conv/linear layer's input shape, time the full model, and set the constant."""
+        import torch
+
+        if backend not in BACKENDS:
+            raise PrunekitError(f"latency backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        if backend == "onnxruntime":
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                raise PrunekitError("the onnxruntime latency backend needs onnxruntime installed") from None
+        where = {}
+        for gi, g in enumerate(space.groups):
+            for m in g.members:
+                where[(m.param, m.dim)] = gi
+        shapes, outs, hooks = {}, {}, []
+        mods = dict(model.named_modules())
+        for name, mod in mods.items():
+            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+                def grab(_m, a, name=name):
+                    shapes.setdefault(name, tuple(a[0].shape))  # returns None: inputs unchanged
+
+                def grab_out(_m, _a, y, name=name):
+                    outs.setdefault(name, int(y[0].numel() // y.shape[1]) if y.dim() > 2 else 1)
+
+                hooks.append(mod.register_forward_pre_hook(grab))
+                hooks.append(mod.register_forward_hook(grab_out))
+        try:
+            with torch.no_grad():
+                model.eval()(example_input)
+        finally:
+            for h in hooks:
+                h.remove()
+        layers = []
+        for name, shape in shapes.items():
+            mod = mods[name]
+            w = name + ".weight" if name else "weight"
+            if isinstance(mod, torch.nn.Conv2d):
+                dw = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
+                if mod.groups > 1 and not dw:
+                    raise PrunekitError(f"latency table: grouped convolution {name!r} is not supported")
+                cfg = {"k": list(mod.kernel_size), "s": list(mod.stride), "p": list(mod.padding),
+                       "d": list(mod.dilation), "dw": dw, "bias": mod.bias is not None}
+                gout = where.get((w, 0))
+                gin = gout if dw else where.get((w, 1))
+                layers.append(_Layer(name, "conv", cfg, shape, gin, gout, mod.in_channels, mod.out_channels,
+                                     outs[name]))
+            else:
+                layers.append(_Layer(name, "linear", {"bias": mod.bias is not None}, shape,
+                                     where.get((w, 1)), where.get((w, 0)), mod.in_features, mod.out_features))
+        table = cls(layers, 0.0, {}, backend, repeats)
+        table.calibrate(model, example_input, space)
+        return table
+
+    def activations(self, encoding) -> float:
+        """Output activation elements (per sample) of the table's layers under ``encoding``."""
+        return float(sum(self._widths(layer, encoding)[1] * layer.out_hw for layer in self.layers))
+
+    def calibrate(self, model, example_input, space) -> None:
+        """Fit ``constant_ms`` and ``per_activation_ms`` on measured whole sub-networks."""
+        import numpy as np
+
+        encs = list(dict.fromkeys([space.full, space.uniform(0.5), space.smallest]))
+        rest, act = [], []
+        for enc in encs:
+            net = model if enc == space.full else space.plan(enc).apply(model).eval()
+            rest.append(self._measure_model(net, example_input) - self.layer_sum(enc))
+            act.append(self.activations(enc))
+        if len(encs) > 1 and max(act) > min(act):
+            slope, icpt = np.polyfit(np.array(act), np.array(rest), 1)
+            if slope < 0:
+                slope, icpt = 0.0, float(np.mean(rest))
+        else:
+            slope, icpt = 0.0, float(np.mean(rest))
+        self.per_activation_ms, self.constant_ms = float(slope), float(icpt)
+
+    # ------------------------------------------------------------------ prediction
+    def _widths(self, layer: _Layer, encoding) -> tuple[int, int]:
+        cin = encoding[layer.gin] if layer.gin is not None else layer.cin
+        cout = encoding[layer.gout] if layer.gout is not None else layer.cout
+        return int(cin), int(cout)
+
+    def _signature(self, layer: _Layer, cin: int, cout: int) -> str:
+        shape = list(layer.in_shape)
+        shape[1 if layer.kind == "conv" else -1] = cin
+        return json.dumps([layer.kind, layer.cfg, shape, cout])
+
+    def layer_sum(self, encoding) -> float:
+        """Sum of the table entries of ``encoding``'s layers (measuring missing ones)."""
+        total = 0.0
+        for layer in self.layers:
+            cin, cout = self._widths(layer, encoding)
+            sig = self._signature(layer, cin, cout)
+            if sig not in self.entries:
+                self.entries[sig] = self._measure_layer(layer, cin, cout)
+            total += self.entries[sig]
+        return total
+
+    def predict(self, encoding) -> float:
+        """Predicted latency (ms) of the sub-network ``encoding``."""
+        return self.layer_sum(encoding) + self.constant_ms + self.per_activation_ms * self.activations(encoding)
+
+    def fill(self, space, progress: bool = False) -> int:
+        """Measure every (cin, cout) pair of the grid; returns the number of entries."""
+        from tqdm.auto import tqdm
+
+        for layer in tqdm(self.layers, desc="latency table", disable=not progress):
+            cins = space.candidates[layer.gin] if layer.gin is not None else (layer.cin,)
+            couts = space.candidates[layer.gout] if layer.gout is not None else (layer.cout,)
+            pairs = [(c, c) for c in cins] if layer.cfg.get("dw") else [(a, b) for a in cins for b in couts]
+            for cin, cout in pairs:
+                sig = self._signature(layer, cin, cout)
+                if sig not in self.entries:
+                    self.entries[sig] = self._measure_layer(layer, cin, cout)
+        return len(self.entries)
+
+    # ------------------------------------------------------------------ measurement
+    def _make_layer(self, layer: _Layer, cin: int, cout: int):
+        import torch
+
+        c = layer.cfg
+        if layer.kind == "linear":
+            return torch.nn.Linear(cin, cout, bias=c["bias"])
+        return torch.nn.Conv2d(cin, cout, tuple(c["k"]), tuple(c["s"]), tuple(c["p"]), tuple(c["d"]),
+                               groups=cin if c["dw"] else 1, bias=c["bias"])
+
+    def _measure_layer(self, layer: _Layer, cin: int, cout: int) -> float:
+        import torch
+
+        shape = list(layer.in_shape)
+        shape[1 if layer.kind == "conv" else -1] = cin
+        rep = _Repeat(self._make_layer(layer, cin, cout).eval(), self.inner)
+        return self._measure_model(rep, torch.randn(*shape)) / self.inner
+
+    def _measure_model(self, model, x) -> float:
+        if self.backend == "onnxruntime":
+            return _ort_latency(model, x, self.repeats)
+        from prunekit.measure import measure_latency
+
+        return float(measure_latency(model, x, warmup=3, repeats=self.repeats, threads=1).median_ms)
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "constant_ms": self.constant_ms, "repeats": self.repeats,
+                "per_activation_ms": self.per_activation_ms, "inner": self.inner,
+                "layers": [vars(layer) for layer in self.layers], "entries": self.entries}
+
+    def save(self, path) -> Path:
+        from prunekit.utils.io import atomic_write
+
+        with atomic_write(path, "w") as f:
+            json.dump(self.to_dict(), f)
+        return Path(path)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyTable":
+        layers = [_Layer(**{**x, "in_shape": tuple(x["in_shape"])}) for x in d["layers"]]
+        return cls(layers, float(d["constant_ms"]), dict(d["entries"]), d.get("backend", "torch"),
+                   int(d.get("repeats", 20)), float(d.get("per_activation_ms", 0.0)), int(d.get("inner", 10)))
+
+
+
+class _Repeat(torch.nn.Module):
+    """Runs ``layer`` ``k`` times per call (amortises the timing harness's per-call overhead)."""
+
+    def __init__(self, layer, k: int) -> None:
+        super().__init__()
+        self.layer, self.k = layer, k
+
+    def forward(self, x):
+        y = None
+        for _ in range(self.k):
+            y = self.layer(x)
+        return y
+
+
+def _ort_latency(model, x, repeats: int) -> float:
+    """Median ms of ``model`` exported to ONNX and run by onnxruntime on one CPU thread."""
+    import io
+    import statistics
+    import time
+
+    import onnxruntime as ort
+    import torch
+
+    buf = io.BytesIO()
+    torch.onnx.export(model, (x,), buf, dynamo=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.numpy()}
+    for _ in range(3):
+        sess.run(None, feed)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        sess.run(None, feed)
+        times.append((time.perf_counter() - t) * 1000.0)
+    return float(statistics.median(times))

@@ -1,0 +1,153 @@
+"""AutoSlim (Yu & Huang, 2019, "AutoSlim: Towards One-Shot Architecture Search for Channel Numbers").
+
+1. Slimmable training: one set of full weights; every step trains the largest
+   network, the smallest one and ``num_random`` random widths (the *sandwich
+   rule*), the narrower ones distilled from the largest one's predictions
+   (*in-place distillation*). Widths are per coupling group (a width multiplier
+   per group of the search grid), realised by masking the trailing channels.
+2. Greedy slimming: from the full width, repeatedly shrink the one group whose
+   one-step reduction loses the least sub-validation accuracy, until the budget
+   (MACs, params, latency) is met.
+
+The slimmable training is a :class:`prunekit.train.Callback`, so it runs in the
+foundation's training loop (the loop's own forward is the largest network).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from prunekit.search.evolution import random_encoding
+from prunekit.train import Callback
+
+
+def masked_forward(model, space, encoding, x, tensors: dict | None = None):
+    """Forward of the sub-network ``encoding`` through the full weights (differentiable).
+
+    Parameters of removed channels are multiplied by 0; BatchNorm buffers are
+    cloned so the sub-network's batch statistics do not overwrite the model's.
+    """
+    import torch
+
+    tensors = dict(model.named_parameters()) if tensors is None else tensors
+    masks = space.masks(encoding, tensors)
+    args = {n: tensors[n] * m for n, m in masks.items()}
+    for n, b in model.named_buffers():
+        args[n] = b.clone()
+    return torch.func.functional_call(model, args, (x,))
+
+
+class SandwichRule(Callback):
+    """Adds the smallest and ``num_random`` random sub-networks' losses to each step (AutoSlim / US-Nets).
+
+    Args:
+        space: the :class:`~prunekit.search.space.SearchSpace`.
+        num_random: random widths per step (the paper uses 2).
+        distill: train narrower networks on the largest one's soft predictions (in-place distillation).
+        seed: seeds the width sampling.
+    """
+
+    def __init__(self, space, num_random: int = 2, distill: bool = True, seed: int = 0) -> None:
+        self.space, self.num_random, self.distill = space, int(num_random), bool(distill)
+        self.rng = np.random.default_rng(seed)
+        self._x = None
+        self._hook = None
+
+    def on_train_begin(self, trainer) -> None:
+        def grab(_module, args):
+            self._x = args[0]
+
+        self._hook = trainer.model.register_forward_pre_hook(grab)
+
+    def on_train_end(self, trainer) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
+
+    def extra_loss(self, trainer, outputs, targets):
+        import torch.nn.functional as F
+
+        if self._x is None:
+            return None
+        x, self._x = self._x, None
+        model = trainer.model
+        encs = [self.space.smallest] + [random_encoding(self.space.candidates, self.rng)
+                                        for _ in range(self.num_random)]
+        soft = F.softmax(outputs.detach(), dim=1)
+        tensors = dict(model.named_parameters())
+        total = None
+        hook, self._hook = self._hook, None
+        hook.remove()  # the sub-network forwards must not be captured as inputs
+        try:
+            for enc in encs:
+                out = masked_forward(model, self.space, enc, x, tensors)
+                if self.distill:
+                    loss = -(soft * F.log_softmax(out, dim=1)).sum(dim=1).mean()
+                else:
+                    loss = F.cross_entropy(out, targets)
+                total = loss if total is None else total + loss
+        finally:
+            self.on_train_begin(trainer)
+        return total
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+
+
+def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: bool = True) -> dict:
+    """AutoSlim's greedy slimming from the full width down to the first encoding that passes ``ok``.
+
+    Args:
+        score_many: ``list[encoding] -> list[dict]`` with ``score`` (higher is better).
+        ok: the budget test.
+        log: a :class:`~prunekit.search.log.SearchLog`; finished steps are replayed.
+
+    Returns the record of the chosen encoding.
+    """
+    from prunekit.search.log import SearchLog
+
+    log = log if log is not None else SearchLog()
+    enc = space.full
+    current = None
+    by_step: dict = {}
+    for r in log.records:
+        by_step.setdefault(r["iteration"], []).append(r)
+    step = 0
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(desc="greedy slimming")
+    while not ok(enc):
+        if step in by_step:  # resume: replay the logged step
+            recs = by_step[step]
+        else:
+            moves = []
+            for i, c in enumerate(space.candidates):
+                pos = c.index(enc[i])
+                if pos > 0:
+                    moves.append(enc[:i] + (c[pos - 1],) + enc[i + 1:])
+            if not moves:
+                break
+            recs = [{"iteration": step, "encoding": list(m), **res} for m, res in zip(moves, score_many(moves))]
+            log.add_iteration(step, recs, [list(enc)])
+        current = sorted(recs, key=lambda r: (-r["score"], r["encoding"]))[0]
+        enc = tuple(current["encoding"])
+        step += 1
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    if not ok(enc):
+        from prunekit.errors import PrunekitError
+
+        raise PrunekitError("greedy slimming reached the narrowest grid point without meeting the budget; "
+                            "add smaller width ratios")
+    if current is None:  # the full network already meets the budget
+        current = {"iteration": -1, "encoding": list(enc), "score": float("nan")}
+    return current

@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from prunekit.errors import ConfigError
+from prunekit.recipe import Recipe, run_recipe
+
+BASE = {"out": "OUT", "data": "mnist5k", "model": {"name": "lenet5"}}
+
+
+def recipe(tmp_path, steps, **kw):
+    return Recipe.from_dict({**BASE, "out": str(tmp_path / "run"), "steps": steps, **kw})
+
+
+@pytest.mark.parametrize("steps,msg", [
+    ([], "'steps' must be a non-empty list"),
+    ([{"trian": {}}], "unknown step 'trian'"),
+    ([{"train": {"epoch": 3}}], r"unknown key steps\[0\]\.train\.epoch"),
+    ([{"train": {"epochs": "3"}}], r"steps\[0\]\.train\.epochs: expected an integer"),
+    ([{"prune": {"macs": "half"}}], r"steps\[0\]\.prune\.macs"),
+    ([{"train": {}, "eval": {}}], r"steps\[0\] must be a mapping with one step name"),
+])
+def test_bad_steps_are_named(tmp_path, steps, msg):
+    with pytest.raises(ConfigError, match=msg):
+        recipe(tmp_path, steps)
+
+
+def test_bad_top_level(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        Recipe.from_dict({**BASE, "steps": ["eval"], "outdir": "x"})
+    with pytest.raises(ConfigError, match="missing required key 'data'"):
+        Recipe.from_dict({"out": "x", "model": {"name": "lenet5"}, "steps": ["eval"]})
+    with pytest.raises(ConfigError, match="exactly one of 'checkpoint' or 'name'"):
+        Recipe.from_dict({**BASE, "model": {}, "steps": ["eval"]})
+
+
+def test_round_trip(tmp_path):
+    r = recipe(tmp_path, [{"train": {"epochs": 2}}, "eval", {"prune": {"macs": 0.5}}])
+    again = Recipe.from_dict(r.to_dict())
+    assert again.to_dict() == r.to_dict()
+    assert [n for n, _ in again.steps] == ["train", "eval", "prune"]
+
+
+def test_train_prune_finetune_compress_end_to_end(tmp_path):
+    r = recipe(tmp_path, [
+        {"train": {"epochs": 2, "batch_size": 64, "progress": False}},
+        "eval",
+        {"prune": {"criterion": "l1", "macs": 0.5, "tolerance": 0.03}},
+        {"finetune": {"epochs": 1, "lr": 0.01, "batch_size": 64, "progress": False}},
+        "eval",
+        {"compress": {"bits_conv": 8, "bits_fc": 5}},
+        "eval",
+        {"profile": {"latency": False}},
+    ])
+    state = run_recipe(r, progress=False)
+    steps = [rec["step"] for rec in state.records]
+    assert steps == ["train", "eval", "prune", "finetune", "eval", "compress", "eval", "profile"]
+    evals = [rec for rec in state.records if rec["step"] == "eval"]
+    assert evals[0]["top1"] > 90 and evals[1]["top1"] > 90
+    prune = state.records[2]
+    assert abs(prune["macs_kept"] - 0.5) <= 0.03
+    out = tmp_path / "run"
+    for name in ("model.pt", "model.pkz", "plan0.json", "report.json", "report.md", "recipe.json", "profile0.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert [rec["step"] for rec in report["records"]] == steps
+    # a second run into the same directory is refused
+    with pytest.raises(ConfigError, match="already holds files"):
+        run_recipe(r, progress=False)
+    # the final checkpoint reloads as the pruned, compressed model
+    from prunekit import checkpoint
+    from prunekit.measure import count_params
+    from prunekit.train import evaluate
+
+    ck = checkpoint.load(out / "model.pt")
+    assert count_params(ck.model) == count_params(state.model)
+    assert evaluate(ck.model, state.data.test_x, state.data.test_y)["top1"] == pytest.approx(evals[-1]["top1"])
+
+
+def test_cli_check_and_error(tmp_path, cli_env):
+    good = tmp_path / "r.yaml"
+    good.write_text(f"out: {tmp_path / 'run'}\ndata: digits\nmodel: {{name: lenet300_100}}\nsteps:\n  - eval\n")
+    out = subprocess.run([sys.executable, "-m", "prunekit", "run", str(good), "--check"],
+                         capture_output=True, text=True, env=cli_env)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["steps"] == [{"eval": {"batch_size": 512}}]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("out: x\ndata: digits\nmodel: {name: lenet5}\nsteps:\n  - train: {epohcs: 1}\n")
+    out = subprocess.run([sys.executable, "-m", "prunekit", "run", str(bad)], capture_output=True, text=True,
+                         env=cli_env)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("prunekit: error:") and "epohcs" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -1,0 +1,112 @@
+"""``prunekit eval`` and ``prunekit profile`` through real subprocesses."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from prunekit import checkpoint, models
+
+CLI = [sys.executable, "-m", "prunekit.cli"]
+
+
+def run(args, env, timeout=120):
+    return subprocess.run(CLI + args, capture_output=True, text=True, env=env, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def lenet5_ckpt(tmp_path_factory):
+    net = models.create("lenet5", num_classes=10, in_channels=1)
+    return checkpoint.save(tmp_path_factory.mktemp("ck") / "lenet5.pt", net, meta={"data": "mnist5k"})
+
+
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory):
+    net = models.create("lenet300_100", num_classes=10, in_channels=1, input_size=(8, 8))
+    return checkpoint.save(tmp_path_factory.mktemp("ck") / "mlp.pt", net, meta={"dataset": "digits"})
+
+
+def test_profile_json(lenet5_ckpt, cli_env):
+    p = run(["profile", str(lenet5_ckpt), "--batch-sizes", "1,4", "--repeats", "3", "--warmup", "1", "--json"],
+            cli_env)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["params"] == 61706
+    assert r["macs"]["per_layer"] == {"conv1": 6 * 25 * 28 * 28, "conv2": 16 * 6 * 25 * 10 * 10,
+                                      "fc1": 400 * 120, "fc2": 120 * 84, "fc3": 84 * 10}
+    assert r["macs"]["total"] == sum(r["macs"]["per_layer"].values())
+    assert sorted(r["latency"]) == ["1", "4"] and r["latency"]["4"]["threads"] == 1  # from PRUNEKIT_NUM_THREADS
+    assert r["file_bytes"] == lenet5_ckpt.stat().st_size and r["file"] == str(lenet5_ckpt)
+    assert p.stderr == ""  # the profiler's native status lines are silenced
+
+
+def test_profile_table_per_layer_without_latency(lenet5_ckpt, cli_env):
+    p = run(["profile", str(lenet5_ckpt), "--no-latency", "--per-layer", "--batch-sizes", "2"], cli_env)
+    assert p.returncode == 0, p.stderr
+    assert "416,520" in p.stdout and "conv2" in p.stdout and "latency" not in p.stdout
+    assert "peak memory bs=2" in p.stdout and "file size" in p.stdout
+
+
+def test_eval_json_with_data_from_checkpoint(lenet5_ckpt, cli_env):
+    p = run(["eval", str(lenet5_ckpt), "--json"], cli_env)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    assert r["n"] == 1000 and r["data"] == "mnist5k"
+    assert 0 <= r["top1"] <= r["top5"] <= 100 and r["loss"] > 0
+
+
+def test_eval_trainer_style_meta(digits_ckpt, cli_env):
+    p = run(["eval", str(digits_ckpt), "--batch-size", "64"], cli_env)
+    assert p.returncode == 0, p.stderr
+    assert "on digits" in p.stdout and "top-1" in p.stdout
+
+
+# Error paths run in-process through prunekit.cli.main (same code path as the console script, no
+# interpreter start-up per case), checking the one-line message and exit status 2.
+def cli_error(argv, capsys):
+    from prunekit.cli import main
+
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("prunekit: error: "), lines
+    return lines[0]
+
+
+def test_eval_wrong_input_shape(digits_ckpt, capsys):
+    err = cli_error(["eval", str(digits_ckpt), "--data", "synthetic"], capsys)
+    assert "(1, 8, 8)" in err and "synthetic" in err  # named, not a shape-mismatch traceback
+
+
+def test_eval_needs_a_dataset(tmp_path, capsys):
+    path = checkpoint.save(tmp_path / "nodata.pt", models.create("lenet300_100", in_channels=1, input_size=(8, 8)))
+    err = cli_error(["eval", str(path)], capsys)
+    assert "--data" in err and "nodata.pt" in err
+
+
+@pytest.mark.parametrize("command", ["eval", "profile"])
+def test_bad_files(tmp_path, capsys, command):
+    err = cli_error([command, str(tmp_path / "missing.pt")], capsys)
+    assert "missing.pt" in err and "no such" in err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint" * 10)
+    err = cli_error([command, str(junk)], capsys)
+    assert "junk.pt" in err and "not a readable prunekit checkpoint" in err
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--batch-sizes", "1,x"], "--batch-sizes"),
+    (["--batch-sizes", "0"], "--batch-sizes"),
+    (["--threads", "0"], "threads"),
+    (["--repeats", "0"], "repeats"),
+])
+def test_bad_profile_flags(lenet5_ckpt, capsys, argv, match):
+    assert match in cli_error(["profile", str(lenet5_ckpt), "--no-latency", *argv], capsys)
+
+
+def test_dataset_name_lookup():
+    from prunekit.cli.cmd_eval import dataset_name
+
+    assert dataset_name({"data": "digits"}, None, "p") == "digits"
+    assert dataset_name({"dataset": "mnist5k"}, None, "p") == "mnist5k"
+    assert dataset_name({"data": {"name": "synthetic"}}, None, "p") == "synthetic"
+    assert dataset_name({"data": "digits"}, "mnist5k", "p") == "mnist5k"

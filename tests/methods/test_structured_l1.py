@@ -1,0 +1,56 @@
+"""L1 filter pruning with sensitivity analysis (Li et al., ICLR 2017)."""
+import pytest
+import torch
+
+from prunekit.methods.structured import choose_ratios, ratios_for_macs, sensitivity_analysis
+from prunekit.methods.structured.l1 import L1Config, l1_plan, plot_sensitivity
+
+
+def test_choose_ratios_from_hand_made_table():
+    table = {"__baseline__": 90.0,
+             "a": {0.1: 90.0, 0.3: 89.6, 0.5: 89.0, 0.7: 85.0},
+             "b": {0.1: 88.5, 0.3: 89.5},        # the first ratio already too costly -> 0
+             "c": {0.1: 90.2, 0.3: 80.0, 0.5: 89.9}}  # stops at the first failure
+    assert choose_ratios(table, 1.0) == {"a": 0.5, "b": 0.0, "c": 0.1}
+    assert choose_ratios(table, 0.0) == {"a": 0.1, "b": 0.0, "c": 0.1}
+    assert choose_ratios(table, 100.0) == {"a": 0.7, "b": 0.3, "c": 0.5}
+
+
+def _net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                               torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 3)).eval()
+
+
+def test_sensitivity_masks_equal_removal():
+    from prunekit.train import evaluate
+
+    net = _net()
+    x = torch.randn(40, 1, 8, 8)
+    y = net(x).argmax(1)
+    table = sensitivity_analysis(net, x, y, x[:1], ratios=(0.5,), progress=False)
+    assert table["__baseline__"] == 100.0
+    assert set(table) == {"__baseline__", "0", "3"}
+    for layer in ("0", "3"):
+        small = l1_plan(net, x[:1], {layer: 0.5}).apply(net)
+        assert table[layer][0.5] == pytest.approx(evaluate(small, x, y)["top1"])
+
+
+def test_ratios_for_macs_meets_target_and_plot(tmp_path):
+    net = _net()
+    table = {"__baseline__": 100.0, "0": {0.25: 100.0, 0.5: 90.0, 0.75: 50.0},
+             "3": {0.25: 100.0, 0.5: 99.0, 0.75: 95.0}}
+    ratios, tol = ratios_for_macs(net, torch.randn(1, 1, 8, 8), table, 0.5, rel_tol=0.05)
+    p = l1_plan(net, torch.randn(1, 1, 8, 8), ratios)
+    assert p.info["macs_after"] / p.info["macs_before"] <= 0.55
+    assert ratios == choose_ratios(table, tol)
+    plot_sensitivity(table, tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_l1_config_checks():
+    from prunekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sensitivity_ratios"):
+        L1Config(sensitivity_ratios=[1.5]).check()

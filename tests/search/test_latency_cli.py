@@ -1,0 +1,82 @@
+"""Latency lookup table and the ``prunekit search`` command end to end (with resume)."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from prunekit import checkpoint, models
+from prunekit.cli import main
+from prunekit.data import load_dataset
+from prunekit.search import LatencyTable, SearchSpace
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    m = models.create("convnet3", num_classes=10, in_channels=1, input_size=(8, 8)).eval()
+    x = torch.randn(1, 1, 8, 8)
+    return m, x, SearchSpace.build(m, x, ratios=(0.5, 1.0))
+
+
+def test_latency_table_full_network_is_exact_by_construction(tiny):
+    m, x, space = tiny
+    lut = LatencyTable.build(m, x, space, repeats=3)
+    assert [l.name for l in lut.layers] == [n for n, mod in m.named_modules()
+                                            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear))]
+    full = lut.layer_sum(space.full) + lut.constant_ms
+    assert lut.predict(space.full) == pytest.approx(full + lut.per_activation_ms * lut.activations(space.full))
+    assert lut.activations(space.smallest) < lut.activations(space.full) and lut.per_activation_ms >= 0
+    n = lut.fill(space)
+    # every layer's (cin, cout) pairs of the grid, deduplicated by signature
+    assert n == len(lut.entries) and n <= sum(4 for _ in lut.layers)
+    again = LatencyTable.from_dict(json.loads(json.dumps(lut.to_dict())))
+    assert again.predict(space.smallest) == lut.predict(space.smallest)  # no re-measurement after load
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    data = load_dataset("digits")
+    torch.manual_seed(0)
+    m = models.create("convnet3", num_classes=data.num_classes, in_channels=1, input_size=data.image_size)
+    path = tmp_path_factory.mktemp("ck") / "net.pt"
+    checkpoint.save(path, m)
+    return path
+
+
+@pytest.mark.parametrize("method", ["autoslim", "metapruning"])
+def test_cli_search_end_to_end_and_resume(ckpt, tmp_path, capsys, method):
+    out = tmp_path / "run"
+    argv = ["search", str(ckpt), "--method", method, "--macs", "0.5", "--data", "digits", "--out", str(out),
+            "--epochs", "1", "--finetune-epochs", "1", "--iterations", "2", "--population", "6",
+            "--ratios", "0.25,0.5,0.75,1.0", "--no-progress", "--json"]
+    assert main(argv) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep["macs_fraction"] <= 0.5
+    for name in ("search_log.json", "population.png", "widths.png", "plan.json", "pruned.pt", "report.json"):
+        assert (out / name).exists(), name
+    small = checkpoint.load(out / "pruned.pt").model
+    from prunekit.measure import count_macs
+
+    assert count_macs(small, torch.zeros(1, 1, 8, 8)).total == rep["macs"]
+    log = json.loads((out / "search_log.json").read_text())
+    assert all({"encoding", "macs", "accuracy", "iteration"} <= set(r) for r in log["records"])
+    # a second run refuses to clobber, --resume replays the log and gives the same answer
+    assert main(argv) == 2
+    assert "already holds a search" in capsys.readouterr().err
+    assert main(argv + ["--resume"]) == 0
+    rep2 = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rep2["encoding"] == rep["encoding"]
+    assert json.loads((out / "search_log.json").read_text())["records"] == log["records"]
+
+
+def test_cli_search_needs_a_budget(ckpt, tmp_path, capsys):
+    assert main(["search", str(ckpt), "--data", "digits", "--out", str(tmp_path / "x")]) == 2
+    assert "budget" in capsys.readouterr().err
+
+
+def test_cli_search_help_subprocess(cli_env):
+    r = subprocess.run([sys.executable, "-m", "prunekit", "search", "--help"], capture_output=True, text=True,
+                       env=cli_env, timeout=60)
+    assert r.returncode == 0 and "--method" in r.stdout and "--resume" in r.stdout
