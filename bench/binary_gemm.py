@@ -25,6 +25,7 @@ import argparse
 import datetime
 import platform
 import statistics
+import sys
 import time
 
 
@@ -149,18 +150,26 @@ def main(argv=None) -> None:
 
     from prunekit.binary import available_kernels
 
+    import os
+
     kernels = available_kernels()
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     rows = []
     for t in args.threads:
         torch.set_num_threads(t)
         rows += bench_gemm(args.n, t, args.reps, kernels, args.skip_numpy)
         for bsz in args.batch:
             rows += bench_conv(t, args.reps, kernels, bsz)
+    load_after = os.getloadavg() if hasattr(os, "getloadavg") else None
     cpu = cpu_info()
     print(f"## Packed binary GEMM / XNOR convolution vs float32 ({datetime.date.today().isoformat()})\n")
     print(f"- CPU: {cpu['model']}; flags: {', '.join(cpu['flags']) or '?'}; "
           f"torch {torch.__version__}, numpy {np.__version__}; kernels here: {', '.join(kernels)}")
-    print(f"- command: `.venv/bin/python bench/binary_gemm.py {' '.join(argv or [])}`".rstrip())
+    cmd = " ".join([".venv/bin/python bench/binary_gemm.py", *(argv if argv is not None else sys.argv[1:])])
+    print(f"- command: `{cmd}`")
+    if load_before is not None:
+        print(f"- {os.cpu_count()} CPUs; 1-minute load average {load_before[0]:.1f} before, {load_after[0]:.1f} after "
+              "(other users' processes: figures move with it)")
     print(f"- medians of {args.reps} interleaved repetitions after a warm-up; "
           "'GFLOP/s-equiv.' counts 2 ops per (binary or float) multiply-accumulate\n")
     print("| shape | threads | implementation | median ms | GFLOP/s-equiv. | speed-up vs float32 |")

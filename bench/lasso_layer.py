@@ -73,6 +73,7 @@ def vgg_bench(calib_images: int):
     class Splits:  # the only fields channel_pruning reads
         def __init__(self, x):
             self.train_x = x
+            self.train_y = torch.zeros(len(x), dtype=torch.long)
 
     torch.manual_seed(0)
     net = models.create("vgg16", num_classes=10, in_channels=3, input_size=(32, 32)).eval()
@@ -94,12 +95,22 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--calib-images", type=int, default=500)
     p.add_argument("--skip-vgg", action="store_true")
+    p.add_argument("--skip-layer", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    r = layer_bench(a.repeats)
-    print(f"### LASSO channel selection, one layer (c=256, 3x3, n=256, N=10,000 points, keep 128)\n")
     print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{a.threads} threads, medians of {a.repeats}; shared machine, noisy\n")
+    if not a.skip_layer:
+        _print_layer(layer_bench(a.repeats))
+    if not a.skip_vgg:
+        v = vgg_bench(a.calib_images)
+        print(f"### Whole VGG-16 (3x32x32), LASSO to 50% MACs, {a.calib_images} images, 10,000 points/layer\n")
+        print(f"| layers | MACs kept | total seconds | goal |\n|---:|---:|---:|---:|")
+        print(f"| {v['layers']} | {v['macs_kept']:.3f} | {v['total_s']:.1f} | < 300 |")
+
+
+def _print_layer(r):
+    print("### LASSO channel selection, one layer (c=256, 3x3, n=256, N=10,000 points, keep 128)\n")
     print("| step | seconds |\n|---|---:|")
     print(f"| Gram statistics G, b (no explicit Z) | {r['gram_s']:.2f} |")
     print(f"| LASSO selection (FISTA grid x bisection) | {r['select_s']:.2f} |")
@@ -108,11 +119,6 @@ def main(argv=None):
     print(f"| the same 24 alphas, scikit-learn lasso_path (equivalent c x c problem) | {r['sk_path_s']:.3f} |")
     print(f"\nrelative reconstruction error after lstsq: {r['rel_error']:.4f}; support sizes equal to "
           f"scikit-learn's at {100 * r['support_size_agreement']:.0f}% of the alphas\n")
-    if not a.skip_vgg:
-        v = vgg_bench(a.calib_images)
-        print(f"### Whole VGG-16 (3x32x32), LASSO to 50% MACs, {a.calib_images} images, 10,000 points/layer\n")
-        print(f"| layers | MACs kept | total seconds | goal |\n|---:|---:|---:|---:|")
-        print(f"| {v['layers']} | {v['macs_kept']:.3f} | {v['total_s']:.1f} | < 300 |")
 
 
 if __name__ == "__main__":

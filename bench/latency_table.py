@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--hidden", type=int, default=32, help="PruningNet meta-network hidden width")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rows, thr = [], []
@@ -69,7 +70,7 @@ def main() -> None:
             torch.nn.functional.cross_entropy(net(a), b).backward()
             o.step()
 
-        pnet = PruningNet(full, space, hidden=32).train()
+        pnet = PruningNet(full, space, hidden=args.hidden).train()
         popt = torch.optim.SGD([p for p in pnet.parameters() if p.requires_grad], lr=0.01)
 
         def step_pnet(a, b, net=pnet, o=popt):
@@ -96,7 +97,7 @@ def main() -> None:
         thr.append((name, t_full, t_pnet, t_slim))
 
     print(f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-          f"input 1x3x{args.size}x{args.size}; shared 2-core machine (noisy).\n")
+          f"input 1x3x{args.size}x{args.size}, PruningNet hidden {args.hidden}; shared 2-core machine (noisy).\n")
     print("| model | sample | MACs frac | LUT predicted ms | measured ms | error % |")
     print("| --- | --- | --- | --- | --- | --- |")
     for name, i, frac, pred, meas, err in rows:

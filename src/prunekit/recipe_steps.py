@@ -9,6 +9,7 @@ dataclass, whose fields are exactly the keys the step accepts in YAML:
 * ``prune``: :class:`prunekit.policy.PruneConfig` (the engine's options: criterion,
   ratio, macs, params, global_ranking, round_to, ...).
 * ``compress``: :class:`prunekit.compress.CompressConfig` (Deep Compression).
+* ``binarize``: :class:`prunekit.binary.recipe.BinarizeStepConfig` (BWN / XNOR-Net).
 """
 from __future__ import annotations
 
@@ -115,7 +116,15 @@ def prune_step(state, cfg: PruneConfig) -> None:
                  params_kept=count_params(model) / before_params)
 
 
-def _register_compress() -> None:
+def def _register_binarize() -> None:
+    from prunekit.binary.recipe import BinarizeStepConfig, binarize_step
+
+    register_step("binarize", BinarizeStepConfig, help="BWN/XNOR-Net: binarize, train, write model.pkb")(
+        binarize_step)
+
+
+_register_compress()
+_register_binarize() -> None:
     from prunekit.compress import CompressConfig
     from prunekit.compress.pipeline import recipe_step
 
@@ -123,4 +132,12 @@ def _register_compress() -> None:
         lambda state, cfg: recipe_step(state, cfg))
 
 
+def _register_binarize() -> None:
+    from prunekit.binary.recipe import BinarizeStepConfig, binarize_step
+
+    register_step("binarize", BinarizeStepConfig, help="BWN/XNOR-Net: binarize, train, write model.pkb")(
+        binarize_step)
+
+
 _register_compress()
+_register_binarize()

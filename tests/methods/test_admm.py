@@ -79,7 +79,8 @@ def test_config_checks():
 def test_admm_element_end_to_end(digits):
     torch.manual_seed(0)
     net = models.create("lenet300_100", in_channels=1, input_size=(8, 8))
-    cfg = A.ADMMConfig(sparsity=0.8, rho=5e-3, rho_factor=2.0, admm={"epochs": 2}, retrain={"epochs": 1, "weight_decay": 1e-2})
+    cfg = A.ADMMConfig(sparsity=0.8, rho=5e-3, rho_factor=2.0, admm={"epochs": 2},
+                       retrain={"epochs": 1, "weight_decay": 1e-2})
     res = A.admm_prune(net, digits, cfg, progress=False)
     assert res.final["sparsity"] == pytest.approx(0.8, abs=1e-4)
     admm_rows = [r for r in res.records if r["stage"] == "admm"]

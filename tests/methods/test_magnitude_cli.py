@@ -1,4 +1,4 @@
-"""End-to-end ``prunekit sparsify`` runs in a subprocess (digits, tiny budgets)."""
+"""End-to-end ``prunekit sparsify`` runs (digits, tiny budgets): one in a subprocess, the rest in-process."""
 import json
 import subprocess
 import sys
@@ -19,7 +19,7 @@ def ckpt(tmp_path_factory):
 
     torch.manual_seed(0)
     net = models.create("lenet300_100", in_channels=1, input_size=(8, 8))
-    train.fit(net, load_dataset("digits"), {"epochs": 2, "lr": 0.05, "augment": False, "progress": False})
+    train.fit(net, load_dataset("digits"), {"epochs": 1, "lr": 0.05, "augment": False, "progress": False})
     path = tmp_path_factory.mktemp("ck") / "dense.pt"
     checkpoint.save(path, net)
     return path
@@ -28,6 +28,13 @@ def ckpt(tmp_path_factory):
 def sparsify(*args, env):
     return subprocess.run([sys.executable, "-c", DRIVER, "sparsify", *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300)
+
+
+def cli(*args) -> int:
+    """``prunekit sparsify ...`` in this process (same code path as the console script, no start-up cost)."""
+    import prunekit.cli as c
+
+    return c.main(["sparsify", *map(str, args)])
 
 
 def test_magnitude_run_writes_everything(ckpt, tmp_path, cli_env):
@@ -51,38 +58,41 @@ def test_magnitude_run_writes_everything(ckpt, tmp_path, cli_env):
     sp = load_sparse(out / "model.sparse.pt")
     assert all(torch.equal(sp.masks[k], masks[k]) for k in masks)
     assert (out / "model.sparse.pt").stat().st_size < (out / "model.pt").stat().st_size / 3
-    # a second run into the same folder is refused
-    r2 = sparsify(ckpt, "--method", "magnitude", "--data", "digits", "--out", out, env=cli_env)
-    assert r2.returncode == 2 and "--overwrite" in r2.stderr
 
 
-def test_yaml_config_and_errors(ckpt, tmp_path, cli_env):
+def test_user_errors_are_one_line(ckpt, tmp_path, capsys):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("mine")
+    assert cli(ckpt, "--method", "magnitude", "--data", "digits", "--out", tmp_path / "full") == 2
+    assert "--overwrite" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("sparsity: 0.5\nretrain: {epochs: 1}\ngranularity: filter\nrh0: 1\n")
-    r = sparsify(ckpt, "--method", "admm", "--config", bad, "--data", "digits", "--out", tmp_path / "x",
-                 env=cli_env)
-    assert r.returncode == 2 and "rh0" in r.stderr and "Traceback" not in r.stderr
+    assert cli(ckpt, "--method", "admm", "--config", bad, "--data", "digits", "--out", tmp_path / "x") == 2
+    assert "rh0" in capsys.readouterr().err
+    assert cli(ckpt, "--method", "lth", "--data", "synthetic", "--out", tmp_path / "y") == 2
+    assert "input" in capsys.readouterr().err  # 1x8x8 model, 3x32x32 data
+    assert cli(ckpt, "--method", "agp", "--rounds", "3", "--data", "digits", "--out", tmp_path / "z") == 2
+    assert "--rounds" in capsys.readouterr().err
+
+
+def test_admm_filter_run_writes_structural_model(ckpt, tmp_path, capsys):
     good = tmp_path / "good.yaml"
     good.write_text("sparsity: 0.5\ngranularity: filter\nadmm: {epochs: 1}\nretrain: {epochs: 1}\n")
     out = tmp_path / "admm"
-    r = sparsify(ckpt, "--method", "admm", "--config", good, "--data", "digits", "--out", out, "--no-progress",
-                 "--json", env=cli_env)
-    assert r.returncode == 0, r.stderr
-    rep = json.loads(r.stdout)
+    assert cli(ckpt, "--method", "admm", "--config", good, "--data", "digits", "--out", out, "--no-progress",
+               "--json") == 0
+    rep = json.loads(capsys.readouterr().out)
     assert "plan.json" in rep["files"] and (out / "model.structural.pt").is_file()
     from prunekit import checkpoint
 
     small = checkpoint.load(out / "model.structural.pt").model
     assert small.features[0].out_features == 150
-    r = sparsify(ckpt, "--method", "lth", "--data", "mnist5k", "--out", tmp_path / "y", env=cli_env)
-    assert r.returncode == 2 and "input" in r.stderr  # 8x8 model, 28x28 data
 
 
-def test_lottery_run(ckpt, tmp_path, cli_env):
+def test_lottery_run(ckpt, tmp_path, capsys):
     out = tmp_path / "lth"
-    r = sparsify(ckpt, "--method", "lth", "--sparsity", "0.5", "--rounds", "1", "--epochs", "1",
-                 "--data", "digits", "--out", out, "--no-progress", env=cli_env)
-    assert r.returncode == 0, r.stderr
-    assert "fresh initialisation" in r.stderr
+    assert cli(ckpt, "--method", "lth", "--sparsity", "0.5", "--rounds", "1", "--epochs", "1",
+               "--data", "digits", "--out", out, "--no-progress") == 0
+    assert "fresh initialisation" in capsys.readouterr().err
     md = (out / "report.md").read_text()
     assert "## Lottery Ticket rounds" in md and "50.00%" in md

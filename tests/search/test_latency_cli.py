@@ -50,7 +50,7 @@ def test_cli_search_end_to_end_and_resume(ckpt, tmp_path, capsys, method):
     out = tmp_path / "run"
     argv = ["search", str(ckpt), "--method", method, "--macs", "0.5", "--data", "digits", "--out", str(out),
             "--epochs", "1", "--finetune-epochs", "1", "--iterations", "2", "--population", "6",
-            "--ratios", "0.25,0.5,0.75,1.0", "--no-progress", "--json"]
+            "--ratios", "0.25,0.5,0.75,1.0", "--no-progress", "--json", "--workers", "1"]
     assert main(argv) == 0
     rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rep["macs_fraction"] <= 0.5
@@ -80,3 +80,29 @@ def test_cli_search_help_subprocess(cli_env):
     r = subprocess.run([sys.executable, "-m", "prunekit", "search", "--help"], capture_output=True, text=True,
                        env=cli_env, timeout=60)
     assert r.returncode == 0 and "--method" in r.stdout and "--resume" in r.stdout
+
+
+def test_latency_table_onnxruntime_backend(tiny):
+    pytest.importorskip("onnxruntime")
+    m, x, space = tiny
+    lut = LatencyTable.build(m, x, space, backend="onnxruntime", repeats=3)
+    assert lut.backend == "onnxruntime" and lut.predict(space.full) > 0
+
+
+def test_latency_table_unknown_backend(tiny):
+    from prunekit.errors import PrunekitError
+
+    m, x, space = tiny
+    with pytest.raises(PrunekitError, match="backend"):
+        LatencyTable.build(m, x, space, backend="tvm")
+
+
+def test_cli_search_on_local_ray(ckpt, tmp_path, capsys):
+    pytest.importorskip("ray", reason="ray is an optional extra (pip install 'prunekit[ray]'); CI installs dev only")
+    argv = ["search", str(ckpt), "--method", "autoslim", "--macs", "0.5", "--data", "digits", "--epochs", "1",
+            "--finetune-epochs", "0", "--ratios", "0.5,1.0", "--no-progress", "--json"]
+    assert main(argv + ["--out", str(tmp_path / "serial"), "--workers", "1"]) == 0
+    serial = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(argv + ["--out", str(tmp_path / "ray"), "--ray", "local"]) == 0
+    on_ray = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert on_ray["encoding"] == serial["encoding"] and on_ray["search_score"] == serial["search_score"]

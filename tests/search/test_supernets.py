@@ -105,12 +105,19 @@ def test_bad_workers_raise():
         ParallelScorer(None, workers=0)
 
 
-def test_ray_scoring_on_local_instance(digits, net_and_space):
-    pytest.importorskip("ray", reason="ray is an optional extra (pip install 'prunekit[ray]'); CI installs dev only")
-    m, space = net_and_space
-    data = EvalData(digits.train_x[:128], digits.test_x[:50], digits.test_y[:50], calib_batches=1)
-    nets = [space.plan(space.full).apply(m)]
-    with ParallelScorer(data, workers=1) as s:
-        serial = s.map(nets)
-    with ParallelScorer(data, ray_address="local") as s:
-        assert s.map(nets) == serial
+
+def test_greedy_slim_with_several_moves_per_step(net_and_space):
+    _, space = net_and_space
+    budget = space.macs(space.full) * 0.3
+    steps = []
+
+    def score_many(encs):
+        steps.append(len(encs))
+        return [{"score": float(sum(e))} for e in encs]
+
+    best = greedy_slim(space, score_many, lambda e: space.macs(e) <= budget, progress=False, moves=2)
+    assert space.macs(tuple(best["encoding"])) <= budget
+    one = []
+    greedy_slim(space, lambda encs: one.append(1) or [{"score": float(sum(e))} for e in encs],
+                lambda e: space.macs(e) <= budget, progress=False, moves=1)
+    assert len(steps) < len(one)

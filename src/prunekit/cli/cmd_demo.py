@@ -19,7 +19,7 @@ def add_parser(subparsers):
                     "half its MACs with L1 filter pruning and fine-tune; compress it with Deep "
                     "Compression into a .pkz file. Everything is written to --out.")
     p.add_argument("--out", default=None, help="run directory (default: runs/demo-<timestamp>)")
-    p.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
+    p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
     p.add_argument("--finetune-epochs", type=int, default=3, help="fine-tuning epochs after pruning (default 3)")
     p.add_argument("--skip-prune", action="store_true", help="stop after training and profiling")
     p.add_argument("--skip-compress", action="store_true", help="skip the Deep Compression stage")

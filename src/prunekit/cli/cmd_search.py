@@ -25,9 +25,10 @@ def add_parser(subparsers):
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs of the found network (default 5)")
     p.add_argument("--iterations", type=int, help="evolution iterations (MetaPruning; default 20)")
     p.add_argument("--population", type=int, help="evolution population (MetaPruning; default 50)")
+    p.add_argument("--greedy-moves", type=int, help="groups shrunk per greedy slimming step (AutoSlim; default 1)")
     p.add_argument("--init", choices=("original", "supernet", "scratch"), default="original",
                    help="weights of the found network before fine-tuning (default: inherit the checkpoint's)")
-    p.add_argument("--workers", type=int, default=1, help="parallel candidate-evaluation processes")
+    p.add_argument("--workers", type=int, help="parallel candidate-evaluation processes (default min(4, CPUs))")
     p.add_argument("--ray", metavar="ADDRESS", help="evaluate candidates on a Ray cluster ('local' starts one; "
                                                    "needs pip install 'prunekit[ray]')")
     p.add_argument("--config", help="YAML/JSON file of SearchConfig fields (command-line options override it)")
@@ -57,7 +58,10 @@ def _config(args) -> dict:
             raise ConfigError(f"--ratios must be comma-separated numbers, got {args.ratios!r}") from None
     cfg["round_to"] = args.round_to
     cfg["init"] = args.init
-    cfg["workers"] = args.workers
+    if args.workers is not None:
+        cfg["workers"] = args.workers
+    if args.greedy_moves is not None:
+        cfg["greedy_moves"] = args.greedy_moves
     if args.ray:
         cfg["ray_address"] = args.ray
     if args.epochs is not None:

@@ -122,7 +122,7 @@ def run(args) -> int:
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     info = METHODS.get(args.method)
-    result = info.fn(model, data, cfg, progress=not args.no_progress)
+    result = info.fn(model, data, cfg, progress=False if args.no_progress else None)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"sparsify": {"method": args.method, "config": to_dict(cfg), "source": str(ckpt.path),
                          "data": args.data, "final": result.final}}

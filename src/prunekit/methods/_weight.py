@@ -101,7 +101,8 @@ class PruneResult:
         """Per-layer :class:`prunekit.sparse.SparsityReport` of the returned model."""
         from prunekit.sparse import sparsity_report
 
-        return sparsity_report(self.model, self.masks)
+        # weights only: ADMM's filter-wise variant also masks biases, which are not "weights pruned"
+        return sparsity_report(self.model, {k: v for k, v in self.masks.items() if v.dim() >= 2})
 
     def to_dict(self) -> dict:
         """JSON-able summary (no tensors): method, config, curve, final metrics, per-layer sparsity."""

@@ -108,7 +108,9 @@ def project_slices(w, k: int, dim: int = 0):
 
 def rho_schedule(iteration: int, rho0: float, factor: float = 1.0, every: int = 1,
                  rho_max: float = math.inf) -> float:
-    """Penalty ``rho`` at ADMM iteration ``iteration`` (0-based): ``min(rho_max, rho0 * factor ** (iteration // every))``.
+    """Penalty ``rho`` at ADMM iteration ``iteration`` (0-based).
+
+    ``rho = min(rho_max, rho0 * factor ** (iteration // every))``.
 
     Raising ``rho`` progressively (Zhang et al. 2018; Ren et al., ADMM-NN,
     ASPLOS 2019) lets ``W`` first fit the data and then converge onto ``Z``.

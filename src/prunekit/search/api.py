@@ -52,11 +52,13 @@ class SearchConfig:
         finetune: TrainConfig dict for fine-tuning the found network (epochs 0 skips it).
         evolution: :class:`EvolutionConfig` fields (MetaPruning).
         num_random: random widths per step of the sandwich rule (AutoSlim).
+        greedy_moves: groups shrunk per greedy-slimming step (AutoSlim: 1).
         hidden: PruningNet meta-network hidden width.
         calib_batches: training batches used to recalibrate BatchNorm before each evaluation.
         init: weights of the found network: ``"original"`` (inherit the input model's),
             ``"supernet"`` (the slimmable / generated weights) or ``"scratch"`` (re-initialised).
-        workers: parallel evaluation processes on this machine.
+        workers: parallel evaluation processes on this machine; None (default) uses
+            ``min(4, CPU count)`` (1 on a single-core machine: evaluation then runs in-process).
         ray_address: evaluate on a Ray cluster at this address (``"local"`` starts one).
         latency_repeats: timing repeats per lookup-table entry.
     """
@@ -75,10 +77,11 @@ class SearchConfig:
     finetune: dict = field(default_factory=_train_default)
     evolution: dict = field(default_factory=dict)
     num_random: int = 2
+    greedy_moves: int = 1
     hidden: int = 32
     calib_batches: int = 4
     init: str = "original"
-    workers: int = 1
+    workers: Optional[int] = None
     ray_address: Optional[str] = None
     latency_repeats: int = 20
 
@@ -95,6 +98,10 @@ class SearchConfig:
             raise ConfigError(f"latency_ms must be positive, got {self.latency_ms!r}")
         if self.macs is None and self.params is None and self.latency_ms is None:
             raise ConfigError("give a budget: macs, params and/or latency_ms")
+        if isinstance(self.greedy_moves, bool) or not isinstance(self.greedy_moves, int) or self.greedy_moves < 1:
+            raise ConfigError(f"greedy_moves must be a positive integer, got {self.greedy_moves!r}")
+        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
+            raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
         if not 0.0 < float(self.val_fraction) < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         from prunekit.config import from_dict
@@ -105,21 +112,25 @@ class SearchConfig:
         from_dict(EvolutionConfig, self.evolution, where="evolution")
 
     def train_config(self, which: str):
+        """The :class:`~prunekit.train.TrainConfig` of "supernet" or "finetune" (defaults filled in)."""
         from prunekit.config import from_dict
         from prunekit.train import TrainConfig
 
         return from_dict(TrainConfig, {**_train_default(), **getattr(self, which)}, where=which)
 
     def evolution_config(self) -> EvolutionConfig:
+        """The :class:`EvolutionConfig` (seeded with :attr:`seed` unless it sets its own)."""
         from prunekit.config import from_dict
 
         return from_dict(EvolutionConfig, {"seed": self.seed, **self.evolution}, where="evolution")
 
     def to_dict(self) -> dict:
+        """Plain JSON/YAML-able dict."""
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "SearchConfig":
+        """Build from a dict; unknown keys or wrong types raise ConfigError naming the key."""
         from prunekit.config import from_dict
 
         return from_dict(cls, d)
@@ -200,10 +211,13 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
         return space.plan(enc).apply(base)
 
     edata = EvalData(sub.train_x, sub.test_x, sub.test_y, cfg.calib_batches, 128)
-    header = {"method": cfg.method, "seed": cfg.seed, "limits": limits, "groups": [list(c) for c in space.candidates],
+    header = {"method": cfg.method, "seed": cfg.seed, "greedy_moves": cfg.greedy_moves, "limits": limits, "groups": [list(c) for c in space.candidates],
               "evolution": dataclasses.asdict(cfg.evolution_config()) if cfg.method == "metapruning" else None}
     log = SearchLog.open(log_path, header, resume)
-    with ParallelScorer(edata, workers=cfg.workers, ray_address=cfg.ray_address) as scorer:
+    import os
+
+    workers = cfg.workers if cfg.workers is not None else max(1, min(4, os.cpu_count() or 1))
+    with ParallelScorer(edata, workers=workers, ray_address=cfg.ray_address) as scorer:
         def score_many(encs):
             res = scorer.map([realise(e) for e in encs])
             rows = []
@@ -222,7 +236,7 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
         else:
             from prunekit.search.slimmable import greedy_slim
 
-            best = greedy_slim(space, score_many, ok, log, progress)
+            best = greedy_slim(space, score_many, ok, log, progress, moves=cfg.greedy_moves)
     plot_population(log, out / "population.png")
     enc = tuple(best["encoding"])
     return _finish(model, supernet, space, enc, best, data, cfg, out, resume, progress, lut, limits)

@@ -100,7 +100,7 @@ def next_population(parents, candidates, cfg: EvolutionConfig, ok: Callable, rng
     if not pop and not parents:
         raise PrunekitError("no encoding of the search grid satisfies the constraints; loosen the budget "
                             "or add smaller width ratios")
-    return pop[:max(cfg.population, len(pop))]
+    return pop
 
 
 def evolve(candidates, evaluate_many: Callable, ok: Callable, cfg: EvolutionConfig, log=None,

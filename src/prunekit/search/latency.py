@@ -206,11 +206,13 @@ class LatencyTable:
 
     # ------------------------------------------------------------------ persistence
     def to_dict(self) -> dict:
+        """The table as JSON-able data (layers, fitted constants, measured entries)."""
         return {"backend": self.backend, "constant_ms": self.constant_ms, "repeats": self.repeats,
                 "per_activation_ms": self.per_activation_ms, "inner": self.inner,
                 "layers": [vars(layer) for layer in self.layers], "entries": self.entries}
 
     def save(self, path) -> Path:
+        """Write the table as JSON atomically."""
         from prunekit.utils.io import atomic_write
 
         with atomic_write(path, "w") as f:
@@ -219,6 +221,7 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyTable":
+        """Rebuild a table written by :meth:`to_dict` (no re-measurement)."""
         layers = [_Layer(**{**x, "in_shape": tuple(x["in_shape"])}) for x in d["layers"]]
         return cls(layers, float(d["constant_ms"]), dict(d["entries"]), d.get("backend", "torch"),
                    int(d.get("repeats", 20)), float(d.get("per_activation_ms", 0.0)), int(d.get("inner", 10)))

@@ -32,17 +32,21 @@ class SearchLog:
     iterations: list = field(default_factory=list)
 
     def iterations_done(self) -> int:
+        """Number of finished iterations (the next one to run)."""
         return len(self.iterations)
 
     def add_iteration(self, it: int, records: list, parents: list) -> None:
+        """Append one finished iteration's records and save the log."""
         self.records.extend(records)
         self.iterations.append({"iteration": it, "parents": parents, "evaluated": len(records)})
         self.save()
 
     def to_dict(self) -> dict:
+        """The log as JSON-able data."""
         return {"format": LOG_FORMAT, "header": self.header, "iterations": self.iterations, "records": self.records}
 
     def save(self) -> None:
+        """Rewrite the file atomically (no-op without a path)."""
         if self.path is None:
             return
         from prunekit.utils.io import atomic_write

@@ -122,6 +122,3 @@ class PruningNet(nn.Module):
             p.requires_grad_(True)
             p.copy_(gen[name])
         return net
-
-    def state_dict_extra(self) -> dict:
-        return {"rng": self.rng.bit_generator.state}

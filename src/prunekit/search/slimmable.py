@@ -92,22 +92,27 @@ class SandwichRule(Callback):
         return total
 
     def state_dict(self) -> dict:
+        """The width sampler's state (saved with training checkpoints)."""
         return {"rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
         if "rng" in state:
             self.rng.bit_generator.state = state["rng"]
 
 
-def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: bool = True) -> dict:
+def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: bool = True, moves: int = 1) -> dict:
     """AutoSlim's greedy slimming from the full width down to the first encoding that passes ``ok``.
 
     Args:
         score_many: ``list[encoding] -> list[dict]`` with ``score`` (higher is better).
         ok: the budget test.
         log: a :class:`~prunekit.search.log.SearchLog`; finished steps are replayed.
+        moves: groups shrunk per step (the best ``moves`` one-step reductions together);
+            1 is AutoSlim's rule, larger values trade fidelity for fewer evaluations.
 
-    Returns the record of the chosen encoding.
+    Returns the record of the chosen encoding (``score`` None when it was not evaluated as such:
+    the full network, or a step combining several moves).
     """
     from prunekit.search.log import SearchLog
 
@@ -127,17 +132,24 @@ def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: b
         if step in by_step:  # resume: replay the logged step
             recs = by_step[step]
         else:
-            moves = []
+            options = []
             for i, c in enumerate(space.candidates):
                 pos = c.index(enc[i])
                 if pos > 0:
-                    moves.append(enc[:i] + (c[pos - 1],) + enc[i + 1:])
-            if not moves:
+                    options.append(enc[:i] + (c[pos - 1],) + enc[i + 1:])
+            if not options:
                 break
-            recs = [{"iteration": step, "encoding": list(m), **res} for m, res in zip(moves, score_many(moves))]
+            recs = [{"iteration": step, "encoding": list(m), **res} for m, res in zip(options, score_many(options))]
             log.add_iteration(step, recs, [list(enc)])
-        current = sorted(recs, key=lambda r: (-r["score"], r["encoding"]))[0]
-        enc = tuple(current["encoding"])
+        ranked = sorted(recs, key=lambda r: (-r["score"], r["encoding"]))
+        current = ranked[0]
+        new = list(current["encoding"])
+        for r in ranked[1:moves]:  # also apply the next-best moves (each changes one group)
+            i = next(j for j, (a, b) in enumerate(zip(r["encoding"], enc)) if a != b)
+            new[i] = r["encoding"][i]
+        if moves > 1 and tuple(new) != tuple(current["encoding"]):
+            current = {"iteration": step, "encoding": new, "score": None, "combined_moves": moves}
+        enc = tuple(new)
         step += 1
         if bar is not None:
             bar.update(1)
@@ -149,5 +161,5 @@ def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: b
         raise PrunekitError("greedy slimming reached the narrowest grid point without meeting the budget; "
                             "add smaller width ratios")
     if current is None:  # the full network already meets the budget
-        current = {"iteration": -1, "encoding": list(enc), "score": float("nan")}
+        current = {"iteration": -1, "encoding": list(enc), "score": None}
     return current

@@ -61,7 +61,7 @@ __all__ = [
     "LayerSparsity", "MaskCallback", "MaskGuard", "SparseCheckpoint", "SparseLinear", "SparsityReport",
     "apply_masks", "check_masks", "fraction_for_target", "from_sparse_state_dict", "intersect_masks",
     "iterative_schedule", "load_sparse", "load_with_masks", "magnitude_masks", "masks_from_train_state",
-    "masks_sparsity", "prunable_names", "quality_for_sparsity", "save_sparse", "save_with_masks", "select_params", "sparse_nbytes",
-    "sparsity_report", "std_threshold_masks", "to_sparse_inference", "to_sparse_state_dict",
-    "zero_masked_grads",
+    "masks_sparsity", "prunable_names", "quality_for_sparsity", "save_sparse", "save_with_masks",
+    "select_params", "sparse_nbytes", "sparsity_report", "std_threshold_masks", "to_sparse_inference",
+    "to_sparse_state_dict", "zero_masked_grads",
 ]

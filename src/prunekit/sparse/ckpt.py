@@ -42,7 +42,8 @@ def save_with_masks(path: str | os.PathLike, model, masks: Mapping, *, meta: dic
     state = dict(train_state or {})
     state[MASKS_KEY] = {k: v.detach().cpu().clone() for k, v in masks.items()}
     meta = dict(meta or {})
-    meta.setdefault("sparsity", sparsity_report(model, masks).to_dict()["total"])
+    weights = {k: v for k, v in masks.items() if v.dim() >= 2}  # bias masks do not count as pruned weights
+    meta.setdefault("sparsity", sparsity_report(model, weights or masks).to_dict()["total"])
     return checkpoint.save(path, model, meta=meta, train_state=state, overwrite=overwrite)
 
 

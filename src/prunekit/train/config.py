@@ -63,7 +63,7 @@ class TrainConfig:
     """
 
     epochs: int = 10
-    batch_size: int = 128
+    batch_size: int = 64
     optimizer: str = "sgd"
     lr: float = 0.05
     momentum: float = 0.9

@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from prunekit.errors import ConfigError, PrunekitError
-from prunekit.methods.structured._common import CommonConfig, example_input, skeleton
+from prunekit.methods.structured._common import CommonConfig, calib_batch, example_input, skeleton
 
 
 @dataclass
@@ -26,7 +26,8 @@ class L1Config(CommonConfig):
     Attributes:
         sensitivity_ratios: ratios tried per layer.
         tolerance: accuracy drop (percentage points) allowed per layer when ``macs`` is None.
-        eval_samples: test images used by the sensitivity analysis (0: all).
+        eval_samples: training images (a seeded subset) used by the sensitivity analysis; the
+            test split is never used to choose ratios.
     """
 
     sensitivity_ratios: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
@@ -143,8 +144,9 @@ def l1_prune(model, data, config: L1Config | None = None, progress: bool = True)
     """Sensitivity analysis, ratio choice and the engine's plan; ``(plan, sensitivity table, ratios)``."""
     cfg = config or L1Config()
     cfg.check()
-    n = cfg.eval_samples or len(data.test_x)
-    x_eval, y_eval = data.test_x[:n], data.test_y[:n]
+    if cfg.eval_samples < 1:
+        raise ConfigError(f"config key 'eval_samples' must be >= 1, got {cfg.eval_samples}")
+    x_eval, y_eval = calib_batch(data, cfg.eval_samples, cfg.seed + 1)
     ex = example_input(data)
     table = sensitivity_analysis(model, x_eval, y_eval, ex, cfg.sensitivity_ratios, progress=progress)
     if cfg.macs is not None:
