@@ -78,6 +78,7 @@ def main() -> None:
     ap.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches per candidate")
     ap.add_argument("--full", action="store_true", help="paper defaults for the evolution (population 50, 20 iters)")
     ap.add_argument("--latency", action="store_true", help="also run a latency-constrained MetaPruning search")
+    ap.add_argument("--latency-only", action="store_true", help="only the latency-constrained search")
     ap.add_argument("--out", default="runs/reproduce_search")
     ap.add_argument("--doc", default="docs/results/search.md")
     args = ap.parse_args()
@@ -101,7 +102,7 @@ def main() -> None:
             full_macs = float(count_macs(dense, x).total)
             results.setdefault((name, "dense", 1.0), []).append(_top1(dense, data))
             fine = SearchSpace.build(dense, x, ratios=[round(0.025 * k, 3) for k in range(1, 41)])
-            for b in budgets:
+            for b in ([] if args.latency_only else budgets):
                 # uniform width scaling: the widest uniform ratio within the budget
                 r = max((k / 40 for k in range(1, 41) if fine.macs(fine.uniform(k / 40)) <= b * full_macs),
                         default=0.025)
@@ -126,14 +127,19 @@ def main() -> None:
                 if seed == seeds[0]:
                     png = Path(args.doc).parent / f"search_widths_{name}_{b}.png"
                     plot_widths([{**w, "kept": found["autoslim"][i]} for i, w in enumerate(base_widths)], png,
-                                title=f"{name} at {int(100 * b)}% MACs", others={"metapruning": found["metapruning"]})
+                                title=f"{name} at {int(100 * b)}% MACs", others={"metapruning": found["metapruning"]},
+                                found_label="autoslim")
                     widths_md.append(f"![{name} {b}]({png.name})")
             _write(args, results, widths_md, lat_rows, budgets, time.time() - t0)
             if args.latency and seed == seeds[0]:
                 from prunekit.measure import measure_latency
 
+                from prunekit.search import LatencyTable
+
                 full_ms = float(measure_latency(dense, x, threads=1).median_ms)
-                budget_ms = 0.7 * full_ms
+                # a budget the grid can meet: the table's prediction for uniform half width
+                grid = SearchSpace.build(dense, x, ratios=ratios)
+                budget_ms = LatencyTable.build(dense, x, grid, repeats=20).predict(grid.uniform(0.5))
                 cfg = SearchConfig(method="metapruning", latency_ms=budget_ms, seed=seed, ratios=ratios,
                                    calib_batches=args.calib_batches,
                                    supernet={"epochs": args.supernet_epochs}, finetune={"epochs": 0}, evolution=evo)

@@ -251,8 +251,7 @@ def markdown(meta, all_rows, fig4) -> str:
                 L.append(f"| {layer} | {r:.2f} | {row['lasso'][r]:.4f} | {row['first_k'][r]:.4f} | "
                          f"{row['max_response'][r]:.4f} |")
         L += ["", "**Theirs (He et al. 2017, Fig. 4, VGG-16 on ImageNet, as described in seed 000):** LASSO "
-              "selection gives the lowest error of the three at every ratio; max response (largest absolute filter "
-              "weights) is not better than first k; the error grows with depth (conv1_x are most redundant, "
+              "selection gives the lowest error of the three (its purpose in the paper); the error grows with depth (conv1_x are most redundant, "
               "conv5_x least), which is why the paper prunes shallow layers more. The paper's numbers are only in "
               "the figure image, so they are not copied here.", ""]
     L += ["## The papers' own results (theirs, for context; other datasets and networks)", "",

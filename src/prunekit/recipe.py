@@ -120,13 +120,10 @@ class Recipe:
             if not isinstance(entry, dict) or len(entry) != 1:
                 raise ConfigError(f"recipe: steps[{i}] must be a mapping with one step name, e.g. {{prune: {{...}}}}")
             (name, params), = entry.items()
-            try:
-                step = get_step(name)
-            except ConfigError:
-                raise
-            except Exception:
-                known_steps = ", ".join(sorted(_STEP_MODULES))
-                raise ConfigError(f"recipe: steps[{i}]: unknown step {name!r}; known: {known_steps}") from None
+            if not isinstance(name, str) or (name not in _STEP_MODULES and name not in STEPS):
+                known_steps = ", ".join(sorted(set(_STEP_MODULES) | set(STEPS.names())))
+                raise ConfigError(f"recipe: steps[{i}]: unknown step {name!r}; known: {known_steps}")
+            step = get_step(name)
             steps.append((name, from_dict(step.config_cls, params or {}, where=f"steps[{i}].{name}")))
         model = from_dict(ModelSource, raw["model"], where="model")
         if not isinstance(raw["out"], str) or not isinstance(raw["data"], str):

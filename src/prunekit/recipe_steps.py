@@ -116,15 +116,7 @@ def prune_step(state, cfg: PruneConfig) -> None:
                  params_kept=count_params(model) / before_params)
 
 
-def def _register_binarize() -> None:
-    from prunekit.binary.recipe import BinarizeStepConfig, binarize_step
-
-    register_step("binarize", BinarizeStepConfig, help="BWN/XNOR-Net: binarize, train, write model.pkb")(
-        binarize_step)
-
-
-_register_compress()
-_register_binarize() -> None:
+def _register_compress() -> None:
     from prunekit.compress import CompressConfig
     from prunekit.compress.pipeline import recipe_step
 

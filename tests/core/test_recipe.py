@@ -93,3 +93,23 @@ def test_cli_check_and_error(tmp_path, cli_env):
     assert out.returncode == 2
     assert out.stderr.strip().startswith("prunekit: error:") and "epohcs" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_binarize_step_writes_packed_model(tmp_path):
+    from prunekit import checkpoint
+
+    r = recipe(tmp_path, [
+        {"train": {"epochs": 1, "progress": False}},
+        {"binarize": {"mode": "bwn", "train": {"epochs": 1, "progress": False}}},
+        "eval",
+    ])
+    state = run_recipe(r, progress=False)
+    assert [rec["step"] for rec in state.records] == ["train", "binarize", "eval"]
+    out = tmp_path / "run"
+    assert (out / "model.pkb").is_file()
+    reloaded = checkpoint.load(out / "model.pt")
+    assert reloaded.spec.transforms[-1]["kind"] == "binarize"
+    import torch
+
+    x = state.data.test_x[:8]
+    assert torch.equal(reloaded.model(x), state.model.eval()(x))

@@ -101,3 +101,17 @@ def test_baselines():
     W[:, 0] = -1.0
     assert lm.first_k(4, 2) == [0, 1]
     assert lm.max_response(W, 2) == [0, 2]
+
+
+def test_cd_and_fista_solvers_agree():
+    X, W, Y = _problem((2, 4, 9, 11))
+    G, b, _ = lm.gram_stats(X, W, Y)
+    s = float(Y.numel())
+    for keep in (2, 4, 8):
+        k_cd, _ = lm.lasso_select(G, b, keep, scale=s, solver="cd")
+        k_fi, _ = lm.lasso_select(G, b, keep, scale=s, solver="fista")
+        assert len(k_cd) == len(k_fi) == keep
+        if keep == 4:
+            assert k_cd == k_fi == [2, 4, 9, 11]
+    with pytest.raises(ValueError, match="solver"):
+        lm.lasso_select(G, b, 2, solver="newton")

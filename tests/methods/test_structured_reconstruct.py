@@ -84,3 +84,22 @@ def test_plan_from_removed_and_write_checks():
     assert small.features[1].num_features == 6  # BN attribute follows (engine analysis)
     with pytest.raises(PrunekitError, match="features.4"):
         write_reconstructed(small, p, {"features.4": torch.zeros(16, 5, 3, 3)})
+
+
+@pytest.mark.parametrize("conv", [dict(kernel_size=3, padding=1), dict(kernel_size=(3, 5), stride=2, padding=(1, 2),
+                                                                        dilation=(1, 2)), dict(kernel_size=1)])
+def test_sampled_patches_reproduce_conv_outputs(conv):
+    import torch.nn.functional as F
+
+    from prunekit.methods.structured._common import sample_patches
+
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(3, 4, **conv)
+    x = torch.randn(2, 3, 9, 11)
+    P = sample_patches(layer, x, 5, seed=0)
+    assert P.shape[:2] == (10, 3)
+    out = F.conv2d(x, layer.weight, None, layer.stride, layer.padding, layer.dilation)
+    flat = out.permute(0, 2, 3, 1).reshape(2, -1, 4)
+    vals = P.reshape(10, -1) @ layer.weight.reshape(4, -1).T
+    for i, v in enumerate(vals):  # every sampled patch is one true output position of its image
+        assert (flat[i // 5] - v).abs().max(dim=1).values.min() < 1e-5

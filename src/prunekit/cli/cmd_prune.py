@@ -11,7 +11,9 @@ def add_parser(subparsers):
         "prune", help="remove channels from a checkpoint (dependency-aware structured pruning)",
         description="Plan which channels to remove (criterion + ratio or a MACs/params target), then remove "
                     "them physically and save a smaller checkpoint that reloads on its own. Prints the before/"
-                    "after profile and the per-layer channel table. See docs/pruning.md.")
+                    "after profile and the per-layer channel table. With --method (l1, slimming, lasso, thinet, fpgm, "
+                    "taylor) it runs that method's whole pipeline, fine-tuning included, into the directory --out. "
+                    "See docs/pruning.md and docs/methods.md.")
     p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the dense model")
     p.add_argument("--criterion", default="l1", help="channel importance: l1, l2, fpgm, bn_scale, lamp, random "
                                                      "(default l1; taylor needs data and is API-only)")
@@ -33,6 +35,10 @@ def add_parser(subparsers):
     p.add_argument("--show-indices", action="store_true", help="list the removed channel indices per layer")
     p.add_argument("--latency", action="store_true", help="also time both models (slower)")
     p.add_argument("--json", action="store_true", help="print one JSON object (plan summary, profiles)")
+    from prunekit.cli.prune_methods import add_method_arguments
+
+    # --method runs a whole pipeline (sparsity training, pruning, fine-tuning) into the directory --out
+    add_method_arguments(p)
     return p
 
 
@@ -46,6 +52,10 @@ def run(args) -> int:
     from prunekit.prune import plan as make_plan
     from prunekit.utils.io import check_overwrite
 
+    if getattr(args, "method", None) or getattr(args, "recipe", None):
+        from prunekit.cli.prune_methods import run_method
+
+        return run_method(args)
     if not args.dry_run and not args.out:
         raise PrunekitError("--out is required (or pass --dry-run to only print the plan)")
     if args.out and not args.dry_run:

@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def plot_widths(widths: list[dict], path, title: str = "channels kept", others: dict | None = None) -> Path:
+def plot_widths(widths: list[dict], path, title: str = "channels kept", others: dict | None = None,
+                found_label: str = "found") -> Path:
     """Bar chart of the full vs kept channels per group (``widths`` from ``SearchSpace.layer_widths``).
 
     ``others`` adds more bars: ``{label: [kept per group]}`` (e.g. another method's result).
@@ -16,7 +17,7 @@ def plot_widths(widths: list[dict], path, title: str = "channels kept", others: 
     import numpy as np
 
     n = len(widths)
-    series = {"full": [w["size"] for w in widths], "found": [w["kept"] for w in widths]}
+    series = {"full": [w["size"] for w in widths], found_label: [w["kept"] for w in widths]}
     series.update(others or {})
     fig, ax = plt.subplots(figsize=(max(6, 0.35 * n * len(series)), 4))
     step = 0.8 / len(series)

@@ -235,24 +235,30 @@ def layer_input(model, name: str, images, batch: int = 128):
 def sample_patches(layer, inputs, points_per_image: int, seed: int):
     """``(N, c, k)`` input patches of ``layer`` at random output positions (He et al. sample 10 per image).
 
-    For a Linear layer ``k = 1`` and every image gives one point.
+    Only the sampled patches are gathered (no full im2col). For a Linear layer ``k = 1``
+    and every image gives one point.
     """
     import torch
     import torch.nn.functional as F
 
     if isinstance(layer, torch.nn.Linear):
         return inputs.reshape(len(inputs), -1, 1).float()
+    if isinstance(layer.padding, str):
+        raise PrunekitError(f"layer {type(layer).__name__} with padding={layer.padding!r} is not supported for sampling")
     g = torch.Generator().manual_seed(int(seed))
-    c = layer.in_channels
-    k = layer.kernel_size[0] * layer.kernel_size[1]
-    out = []
-    for i in range(0, len(inputs), 32):
-        cols = F.unfold(inputs[i:i + 32].float(), layer.kernel_size, layer.dilation, layer.padding, layer.stride)
-        n, _, L = cols.shape
-        pos = torch.randint(0, L, (n, min(points_per_image, L)), generator=g)
-        picked = torch.gather(cols, 2, pos.unsqueeze(1).expand(n, c * k, pos.shape[1]))
-        out.append(picked.permute(0, 2, 1).reshape(-1, c, k))
-    return torch.cat(out)
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = layer.kernel_size, layer.stride, layer.dilation, layer.padding
+    x = F.pad(inputs.float(), (pw, pw, ph, ph))
+    B, c, H, W = x.shape
+    oh, ow = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+    p = min(points_per_image, oh * ow)
+    pos = torch.stack([torch.randperm(oh * ow, generator=g)[:p] for _ in range(B)])  # distinct per image
+    img = torch.arange(B).repeat_interleave(p)
+    r0 = (pos // ow).reshape(-1) * sh
+    c0 = (pos % ow).reshape(-1) * sw
+    rows = r0[:, None, None] + (torch.arange(kh) * dh)[None, :, None]          # (n, kh, 1)
+    cols = c0[:, None, None] + (torch.arange(kw) * dw)[None, None, :]          # (n, 1, kw)
+    patches = x.permute(0, 2, 3, 1)[img[:, None, None], rows, cols]            # (n, kh, kw, c)
+    return patches.reshape(len(img), kh * kw, c).permute(0, 2, 1).contiguous()
 
 
 def layer_weight(layer):

@@ -44,7 +44,8 @@ class ChannelPruningConfig(CommonConfig):
         points_per_image: feature-map points sampled per calibration image (paper: 10).
         selector: ``lasso`` (the paper), or a Fig. 4 baseline ``first_k`` / ``max_response``.
         n_alphas: size of the alpha grid solved at once per refinement round.
-        lasso_iters: FISTA iterations per grid.
+        lasso_iters: FISTA iterations per grid (``lasso_solver="fista"``).
+        lasso_solver: ``cd`` (scikit-learn coordinate descent) or ``fista`` (batched torch).
         max_points: cap on sampled points per layer (memory).
     """
 
@@ -52,12 +53,15 @@ class ChannelPruningConfig(CommonConfig):
     selector: str = "lasso"
     n_alphas: int = 24
     lasso_iters: int = 300
+    lasso_solver: str = "cd"
     max_points: int = 10000
 
     def check(self) -> None:
         super().check()
         if self.selector not in ("lasso", "first_k", "max_response"):
             raise ConfigError(f"config key 'selector' must be lasso, first_k or max_response, got {self.selector!r}")
+        if self.lasso_solver not in ("cd", "fista"):
+            raise ConfigError(f"config key 'lasso_solver' must be cd or fista, got {self.lasso_solver!r}")
         for key in ("points_per_image", "n_alphas", "lasso_iters", "max_points"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
@@ -117,7 +121,7 @@ class ReconstructionResult:
         return small
 
 
-def select_and_fit(X, W, Y, keep: int, selector: str, *, n_alphas=24, iters=300, rescale=True):
+def select_and_fit(X, W, Y, keep: int, selector: str, *, n_alphas=24, iters=300, rescale=True, solver="cd"):
     """Pure step for one layer: ``(kept, W_kept (n, c', k), err_selected, err_fitted)``.
 
     ``err_selected`` is the relative error of keeping the chosen channels with the
@@ -129,7 +133,7 @@ def select_and_fit(X, W, Y, keep: int, selector: str, *, n_alphas=24, iters=300,
     if selector in ("lasso", "thinet"):
         G, b, _ = lm.gram_stats(X, W, Y)
     if selector == "lasso":
-        kept, _ = lm.lasso_select(G, b, keep, scale=float(Y.numel()), n_alphas=n_alphas, iters=iters)
+        kept, _ = lm.lasso_select(G, b, keep, scale=float(Y.numel()), n_alphas=n_alphas, iters=iters, solver=solver)
     elif selector == "thinet":
         kept = lm.thinet_greedy(G, keep)
     elif selector == "first_k":
@@ -149,7 +153,7 @@ def select_and_fit(X, W, Y, keep: int, selector: str, *, n_alphas=24, iters=300,
 
 
 def reconstruct_prune(model, images, counts: dict, selector: str, *, points_per_image=10, max_points=10000,
-                      seed=0, n_alphas=24, iters=300, rescale=True, base=None, progress=True):
+                      seed=0, n_alphas=24, iters=300, rescale=True, solver="cd", base=None, progress=True):
     """Layer-by-layer selection and re-fit; returns a :class:`ReconstructionResult` (model untouched).
 
     Args:
@@ -176,7 +180,7 @@ def reconstruct_prune(model, images, counts: dict, selector: str, *, points_per_
             Y = X_orig.reshape(len(X_orig), -1) @ W.reshape(W.shape[0], -1).T
             keep = p.size - counts[p.group]
             kept, Wk, e_sel, e_fit = select_and_fit(X_cur, W, Y, keep, selector, n_alphas=n_alphas, iters=iters,
-                                                    rescale=rescale)
+                                                    rescale=rescale, solver=solver)
             removed[p.group] = sorted(set(range(p.size)) - set(kept))
             weights[p.consumer] = Wk.reshape(W.shape[0], keep, *layer.weight.shape[2:])
             _write_dense(work.get_submodule(p.consumer), kept, Wk)
@@ -235,7 +239,8 @@ def channel_pruning(model, data, config: ChannelPruningConfig | None = None, pro
     base = skeleton(model, x)
     return reconstruct_prune(model, images, _counts(model, x, cfg, base), cfg.selector,
                              points_per_image=cfg.points_per_image, max_points=cfg.max_points, seed=cfg.seed,
-                             n_alphas=cfg.n_alphas, iters=cfg.lasso_iters, base=base, progress=progress)
+                             n_alphas=cfg.n_alphas, iters=cfg.lasso_iters, solver=cfg.lasso_solver, base=base,
+                             progress=progress)
 
 
 def thinet(model, data, config: ThiNetConfig | None = None, progress: bool = True):
