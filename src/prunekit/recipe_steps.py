@@ -8,12 +8,13 @@ dataclass, whose fields are exactly the keys the step accepts in YAML:
 * ``eval``: :class:`EvalConfig`; ``profile``: :class:`ProfileStepConfig`.
 * ``prune``: :class:`prunekit.policy.PruneConfig` (the engine's options: criterion,
   ratio, macs, params, global_ranking, round_to, ...).
+* ``sparsify``: :class:`SparsifyStepConfig` (a weight-level method and its config).
 * ``compress``: :class:`prunekit.compress.CompressConfig` (Deep Compression).
 * ``binarize``: :class:`prunekit.binary.recipe.BinarizeStepConfig` (BWN / XNOR-Net).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prunekit.policy import PruneConfig
 from prunekit.recipe import register_step
@@ -114,6 +115,40 @@ def prune_step(state, cfg: PruneConfig) -> None:
     state.masks = None  # weight masks do not survive a change of shapes
     state.record("prune", criterion=cfg.criterion, macs_kept=count_macs(model, example).total / before_macs,
                  params_kept=count_params(model) / before_params)
+
+
+@dataclass
+class SparsifyStepConfig:
+    """Options of the ``sparsify`` step: a weight-level method and its own config.
+
+    ``method`` is a name from :data:`prunekit.methods.METHODS` (magnitude, agp, lth,
+    admm); ``config`` holds that method's config keys (e.g. ``MagnitudeConfig``).
+    """
+
+    method: str = "magnitude"
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from prunekit.config import from_dict
+        from prunekit.methods import METHODS
+
+        info = METHODS.get(self.method)  # unknown names raise, listing the known ones
+        from_dict(info.config_cls, self.config, where=f"sparsify.config")  # checked now, not mid-run
+
+
+@register_step("sparsify", SparsifyStepConfig, help="weight-level pruning with retraining (masks kept after)")
+def sparsify_step(state, cfg: SparsifyStepConfig) -> None:
+    """Run a weight-level method on ``state.model``; its masks stay in force for later steps."""
+    from prunekit.config import from_dict
+    from prunekit.methods import METHODS
+
+    info = METHODS.get(cfg.method)
+    result = info.fn(state.model, state.data, from_dict(info.config_cls, cfg.config),
+                     progress=state.extras.get("progress", True))
+    state.model = result.model
+    state.masks = result.masks
+    final = dict(getattr(result, "final", {}) or {})
+    state.record("sparsify", method=cfg.method, sparsity=final.get("sparsity"), test_top1=final.get("test_top1"))
 
 
 def _register_compress() -> None:

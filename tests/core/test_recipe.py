@@ -113,3 +113,30 @@ def test_binarize_step_writes_packed_model(tmp_path):
 
     x = state.data.test_x[:8]
     assert torch.equal(reloaded.model(x), state.model.eval()(x))
+
+
+def test_sparsify_then_finetune_keeps_masks(tmp_path):
+    r = recipe(tmp_path, [
+        {"train": {"epochs": 1, "progress": False}},
+        {"sparsify": {"method": "magnitude", "config": {"sparsity": 0.8, "finetune": {"epochs": 1}}}},
+        {"finetune": {"epochs": 1, "lr": 0.01, "progress": False}},
+        "eval",
+    ])
+    state = run_recipe(r, progress=False)
+    sp = state.records[1]
+    assert sp["step"] == "sparsify" and sp["sparsity"] == pytest.approx(0.8, abs=0.01)
+    # after fine-tuning, every masked weight is still exactly zero
+    params = dict(state.model.named_parameters())
+    for name, mask in state.masks.items():
+        assert torch_all_zero(params[name].detach()[~mask]), name
+
+
+def torch_all_zero(t):
+    return bool((t == 0).all())
+
+
+def test_sparsify_bad_method_config(tmp_path):
+    with pytest.raises(ConfigError, match="sparsify.config"):
+        recipe(tmp_path, [{"sparsify": {"method": "magnitude", "config": {"sparsty": 0.8}}}])
+    with pytest.raises(Exception, match="unknown pruning method 'magnitud'"):
+        recipe(tmp_path, [{"sparsify": {"method": "magnitud"}}])
