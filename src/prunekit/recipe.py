@@ -50,6 +50,7 @@ _STEP_MODULES = {
     "eval": "prunekit.recipe_steps",
     "profile": "prunekit.recipe_steps",
     "prune": "prunekit.recipe_steps",
+    "structured": "prunekit.recipe_steps",
     "sparsify": "prunekit.recipe_steps",
     "compress": "prunekit.recipe_steps",
     "binarize": "prunekit.recipe_steps",

@@ -8,6 +8,7 @@ dataclass, whose fields are exactly the keys the step accepts in YAML:
 * ``eval``: :class:`EvalConfig`; ``profile``: :class:`ProfileStepConfig`.
 * ``prune``: :class:`prunekit.policy.PruneConfig` (the engine's options: criterion,
   ratio, macs, params, global_ranking, round_to, ...).
+* ``structured``: :class:`StructuredStepConfig` (l1, slimming, lasso, thinet, fpgm, taylor).
 * ``sparsify``: :class:`SparsifyStepConfig` (a weight-level method and its config).
 * ``compress``: :class:`prunekit.compress.CompressConfig` (Deep Compression).
 * ``binarize``: :class:`prunekit.binary.recipe.BinarizeStepConfig` (BWN / XNOR-Net).
@@ -149,6 +150,42 @@ def sparsify_step(state, cfg: SparsifyStepConfig) -> None:
     state.masks = result.masks
     final = dict(getattr(result, "final", {}) or {})
     state.record("sparsify", method=cfg.method, sparsity=final.get("sparsity"), test_top1=final.get("test_top1"))
+
+
+@dataclass
+class StructuredStepConfig:
+    """Options of the ``structured`` step: a structured method and its own config.
+
+    ``method`` is a name from :data:`prunekit.methods.structured.STRUCTURED_METHODS`
+    (l1, slimming, lasso, thinet, fpgm, taylor); ``config`` holds that method's
+    config keys (macs, finetune_epochs, lam, ...), see docs/methods.md.
+    """
+
+    method: str = "l1"
+    config: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        from prunekit.methods.structured import STRUCTURED_METHODS
+        from prunekit.methods.structured.pipeline import coerce_config
+
+        coerce_config(STRUCTURED_METHODS.get(self.method).config_cls, self.config)  # checked now, not mid-run
+
+
+@register_step("structured", StructuredStepConfig,
+               help="a structured method's pipeline (sparsity training, pruning, fine-tuning)")
+def structured_step(state, cfg: StructuredStepConfig) -> None:
+    """Run :func:`prunekit.methods.structured.run_structured`; its files go to ``<out>/structured<N>/``."""
+    from prunekit.methods.structured import run_structured
+
+    index = sum(1 for r in state.records if r["step"] == "structured")
+    result = run_structured(state.model, state.data, cfg.method, dict(cfg.config),
+                            out_dir=state.out_dir / f"structured{index or ''}",
+                            progress=state.extras.get("progress", True), overwrite=True)
+    state.model = result.model
+    state.masks = None  # weight masks do not survive a change of shapes
+    rep = result.report
+    state.record("structured", method=cfg.method, macs_kept=rep.get("macs", {}).get("kept"),
+                 top1=(rep.get("after_finetune") or {}).get("top1"))
 
 
 def _register_compress() -> None:

@@ -140,3 +140,19 @@ def test_sparsify_bad_method_config(tmp_path):
         recipe(tmp_path, [{"sparsify": {"method": "magnitude", "config": {"sparsty": 0.8}}}])
     with pytest.raises(Exception, match="unknown pruning method 'magnitud'"):
         recipe(tmp_path, [{"sparsify": {"method": "magnitud"}}])
+
+
+def test_structured_method_step(tmp_path):
+    r = Recipe.from_dict({"out": str(tmp_path / "run"), "data": "digits",
+                          "model": {"name": "convnet3"},
+                          "steps": [{"train": {"epochs": 2, "progress": False}},
+                                    {"structured": {"method": "fpgm",
+                                                    "config": {"macs": 0.5, "finetune_epochs": 1}}},
+                                    "eval"]})
+    state = run_recipe(r, progress=False)
+    rec = state.records[1]
+    assert rec["step"] == "structured" and rec["method"] == "fpgm"
+    assert rec["macs_kept"] == pytest.approx(0.5, abs=0.1)
+    assert (tmp_path / "run" / "structured" / "pruned.pt").is_file()
+    with pytest.raises(ConfigError, match="macz"):
+        recipe(tmp_path, [{"structured": {"method": "l1", "config": {"macz": 0.5}}}])
