@@ -30,7 +30,6 @@ import copy
 import importlib
 import json
 import os
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -177,8 +176,13 @@ def save(path: str | os.PathLike, model, *, spec: ModelSpec | None = None, meta:
     return p
 
 
-def read_raw(path: str | os.PathLike) -> dict:
-    """Load and validate the raw checkpoint dict (weights only, no code executed)."""
+def read_versioned(path: str | os.PathLike, fmt: str, version: int, what: str, hint: str) -> dict:
+    """Load a ``torch.save``-d dict whose ``format``/``version`` header must be ``fmt``/``version``.
+
+    Weights only, no code executed. Every failure is a CheckpointError naming the file:
+    missing, unreadable (corrupt or not a torch file), another format (``hint`` says
+    what to use instead), or an unsupported version. ``what`` names the kind of file.
+    """
     import torch
 
     p = Path(path)
@@ -186,18 +190,22 @@ def read_raw(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{p}: no such checkpoint file")
     try:
         payload = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{p}: not a readable prunekit checkpoint (corrupt or not a torch file: {first[:200]})") from None
     except Exception as e:  # torch's unpickler raises assorted types on garbage input
-        raise CheckpointError(f"{p}: not a readable prunekit checkpoint ({type(e).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{p}: not a prunekit checkpoint (no '{FORMAT}' header); "
-                              "plain state_dicts need the architecture: see prunekit.checkpoint.save")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(f"{p}: checkpoint format version {payload.get('version')!r} is not supported "
-                              f"(this prunekit reads version {VERSION})")
+        text = str(e).strip()
+        detail = text.splitlines()[0][:200] if text else type(e).__name__
+        raise CheckpointError(f"{p}: not a readable {what} (corrupt or not a torch file: {detail})") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"{p}: not a {what} (no '{fmt}' header); {hint}")
+    if payload.get("version") != version:
+        raise CheckpointError(f"{p}: {what} format version {payload.get('version')!r} is not supported "
+                              f"(this prunekit reads version {version})")
     return payload
+
+
+def read_raw(path: str | os.PathLike) -> dict:
+    """Load and validate the raw checkpoint dict (weights only, no code executed)."""
+    return read_versioned(path, FORMAT, VERSION, "prunekit checkpoint",
+                          "plain state_dicts need the architecture: see prunekit.checkpoint.save")
 
 
 def load(path: str | os.PathLike, *, strict: bool = True) -> Checkpoint:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -226,24 +225,11 @@ def load_sparse(path: str | os.PathLike) -> SparseCheckpoint:
     Raises:
         CheckpointError: missing, corrupt, not a sparse checkpoint, or weights that do not fit.
     """
-    import torch
-
-    from prunekit.checkpoint import ModelSpec, get_spec
+    from prunekit.checkpoint import ModelSpec, get_spec, read_versioned
 
     p = Path(path)
-    if not p.is_file():
-        raise CheckpointError(f"{p}: no such file")
-    try:
-        payload = torch.load(p, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError) as e:
-        raise CheckpointError(f"{p}: not a readable sparse checkpoint ({type(e).__name__})") from None
-    except Exception as e:  # torch's unpickler raises assorted types on garbage input
-        raise CheckpointError(f"{p}: not a readable sparse checkpoint ({type(e).__name__})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise CheckpointError(f"{p}: not a prunekit sparse checkpoint (no '{FILE_FORMAT}' header); "
-                              "dense checkpoints are read by prunekit.checkpoint.load")
-    if payload.get("version") != VERSION:
-        raise CheckpointError(f"{p}: sparse checkpoint version {payload.get('version')!r} is not supported")
+    payload = read_versioned(p, FILE_FORMAT, VERSION, "prunekit sparse checkpoint",
+                             "dense checkpoints are read by prunekit.checkpoint.load")
     spec = ModelSpec.from_dict(payload["spec"])
     state, masks = from_sparse_state_dict(payload["sparse_state"])
     model = spec.build()
