@@ -174,9 +174,8 @@ def _norm_channels(ctx, node, x: Labels, d: int, names_roles, shape, attrs=()):
     return Labels(tuple(shape), x2.blocks), x_ids
 
 
-def batchnorm_module(ctx, node, module, args, kwargs):
-    x = need_labels(args[0])
-    d = 1 if x.ndim >= 2 else 0
+def _stats_norm(ctx, node, module, x, d):
+    """BatchNorm/InstanceNorm: affine params and running statistics follow channel dim ``d``."""
     names = []
     if module.weight is not None:
         names += [("weight", "norm"), ("bias", "bias")]
@@ -184,19 +183,17 @@ def batchnorm_module(ctx, node, module, args, kwargs):
         names += [("running_mean", "stat"), ("running_var", "stat")]
     out, _ = _norm_channels(ctx, node, x, d, names, out_shape(ctx, node), attrs=("num_features",))
     return out
+
+
+def batchnorm_module(ctx, node, module, args, kwargs):
+    x = need_labels(args[0])
+    return _stats_norm(ctx, node, module, x, 1 if x.ndim >= 2 else 0)
 
 
 def instancenorm_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     nsp = {"InstanceNorm1d": 1, "InstanceNorm2d": 2, "InstanceNorm3d": 3}.get(type(module).__name__, x.ndim - 2)
-    d = x.ndim - nsp - 1
-    names = []
-    if module.weight is not None:
-        names += [("weight", "norm"), ("bias", "bias")]
-    if module.running_mean is not None:
-        names += [("running_mean", "stat"), ("running_var", "stat")]
-    out, _ = _norm_channels(ctx, node, x, d, names, out_shape(ctx, node), attrs=("num_features",))
-    return out
+    return _stats_norm(ctx, node, module, x, x.ndim - nsp - 1)
 
 
 def groupnorm_module(ctx, node, module, args, kwargs):
