@@ -16,6 +16,20 @@ class StreamFormatError(CheckpointError):
     """A coded stream is malformed (truncated table, impossible value, bad lane layout)."""
 
 
+def symbol_stream(symbols, alphabet_size: int, counts=None):
+    """``symbols`` as a flat int64 array checked to lie in ``[0, alphabet_size)``, with its histogram.
+
+    Shared by the entropy coders; ``counts`` is returned as given when already
+    computed (and ignored for an empty stream, whose histogram is not needed).
+    """
+    sym = np.asarray(symbols, dtype=np.int64).ravel()
+    if len(sym) and (sym.min() < 0 or sym.max() >= alphabet_size):
+        raise ValueError(f"symbols must lie in [0, {alphabet_size})")
+    if len(sym) and counts is None:
+        counts = np.bincount(sym, minlength=alphabet_size)
+    return sym, counts
+
+
 def write_varints(values) -> bytes:
     """LEB128-encode non-negative integers.
 

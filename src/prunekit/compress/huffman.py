@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prunekit.compress.bitio import Reader, StreamFormatError, lane_layout, write_varints
+from prunekit.compress.bitio import Reader, StreamFormatError, lane_layout, symbol_stream, write_varints
 
 MAX_LEN = 15          # longest code (fits a nibble); a stream's decoder table has 2**(its longest code) entries
 DEFAULT_LANE_LEN = 4096
@@ -179,14 +179,10 @@ def encode(symbols, alphabet_size: int, *, lane_len: int = DEFAULT_LANE_LEN, cou
             a few bytes more for their offsets).
         counts: symbol histogram, if already computed.
     """
-    sym = np.asarray(symbols, dtype=np.int64).ravel()
+    sym, counts = symbol_stream(symbols, alphabet_size, counts)
     n = len(sym)
-    if n and (sym.min() < 0 or sym.max() >= alphabet_size):
-        raise ValueError(f"symbols must lie in [0, {alphabet_size})")
     if n == 0:
         return write_varints([0, 0])
-    if counts is None:
-        counts = np.bincount(sym, minlength=alphabet_size)
     lengths = code_lengths(counts)
     # Trailing never-used symbols need no table entry.
     size = int(np.flatnonzero(lengths)[-1]) + 1

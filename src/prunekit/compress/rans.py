@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prunekit.compress.bitio import Reader, StreamFormatError, lane_layout, write_varints
+from prunekit.compress.bitio import Reader, StreamFormatError, lane_layout, symbol_stream, write_varints
 
 MAX_PREC = 16             # frequencies sum to 2**p, p <= MAX_PREC
 _L = 1 << 16              # lower bound of the state; words are 16 bits (L must be a multiple of 2**p)
@@ -104,14 +104,10 @@ def choose_precision(counts) -> tuple[int, np.ndarray]:
 
 def encode(symbols, alphabet_size: int, *, lane_len: int = DEFAULT_LANE_LEN, counts=None) -> bytes:
     """rANS-code a stream of integers in ``[0, alphabet_size)`` into a self-contained blob."""
-    sym = np.asarray(symbols, dtype=np.int64).ravel()
+    sym, counts = symbol_stream(symbols, alphabet_size, counts)
     n = len(sym)
-    if n and (sym.min() < 0 or sym.max() >= alphabet_size):
-        raise ValueError(f"symbols must lie in [0, {alphabet_size})")
     if n == 0:
         return write_varints([0, 0])
-    if counts is None:
-        counts = np.bincount(sym, minlength=alphabet_size)
     prec, freq = choose_precision(counts)
     size = int(np.flatnonzero(freq)[-1]) + 1
     freq = freq[:size]
