@@ -23,6 +23,7 @@ _SUBMODULES = {
 _SHORTCUTS = {
     "plan": ("prunekit.prune", "plan"),
     "prune": ("prunekit.prune", "prune"),
+    "plan_from_channels": ("prunekit.prune", "plan_from_channels"),
     "PruningPlan": ("prunekit.plan", "PruningPlan"),
 }
 

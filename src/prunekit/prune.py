@@ -201,7 +201,7 @@ def plan(model, example_inputs, criterion: str = "l1", ratio: float | None = Non
 
     from prunekit import criteria as crit
     from prunekit.graph import analyze
-    from prunekit.policy import CostModel, GroupCost, normalize_scores, select
+    from prunekit.policy import GroupCost, normalize_scores, select
 
     if macs is not None and params is not None:
         raise PrunekitError("give at most one of macs= and params=")
@@ -225,12 +225,8 @@ def plan(model, example_inputs, criterion: str = "l1", ratio: float | None = Non
     an = analyze(model, example_inputs, tracer=tracer)
     grads = _gradients(model, example_inputs, data, loss_fn) if criterion in crit.NEEDS_GRADIENTS else None
 
-    # cost model
-    dims = [(m.param, m.dim) for m in an.members]
-    key_of = {k: i for i, k in enumerate(dims)}
-    param_names = [n for n, _ in model.named_parameters()]
-    cost = CostModel(dims=dims, dim_size=np.array([m.size for m in an.members]), tensors=dict(an.param_shapes),
-                     macs_terms=list(an.macs_terms), param_names=param_names)
+    cost = _cost_model([n for n, _ in model.named_parameters()], an)
+    key_of = {k: i for i, k in enumerate(cost.dims)}
 
     groups_cost, plan_groups = [], []
     tensors = dict(model.named_parameters(remove_duplicate=False))
@@ -257,28 +253,122 @@ def plan(model, example_inputs, criterion: str = "l1", ratio: float | None = Non
     counts = select(groups_cost, cost, ratio=ratio, macs=macs, params=params, global_ranking=global_ranking,
                     round_to=round_to, min_channels=min_channels, max_ratio=max_ratio, tolerance=tolerance)
 
-    from prunekit.policy import removed_counts
-
-    rem = removed_counts(groups_cost, counts, len(dims))
-    zero = np.zeros(len(dims))
-    out_groups = []
-    removed_comp = set()
-    for (g, scores, order), n in zip(plan_groups, counts):
-        removed = sorted(int(c) for c in order[:n])
-        members = [PlanMember(m.param, m.dim, m.role, m.indices, m.channels) for m in g.members]
-        out_groups.append(PlanGroup(g.id, g.size, members, removed,
-                                    [float(s) for s in scores] if keep_scores else None, list(g.notes)))
-        removed_comp.update((g.id, c) for c in removed)
-    attrs = _attribute_updates(an, removed_comp)
-    touched = {m.param for g in an.groups for m in g.members}
-    shapes = {p: list(an.param_shapes[p]) for p in sorted(touched)}
     info = {"criterion": criterion, "ratio": ratio, "macs": macs, "params": params,
             "global_ranking": bool(global_ranking), "round_to": round_to, "min_channels": min_channels,
-            "ignored_layers": sorted({n for n in ignored}) if ignored else [],
-            "macs_before": cost.macs(zero), "macs_after": cost.macs(rem),
-            "params_before": cost.params(zero), "params_after": cost.params(rem),
-            "warnings": list(an.warnings), "output_shapes": _shapes(an.output_meta)}
-    return PruningPlan(groups=out_groups, attrs=attrs, tensor_shapes=shapes, info=info)
+            "ignored_layers": sorted({n for n in ignored}) if ignored else []}
+    removed = {g.id: [int(c) for c in order[:n]] for (g, _, order), n in zip(plan_groups, counts)}
+    scores = {g.id: s for g, s, _ in plan_groups} if keep_scores else {}
+    return _assemble(an, cost, removed, info, scores)
+
+
+def _cost_model(param_names, an):
+    from prunekit.policy import CostModel
+
+    return CostModel(dims=[(m.param, m.dim) for m in an.members], dim_size=np.array([m.size for m in an.members]),
+                     tensors=dict(an.param_shapes), macs_terms=list(an.macs_terms), param_names=list(param_names))
+
+
+def _assemble(an, cost, removed: dict, info: dict, scores: dict | None = None) -> PruningPlan:
+    """The plan of analysis ``an`` removing ``removed[group id]`` channels, with exact MACs/params estimates."""
+    rem = np.zeros(len(cost.dims))
+    out_groups, removed_comp = [], set()
+    for g in an.groups:
+        chans = sorted(int(c) for c in removed.get(g.id, ()))
+        members = [PlanMember(m.param, m.dim, m.role, m.indices, m.channels) for m in g.members]
+        s = (scores or {}).get(g.id)
+        out_groups.append(PlanGroup(g.id, g.size, members, chans, [float(v) for v in s] if s is not None else None,
+                                    list(g.notes)))
+        removed_comp.update((g.id, c) for c in chans)
+        if chans:
+            for m in g.members:
+                per_ch = np.bincount(m.channels, minlength=g.size)
+                rem[cost.key_index((m.param, m.dim))] += float(per_ch[chans].sum())
+    zero = np.zeros(len(cost.dims))
+    touched = {m.param for g in an.groups for m in g.members}
+    info = dict(info)
+    info.update({"macs_before": cost.macs(zero), "macs_after": cost.macs(rem), "params_before": cost.params(zero),
+                 "params_after": cost.params(rem), "warnings": list(an.warnings),
+                 "output_shapes": _shapes(an.output_meta)})
+    return PruningPlan(groups=out_groups, attrs=_attribute_updates(an, removed_comp),
+                       tensor_shapes={p: list(an.param_shapes[p]) for p in sorted(touched)}, info=info)
+
+
+def plan_from_channels(model, example_inputs, removed: dict, *, info: dict | None = None,
+                       tracer: str = "auto") -> PruningPlan:
+    """A plan removing exactly the channels you name, in the engine's coupling groups.
+
+    For methods whose choice is not a per-group score (LASSO, ThiNet, ADMM, a
+    search's per-layer widths, a hand-written list): the engine captures the model,
+    forms its groups, and removes ``removed[key]`` from each; module attributes that
+    follow channel counts and the MACs/params estimates are computed as in :func:`plan`.
+
+    Args:
+        model: an ``nn.Module``.
+        example_inputs: as for :func:`plan`.
+        removed: ``{group: [channel indices]}``; a group is its id (``PlanGroup.id``) or
+            its name (``PlanGroup.name``: the first layer producing its channels, e.g.
+            ``"layer1.0.conv1"``). Groups not listed keep every channel.
+        info: extra entries for ``plan.info`` (how the channels were chosen).
+        tracer: as for :func:`plan`.
+
+    Raises:
+        PrunekitError: an unknown group, an index out of range, or all channels of a group.
+
+    Example:
+        >>> import torch, prunekit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Conv2d(4, 2, 3))
+        >>> p = prunekit.plan_from_channels(net, torch.randn(1, 1, 8, 8), {"0": [1, 3]})
+        >>> p.apply(net)[0].weight.shape
+        torch.Size([2, 1, 3, 3])
+    """
+    import torch
+
+    from prunekit.graph import analyze
+
+    if not isinstance(model, torch.nn.Module):
+        raise PrunekitError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(removed, dict):
+        raise PrunekitError(f"removed must be a dict {{group id or name: [channels]}}, got {type(removed).__name__}")
+    if tracer not in ("auto", "fx", "export"):
+        raise PrunekitError(f"tracer must be 'auto', 'fx' or 'export', got {tracer!r}")
+    return plan_from_analysis(analyze(model, example_inputs, tracer=tracer), removed,
+                              param_names=[n for n, _ in model.named_parameters()], info=info)
+
+
+def plan_from_analysis(analysis, removed: dict, *, param_names: list, info: dict | None = None) -> PruningPlan:
+    """:func:`plan_from_channels` on an analysis already made with :func:`prunekit.graph.analyze`.
+
+    For callers that build many plans for one model (a search realising candidates):
+    the graph is captured once. ``removed`` is as for :func:`plan_from_channels`;
+    ``param_names`` are the model's parameter names (``[n for n, _ in
+    model.named_parameters()]``), counted by the plan's ``params_after`` estimate.
+    """
+    an = analysis
+    by_id = {g.id: g for g in an.groups}
+    by_name = {}
+    for g in an.groups:
+        name = next((m.module for m in g.members if m.role == "out"), g.members[0].module if g.members else None)
+        by_name.setdefault(name, g)
+    resolved: dict = {}
+    for key, chans in removed.items():
+        g = by_id.get(key) if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else by_name.get(key)
+        if g is None:
+            names = ", ".join(sorted(str(n) for n in by_name)[:12])
+            raise PrunekitError(f"plan_from_channels: no prunable group {key!r} in this model (groups: {names}...)")
+        try:
+            cs = sorted({int(c) for c in chans})
+        except (TypeError, ValueError):
+            raise PrunekitError(f"group {key!r}: channels must be a list of integers, got {chans!r}") from None
+        if cs and (cs[0] < 0 or cs[-1] >= g.size):
+            raise PrunekitError(f"group {key!r}: channel index out of range [0, {g.size})")
+        if len(cs) >= g.size:
+            raise PrunekitError(f"group {key!r}: cannot remove all {g.size} channels")
+        if g.id in resolved and resolved[g.id] != cs:
+            raise PrunekitError(f"group {key!r} is listed twice with different channels")
+        resolved[g.id] = cs
+    base = {"criterion": "explicit"}
+    base.update(info or {})
+    return _assemble(an, _cost_model(param_names, an), resolved, base)
 
 
 def _attribute_updates(an, removed: set) -> list[dict]:

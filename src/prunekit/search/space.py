@@ -170,29 +170,15 @@ class SearchSpace:
 
     def plan(self, encoding, info: dict | None = None):
         """The engine's :class:`~prunekit.plan.PruningPlan` removing the trailing channels."""
-        from prunekit.plan import PlanGroup, PlanMember, PruningPlan
+        from prunekit.prune import plan_from_analysis
 
         enc = self.check(encoding)
-        kept = dict(zip((g.id for g in self.groups), enc))
-        an = self.analysis
-        groups, removed_comp = [], set()
-        for g in an.groups:
-            k = kept.get(g.id, g.size)
-            removed = list(range(k, g.size))
-            members = [PlanMember(m.param, m.dim, m.role, m.indices, m.channels) for m in g.members]
-            groups.append(PlanGroup(g.id, g.size, members, removed, None, list(g.notes)))
-            removed_comp.update((g.id, c) for c in removed)
-        attrs = []
-        for b in an.bindings:  # module attributes (e.g. out_channels) follow the kept components
-            after = sum(1 for c in b.comps.tolist()
-                        if an.group_of_comp.get(c) is None or an.group_of_comp[c] not in removed_comp)
-            attrs.append({"module": b.module, "attr": b.attr, "before": int(b.value), "after": int(after)})
-        touched = {m.param for g in an.groups for m in g.members}
-        shapes = {p: list(an.param_shapes[p]) for p in sorted(touched)}
-        meta = {"criterion": "search", "encoding": list(enc), "macs_after": self.macs(enc),
-                "params_after": self.params(enc)}
+        meta = {"criterion": "search", "encoding": list(enc)}
         meta.update(info or {})
-        return PruningPlan(groups=groups, attrs=attrs, tensor_shapes=shapes, info=meta)
+        p = plan_from_analysis(self.analysis, self.removed_channels(enc), param_names=self.param_names, info=meta)
+        # the space's estimates also count the MACs outside conv/linear layers (macs_offset)
+        p.info.update({"macs_after": self.macs(enc), "params_after": self.params(enc)})
+        return p
 
     def masks(self, encoding, tensors: dict) -> dict:
         """``{param name: 0/1 mask}`` zeroing every slice of the removed channels (only masked params listed)."""

@@ -8,7 +8,6 @@ the coupling groups are the engine's) with ``removed`` filled in by the method.
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, replace
 from typing import Optional
 
@@ -91,31 +90,15 @@ def skeleton(model, x, criterion: str = "l1", keep_scores: bool = False):
 def plan_from_removed(model, x, removed: dict, info: dict | None = None, base=None):
     """A :class:`PruningPlan` removing ``removed[group_id]`` channels of each group.
 
-    The groups come from the engine (``base``, or a fresh skeleton); the module
-    attributes that follow the channel counts (BatchNorm ``num_features`` ...) are
-    recomputed by the engine's own analysis so ``plan.apply`` stays consistent.
+    A thin wrapper of the engine's :func:`prunekit.prune.plan_from_channels` that also
+    measures MACs and parameters on the pruned copy. ``base`` is accepted for callers
+    that already hold a skeleton plan; the groups always come from the engine.
     """
-    from prunekit.graph import analyze
-    from prunekit.prune import _attribute_updates  # engine helper; see the report for a public API request
+    from prunekit.prune import plan_from_channels
 
-    base = base if base is not None else skeleton(model, x)
-    out = copy.deepcopy(base)
-    by_id = {g.id: g for g in out.groups}
-    comps = set()
-    for gid, chans in removed.items():
-        if gid not in by_id:
-            raise PrunekitError(f"plan_from_removed: no group {gid} in this model")
-        g = by_id[gid]
-        chans = sorted({int(c) for c in chans})
-        if chans and (chans[0] < 0 or chans[-1] >= g.size):
-            raise PrunekitError(f"group {g.name!r}: channel index out of range [0, {g.size})")
-        if len(chans) >= g.size:
-            raise PrunekitError(f"group {g.name!r}: cannot remove all {g.size} channels")
-        g.removed = chans
-        comps.update((gid, c) for c in chans)
-    out.attrs = _attribute_updates(analyze(model, x), comps)
-    out.info = dict(out.info)
-    out.info.update(info or {})
+    out = plan_from_channels(model, x, {int(k): v for k, v in removed.items()}, info=info)
+    if base is not None and [g.size for g in base.groups] != [g.size for g in out.groups]:
+        raise PrunekitError("plan_from_removed: the skeleton plan does not belong to this model")
     out.info.update(_estimate(model, x, out))
     return out
 
