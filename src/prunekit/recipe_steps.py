@@ -139,17 +139,34 @@ class SparsifyStepConfig:
 
 @register_step("sparsify", SparsifyStepConfig, help="weight-level pruning with retraining (masks kept after)")
 def sparsify_step(state, cfg: SparsifyStepConfig) -> None:
-    """Run a weight-level method on ``state.model``; its masks stay in force for later steps."""
+    """Run a weight-level method on ``state.model``; its masks stay in force for later steps.
+
+    A method that returns a structural plan (filter/channel-wise ADMM) hands its channels
+    to the engine instead: the plan is applied (the model gets physically smaller, no
+    masks remain) and saved as ``sparsify_plan<N>.json``.
+    """
     from prunekit.config import from_dict
     from prunekit.methods import METHODS
 
     info = METHODS.get(cfg.method)
     result = info.fn(state.model, state.data, from_dict(info.config_cls, cfg.config),
                      progress=state.extras.get("progress", True))
-    state.model = result.model
-    state.masks = result.masks
     final = dict(getattr(result, "final", {}) or {})
-    state.record("sparsify", method=cfg.method, sparsity=final.get("sparsity"), test_top1=final.get("test_top1"))
+    extra = {}
+    if "plan" in (result.extra or {}):
+        from prunekit.plan import PruningPlan
+
+        index = sum(1 for r in state.records if r["step"] == "sparsify")
+        plan = PruningPlan.from_dict(result.extra["plan"])
+        state.model = plan.apply(result.model)
+        state.masks = None
+        path = plan.save(state.out_dir / f"sparsify_plan{index}.json")
+        extra = {"plan": path.name, "macs_kept": plan.info["macs_after"] / plan.info["macs_before"]}
+    else:
+        state.model = result.model
+        state.masks = result.masks
+    state.record("sparsify", method=cfg.method, sparsity=final.get("sparsity"), test_top1=final.get("test_top1"),
+                 **extra)
 
 
 @dataclass

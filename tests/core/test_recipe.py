@@ -156,3 +156,23 @@ def test_structured_method_step(tmp_path):
     assert (tmp_path / "run" / "structured" / "pruned.pt").is_file()
     with pytest.raises(ConfigError, match="macz"):
         recipe(tmp_path, [{"structured": {"method": "l1", "config": {"macz": 0.5}}}])
+
+
+def test_structured_admm_step_makes_the_model_smaller_and_reloads(tmp_path):
+    import torch
+
+    from prunekit import checkpoint
+
+    r = Recipe.from_dict({"out": str(tmp_path / "run"), "data": "digits",
+                          "model": {"name": "resnet20", "kwargs": {"widths": [4, 8, 8]}},
+                          "steps": [{"sparsify": {"method": "admm", "config": {
+                              "sparsity": 0.5, "granularity": "filter", "admm": {"epochs": 1, "progress": False},
+                              "retrain": {"epochs": 1, "progress": False}}}}, "eval"]})
+    state = run_recipe(r, progress=False)
+    rec = state.records[0]
+    assert rec["plan"] == "sparsify_plan0.json" and (tmp_path / "run" / rec["plan"]).is_file()
+    assert 0.2 < rec["macs_kept"] < 0.5 and state.masks is None
+    assert state.model.conv1.out_channels == 2
+    reloaded = checkpoint.load(tmp_path / "run" / "model.pt").model.eval()
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.equal(reloaded(x), state.model.eval()(x))

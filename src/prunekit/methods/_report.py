@@ -120,11 +120,13 @@ def write_reports(result, out_dir: Path, info: dict) -> dict:
              "## Sparsity per layer", "", rep.to_markdown(), ""]
     if getattr(result, "rounds", None):
         lines += ["## Lottery Ticket rounds", "", rounds_markdown(result.rounds, result.control), ""]
-    if result.extra.get("removed_filters") is not None:
-        counts = {k: len(v) for k, v in result.extra["removed_filters"].items()}
-        lines += ["## Filters to remove (ADMM filter-wise)", "", json.dumps(counts), ""]
-        if "plan_error" in result.extra:
-            lines += [f"No structural plan: {result.extra['plan_error']}", ""]
+    if result.extra.get("groups"):
+        lines += ["## Channels removed per coupling group (structured ADMM)", "",
+                  "The plan (`plan.json`) removes them physically: `model.structural.pt`.", "",
+                  "| group | layers penalised | channels | kept |", "|---|---|---:|---:|"]
+        lines += [f"| {g['name']} | {', '.join(g['layers'])} | {g['size']} | {g['kept']} |"
+                  for g in result.extra["groups"]]
+        lines.append("")
     lines += ["## Accuracy curve", "", "![accuracy](accuracy.png)", "", curve_markdown(result.records), ""]
     with atomic_write(out_dir / "report.md", "w") as f:
         f.write("\n".join(lines))

@@ -15,10 +15,11 @@ with ``rho`` raised on a schedule so ``W`` is pulled ever closer to the sparse
 ``Z``. Then the weights are hard-pruned to the projection's support and
 retrained under the mask.
 
-The filter-wise variant reports, per layer, the filters to remove
-(``result.extra["removed_filters"]``) and turns them into a
-:class:`prunekit.plan.PruningPlan` (:func:`filters_to_plan`) so the structural
-engine removes them physically.
+Filter- and channel-wise ADMM project over the structural engine's coupling
+groups (:mod:`prunekit.methods.admm_groups`): coupled layers (residual additions,
+concatenations, depthwise convolutions) keep or lose a channel together, and the
+hard prune is a :class:`prunekit.plan.PruningPlan` (``result.extra["plan"]``) that
+removes the channels physically.
 
 Example:
     >>> import torch
@@ -30,7 +31,6 @@ Example:
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -152,12 +152,17 @@ class ADMMCallback(Callback):
         granularity: ``"element"``, ``"filter"`` or ``"channel"``.
         rho, rho_factor, rho_every, rho_max: the :func:`rho_schedule`.
         update_every: epochs per ADMM iteration.
+        groups: :class:`~prunekit.methods.admm_groups.ChannelGroup` list: project jointly
+            over coupled layers (filter/channel granularity); ``keep`` is then ignored.
     """
 
     def __init__(self, keep: dict, granularity: str = "element", rho: float = 1e-3, rho_factor: float = 1.0,
-                 rho_every: int = 1, rho_max: float = 1.0, update_every: int = 1) -> None:
+                 rho_every: int = 1, rho_max: float = 1.0, update_every: int = 1, groups=None) -> None:
         check_choice("granularity", granularity, GRANULARITIES)
         rho_schedule(0, rho, rho_factor, rho_every, rho_max)  # validates
+        self.groups = list(groups) if groups is not None else None
+        if self.groups is not None:
+            keep = {param: 0 for g in self.groups for param, *_ in g.penalised}
         self.keep, self.granularity = dict(keep), granularity
         self.rho0, self.rho_factor, self.rho_every, self.rho_max = rho, rho_factor, rho_every, rho_max
         self.update_every = update_every
@@ -177,14 +182,20 @@ class ADMMCallback(Callback):
             raise PrunekitError(f"ADMM: no parameter named {missing[0]!r} in the model")
         return {n: params[n] for n in self.keep}
 
+    def _project(self, tensors: dict) -> dict:
+        if self.groups is not None:
+            from prunekit.methods.admm_groups import project_groups
+
+            return project_groups(tensors, self.groups)
+        return {n: project(t, self.keep[n], self.granularity) for n, t in tensors.items()}
+
     def on_train_begin(self, trainer) -> None:
         import torch
 
         self._p = self._params(trainer.model)
         if not self.Z:
-            for n, p in self._p.items():
-                self.Z[n] = project(p.detach(), self.keep[n], self.granularity)
-                self.U[n] = torch.zeros_like(p.detach())
+            self.Z = self._project({n: p.detach() for n, p in self._p.items()})
+            self.U = {n: torch.zeros_like(p.detach()) for n, p in self._p.items()}
 
     def on_after_backward(self, trainer) -> None:
         rho = self.rho
@@ -200,10 +211,9 @@ class ADMMCallback(Callback):
 
     def on_epoch_end(self, trainer, epoch: int, metrics: dict) -> None:
         if (epoch + 1) % self.update_every == 0:
+            self.Z = self._project({n: p.detach() + self.U[n] for n, p in self._p.items()})
             for n, p in self._p.items():
-                w = p.detach()
-                self.Z[n] = project(w + self.U[n], self.keep[n], self.granularity)
-                self.U[n] = self.U[n] + w - self.Z[n]
+                self.U[n] = self.U[n] + p.detach() - self.Z[n]
             self.iteration += 1
         metrics["rho"] = self.rho
         metrics["admm_residual"] = self.residual()
@@ -237,11 +247,14 @@ class ADMMConfig:
     Attributes:
         sparsity: fraction of entries (element) or slices (filter/channel) removed per layer.
         layer_sparsity: per-layer overrides ``{param or module name: sparsity}`` (Zhang et
-            al. give each layer its own rate).
-        granularity: ``"element"``, ``"filter"`` (output slices, dim 0) or ``"channel"``
-            (input slices, dim 1).
-        layers: names to prune (None = every Conv/Linear weight, except the output
-            layer for filter/channel granularity: removing logits is never wanted).
+            al. give each layer its own rate); for filter/channel granularity the rate of
+            the channel group the layer produces.
+        granularity: ``"element"``, ``"filter"`` (the producing layers' output slices are
+            penalised) or ``"channel"`` (the reading layers' input slices); both remove
+            whole channels of the engine's coupling groups.
+        layers: names to prune (None = every Conv/Linear weight; for filter/channel the
+            groups these layers produce, None = every prunable group: the engine never
+            prunes the model's outputs).
         rho, rho_factor, rho_every, rho_max: the penalty schedule (:func:`rho_schedule`, per ADMM iteration).
         update_every: epochs of W steps per ADMM iteration (Z/U update).
         admm: overrides of the ADMM-phase training config (its ``epochs`` is the ADMM phase length).
@@ -286,72 +299,24 @@ class ADMMConfig:
 
 
 def layer_keep(model, cfg: ADMMConfig) -> dict:
-    """``{param name: k}`` to keep per layer (entries or slices, by granularity)."""
+    """``{param name: k}`` entries to keep per layer (element granularity).
+
+    Filter/channel granularity keeps channels per coupling group instead
+    (:func:`prunekit.methods.admm_groups.channel_groups`).
+    """
     from prunekit.sparse import select_params
 
-    if cfg.layers is None and cfg.granularity != "element":
-        names = list(select_params(model))[:-1]  # never remove the logits
-        if not names:
-            raise PrunekitError("filter/channel ADMM needs at least two prunable layers (the output layer is kept)")
-        params = select_params(model, names)
-    else:
-        params = select_params(model, cfg.layers)
+    if cfg.granularity != "element":
+        raise PrunekitError("layer_keep is for element-wise ADMM; filter/channel ADMM keeps channels per coupling "
+                            "group (prunekit.methods.admm_groups.channel_groups)")
+    params = select_params(model, cfg.layers)
     overrides = {}
     for k, v in cfg.layer_sparsity.items():
         key = k if k in params else f"{k}.weight"
         if key not in params:
             raise ConfigError(f"layer_sparsity: {k!r} is not one of the pruned layers ({', '.join(params)})")
         overrides[key] = v
-    keep = {}
-    for n, p in params.items():
-        s = overrides.get(n, cfg.sparsity)
-        size = p.numel() if cfg.granularity == "element" else p.shape[0 if cfg.granularity == "filter" else 1]
-        keep[n] = keep_count(size, s)
-    return keep
-
-
-def removed_slices(masks: dict, granularity: str) -> dict:
-    """``{module name: [indices]}`` of the filters (dim 0) or input channels (dim 1) a mask set removes."""
-    dim = 0 if granularity == "filter" else 1
-    out = {}
-    for n, m in masks.items():
-        if not n.endswith(".weight"):
-            continue
-        alive = m.movedim(dim, 0).reshape(m.shape[dim], -1).any(dim=1)
-        out[n[: -len(".weight")]] = [int(i) for i in (~alive).nonzero().flatten()]
-    return out
-
-
-def filters_to_plan(model, example_inputs, removed_filters: dict):
-    """A :class:`prunekit.plan.PruningPlan` removing exactly ``removed_filters`` (``{module: [filter indices]}``).
-
-    The structural engine ranks each layer's filters by L2 norm; after ADMM's
-    masked retraining the removed filters are exactly zero, so asking for the
-    same number per layer selects exactly them. The result is checked.
-
-    Raises:
-        PrunekitError: the engine chose other filters, which happens when a layer's
-            output channels are coupled with other layers (residual additions) that
-            ADMM pruned differently; the message names the layer.
-    """
-    import prunekit
-
-    ratios = {}
-    for mod, idx in removed_filters.items():
-        if idx:
-            n = model.get_submodule(mod).weight.shape[0]
-            ratios[mod] = len(idx) / n
-    if not ratios:
-        raise PrunekitError("no filters to remove")
-    plan = prunekit.plan(model, example_inputs, criterion="l2", ratios=ratios,
-                         max_ratio=min(0.999, max(ratios.values()) + 1e-9), min_channels=1)
-    got = plan.removed_indices()
-    for mod, idx in removed_filters.items():
-        planned = sorted(int(i) for i in got.get((f"{mod}.weight", 0), []))
-        if planned != sorted(idx):
-            raise PrunekitError(f"layer {mod!r}: the structural plan removes filters {planned[:8]}... but ADMM "
-                                f"chose {sorted(idx)[:8]}...; its channels are coupled with other layers")
-    return plan
+    return {n: keep_count(p.numel(), overrides.get(n, cfg.sparsity)) for n, p in params.items()}
 
 
 @register_method("admm", ADMMConfig,
@@ -360,12 +325,14 @@ def admm_prune(model, data, config: ADMMConfig | None = None, *, progress: bool 
     """ADMM-regularised training, hard pruning, then masked retraining of ``model`` (in place).
 
     Returns:
-        :class:`~prunekit.methods._weight.PruneResult`. ``extra`` holds ``admm_log``
-        (rho and residual per epoch), and for filter/channel granularity
-        ``removed_filters`` / ``removed_channels`` (``{module: [indices]}``); for
-        ``filter`` also ``plan`` (a :class:`prunekit.plan.PruningPlan` as a dict,
-        apply it with ``PruningPlan.from_dict(...).apply(model)``) or ``plan_error``
-        when the structural engine could not take the filters (coupled layers).
+        :class:`~prunekit.methods._weight.PruneResult`; ``model`` is ``model``, masked.
+        ``extra`` holds ``admm_log`` (rho and residual per epoch) and ``keep``. For
+        filter/channel granularity also ``removed_filters`` / ``removed_channels``
+        (``{group name: [channels]}``, a group named by its first producing layer),
+        ``groups`` (id, name, size, kept, layers) and ``plan``: a
+        :class:`prunekit.plan.PruningPlan` as a dict that removes exactly those
+        channels; ``PruningPlan.from_dict(result.extra["plan"]).apply(result.model)``
+        is the physically smaller model, equal to the masked one.
     """
     from prunekit.sparse import apply_masks, masks_sparsity
 
@@ -373,39 +340,50 @@ def admm_prune(model, data, config: ADMMConfig | None = None, *, progress: bool 
     at, rt = cfg.admm_config(), cfg.retrain_config()
     if progress is not None:
         at, rt = at.replace(progress=bool(progress)), rt.replace(progress=bool(progress))
-    keep = layer_keep(model, cfg)
+    structured = cfg.granularity != "element"
+    if structured:
+        from prunekit.graph import analyze
+        from prunekit.methods.admm_groups import channel_groups
+
+        example = data.train_x[:1].to(next(model.parameters()).device)
+        analysis = analyze(model, example)
+        groups = channel_groups(model, analysis, cfg.granularity, cfg.sparsity, cfg.layer_sparsity, cfg.layers)
+        cb = ADMMCallback({}, cfg.granularity, cfg.rho, cfg.rho_factor, cfg.rho_every, cfg.rho_max,
+                          cfg.update_every, groups=groups)
+        keep = {g.name: g.keep for g in groups}
+    else:
+        keep = layer_keep(model, cfg)
+        cb = ADMMCallback(keep, cfg.granularity, cfg.rho, cfg.rho_factor, cfg.rho_every, cfg.rho_max,
+                          cfg.update_every)
     records = [{"stage": "dense", "sparsity": 0.0, **evaluate_test(model, data)}]
-    cb = ADMMCallback(keep, cfg.granularity, cfg.rho, cfg.rho_factor, cfg.rho_every, cfg.rho_max, cfg.update_every)
     if at.epochs > 0:
         train_with_masks(model, data, at, None, [cb], stage="admm", records=records)
     params = dict(model.named_parameters())
-    masks = {n: support_mask(params[n].detach(), k, cfg.granularity) for n, k in keep.items()}
-    if cfg.granularity == "filter":
-        # A removed filter's bias would still feed the next layer; physical removal drops it, so mask it too.
-        for n in list(masks):
-            bias = n[: -len("weight")] + "bias"
-            if n.endswith(".weight") and bias in params and params[bias] is not None:
-                masks[bias] = masks[n].reshape(masks[n].shape[0], -1).any(dim=1)
+    extra: dict = {"admm_log": cb.log, "keep": keep}
+    if structured:
+        from prunekit.methods.admm_groups import group_keep, group_masks
+        from prunekit.prune import plan_from_analysis
+
+        kept = {g.gid: group_keep(params, g) for g in groups}
+        masks = group_masks({n: p.shape for n, p in params.items()}, groups, kept)
+        removed = {g.gid: sorted(set(range(g.size)) - set(kept[g.gid])) for g in groups}
+        plan = plan_from_analysis(analysis, removed, param_names=list(params),
+                                  info={"criterion": f"admm-{cfg.granularity}", "sparsity": cfg.sparsity})
+        key = "removed_filters" if cfg.granularity == "filter" else "removed_channels"
+        extra[key] = {g.name: removed[g.gid] for g in groups}
+        extra["groups"] = [{"id": g.gid, "name": g.name, "size": g.size, "kept": len(kept[g.gid]),
+                            "layers": sorted({p.rpartition(".")[0] for p, *_ in g.penalised})} for g in groups]
+        extra["plan"] = plan.to_dict()
+    else:
+        masks = {n: support_mask(params[n].detach(), k, cfg.granularity) for n, k in keep.items()}
     apply_masks(model, masks)
-    weight_masks = {n: m for n, m in masks.items() if n in keep}
+    weight_masks = {n: m for n, m in masks.items() if m.dim() >= 2}
     records.append({"stage": "pruned", "sparsity": masks_sparsity(weight_masks), **evaluate_test(model, data)})
     if rt.epochs > 0:
         train_with_masks(model, data, rt, masks, stage="retrain", records=records)
         for r in records:
             if r["stage"] == "retrain":
                 r["sparsity"] = masks_sparsity(weight_masks)
-    extra: dict = {"admm_log": cb.log, "keep": keep}
-    if cfg.granularity != "element":
-        key = "removed_filters" if cfg.granularity == "filter" else "removed_channels"
-        extra[key] = removed_slices(weight_masks, cfg.granularity)
-    if cfg.granularity == "filter":
-        try:
-            example = data.test_x[:1].to(next(model.parameters()).device)
-            extra["plan"] = filters_to_plan(model, example, extra["removed_filters"]).to_dict()
-        except (PrunekitError, ImportError) as e:
-            extra["plan_error"] = str(e)
-            warnings.warn(f"ADMM filter pruning: no structural plan ({e}); the filter indices are in "
-                          "result.extra['removed_filters']", stacklevel=2)
     final = {"sparsity": masks_sparsity(weight_masks), **evaluate_test(model, data)}
     return PruneResult(method="admm", model=model, masks=masks, config=cfg, records=records, final=final,
                        extra=extra)
