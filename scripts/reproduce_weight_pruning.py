@@ -52,7 +52,7 @@ with mnist5k's 4,000):**
 | Han et al., *Learning both Weights and Connections*, NeurIPS 2015 (Table 1) | LeNet-300-100 | 267K -> 22K weights (**12x**), error 1.64% -> 1.59%: no loss |
 | Han et al. 2015 (Table 1) | LeNet-5 | 431K -> 36K weights (**12x**), error 0.80% -> 0.77%: no loss |
 | Frankle & Carbin, *The Lottery Ticket Hypothesis*, ICLR 2019 (Sec. 2) | LeNet-300-100 | winning tickets learn faster and reach higher test accuracy than the original down to about 21% of the weights, and fall back to the original's accuracy at about **3.6%** of the weights; randomly re-initialised tickets lose accuracy much earlier |
-| Zhang et al., *A Systematic DNN Weight Pruning Framework using ADMM*, ECCV 2018 | LeNet-5 | **71.2x** fewer weights (1.4% kept) without accuracy loss (99.2% top-1, as released) |
+| Zhang et al., *A Systematic DNN Weight Pruning Framework using ADMM*, ECCV 2018 | LeNet-5 | **71.2x** fewer weights (1.4% kept) without accuracy loss (abstract) |
 | Zhu & Gupta, *To prune, or not to prune*, 2017 | - | no MNIST results (ImageNet/PTB/NMT); AGP is shown here for comparison only |
 """
 

@@ -73,14 +73,17 @@ def test_user_errors_are_one_line(ckpt, tmp_path, capsys):
     assert "input" in capsys.readouterr().err  # 1x8x8 model, 3x32x32 data
     assert cli(ckpt, "--method", "agp", "--rounds", "3", "--data", "digits", "--out", tmp_path / "z") == 2
     assert "--rounds" in capsys.readouterr().err
+    assert cli(ckpt, "--method", "magnitude", "--granularity", "filter", "--data", "digits",
+               "--out", tmp_path / "g") == 2
+    assert "--granularity applies to method 'admm' only" in capsys.readouterr().err
 
 
 def test_admm_filter_run_writes_structural_model(ckpt, tmp_path, capsys):
     good = tmp_path / "good.yaml"
-    good.write_text("sparsity: 0.5\ngranularity: filter\nadmm: {epochs: 1}\nretrain: {epochs: 1}\n")
+    good.write_text("sparsity: 0.5\nadmm: {epochs: 1}\nretrain: {epochs: 1}\n")
     out = tmp_path / "admm"
-    assert cli(ckpt, "--method", "admm", "--config", good, "--data", "digits", "--out", out, "--no-progress",
-               "--json") == 0
+    assert cli(ckpt, "--method", "admm", "--config", good, "--granularity", "filter", "--data", "digits",
+               "--out", out, "--no-progress", "--json") == 0
     rep = json.loads(capsys.readouterr().out)
     assert "plan.json" in rep["files"] and (out / "model.structural.pt").is_file()
     from prunekit import checkpoint

@@ -35,6 +35,10 @@ def add_parser(subparsers):
                    help="target sparsity, e.g. 0.95 (magnitude/admm: sparsity, agp: final_sparsity, "
                         "lth: target_sparsity)")
     p.add_argument("--scope", choices=("layer", "global"), help="per-layer or global ranking (not admm)")
+    p.add_argument("--granularity", choices=("element", "filter", "channel"),
+                   help="admm only: prune single weights (element) or whole channels of the engine's coupling "
+                        "groups, scored by the writing layers' filters (filter) or the reading layers' input "
+                        "slices (channel); filter/channel also write plan.json and model.structural.pt")
     p.add_argument("--rounds", type=int, help="pruning rounds (magnitude: makes it iterative; lth)")
     p.add_argument("--epochs", type=int,
                    help="training epochs (magnitude: per retraining round; agp: whole run; lth: per round; "
@@ -68,6 +72,10 @@ def build_config(method: str, args):
         if "scope" not in d:
             raise ConfigError(f"--scope does not apply to method {method!r}")
         d["scope"] = args.scope
+    if args.granularity is not None:
+        if method != "admm":
+            raise ConfigError(f"--granularity applies to method 'admm' only, not {method!r}")
+        d["granularity"] = args.granularity
     if args.rounds is not None:
         if method == "magnitude":
             d["rounds"] = args.rounds
