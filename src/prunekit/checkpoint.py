@@ -9,8 +9,9 @@ no pickled code is ever executed. It stores
   user's own (``{"factory": "mypkg.nets:build", "kwargs": {...}}``);
 * ``input_shape``: the shape of one input sample, e.g. ``[1, 28, 28]``;
 * ``transforms``: an ordered list of structural changes applied to the base
-  model before the weights fit, e.g. a pruning plan (``{"kind": "prune_plan", ...}``)
-  or binarization; each kind is registered in :data:`TRANSFORMS`;
+  model before the weights fit, e.g. a pruning plan (``{"kind": "prune_plan", ...}``),
+  binarization, or input-channel selection (``select_inputs``, see
+  :mod:`prunekit.surgery.select`); each kind is registered in :data:`TRANSFORMS`;
 * ``state_dict`` and free-form JSON-able ``meta`` (dataset, metrics, ...);
 * optionally ``train_state`` (optimizer, scheduler, epoch) to resume training.
 
@@ -47,6 +48,7 @@ TRANSFORMS: Registry[Callable] = Registry("checkpoint transform")
 _TRANSFORM_MODULES = {
     "prune_plan": "prunekit.plan",
     "binarize": "prunekit.binary",
+    "select_inputs": "prunekit.surgery.select",
 }
 
 

@@ -5,7 +5,9 @@ updates the module attributes that describe the sizes (``in_channels``,
 ``out_channels``, ``groups``, ``num_features``, ``normalized_shape``,
 ``embed_dim``/``num_heads`` ...), so the result is the user's own module
 classes with smaller tensors. :func:`mask_model` zeroes the same slices
-instead, for soft pruning and for checking a plan.
+instead, for soft pruning and for checking a plan. :mod:`prunekit.surgery.select`
+(imported on use) puts a channel sampler in front of a layer so it reads only some
+of its input channels (He et al. 2017's wide-input sampling), with a checkpoint transform.
 
 Example:
     >>> import torch, torch.nn as nn

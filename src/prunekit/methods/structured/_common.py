@@ -215,33 +215,86 @@ def layer_input(model, name: str, images, batch: int = 128):
     return torch.cat(store)
 
 
-def sample_patches(layer, inputs, points_per_image: int, seed: int):
-    """``(N, c, k)`` input patches of ``layer`` at random output positions (He et al. sample 10 per image).
+@dataclass(frozen=True)
+class Positions:
+    """Sampled output positions of a layer, shared by its input patches and any output-shaped value.
 
-    Only the sampled patches are gathered (no full im2col). For a Linear layer ``k = 1``
-    and every image gives one point.
+    Attributes:
+        img: image index of each point ``(N,)``.
+        rows: output row (Conv2d) or token index (Linear on ``(B, ..., c)`` inputs) ``(N,)``.
+        cols: output column (Conv2d) ``(N,)``, or None for Linear.
     """
+
+    img: object
+    rows: object
+    cols: object = None
+
+    def __len__(self) -> int:
+        return int(self.img.numel())
+
+
+def sample_positions(layer, input_shape, points_per_image: int, seed: int) -> Positions:
+    """Random output positions of ``layer`` for an input of ``input_shape`` (He et al. sample 10 per image).
+
+    Conv2d: ``min(points_per_image, oh * ow)`` distinct positions per image. Linear on
+    ``(B, c)`` inputs: one point per image; on ``(B, ..., c)``: ``points_per_image``
+    distinct tokens per image.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(int(seed))
+    B = int(input_shape[0])
+    if isinstance(layer, torch.nn.Linear):
+        tokens = int(np.prod(input_shape[1:-1])) if len(input_shape) > 2 else 1
+        if tokens == 1:
+            return Positions(torch.arange(B), torch.zeros(B, dtype=torch.long))
+        p = min(points_per_image, tokens)
+        tok = torch.stack([torch.randperm(tokens, generator=g)[:p] for _ in range(B)])
+        return Positions(torch.arange(B).repeat_interleave(p), tok.reshape(-1))
+    if isinstance(layer.padding, str):
+        raise PrunekitError(f"layer {type(layer).__name__} with padding={layer.padding!r} is not supported for sampling")
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = layer.kernel_size, layer.stride, layer.dilation, layer.padding
+    H, W = int(input_shape[2]) + 2 * ph, int(input_shape[3]) + 2 * pw
+    oh, ow = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
+    p = min(points_per_image, oh * ow)
+    pos = torch.stack([torch.randperm(oh * ow, generator=g)[:p] for _ in range(B)])  # distinct per image
+    return Positions(torch.arange(B).repeat_interleave(p), (pos // ow).reshape(-1), (pos % ow).reshape(-1))
+
+
+def gather_patches(layer, inputs, pos: Positions):
+    """``(N, c, k)`` input patches of ``layer`` at ``pos`` (only the sampled patches, no full im2col)."""
     import torch
     import torch.nn.functional as F
 
     if isinstance(layer, torch.nn.Linear):
-        return inputs.reshape(len(inputs), -1, 1).float()
-    if isinstance(layer.padding, str):
-        raise PrunekitError(f"layer {type(layer).__name__} with padding={layer.padding!r} is not supported for sampling")
-    g = torch.Generator().manual_seed(int(seed))
+        x = inputs.reshape(len(inputs), -1, inputs.shape[-1]).float()
+        return x[pos.img, pos.rows].unsqueeze(-1)
     (kh, kw), (sh, sw), (dh, dw), (ph, pw) = layer.kernel_size, layer.stride, layer.dilation, layer.padding
     x = F.pad(inputs.float(), (pw, pw, ph, ph))
-    B, c, H, W = x.shape
-    oh, ow = (H - dh * (kh - 1) - 1) // sh + 1, (W - dw * (kw - 1) - 1) // sw + 1
-    p = min(points_per_image, oh * ow)
-    pos = torch.stack([torch.randperm(oh * ow, generator=g)[:p] for _ in range(B)])  # distinct per image
-    img = torch.arange(B).repeat_interleave(p)
-    r0 = (pos // ow).reshape(-1) * sh
-    c0 = (pos % ow).reshape(-1) * sw
-    rows = r0[:, None, None] + (torch.arange(kh) * dh)[None, :, None]          # (n, kh, 1)
-    cols = c0[:, None, None] + (torch.arange(kw) * dw)[None, None, :]          # (n, 1, kw)
-    patches = x.permute(0, 2, 3, 1)[img[:, None, None], rows, cols]            # (n, kh, kw, c)
-    return patches.reshape(len(img), kh * kw, c).permute(0, 2, 1).contiguous()
+    c = x.shape[1]
+    rows = (pos.rows * sh)[:, None, None] + (torch.arange(kh) * dh)[None, :, None]   # (n, kh, 1)
+    cols = (pos.cols * sw)[:, None, None] + (torch.arange(kw) * dw)[None, None, :]   # (n, 1, kw)
+    patches = x.permute(0, 2, 3, 1)[pos.img[:, None, None], rows, cols]             # (n, kh, kw, c)
+    return patches.reshape(len(pos), kh * kw, c).permute(0, 2, 1).contiguous()
+
+
+def gather_outputs(layer, values, pos: Positions):
+    """``(N, n)``: an output-shaped tensor of ``layer`` (its output, or a value added to it) at ``pos``."""
+    import torch
+
+    if isinstance(layer, torch.nn.Linear):
+        return values.reshape(len(values), -1, values.shape[-1]).float()[pos.img, pos.rows]
+    return values.float().permute(0, 2, 3, 1)[pos.img, pos.rows, pos.cols]
+
+
+def sample_patches(layer, inputs, points_per_image: int, seed: int):
+    """``(N, c, k)`` input patches of ``layer`` at random output positions (He et al. sample 10 per image).
+
+    The positions are :func:`sample_positions`; use it with :func:`gather_patches` and
+    :func:`gather_outputs` to read other values at the same points. For a Linear layer
+    ``k = 1`` and every image gives one point.
+    """
+    return gather_patches(layer, inputs, sample_positions(layer, inputs.shape, points_per_image, seed))
 
 
 def layer_weight(layer):
@@ -256,14 +309,18 @@ def write_reconstructed(pruned, plan, weights: dict) -> None:
 
     ``weights[layer]`` has the layer's *original* output count and its *kept* input
     channels (what LASSO/ThiNet reconstruct); the output rows the plan removed are
-    dropped here. This is the only place the structured methods write weights.
+    dropped here. A layer behind an input selection (:mod:`prunekit.surgery.select`)
+    gets its weight written into the wrapped layer. This is the only place the
+    structured methods write weights.
     """
     import torch
+
+    from prunekit.surgery.select import inner_layer
 
     kept = plan.kept_indices()
     with torch.no_grad():
         for name, w in weights.items():
-            layer = pruned.get_submodule(name)
+            layer = inner_layer(pruned.get_submodule(name))
             rows = kept.get((name + ".weight", 0))
             if rows is not None:
                 w = w[torch.as_tensor(rows, dtype=torch.long)]

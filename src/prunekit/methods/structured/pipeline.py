@@ -189,5 +189,9 @@ def report_markdown(report: dict, plan=None) -> str:
                      f"pruned {lt['pruned']:.2f} ms, speedup x{lt['speedup']:.2f}.")
     if plan is not None:
         lines += ["", "## Channels per layer (last plan)", "", "```", plan.table(), "```"]
+        sel = plan.info.get("input_selection")
+        if sel:  # channel sampler of lasso (He et al. 2017): the stream keeps its width, the layer reads fewer
+            lines += ["", "## Input channels read (channel sampler before the first layer of each branch)", "",
+                      "```"] + [f"{k}  {v['before']} -> {v['after']}" for k, v in sel.items()] + ["```"]
     lines += ["", "## Config", "", "```json", json.dumps(r["config"], indent=1), "```", ""]
     return "\n".join(lines)
