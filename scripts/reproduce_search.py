@@ -22,23 +22,28 @@ import time
 from pathlib import Path
 
 PAPER = """\
-**Their figures (ImageNet top-1, quoted from the papers; not reproduced here, and quoted from the papers'
-tables as we recall them: check against the PDFs before citing).**
+**Their figures (ImageNet top-1, not reproduced here)**, checked against the authors' own READMEs, which list the
+papers' models: github.com/liuzechun/MetaPruning (MetaPruning, Liu et al., ICCV 2019) and
+github.com/JiahuiYu/slimmable_networks (AutoSlim, Yu & Huang 2019; given there as top-1 error, converted here).
 
-| network | budget (MACs) | uniform baseline | MetaPruning (Liu et al., ICCV 2019) |
-| --- | --- | --- | --- |
-| MobileNet v1 | ~325M / 316M | 68.4 | 70.9 |
-| MobileNet v1 | ~149M / 142M | 63.7 | 66.1 |
-| MobileNet v1 | ~41M | 50.6 | 57.2 |
-| ResNet-50 | 2.3G (0.75x) / 2.0G | 74.8 | 75.4 |
-| ResNet-50 | 1.1G (0.5x) / 1.0G | 72.0 | 73.4 |
-
-| network | budget (MACs) | AutoSlim (Yu & Huang, 2019) |
+| network | uniform baseline: top-1 at FLOPs | MetaPruning: top-1 at FLOPs |
 | --- | --- | --- |
-| AutoSlim-MobileNet v2 | 305M | 74.2 |
-| AutoSlim-MobileNet v2 | 207M | 73.0 |
-| AutoSlim-ResNet-50 | 2.0G | 75.6 |
-| AutoSlim-ResNet-50 | 1.0G | 74.0 |
+| MobileNet v1 0.75x | 68.4 at 325M | 70.9 at 316M |
+| MobileNet v1 0.5x | 63.7 at 149M | 66.1 at 142M |
+| MobileNet v1 0.25x | 50.6 at 41M | 57.2 at 41M |
+| MobileNet v2 | 72.0 at 313M | 72.7 at 303M |
+| MobileNet v2 | 67.2 at 140M | 68.2 at 140M |
+| MobileNet v2 | 54.6 at 43M | 58.3 at 43M |
+| ResNet-50 0.75x | 74.8 at 2.3G | 75.4 at 2.0G |
+| ResNet-50 0.5x | 72.0 at 1.1G | 73.4 at 1.0G |
+
+| network | AutoSlim: top-1 at FLOPs |
+| --- | --- |
+| AutoSlim-MobileNet v2 | 75.4 at 505M, 74.2 at 305M, 73.0 at 207M |
+| AutoSlim-ResNet-50 | 76.0 at 3.0G, 75.6 at 2.0G, 74.0 at 1.0G, 72.2 at 570M |
+
+Both papers' common finding, which is what can carry over to a small CPU setting: at the same FLOPs a searched
+per-layer width beats uniform width scaling, most at the smallest budgets.
 """
 
 
