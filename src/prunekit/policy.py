@@ -264,8 +264,23 @@ def _refine(groups, c_lo, c_hi, frac, target):
             return 0.0
         return float(g.norm_scores[g.order[k]])
 
+    return step_between(c_lo, c_hi, sorted(diff, key=next_score), frac, target, best)
+
+
+def step_between(c_lo, c_hi, order, frac, target: float, best):
+    """Move entries ``order`` one at a time from ``c_lo`` to ``c_hi``; the ``(counts, frac)`` closest to ``target``.
+
+    Stops once ``frac`` falls to the target (the counts only grow, so the cost only
+    falls). ``best`` is the best ``(counts, frac)`` known so far. Pure.
+
+    Example:
+        >>> import numpy as np
+        >>> step_between(np.array([0, 0]), np.array([1, 1]), [0, 1], lambda c: 1 - 0.3 * c.sum(), 0.65,
+        ...              (np.array([0, 0]), 1.0))[0].tolist()
+        [1, 0]
+    """
     cur = c_lo.copy()
-    for i in sorted(diff, key=next_score):
+    for i in order:
         cur = cur.copy()
         cur[i] = c_hi[i]
         f = frac(cur)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from prunekit.errors import PrunekitError
+from prunekit.policy import step_between
 
 
 @dataclass(frozen=True)
@@ -152,15 +153,7 @@ def joint_counts(model, x, layers, wides, *, macs=None, ratio=None, base=None, t
             hi = mid
     c_lo, c_hi = at(max_ratio * lo / 1000), at(max_ratio * hi / 1000)
     best = min(((c_lo, frac(c_lo)), (c_hi, frac(c_hi))), key=lambda t: abs(t[1] - macs))
-    cur = c_lo.copy()
-    for i in np.nonzero(c_hi > c_lo)[0]:
-        cur = cur.copy()
-        cur[i] = c_hi[i]
-        f = frac(cur)
-        if abs(f - macs) < abs(best[1] - macs):
-            best = (cur, f)
-        if f <= macs:
-            break
+    best = step_between(c_lo, c_hi, np.nonzero(c_hi > c_lo)[0], frac, macs, best)
     if abs(best[1] - macs) > tolerance:
         raise PrunekitError(f"MACs target {macs:g} cannot be met within {tolerance:.0%}: the nearest reachable "
                             f"is {best[1]:.3f}")
