@@ -3,27 +3,39 @@
 1. For each model, build the per-layer latency table (torch, CPU, 1 thread) and
    compare its prediction with the measured whole-network latency of random
    sub-networks of the search grid (physically pruned by the engine).
-2. Training throughput (images/s) of the full model vs the PruningNet
-   (MetaPruning) and the sandwich-rule slimmable step (AutoSlim, 4 widths/step).
+2. Training throughput (images/s, batch 64) of the full model vs the PruningNet
+   (MetaPruning; one column per ``--ranks`` entry, ``rank >= hidden`` being the paper's
+   dense generator) and the sandwich-rule slimmable step (AutoSlim, 4 widths/step).
+   All use SGD with the training loop's defaults (momentum 0.9, weight decay 5e-4).
+   The steps are timed one at a time and interleaved (full, PruningNet(s), slimmable,
+   full, ...), so machine load hits all alike; the table gives medians of the step
+   times and ratios of the medians.
 
 Run:  .venv/bin/python bench/latency_table.py [--models resnet20,mobilenet_v2] [--samples 8]
+      .venv/bin/python bench/latency_table.py --only throughput --ranks 8,32 --rounds 15
 Prints a Markdown block (paste into docs/bench/search.md).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
 
 
-def _throughput(step, x, y, seconds: float = 3.0) -> float:
-    step(x, y)  # warm-up
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        step(x, y)
-        n += x.shape[0]
-    return n / (time.perf_counter() - t0)
+def _interleaved_medians(steps: dict, x, y, rounds: int, per_round: int) -> dict:
+    """Median seconds per call of each ``steps[name](x, y)``, the calls interleaved round-robin."""
+    for step in steps.values():
+        step(x, y)  # warm-up
+    times = {k: [] for k in steps}
+    for _ in range(rounds):
+        for k, step in steps.items():
+            for _ in range(per_round):
+                t0 = time.perf_counter()
+                step(x, y)
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main() -> None:
@@ -36,51 +48,66 @@ def main() -> None:
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="resnet20,mobilenet_v2")
+    ap.add_argument("--only", choices=("all", "latency", "throughput"), default="all",
+                    help="run only the lookup-table part or only the training-throughput part")
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--samples", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--hidden", type=int, default=32, help="PruningNet meta-network hidden width")
+    ap.add_argument("--ranks", default="8,32",
+                    help="PruningNet generator ranks to time (one column each; rank >= hidden: the paper's dense block)")
+    ap.add_argument("--rounds", type=int, default=15, help="throughput: interleaved rounds")
+    ap.add_argument("--per-round", type=int, default=2, help="throughput: timed steps of each kind per round")
     args = ap.parse_args()
+    ranks = [int(r) for r in args.ranks.split(",")]
     torch.set_num_threads(1)
+    load0 = os.getloadavg()
     rows, thr = [], []
     for name in args.models.split(","):
         torch.manual_seed(0)
         m = models.create(name, num_classes=10, input_size=(args.size, args.size)).eval()
         x = torch.randn(1, 3, args.size, args.size)
         space = SearchSpace.build(m, x)
-        lut = LatencyTable.build(m, x, space, repeats=args.repeats)
-        rng = np.random.default_rng(0)
-        errs = []
-        for i in range(args.samples):
-            enc = space.full if i == 0 else tuple(int(c[rng.integers(len(c))]) for c in space.candidates)
-            pred = lut.predict(enc)
-            small = space.plan(enc).apply(m).eval()
-            meas = float(measure_latency(small, x, warmup=5, repeats=args.repeats, threads=1).median_ms)
-            errs.append(abs(pred - meas) / meas)
-            rows.append((name, i, space.macs(enc) / space.macs(space.full), pred, meas, 100 * (pred - meas) / meas))
-        rows.append((name, "median |err|", None, None, None, 100 * statistics.median(errs)))
+        if args.only in ("all", "latency"):
+            lut = LatencyTable.build(m, x, space, repeats=args.repeats)
+            rng = np.random.default_rng(0)
+            errs = []
+            for i in range(args.samples):
+                enc = space.full if i == 0 else tuple(int(c[rng.integers(len(c))]) for c in space.candidates)
+                pred = lut.predict(enc)
+                small = space.plan(enc).apply(m).eval()
+                meas = float(measure_latency(small, x, warmup=5, repeats=args.repeats, threads=1).median_ms)
+                errs.append(abs(pred - meas) / meas)
+                rows.append((name, i, space.macs(enc) / space.macs(space.full), pred, meas,
+                             100 * (pred - meas) / meas))
+            rows.append((name, "median |err|", None, None, None, 100 * statistics.median(errs)))
+        if args.only == "latency":
+            continue
 
-        # training throughput, batch 64
+        # training throughput, batch 64, SGD with the training loop's defaults
         xb, yb = torch.randn(64, 3, args.size, args.size), torch.randint(0, 10, (64,))
-        full = models.create(name, num_classes=10, input_size=(args.size, args.size))
-        opt = torch.optim.SGD(full.parameters(), lr=0.01)
+        full = models.create(name, num_classes=10, input_size=(args.size, args.size)).train()
 
-        def step_full(a, b, net=full, o=opt):
-            o.zero_grad()
-            torch.nn.functional.cross_entropy(net(a), b).backward()
-            o.step()
+        def sgd(net):
+            return torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.01, momentum=0.9,
+                                   weight_decay=5e-4)
 
-        pnet = PruningNet(full, space, hidden=args.hidden).train()
-        popt = torch.optim.SGD([p for p in pnet.parameters() if p.requires_grad], lr=0.01)
+        def plain_step(net):
+            o = sgd(net)
 
-        def step_pnet(a, b, net=pnet, o=popt):
-            o.zero_grad()
-            torch.nn.functional.cross_entropy(net(a), b).backward()
-            o.step()
+            def step(a, b):
+                o.zero_grad()
+                torch.nn.functional.cross_entropy(net(a), b).backward()
+                o.step()
+            return step
 
-        sand = SandwichRule(space, num_random=2)
+        steps = {"full": plain_step(full)}
+        for r in ranks:
+            steps[f"pnet{r}"] = plain_step(PruningNet(full, space, hidden=args.hidden, rank=r).train())
+        slim_net = models.create(name, num_classes=10, input_size=(args.size, args.size)).train()
+        sand, slim_opt = SandwichRule(space, num_random=2), sgd(slim_net)
 
-        def step_slim(a, b, net=full, o=opt, s=sand):
+        def step_slim(a, b, net=slim_net, o=slim_opt, s=sand):
             o.zero_grad()
             out = net(a)
             loss = torch.nn.functional.cross_entropy(out, b)
@@ -91,24 +118,34 @@ def main() -> None:
             loss.backward()
             o.step()
 
-        t_full = _throughput(step_full, xb, yb)
-        t_pnet = _throughput(step_pnet, xb, yb)
-        t_slim = _throughput(step_slim, xb, yb)
-        thr.append((name, t_full, t_pnet, t_slim))
+        steps["slim"] = step_slim
+        med = _interleaved_medians(steps, xb, yb, args.rounds, args.per_round)
+        thr.append((name, med))
 
-    print(f"Machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, 1 thread, "
-          f"input 1x3x{args.size}x{args.size}, PruningNet hidden {args.hidden}; shared 2-core machine (noisy).\n")
-    print("| model | sample | MACs frac | LUT predicted ms | measured ms | error % |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, i, frac, pred, meas, err in rows:
-        if frac is None:
-            print(f"| {name} | **{i}** | | | | **{err:.1f}** |")
-        else:
-            print(f"| {name} | {i} | {frac:.3f} | {pred:.3f} | {meas:.3f} | {err:+.1f} |")
-    print("\n| model | full model train img/s | PruningNet img/s | ratio | slimmable sandwich (4 widths) img/s | ratio |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, a, b, c in thr:
-        print(f"| {name} | {a:.0f} | {b:.0f} | {a / b:.2f}x | {c:.0f} | {a / c:.2f}x |")
+    load1 = os.getloadavg()
+    print(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"1 thread, input 3x{args.size}x{args.size}, PruningNet hidden {args.hidden}; "
+          f"load average {load0[0]:.1f} at start, {load1[0]:.1f} at end.\n")
+    if rows:
+        print("| model | sample | MACs frac | LUT predicted ms | measured ms | error % |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name, i, frac, pred, meas, err in rows:
+            if frac is None:
+                print(f"| {name} | **{i}** | | | | **{err:.1f}** |")
+            else:
+                print(f"| {name} | {i} | {frac:.3f} | {pred:.3f} | {meas:.3f} | {err:+.1f} |")
+    if thr:
+        cols = [f"PruningNet rank {r}{' (dense, paper)' if r >= args.hidden else ''}" for r in ranks]
+        print(f"\nMedian step time (ms) and images/s, batch 64, {args.rounds} interleaved rounds x "
+              f"{args.per_round} steps; ratio = median step time / full model's.\n")
+        print("| model | full model ms (img/s) | " + " | ".join(f"{c} ms (img/s) | ratio" for c in cols)
+              + " | slimmable sandwich (4 widths) ms (img/s) | ratio |")
+        print("| --- | --- |" + " --- | --- |" * (len(ranks) + 1))
+        for name, med in thr:
+            cells = [f"{1e3 * med['full']:.0f} ({64 / med['full']:.0f})"]
+            for k in [f"pnet{r}" for r in ranks] + ["slim"]:
+                cells += [f"{1e3 * med[k]:.0f} ({64 / med[k]:.0f})", f"{med[k] / med['full']:.2f}x"]
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

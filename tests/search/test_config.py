@@ -24,6 +24,8 @@ def test_round_trip_through_json():
     ({"macs": 0.5, "supernet": {"lr": "fast"}}, "supernet.lr"),
     ({"macs": 0.5, "init": "random"}, "init"),
     ({"macs": 0.5, "round_to": "4"}, "round_to"),
+    ({"macs": 0.5, "rank": 0}, "rank"),
+    ({"macs": 0.5, "hidden": True}, "hidden"),
 ])
 def test_bad_values_raise_naming_the_key(d, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

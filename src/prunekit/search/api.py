@@ -53,7 +53,10 @@ class SearchConfig:
         evolution: :class:`EvolutionConfig` fields (MetaPruning).
         num_random: random widths per step of the sandwich rule (AutoSlim).
         greedy_moves: groups shrunk per greedy-slimming step (AutoSlim: 1).
-        hidden: PruningNet meta-network hidden width.
+        hidden: PruningNet meta-network hidden width (the paper's 32).
+        rank: rank of each PruningNet block's last weight (``numel x hidden`` factorised through
+            ``rank``; 8 keeps training within ~1.3x of the full model's time, ``rank >= hidden``
+            is the paper's dense block; see :mod:`prunekit.search.pruningnet`).
         calib_batches: training batches used to recalibrate BatchNorm before each evaluation.
         init: weights of the found network: ``"original"`` (inherit the input model's),
             ``"supernet"`` (the slimmable / generated weights) or ``"scratch"`` (re-initialised).
@@ -79,6 +82,7 @@ class SearchConfig:
     num_random: int = 2
     greedy_moves: int = 1
     hidden: int = 32
+    rank: int = 8
     calib_batches: int = 4
     init: str = "original"
     workers: Optional[int] = None
@@ -100,6 +104,10 @@ class SearchConfig:
             raise ConfigError("give a budget: macs, params and/or latency_ms")
         if isinstance(self.greedy_moves, bool) or not isinstance(self.greedy_moves, int) or self.greedy_moves < 1:
             raise ConfigError(f"greedy_moves must be a positive integer, got {self.greedy_moves!r}")
+        for k in ("hidden", "rank"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{k} must be a positive integer, got {v!r}")
         if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
             raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
         if not 0.0 < float(self.val_fraction) < 1.0:
@@ -254,7 +262,7 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
     if cfg.method == "metapruning":
         from prunekit.search.pruningnet import PruningNet
 
-        net = PruningNet(model, space, hidden=cfg.hidden, seed=cfg.seed)
+        net = PruningNet(model, space, hidden=cfg.hidden, seed=cfg.seed, rank=cfg.rank)
         callbacks = ()
     else:
         from prunekit.search.slimmable import SandwichRule
@@ -262,7 +270,11 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
         net = copy.deepcopy(model)
         callbacks = (SandwichRule(space, cfg.num_random, seed=cfg.seed),)
     if resume and path.exists():
-        net.load_state_dict(torch.load(path, weights_only=True))
+        try:
+            net.load_state_dict(torch.load(path, weights_only=True))
+        except RuntimeError as e:  # e.g. a PruningNet saved with another hidden / rank
+            raise PrunekitError(f"cannot resume: {path} does not match this configuration's super-network "
+                                f"(were hidden/rank changed?): {str(e).splitlines()[0]}") from None
     else:
         if tcfg.epochs > 0:
             Trainer(net, sub, tcfg, callbacks=callbacks).fit()
