@@ -84,9 +84,15 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="paper defaults for the evolution (population 50, 20 iters)")
     ap.add_argument("--latency", action="store_true", help="also run a latency-constrained MetaPruning search")
     ap.add_argument("--latency-only", action="store_true", help="only the latency-constrained search")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="candidate-evaluation processes per search (1: in-process; run models side by side instead)")
     ap.add_argument("--out", default="runs/reproduce_search")
     ap.add_argument("--doc", default="docs/results/search.md")
+    ap.add_argument("--merge", nargs="+", metavar="JSON",
+                    help="only render --doc from the JSON files of earlier runs (e.g. one process per model)")
     args = ap.parse_args()
+    if args.merge:
+        return _merge(args)
     torch.set_num_threads(1)
     data = load_dataset("mnist5k")
     out = Path(args.out)
@@ -121,9 +127,12 @@ def main() -> None:
                 for method in ("autoslim", "metapruning"):
                     cfg = SearchConfig(method=method, macs=b, seed=seed, ratios=ratios, calib_batches=args.calib_batches,
                                        greedy_moves=args.greedy_moves, supernet={"epochs": args.supernet_epochs},
-                                       finetune={"epochs": args.finetune_epochs, "lr": 0.02}, evolution=evo)
+                                       finetune={"epochs": args.finetune_epochs, "lr": 0.02}, evolution=evo,
+                                       workers=args.workers)
+                    # one super-network per model, method and seed, searched under every budget (as in both papers)
+                    first = out / f"{name}_{method}_{budgets[0]}_s{seed}" / "supernet.pt"
                     res = search(dense, data, cfg, out / f"{name}_{method}_{b}_s{seed}", progress=False,
-                                 overwrite=True)
+                                 overwrite=True, supernet=first if b != budgets[0] else None)
                     results.setdefault((name, method, b), []).append(res.report["test_top1"])
                     found[method] = [w["kept"] for w in res.widths]
                     base_widths = res.widths
@@ -146,9 +155,11 @@ def main() -> None:
                 grid = SearchSpace.build(dense, x, ratios=ratios)
                 budget_ms = LatencyTable.build(dense, x, grid, repeats=20).predict(grid.uniform(0.5))
                 cfg = SearchConfig(method="metapruning", latency_ms=budget_ms, seed=seed, ratios=ratios,
-                                   calib_batches=args.calib_batches,
+                                   calib_batches=args.calib_batches, workers=args.workers,
                                    supernet={"epochs": args.supernet_epochs}, finetune={"epochs": 0}, evolution=evo)
-                res = search(dense, data, cfg, out / f"{name}_latency_s{seed}", progress=False, overwrite=True)
+                trained = out / f"{name}_metapruning_{budgets[0]}_s{seed}" / "supernet.pt"
+                res = search(dense, data, cfg, out / f"{name}_latency_s{seed}", progress=False, overwrite=True,
+                             supernet=trained if trained.exists() else None)
                 lat_rows.append((name, full_ms, budget_ms, res.report["latency_ms_predicted"],
                                  res.report["latency_ms_measured"]))
         _write(args, results, widths_md, lat_rows, budgets, time.time() - t0)  # after each model: partial runs count
@@ -160,14 +171,41 @@ def _fmt(v):
     return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}"
 
 
-def _write(args, results, widths_md, lat_rows, budgets, secs) -> None:
+def _merge(args) -> None:
+    """Render ``--doc`` from several runs' JSON (results, width charts and latency rows put together)."""
+    results, widths_md, lat_rows, secs, models = {}, [], [], 0.0, []
+    for path in args.merge:
+        d = json.loads(Path(path).read_text())
+        for model, method, budget, vals in d["results"]:
+            results.setdefault((model, method, budget), []).extend(vals)
+        widths_md += d["widths_md"]
+        lat_rows += [tuple(r) for r in d["lat_rows"]]
+        secs += d["seconds"]
+        models.append(d["args"]["models"])
+        saved = d["args"]
+    for k, v in saved.items():
+        if k not in ("merge", "doc"):
+            setattr(args, k, v)
+    args.models = ",".join(models)
+    args.parallel_runs = len(args.merge)
+    _write(args, results, widths_md, lat_rows, [float(b) for b in args.budgets.split(",")], secs, dump=False)
+
+
+def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True) -> None:
     import datetime
 
     from prunekit.utils.io import atomic_write
 
+    if dump:  # the raw numbers, for --merge
+        raw = {"results": [[*k, v] for k, v in results.items()], "widths_md": widths_md, "lat_rows": lat_rows,
+               "seconds": secs, "args": {k: v for k, v in vars(args).items() if k != "merge"}}
+        with atomic_write(Path(args.doc).with_suffix(".json"), "w") as f:
+            json.dump(raw, f, indent=1)
+
     lines = ["# Channel search (MetaPruning, AutoSlim): reproduced on mnist5k", "",
              f"Generated by `scripts/reproduce_search.py` on {datetime.date.today()} "
-             f"({secs / 60:.0f} min on a shared 2-core CPU machine).", "",
+             f"({secs / 60:.0f} min of compute on a shared 2-core CPU machine"
+             f"{', in %d processes side by side, one model each, merged with --merge' % args.parallel_runs if getattr(args, 'parallel_runs', 0) else ''}).", "",
              f"Command: `.venv/bin/python scripts/reproduce_search.py --models {args.models} --budgets {args.budgets} "
              f"--seeds {args.seeds} --epochs {args.epochs} --supernet-epochs {args.supernet_epochs} "
              f"--finetune-epochs {args.finetune_epochs} --ratios {args.ratios} --calib-batches {args.calib_batches} --greedy-moves {args.greedy_moves}"

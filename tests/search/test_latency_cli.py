@@ -71,6 +71,28 @@ def test_cli_search_end_to_end_and_resume(ckpt, tmp_path, capsys, method):
     assert json.loads((out / "search_log.json").read_text())["records"] == log["records"]
 
 
+def test_cli_search_reuses_a_trained_supernet_for_another_budget(ckpt, tmp_path, capsys):
+    base = ["search", str(ckpt), "--method", "metapruning", "--data", "digits", "--epochs", "1",
+            "--finetune-epochs", "0", "--iterations", "1", "--population", "4", "--ratios", "0.5,1.0",
+            "--no-progress", "--json", "--workers", "1"]
+    assert main(base + ["--macs", "0.6", "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    trained = tmp_path / "a" / "supernet.pt"
+    assert json.loads((tmp_path / "a" / "supernet.json").read_text())["method"] == "metapruning"
+    assert main(base + ["--macs", "0.4", "--out", str(tmp_path / "b"), "--supernet", str(trained)]) == 0
+    capsys.readouterr()
+    a, b = (torch.load(tmp_path / d / "supernet.pt", weights_only=True) for d in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # loaded, not retrained
+    # a super-network trained for another seed (another split) or grid is refused, naming the difference
+    assert main(base + ["--macs", "0.4", "--out", str(tmp_path / "c"), "--supernet", str(trained), "--seed", "1"]) == 2
+    assert "different 'seed'" in capsys.readouterr().err
+    assert main(base[:-6] + ["--ratios", "0.25,1.0", "--no-progress", "--workers", "1", "--macs", "0.4", "--out",
+                             str(tmp_path / "d"), "--supernet", str(trained)]) == 2
+    assert "different 'ratios'" in capsys.readouterr().err
+    assert main(base + ["--macs", "0.4", "--out", str(tmp_path / "e"), "--supernet", str(tmp_path / "nope.pt")]) == 2
+    assert "is not a file" in capsys.readouterr().err
+
+
 def test_cli_search_needs_a_budget(ckpt, tmp_path, capsys):
     assert main(["search", str(ckpt), "--data", "digits", "--out", str(tmp_path / "x")]) == 2
     assert "budget" in capsys.readouterr().err

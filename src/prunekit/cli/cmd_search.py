@@ -34,6 +34,10 @@ def add_parser(subparsers):
     p.add_argument("--config", help="YAML/JSON file of SearchConfig fields (command-line options override it)")
     p.add_argument("--seed", type=int, help="seed of the split, sampling and search (default 0)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted search in --out")
+    p.add_argument("--supernet", metavar="SUPERNET.pt",
+                   help="reuse the super-network of an earlier search (its OUT/supernet.pt) instead of training "
+                        "one: one PruningNet / slimmable network serves every budget; it must come from the same "
+                        "checkpoint, method, ratios and seed (checked)")
     p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a search")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
@@ -88,7 +92,7 @@ def run(args) -> int:
     ckpt = checkpoint.load(args.checkpoint)
     data = load_dataset(args.data)
     res = search(ckpt.model, data, cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                 overwrite=args.overwrite)
+                 overwrite=args.overwrite, supernet=args.supernet)
     r = res.report
     if args.json:
         print(json.dumps(r))

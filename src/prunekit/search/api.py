@@ -5,6 +5,8 @@
 ``out_dir``:
 
 - ``supernet.pt``: the trained PruningNet / slimmable weights (skipped on resume),
+  with ``supernet.json``: what it was trained for (method, grid, seed, split), so it can
+  be reused by searches under other budgets (``supernet=`` / ``--supernet``),
 - ``search_log.json``: every evaluated candidate (encoding, MACs, params, latency, accuracy),
 - ``population.png``: the candidates over iterations; ``widths.png``: the found channel counts,
 - ``plan.json``: the engine's pruning plan of the found encoding,
@@ -173,7 +175,7 @@ def _budget(space, cfg: SearchConfig, lut):
 
 
 def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = False, progress: bool = True,
-           overwrite: bool = False) -> SearchResult:
+           overwrite: bool = False, supernet=None) -> SearchResult:
     """Search per-group channel counts of ``model`` under a budget, then prune, fine-tune and report.
 
     Args:
@@ -185,6 +187,10 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
         out_dir: output folder (see the module docstring).
         resume: continue an interrupted run in ``out_dir``.
         overwrite: allow a fresh run into a folder that already holds a search.
+        supernet: path of a ``supernet.pt`` written by an earlier search of the same model
+            with the same method, grid, seed and split: it is reused instead of trained
+            (one PruningNet / slimmable network serves every budget, as both papers do).
+            Its ``supernet.json`` records what it was trained for; a mismatch is an error.
     """
     import copy
 
@@ -212,7 +218,7 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
         lut = lat.LatencyTable.build(model, example, space, repeats=cfg.latency_repeats, progress=progress)
     ok, limits = _budget(space, cfg, lut)
     sub = data.holdout(cfg.val_fraction, seed=cfg.seed)
-    supernet = _train_supernet(model, space, sub, cfg, out / "supernet.pt", resume, progress)
+    supernet = _train_supernet(model, space, sub, cfg, out / "supernet.pt", resume, progress, source=supernet)
 
     def realise(enc):
         base = supernet.subnet(enc) if cfg.method == "metapruning" else supernet
@@ -250,13 +256,44 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
     return _finish(model, supernet, space, enc, best, data, cfg, out, resume, progress, lut, limits)
 
 
-def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bool, progress: bool):
+#: the SearchConfig fields a trained super-network depends on (checked when one is reused)
+SUPERNET_KEYS = ("method", "ratios", "round_to", "min_channels", "ignored_layers", "val_fraction", "seed")
+_METHOD_KEYS = {"metapruning": ("hidden", "rank"), "autoslim": ("num_random",)}
+
+
+def _supernet_identity(cfg: SearchConfig, space) -> dict:
+    ident = {k: getattr(cfg, k) for k in SUPERNET_KEYS + _METHOD_KEYS[cfg.method]}
+    ident["groups"] = [list(c) for c in space.candidates]
+    return json.loads(json.dumps(ident))
+
+
+def _reuse_supernet(source, cfg: SearchConfig, space) -> dict:
+    """The state dict of an earlier search's super-network, after checking it was trained for this search."""
+    import torch
+
+    src = Path(source)
+    meta = src.with_name("supernet.json")
+    if not src.is_file():
+        raise PrunekitError(f"supernet: {src} is not a file (give the supernet.pt of an earlier search)")
+    if not meta.is_file():
+        raise PrunekitError(f"supernet: {meta} is missing, so {src} cannot be checked against this search")
+    saved = json.loads(meta.read_text())
+    want = _supernet_identity(cfg, space)
+    for k, v in want.items():
+        if saved.get(k) != v:
+            what = "the search grid (groups and candidate widths)" if k == "groups" else repr(k)
+            raise PrunekitError(f"supernet: {src} was trained with a different {what} ({saved.get(k)!r}, this "
+                                f"search has {v!r}); train a new one or use matching settings")
+    return torch.load(src, weights_only=True)
+
+
+def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bool, progress: bool, source=None):
     import copy
 
     import torch
 
     from prunekit.train import Trainer
-    from prunekit.utils.io import atomic_save_torch
+    from prunekit.utils.io import atomic_save_torch, atomic_write
 
     tcfg = cfg.train_config("supernet").replace(progress=progress and cfg.train_config("supernet").progress)
     if cfg.method == "metapruning":
@@ -269,7 +306,11 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
 
         net = copy.deepcopy(model)
         callbacks = (SandwichRule(space, cfg.num_random, seed=cfg.seed),)
-    if resume and path.exists():
+    if source is not None:
+        net.load_state_dict(_reuse_supernet(source, cfg, space))
+        if Path(source).resolve() != path.resolve():
+            atomic_save_torch(net.state_dict(), path)
+    elif resume and path.exists():
         try:
             net.load_state_dict(torch.load(path, weights_only=True))
         except RuntimeError as e:  # e.g. a PruningNet saved with another hidden / rank
@@ -279,6 +320,8 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
         if tcfg.epochs > 0:
             Trainer(net, sub, tcfg, callbacks=callbacks).fit()
         atomic_save_torch(net.state_dict(), path)
+    with atomic_write(path.with_name("supernet.json"), "w") as f:
+        json.dump(_supernet_identity(cfg, space), f, indent=1)
     return net.eval()
 
 
