@@ -234,6 +234,37 @@ def main(argv=None):
     print(f"wrote {out}")
 
 
+def observations(all_rows, fig4) -> list[str]:
+    """Plain statements derived from the results (best method per budget, pruning vs scratch, Fig. 4 winner)."""
+    out = []
+    for kind, d in all_rows.items():
+        budgets = sorted({r["budget"] for r in d["rows"]}, reverse=True)
+        for b in budgets:
+            rows = [r for r in d["rows"] if r["budget"] == b and "error" not in r]
+            pruned = [r for r in rows if r["before_ft"] is not None]
+            scratch = next((r for r in rows if r["before_ft"] is None), None)
+            if not pruned:
+                continue
+            best = max(pruned, key=lambda r: r["after_ft"])
+            keep = max(pruned, key=lambda r: r["before_ft"])
+            line = (f"- **{kind}, {int(round(100 * b))}% MACs**: best after fine-tuning {best['method']} "
+                    f"({best['after_ft']:.2f}%, dense {d['dense_top1']:.2f}%); best *before* fine-tuning "
+                    f"{keep['method']} ({keep['before_ft']:.2f}%)")
+            if scratch is not None:
+                beat = [r["method"] for r in pruned if r["after_ft"] > scratch["after_ft"]]
+                line += (f"; uniform width from scratch {scratch['after_ft']:.2f}%, beaten by "
+                         f"{', '.join(beat) if beat else 'no pruning method'}")
+            out.append(line + ".")
+    for layer, row in (fig4 or {}).items():
+        wins = {}
+        for r in sorted(row["lasso"]):
+            w = min(row, key=lambda sel: row[sel][r])
+            wins.setdefault(w, []).append(f"{r:.2f}")
+        out.append(f"- Fig. 4, layer {layer}: lowest reconstruction error " +
+                   "; ".join(f"{sel} at {', '.join(rs)} kept" for sel, rs in wins.items()) + ".")
+    return out
+
+
 def _parallel(meta) -> str:
     n = meta.get("parallel_runs")
     return f" in {n} processes run side by side, one model each, then merged with `--merge`" if n else ""
@@ -300,6 +331,7 @@ def markdown(meta, all_rows, fig4) -> str:
               "selection gives the lowest error of the three (its purpose in the paper); the error grows with depth (conv1_x are most redundant, "
               "conv5_x least), which is why the paper prunes shallow layers more. The paper's numbers are only in "
               "the figure image, so they are not copied here.", ""]
+    L += ["## What the numbers say (computed from the tables above)", ""] + observations(all_rows, fig4) + [""]
     L += ["## Reading the paper column", "",
           "The last column is each paper's headline result **for its own setting** (ImageNet or CIFAR-10, full-size "
           "networks, long fine-tuning), taken from the paper's abstract (He et al. 2017 as quoted in seed 000). It is "
