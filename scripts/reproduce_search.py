@@ -188,10 +188,45 @@ def _merge(args) -> None:
             setattr(args, k, v)
     args.models = ",".join(models)
     args.parallel_runs = len(args.merge)
-    _write(args, results, widths_md, lat_rows, [float(b) for b in args.budgets.split(",")], secs, dump=False)
+    _write(args, results, widths_md, lat_rows, [float(b) for b in args.budgets.split(",")], secs, dump=False,
+           details=_details(args, results))
 
 
-def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True) -> None:
+def _details(args, results) -> dict:
+    """Per (model, method, budget): the searched networks' MACs kept and top-1 before fine-tuning, from report.json."""
+    out = {}
+    for model, method, b in results:
+        if method not in ("autoslim", "metapruning"):
+            continue
+        for seed in args.seeds.split(","):
+            rep = Path(args.out) / f"{model}_{method}_{b}_s{seed}" / "report.json"
+            if rep.is_file():
+                r = json.loads(rep.read_text())
+                d = out.setdefault((model, method, b), {"macs": [], "before": []})
+                d["macs"].append(100 * r["macs_fraction"])
+                d["before"].append(r["test_top1_before_finetune"])
+    return out
+
+
+def _observations(results, budgets, methods) -> list[str]:
+    """Statements computed from the table: best method per budget, searched vs uniform (mean over seeds)."""
+    lines = []
+    for m in sorted({k[0] for k in results}):
+        for b in budgets:
+            means = {meth: statistics.mean(results[(m, meth, b)]) for meth in methods if (m, meth, b) in results}
+            if not means:
+                continue
+            best = max(means, key=means.get)
+            txt = f"- **{m}, {int(100 * b)}% MACs**: best {best} ({means[best]:.2f}%)"
+            if "uniform" in means:
+                diffs = [f"{meth} {means[meth] - means['uniform']:+.2f}" for meth in methods
+                         if meth in means and meth != "uniform"]
+                txt += "; against uniform width: " + ", ".join(diffs) + " points"
+            lines.append(txt + ".")
+    return lines
+
+
+def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True, details=None) -> None:
     import datetime
 
     from prunekit.utils.io import atomic_write
@@ -229,7 +264,20 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True)
             lines.append(f"| {int(100 * b)}% | " + " | ".join(_fmt(results.get((m, meth, b), [float('nan')]))
                                                          for meth in methods) + " |")
         lines.append("")
-    lines += ["## Channels per group found (first seed)", ""] + widths_md + [""]
+    if details:
+        lines += ["## The searched networks before fine-tuning", "",
+                  "MACs actually kept (%, the budget is an upper bound) and test top-1 (%) of the found network "
+                  "right after pruning, with the inherited dense weights and the BatchNorm statistics re-estimated on "
+                  "`calib-batches` training batches (mean ± std over seeds).", "",
+                  "| model | budget | method | MACs kept | top-1 before fine-tuning |", "| --- | --- | --- | --- | --- |"]
+        for (m, meth, b), d in sorted(details.items()):
+            lines.append(f"| {m} | {int(100 * b)}% | {meth} | {_fmt(d['macs'])} | {_fmt(d['before'])} |")
+        lines.append("")
+    lines += ["## What the numbers say (computed from the tables above)", ""] + \
+        _observations(results, budgets, methods) + [""]
+    lines += ["## Channels per group found (first seed)", "",
+              "Blue: the dense width; orange: AutoSlim; green: MetaPruning. One bar group per coupling group of the "
+              "engine (residual-coupled channels share one bar), in forward order.", ""] + widths_md + [""]
     if lat_rows:
         lines += ["## Latency-constrained search (MetaPruning, lookup table on this CPU, 1 thread)", "",
                   "| model | dense ms | budget ms | predicted ms | measured ms |", "| --- | --- | --- | --- | --- |"]
