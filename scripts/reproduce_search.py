@@ -192,19 +192,46 @@ def _merge(args) -> None:
            details=_details(args, results))
 
 
+def _strided_groups(model_name) -> set:
+    """Names of the search groups written by a stride > 1 convolution (down-sampling layers; a depthwise
+    convolution writes the group it reads)."""
+    import torch
+
+    from prunekit import models
+    from prunekit.search import SearchSpace
+
+    net = models.create(model_name, num_classes=10, in_channels=1, input_size=(28, 28))
+    space = SearchSpace.build(net, torch.zeros(1, 1, 28, 28))
+    mods = dict(net.named_modules())
+    out = set()
+    for i, g in enumerate(space.groups):
+        for m in g.members:
+            mod = mods.get(m.param.rpartition(".")[0])
+            if m.role == "out" and isinstance(mod, torch.nn.Conv2d) and max(mod.stride) > 1:
+                out.add(space.group_name(i))
+    return out
+
+
 def _details(args, results) -> dict:
-    """Per (model, method, budget): the searched networks' MACs kept and top-1 before fine-tuning, from report.json."""
-    out = {}
+    """Per (model, method, budget): the searched networks' MACs kept, top-1 before fine-tuning and the share of
+    channels kept in down-sampling groups vs the others (from each search's report.json)."""
+    out, strided = {}, {}
     for model, method, b in results:
         if method not in ("autoslim", "metapruning"):
             continue
+        if model not in strided:
+            strided[model] = _strided_groups(model)
         for seed in args.seeds.split(","):
             rep = Path(args.out) / f"{model}_{method}_{b}_s{seed}" / "report.json"
             if rep.is_file():
                 r = json.loads(rep.read_text())
-                d = out.setdefault((model, method, b), {"macs": [], "before": []})
+                d = out.setdefault((model, method, b), {"macs": [], "before": [], "down": [], "other": []})
                 d["macs"].append(100 * r["macs_fraction"])
                 d["before"].append(r["test_top1_before_finetune"])
+                for key, sel in (("down", True), ("other", False)):
+                    ws = [w for w in r["widths"] if (w["group"] in strided[model]) == sel]
+                    if ws:
+                        d[key].append(100 * sum(w["kept"] for w in ws) / sum(w["size"] for w in ws))
     return out
 
 
@@ -269,9 +296,15 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
                   "MACs actually kept (%, the budget is an upper bound) and test top-1 (%) of the found network "
                   "right after pruning, with the inherited dense weights and the BatchNorm statistics re-estimated on "
                   "`calib-batches` training batches (mean ± std over seeds).", "",
-                  "| model | budget | method | MACs kept | top-1 before fine-tuning |", "| --- | --- | --- | --- | --- |"]
+                  "The last two columns test seed 002's observation that searched networks keep more channels at "
+                  "down-sampling layers: the share (%) of channels kept in the groups written by a stride-2 "
+                  "convolution (for MobileNet v2 the expansion groups of the stride-2 depthwise blocks), and in "
+                  "all other groups.", "",
+                  "| model | budget | method | MACs kept | top-1 before fine-tuning | channels kept, down-sampling "
+                  "groups | channels kept, other groups |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for (m, meth, b), d in sorted(details.items()):
-            lines.append(f"| {m} | {int(100 * b)}% | {meth} | {_fmt(d['macs'])} | {_fmt(d['before'])} |")
+            lines.append(f"| {m} | {int(100 * b)}% | {meth} | {_fmt(d['macs'])} | {_fmt(d['before'])} | "
+                         f"{_fmt(d['down']) if d['down'] else '-'} | {_fmt(d['other']) if d['other'] else '-'} |")
         lines.append("")
     lines += ["## What the numbers say (computed from the tables above)", ""] + \
         _observations(results, budgets, methods) + [""]
