@@ -121,15 +121,27 @@ class LatencyTable:
         """Output activation elements (per sample) of the table's layers under ``encoding``."""
         return float(sum(self._widths(layer, encoding)[1] * layer.out_hw for layer in self.layers))
 
-    def calibrate(self, model, example_input, space) -> None:
-        """Fit ``constant_ms`` and ``per_activation_ms`` on measured whole sub-networks."""
+    def calibrate(self, model, example_input, space, rounds: int = 5) -> None:
+        """Fit ``constant_ms`` and ``per_activation_ms`` on measured whole sub-networks.
+
+        The full, half-width and narrowest networks are each timed ``rounds`` times, the
+        rounds interleaved across the three, and the medians are used: a burst of load
+        from another process then skews one round of each network instead of the whole
+        fit (on a shared 2-core machine single timings drift by tens of percent).
+        """
+        import statistics
+
         import numpy as np
 
         encs = list(dict.fromkeys([space.full, space.uniform(0.5), space.smallest]))
+        nets = [model if enc == space.full else space.plan(enc).apply(model).eval() for enc in encs]
+        times = [[] for _ in encs]
+        for _ in range(max(1, int(rounds))):
+            for i, net in enumerate(nets):
+                times[i].append(self._measure_model(net, example_input))
         rest, act = [], []
-        for enc in encs:
-            net = model if enc == space.full else space.plan(enc).apply(model).eval()
-            rest.append(self._measure_model(net, example_input) - self.layer_sum(enc))
+        for enc, ts in zip(encs, times):
+            rest.append(statistics.median(ts) - self.layer_sum(enc))
             act.append(self.activations(enc))
         if len(encs) > 1 and max(act) > min(act):
             slope, icpt = np.polyfit(np.array(act), np.array(rest), 1)
