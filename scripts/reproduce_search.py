@@ -306,15 +306,24 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
             lines.append(f"| {m} | {int(100 * b)}% | {meth} | {_fmt(d['macs'])} | {_fmt(d['before'])} | "
                          f"{_fmt(d['down']) if d['down'] else '-'} | {_fmt(d['other']) if d['other'] else '-'} |")
         lines.append("")
+    under = [f"{meth} on {m} at {int(100 * b)}% ({statistics.mean(d['macs']):.1f}% kept)"
+             for (m, meth, b), d in sorted((details or {}).items()) if statistics.mean(d["macs"]) < 90 * b]
     lines += ["## What the numbers say (computed from the tables above)", ""] + \
-        _observations(results, budgets, methods) + [""]
+        _observations(results, budgets, methods) + \
+        ([f"- Searches that left more than 10% of their MACs budget unused: {'; '.join(under)}."] if under else []) + \
+        [""]
     lines += ["## Channels per group found (first seed)", "",
               "Blue: the dense width; orange: AutoSlim; green: MetaPruning. One bar group per coupling group of the "
               "engine (residual-coupled channels share one bar), in forward order.", ""] + widths_md + [""]
     if lat_rows:
         lines += ["## Latency-constrained search (MetaPruning, lookup table on this CPU, 1 thread)", "",
-                  "| model | dense ms | budget ms | predicted ms | measured ms |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {n} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} |" for n, a, b, c, d in lat_rows] + [""]
+                  "The budget is the table's prediction for the uniform half-width network; the found network is "
+                  "realised, then timed (median, batch 1). The last column is the measured latency against the "
+                  "budget: the table's error on this shared machine (docs/bench/search.md).", "",
+                  "| model | dense ms | budget ms | predicted ms | measured ms | measured vs budget |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {n} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} | {100 * (d - b) / b:+.1f}% |"
+                  for n, a, b, c, d in lat_rows] + [""]
     lines += ["## The papers' ImageNet results", "", PAPER]
     with atomic_write(args.doc, "w") as f:
         f.write("\n".join(lines) + "\n")
