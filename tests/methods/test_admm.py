@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from prunekit import models
-from prunekit.errors import ConfigError
+from prunekit.errors import ConfigError, PrunekitError
 from prunekit.methods import admm as A
 
 T = torch.tensor
@@ -72,7 +72,7 @@ def test_config_checks():
         A.layer_keep(net, A.ADMMConfig(layer_sparsity={"nope": 0.5}))
     keep = A.layer_keep(net, A.ADMMConfig(sparsity=0.5, layer_sparsity={"classifier": 0.9}))
     assert keep == {"features.0.weight": 9600, "features.2.weight": 15000, "classifier.weight": 100}
-    with pytest.raises(Exception, match="element-wise"):
+    with pytest.raises(PrunekitError, match="element-wise"):
         A.layer_keep(net, A.ADMMConfig(sparsity=0.5, granularity="filter"))
 
 
