@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -175,6 +176,9 @@ def _merge(args) -> None:
     """Render ``--doc`` from several runs' JSON (results, width charts and latency rows put together)."""
     results, widths_md, lat_rows, secs, models = {}, [], [], 0.0, []
     for path in args.merge:
+        for png in Path(path).parent.glob("search_widths_*.png"):  # the parts' charts go next to the page
+            if png.parent.resolve() != Path(args.doc).parent.resolve():
+                shutil.copyfile(png, Path(args.doc).parent / png.name)
         d = json.loads(Path(path).read_text())
         for model, method, budget, vals in d["results"]:
             results.setdefault((model, method, budget), []).extend(vals)
@@ -272,7 +276,10 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
              f"--seeds {args.seeds} --epochs {args.epochs} --supernet-epochs {args.supernet_epochs} "
              f"--finetune-epochs {args.finetune_epochs} --ratios {args.ratios} --calib-batches {args.calib_batches} --greedy-moves {args.greedy_moves}"
              f"{' --full' if args.full else ''}"
-             f"{' --latency' if args.latency else ''}`", "",
+             f"{' --latency' if args.latency else ''} --workers {args.workers} --out {args.out}`"
+             + (" (run as one process per model with `--models NAME --doc /tmp/search/part_NAME.md`, then "
+                "`--merge /tmp/search/part_*.json --doc docs/results/search.md`, which also reads the searches' "
+                "report.json files under the parts' `--out`)" if getattr(args, "parallel_runs", 0) else ""), "",
              f"Seeds: {args.seeds} ({'mean ± std' if ',' in args.seeds else 'one seed: no spread'}). "
              "Test top-1 (%) on the 1000-image mnist5k test split after fine-tuning; the searches only saw a "
              "sub-validation split of the training data. All methods at the same MACs budget (fraction of the "
