@@ -231,10 +231,11 @@ def reconstruct_prune(model, images, counts: dict, selector: str, *, points_per_
     x = images[:1]
     base = base if base is not None else skeleton(model, x)
     samples = samples or {}
+    layers = prunable_layers(model, base)
     steps = [_Step(p.consumer, p.group, p.size, counts[p.group], "channels")
-             for p in prunable_layers(model, base) if counts.get(p.group, 0) > 0]
+             for p in layers if counts.get(p.group, 0) > 0]
     if samples:
-        wides = {w.layer: w for w in wide_input_layers(model, base, prunable_layers(model, base))}
+        wides = {w.layer: w for w in wide_input_layers(model, base, layers)}
         for name, n in samples.items():
             if name not in wides:
                 raise PrunekitError(f"layer {name!r} has no wide input to sample (see wide_input_layers)")
