@@ -300,7 +300,8 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
         lines.append("")
     if details:
         lines += ["## The searched networks before fine-tuning", "",
-                  "MACs actually kept (%, the budget is an upper bound) and test top-1 (%) of the found network "
+                  "MACs actually kept (%, the budget is an upper bound; MetaPruning's candidates must also use at least "
+                  "90% of it, `budget_floor`, see docs/search.md) and test top-1 (%) of the found network "
                   "right after pruning, with the inherited dense weights and the BatchNorm statistics re-estimated on "
                   "`calib-batches` training batches (mean ± std over seeds).", "",
                   "The last two columns test seed 002's observation that searched networks keep more channels at "

@@ -26,6 +26,8 @@ def test_round_trip_through_json():
     ({"macs": 0.5, "round_to": "4"}, "round_to"),
     ({"macs": 0.5, "rank": 0}, "rank"),
     ({"macs": 0.5, "hidden": True}, "hidden"),
+    ({"macs": 0.5, "budget_floor": 1.0}, "budget_floor"),
+    ({"macs": 0.5, "budget_floor": -0.1}, "budget_floor"),
 ])
 def test_bad_values_raise_naming_the_key(d, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):

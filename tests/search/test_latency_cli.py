@@ -62,6 +62,10 @@ def test_cli_search_end_to_end_and_resume(ckpt, tmp_path, capsys, method):
     assert count_macs(small, torch.zeros(1, 1, 8, 8)).total == rep["macs"]
     log = json.loads((out / "search_log.json").read_text())
     assert all({"encoding", "macs", "accuracy", "iteration"} <= set(r) for r in log["records"])
+    if method == "metapruning":  # the budget floor (default 0.9): every candidate uses 90-100% of the MACs budget
+        top = log["header"]["limits"]["macs_max"]
+        assert log["header"]["limits"]["budget_floor"] == 0.9
+        assert all(0.9 * top <= r["macs"] <= top for r in log["records"]) and len(log["records"]) > 2
     # a second run refuses to clobber, --resume replays the log and gives the same answer
     assert main(argv) == 2
     assert "already holds a search" in capsys.readouterr().err
@@ -75,8 +79,10 @@ def test_cli_search_reuses_a_trained_supernet_for_another_budget(ckpt, tmp_path,
     base = ["search", str(ckpt), "--method", "metapruning", "--data", "digits", "--epochs", "1",
             "--finetune-epochs", "0", "--iterations", "1", "--population", "4", "--ratios", "0.5,1.0",
             "--no-progress", "--json", "--workers", "1"]
-    assert main(base + ["--macs", "0.6", "--out", str(tmp_path / "a")]) == 0
+    with pytest.warns(UserWarning, match="upper bound alone"):  # this coarse grid has nothing at 54-60% MACs
+        assert main(base + ["--macs", "0.6", "--out", str(tmp_path / "a")]) == 0
     capsys.readouterr()
+    assert json.loads((tmp_path / "a" / "search_log.json").read_text())["header"]["limits"]["budget_floor"] == 0
     trained = tmp_path / "a" / "supernet.pt"
     assert json.loads((tmp_path / "a" / "supernet.json").read_text())["method"] == "metapruning"
     assert main(base + ["--macs", "0.4", "--out", str(tmp_path / "b"), "--supernet", str(trained)]) == 0

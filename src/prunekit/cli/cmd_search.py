@@ -19,6 +19,9 @@ def add_parser(subparsers):
     p.add_argument("--macs", type=float, help="keep at most this fraction of the MACs, e.g. 0.3")
     p.add_argument("--params", type=float, help="keep at most this fraction of the parameters")
     p.add_argument("--latency-ms", type=float, help="predicted latency budget in ms (per-layer lookup table, CPU)")
+    p.add_argument("--budget-floor", type=float,
+                   help="MetaPruning: candidates must also use at least this fraction of the budget (default 0.9; "
+                        "0 = the paper's upper bound only)")
     p.add_argument("--ratios", help="candidate width ratios, comma separated (default 0.1,...,1.0)")
     p.add_argument("--round-to", type=int, default=1, help="kept channel counts are multiples of this")
     p.add_argument("--epochs", type=int, help="super-network training epochs (default 5)")
@@ -49,7 +52,7 @@ def _config(args) -> dict:
 
     cfg = dict(load_yaml(args.config)) if args.config else {}
     cfg["method"] = args.method
-    for key in ("macs", "params", "latency_ms", "seed"):
+    for key in ("macs", "params", "latency_ms", "budget_floor", "seed"):
         v = getattr(args, key)
         if v is not None:
             cfg[key] = v

@@ -44,6 +44,12 @@ class SearchConfig:
         macs: keep at most this fraction of the MACs (e.g. 0.3).
         params: keep at most this fraction of the parameters.
         latency_ms: the found network's predicted latency (lookup table) must not exceed this.
+        budget_floor: MetaPruning only: every candidate of the evolution must also use at least
+            this fraction of each budget given (0.9: MACs between 90% and 100% of ``macs``), so
+            the search ranks networks of the size asked for instead of drifting to smaller ones
+            its noisy accuracy estimates happen to favour (the range constraint of e.g.
+            mmrazor's evolution search); 0 is the paper's upper bound alone. AutoSlim ignores
+            it: greedy slimming stops at the first network within budget anyway.
         ratios: candidate width ratios per group.
         round_to: kept channel counts are multiples of this.
         min_channels: never keep fewer channels per group.
@@ -72,6 +78,7 @@ class SearchConfig:
     macs: Optional[float] = None
     params: Optional[float] = None
     latency_ms: Optional[float] = None
+    budget_floor: float = 0.9
     ratios: list[float] = field(default_factory=lambda: [round(0.1 * k, 1) for k in range(1, 11)])
     round_to: int = 1
     min_channels: int = 1
@@ -102,6 +109,8 @@ class SearchConfig:
                 raise ConfigError(f"{k} must be a fraction in (0, 1], got {v!r}")
         if self.latency_ms is not None and not float(self.latency_ms) > 0:
             raise ConfigError(f"latency_ms must be positive, got {self.latency_ms!r}")
+        if isinstance(self.budget_floor, bool) or not 0.0 <= float(self.budget_floor) < 1.0:
+            raise ConfigError(f"budget_floor must be a fraction in [0, 1), got {self.budget_floor!r}")
         if self.macs is None and self.params is None and self.latency_ms is None:
             raise ConfigError("give a budget: macs, params and/or latency_ms")
         if isinstance(self.greedy_moves, bool) or not isinstance(self.greedy_moves, int) or self.greedy_moves < 1:
@@ -158,20 +167,49 @@ class SearchResult:
 
 
 def _budget(space, cfg: SearchConfig, lut):
+    """``(within, in_band, limits)``: the upper-bound check, the same plus :attr:`SearchConfig.budget_floor`."""
     full = space.full
     macs_max = cfg.macs * space.macs(full) if cfg.macs is not None else None
     params_max = cfg.params * space.params(full) if cfg.params is not None else None
+    floor = float(cfg.budget_floor)
 
-    def ok(enc) -> bool:
-        if macs_max is not None and space.macs(enc) > macs_max:
-            return False
-        if params_max is not None and space.params(enc) > params_max:
-            return False
-        if cfg.latency_ms is not None and lut.predict(enc) > cfg.latency_ms:
-            return False
+    def measures(enc):
+        # lazily, cheapest first: the table may time layers it has not seen yet
+        if macs_max is not None:
+            yield space.macs(enc), macs_max
+        if params_max is not None:
+            yield space.params(enc), params_max
+        if cfg.latency_ms is not None:
+            yield lut.predict(enc), cfg.latency_ms
+
+    def within(enc) -> bool:
+        return all(v <= top for v, top in measures(enc))
+
+    def in_band(enc) -> bool:
+        return all(floor * top <= v <= top for v, top in measures(enc))
+
+    if cfg.method == "metapruning" and floor > 0 and not _band_reachable(space, in_band, cfg):
+        import warnings
+
+        warnings.warn(f"search: no encoding of the width grid found within {100 * floor:.0f}-100% of the budget "
+                      f"in {cfg.evolution_config().max_tries} random draws; searching under the upper bound "
+                      "alone (a finer --ratios grid lets the search use the budget)", stacklevel=3)
+        floor, in_band = 0.0, within
+    limits = {"macs_max": macs_max, "params_max": params_max, "latency_ms_max": cfg.latency_ms,
+              "budget_floor": floor if cfg.method == "metapruning" else 0.0}
+    return within, in_band, limits
+
+
+def _band_reachable(space, in_band, cfg: SearchConfig) -> bool:
+    """Whether random draws (or the uniform widths) hit the budget band; a coarse grid may have none there."""
+    import numpy as np
+
+    from prunekit.search.evolution import random_encoding
+
+    if any(in_band(space.uniform(r)) for r in cfg.ratios):
         return True
-
-    return ok, {"macs_max": macs_max, "params_max": params_max, "latency_ms_max": cfg.latency_ms}
+    rng = np.random.default_rng([cfg.seed, 7919])  # its own stream: the search's draws stay as they were
+    return any(in_band(random_encoding(space.candidates, rng)) for _ in range(cfg.evolution_config().max_tries))
 
 
 def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = False, progress: bool = True,
@@ -216,7 +254,7 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
     lut = None
     if cfg.latency_ms is not None:
         lut = lat.LatencyTable.build(model, example, space, repeats=cfg.latency_repeats, progress=progress)
-    ok, limits = _budget(space, cfg, lut)
+    within, in_band, limits = _budget(space, cfg, lut)
     sub = data.holdout(cfg.val_fraction, seed=cfg.seed)
     supernet = _train_supernet(model, space, sub, cfg, out / "supernet.pt", resume, progress, source=supernet)
 
@@ -246,11 +284,11 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
         if cfg.method == "metapruning":
             from prunekit.search.evolution import evolve
 
-            best = evolve(space.candidates, score_many, ok, cfg.evolution_config(), log, progress)
+            best = evolve(space.candidates, score_many, in_band, cfg.evolution_config(), log, progress)
         else:
             from prunekit.search.slimmable import greedy_slim
 
-            best = greedy_slim(space, score_many, ok, log, progress, moves=cfg.greedy_moves)
+            best = greedy_slim(space, score_many, within, log, progress, moves=cfg.greedy_moves)
     plot_population(log, out / "population.png")
     enc = tuple(best["encoding"])
     return _finish(model, supernet, space, enc, best, data, cfg, out, resume, progress, lut, limits)

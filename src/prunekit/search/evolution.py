@@ -98,8 +98,9 @@ def next_population(parents, candidates, cfg: EvolutionConfig, ok: Callable, rng
             break
         pop.append(e)
     if not pop and not parents:
-        raise PrunekitError("no encoding of the search grid satisfies the constraints; loosen the budget "
-                            "or add smaller width ratios")
+        raise PrunekitError(f"no encoding of the search grid satisfies the constraints in {cfg.max_tries} random "
+                            "draws; loosen the budget, add smaller width ratios or (MetaPruning) lower "
+                            "budget_floor")
     return pop
 
 
