@@ -75,6 +75,7 @@ def test_cli_search_end_to_end_and_resume(ckpt, tmp_path, capsys, method):
     assert json.loads((out / "search_log.json").read_text())["records"] == log["records"]
 
 
+@pytest.mark.filterwarnings("ignore:search. no encoding of the width grid")
 def test_cli_search_reuses_a_trained_supernet_for_another_budget(ckpt, tmp_path, capsys):
     base = ["search", str(ckpt), "--method", "metapruning", "--data", "digits", "--epochs", "1",
             "--finetune-epochs", "0", "--iterations", "1", "--population", "4", "--ratios", "0.5,1.0",

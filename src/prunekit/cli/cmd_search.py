@@ -103,6 +103,11 @@ def run(args) -> int:
         print(f"{cfg.method}: MACs {r['macs']:.0f} ({100 * r['macs_fraction']:.1f}% of {r['macs_full']:.0f}), "
               f"params {r['params']} / {r['params_full']}, test top-1 {r['test_top1']:.2f}% "
               f"(before fine-tuning {r['test_top1_before_finetune']:.2f}%, full model {r['test_top1_full_model']:.2f}%)")
+        if "latency_ms_measured" in r:
+            drift = r.get("latency_drift")
+            print(f"latency: predicted {r['latency_ms_predicted']:.3f} ms, measured {r['latency_ms_measured']:.3f} ms"
+                  + (f" (this machine is now {100 * (drift - 1):+.1f}% against when the table was built: "
+                     f"{r['latency_ms_measured_at_table_speed']:.3f} ms at the table's speed)" if drift else ""))
         for w in r["widths"]:
             print(f"  {w['group']:<40} {w['kept']:>5} / {w['size']}")
         print(f"wrote {args.out}")

@@ -408,10 +408,7 @@ def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, pro
         "test_top1_full_model": evaluate(model, data.test_x, data.test_y)["top1"],
     }
     if lut is not None:
-        from prunekit.measure import measure_latency
-
-        report["latency_ms_predicted"] = lut.predict(enc)
-        report["latency_ms_measured"] = float(measure_latency(pruned, example, threads=1).median_ms)
+        report.update(_latency_report(lut, enc, pruned, model, example))
     if checkpoint.get_spec(pruned) is not None:
         checkpoint.save(out / "pruned.pt", pruned, meta={"search": {k: report[k] for k in
                                                                     ("method", "encoding", "test_top1")}})
@@ -420,3 +417,29 @@ def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, pro
     with atomic_write(out / "report.json", "w") as f:
         json.dump(report, f, indent=2)
     return SearchResult(enc, space.layer_widths(enc), plan, pruned, report)
+
+
+def _latency_report(lut, enc, pruned, model, example, rounds: int = 5) -> dict:
+    """Measured latency of the found network beside the table's prediction, and how much the machine drifted.
+
+    The found and the full network are timed in ``rounds`` interleaved rounds (medians),
+    so the full network's time now against the table's ``reference_ms`` (the same
+    network timed when the table was built) says how much faster or slower this machine
+    is than when the table was measured; ``latency_ms_measured_at_table_speed`` removes
+    that drift from the measurement.
+    """
+    import statistics
+
+    from prunekit.measure import measure_latency
+
+    found, full = [], []
+    for _ in range(rounds):
+        found.append(float(measure_latency(pruned.eval(), example, threads=1).median_ms))
+        full.append(float(measure_latency(model.eval(), example, threads=1).median_ms))
+    measured, full_now = statistics.median(found), statistics.median(full)
+    rep = {"latency_ms_predicted": lut.predict(enc), "latency_ms_measured": measured,
+           "latency_ms_full_measured": full_now, "latency_ms_full_at_table": lut.reference_ms}
+    if lut.reference_ms > 0:
+        rep["latency_drift"] = full_now / lut.reference_ms
+        rep["latency_ms_measured_at_table_speed"] = measured / rep["latency_drift"]
+    return rep

@@ -15,6 +15,16 @@ harness's per-call overhead is amortised away.
 Entries are measured lazily (the first time an encoding needs them) and cached;
 ``fill()`` measures the whole grid up front. ``bench/latency_table.py`` checks
 the predictions against measured whole-network latency.
+
+On a shared machine the speed itself drifts (by 10-20% within a minute on our
+2-core VM), so a table built at one moment mispredicts networks timed at
+another by that much whatever its model. The table therefore keeps
+``reference_ms``, the full network's latency when it was calibrated;
+:meth:`LatencyTable.drift` times the full network again and gives the ratio,
+which :func:`prunekit.search.search` reports next to a latency-constrained
+result. :meth:`remeasure` re-times entries and :meth:`fit_overhead` refits the
+constants on given timings, so the benchmark can time table entries and whole
+networks side by side.
 """
 from __future__ import annotations
 
@@ -60,6 +70,7 @@ class LatencyTable:
     repeats: int = 20
     per_activation_ms: float = 0.0
     inner: int = 10
+    reference_ms: float = 0.0
 
     @classmethod
     def build(cls, model, example_input, space, backend: str = "torch", repeats: int = 20,
@@ -117,6 +128,53 @@ class LatencyTable:
         table.calibrate(model, example_input, space)
         return table
 
+    def remeasure(self, encodings=None) -> None:
+        """Time again the entries ``encodings`` use (all entries if None), replacing the old timings."""
+        if encodings is None:
+            sigs = list(self.entries)
+        else:
+            sigs = list(dict.fromkeys(self._signature(layer, *self._widths(layer, enc))
+                                      for enc in encodings for layer in self.layers))
+        for sig in sigs:
+            self.entries[sig] = self._measure_signature(sig)
+
+    def fit_overhead(self, encodings, measured_ms, layer_sums=None) -> None:
+        """Fit ``constant_ms`` and ``per_activation_ms`` so that ``predict`` matches ``measured_ms``.
+
+        Least squares of ``measured - layer_sum`` on the activation volume (slope clamped
+        at 0); with one network, or equal volumes, only the constant is fitted.
+        ``layer_sums`` gives the layer sums to use (e.g. taken right before each network
+        was timed); by default the current entries'.
+        """
+        import numpy as np
+
+        encodings, measured_ms = list(encodings), [float(t) for t in measured_ms]
+        if not encodings or len(encodings) != len(measured_ms):
+            raise PrunekitError("fit_overhead needs one measured latency per encoding")
+        sums = [self.layer_sum(enc) for enc in encodings] if layer_sums is None else [float(v) for v in layer_sums]
+        if len(sums) != len(encodings):
+            raise PrunekitError("fit_overhead needs one layer sum per encoding")
+        rest = [t - ls for ls, t in zip(sums, measured_ms)]
+        act = [self.activations(enc) for enc in encodings]
+        slope, icpt = 0.0, float(np.mean(rest))
+        if len(encodings) > 1 and max(act) > min(act):
+            s_, i_ = np.polyfit(np.array(act), np.array(rest), 1)
+            if s_ >= 0:
+                slope, icpt = float(s_), float(i_)
+        self.per_activation_ms, self.constant_ms = slope, icpt
+
+    def drift(self, model, example_input) -> float:
+        """The full network's latency now divided by its latency at calibration (1.0: same speed).
+
+        ``model`` is the full network the table was built for; a ratio of 1.15 means this
+        machine is currently 15% slower than when the table was measured, and every
+        measured latency is inflated by about that much against the table's predictions.
+        """
+        if self.reference_ms <= 0:
+            raise PrunekitError("this latency table has no reference timing (built before prunekit recorded one); "
+                                "rebuild it")
+        return self._measure_model(model.eval(), example_input) / self.reference_ms
+
     def activations(self, encoding) -> float:
         """Output activation elements (per sample) of the table's layers under ``encoding``."""
         return float(sum(self._widths(layer, encoding)[1] * layer.out_hw for layer in self.layers))
@@ -131,25 +189,15 @@ class LatencyTable:
         """
         import statistics
 
-        import numpy as np
-
         encs = list(dict.fromkeys([space.full, space.uniform(0.5), space.smallest]))
         nets = [model if enc == space.full else space.plan(enc).apply(model).eval() for enc in encs]
         times = [[] for _ in encs]
         for _ in range(max(1, int(rounds))):
             for i, net in enumerate(nets):
                 times[i].append(self._measure_model(net, example_input))
-        rest, act = [], []
-        for enc, ts in zip(encs, times):
-            rest.append(statistics.median(ts) - self.layer_sum(enc))
-            act.append(self.activations(enc))
-        if len(encs) > 1 and max(act) > min(act):
-            slope, icpt = np.polyfit(np.array(act), np.array(rest), 1)
-            if slope < 0:
-                slope, icpt = 0.0, float(np.mean(rest))
-        else:
-            slope, icpt = 0.0, float(np.mean(rest))
-        self.per_activation_ms, self.constant_ms = float(slope), float(icpt)
+        medians = [statistics.median(ts) for ts in times]
+        self.reference_ms = medians[encs.index(space.full)]
+        self.fit_overhead(encs, medians)
 
     # ------------------------------------------------------------------ prediction
     def _widths(self, layer: _Layer, encoding) -> tuple[int, int]:
@@ -192,22 +240,22 @@ class LatencyTable:
         return len(self.entries)
 
     # ------------------------------------------------------------------ measurement
-    def _make_layer(self, layer: _Layer, cin: int, cout: int):
+    def _measure_signature(self, sig: str) -> float:
+        """Time the layer a signature describes (kind, config, input shape, output channels), ms per call."""
         import torch
 
-        c = layer.cfg
-        if layer.kind == "linear":
-            return torch.nn.Linear(cin, cout, bias=c["bias"])
-        return torch.nn.Conv2d(cin, cout, tuple(c["k"]), tuple(c["s"]), tuple(c["p"]), tuple(c["d"]),
-                               groups=cin if c["dw"] else 1, bias=c["bias"])
+        kind, c, shape, cout = json.loads(sig)
+        if kind == "linear":
+            layer = torch.nn.Linear(shape[-1], cout, bias=c["bias"])
+        else:
+            cin = shape[1]
+            layer = torch.nn.Conv2d(cin, cout, tuple(c["k"]), tuple(c["s"]), tuple(c["p"]), tuple(c["d"]),
+                                    groups=cin if c["dw"] else 1, bias=c["bias"])
+        rep = _Repeat(layer.eval(), self.inner)
+        return self._measure_model(rep, torch.randn(*shape)) / self.inner
 
     def _measure_layer(self, layer: _Layer, cin: int, cout: int) -> float:
-        import torch
-
-        shape = list(layer.in_shape)
-        shape[1 if layer.kind == "conv" else -1] = cin
-        rep = _Repeat(self._make_layer(layer, cin, cout).eval(), self.inner)
-        return self._measure_model(rep, torch.randn(*shape)) / self.inner
+        return self._measure_signature(self._signature(layer, cin, cout))
 
     def _measure_model(self, model, x) -> float:
         if self.backend == "onnxruntime":
@@ -220,7 +268,7 @@ class LatencyTable:
     def to_dict(self) -> dict:
         """The table as JSON-able data (layers, fitted constants, measured entries)."""
         return {"backend": self.backend, "constant_ms": self.constant_ms, "repeats": self.repeats,
-                "per_activation_ms": self.per_activation_ms, "inner": self.inner,
+                "per_activation_ms": self.per_activation_ms, "inner": self.inner, "reference_ms": self.reference_ms,
                 "layers": [vars(layer) for layer in self.layers], "entries": self.entries}
 
     def save(self, path) -> Path:
@@ -236,7 +284,8 @@ class LatencyTable:
         """Rebuild a table written by :meth:`to_dict` (no re-measurement)."""
         layers = [_Layer(**{**x, "in_shape": tuple(x["in_shape"])}) for x in d["layers"]]
         return cls(layers, float(d["constant_ms"]), dict(d["entries"]), d.get("backend", "torch"),
-                   int(d.get("repeats", 20)), float(d.get("per_activation_ms", 0.0)), int(d.get("inner", 10)))
+                   int(d.get("repeats", 20)), float(d.get("per_activation_ms", 0.0)), int(d.get("inner", 10)),
+                   float(d.get("reference_ms", 0.0)))
 
 
 
