@@ -7,16 +7,8 @@ import torch
 from prunekit import checkpoint, models
 from prunekit.cli import main
 from prunekit.errors import PrunekitError
-from prunekit.search import LatencyTable, SearchConfig, SearchSpace
+from prunekit.search import LatencyTable, SearchConfig
 from prunekit.search.api import _budget
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    m = models.create("convnet3", num_classes=10, in_channels=1, input_size=(8, 8)).eval()
-    x = torch.randn(1, 1, 8, 8)
-    return m, x, SearchSpace.build(m, x, ratios=(0.5, 1.0))
 
 
 def _table(tiny, ms_per_entry=1.0):
