@@ -112,7 +112,8 @@ def main() -> None:
             _train(dense, data, args.epochs, seed)
             x = data.train_x[:1]
             full_macs = float(count_macs(dense, x).total)
-            results.setdefault((name, "dense", 1.0), []).append(_top1(dense, data))
+            if not args.latency_only:  # a --latency-only part is merged into a full run, which has the dense rows
+                results.setdefault((name, "dense", 1.0), []).append(_top1(dense, data))
             fine = SearchSpace.build(dense, x, ratios=[round(0.025 * k, 3) for k in range(1, 41)])
             for b in ([] if args.latency_only else budgets):
                 # uniform width scaling: the widest uniform ratio within the budget
@@ -162,7 +163,7 @@ def main() -> None:
                 res = search(dense, data, cfg, out / f"{name}_latency_s{seed}", progress=False, overwrite=True,
                              supernet=trained if trained.exists() else None)
                 lat_rows.append((name, full_ms, budget_ms, res.report["latency_ms_predicted"],
-                                 res.report["latency_ms_measured"]))
+                                 res.report["latency_ms_measured"], res.report.get("latency_drift")))
         _write(args, results, widths_md, lat_rows, budgets, time.time() - t0)  # after each model: partial runs count
 
 
@@ -174,26 +175,32 @@ def _fmt(v):
 
 def _merge(args) -> None:
     """Render ``--doc`` from several runs' JSON (results, width charts and latency rows put together)."""
-    results, widths_md, lat_rows, secs, models = {}, [], [], 0.0, []
-    for path in args.merge:
+    results, widths_md, lat_rows, secs, models, saved = {}, [], {}, 0.0, [], None
+    args.latency_parts = False
+    for path in args.merge:  # a later file's rows replace an earlier one's for the same model / method / budget
         for png in Path(path).parent.glob("search_widths_*.png"):  # the parts' charts go next to the page
             if png.parent.resolve() != Path(args.doc).parent.resolve():
                 shutil.copyfile(png, Path(args.doc).parent / png.name)
         d = json.loads(Path(path).read_text())
         for model, method, budget, vals in d["results"]:
-            results.setdefault((model, method, budget), []).extend(vals)
-        widths_md += d["widths_md"]
-        lat_rows += [tuple(r) for r in d["lat_rows"]]
+            results[(model, method, budget)] = list(vals)
+        widths_md += [w for w in d["widths_md"] if w not in widths_md]
+        lat_rows.update({r[0]: tuple(r) for r in d["lat_rows"]})
         secs += d["seconds"]
-        models.append(d["args"]["models"])
-        saved = d["args"]
+        if d["args"].get("latency_only"):
+            args.latency_parts = True
+        else:
+            models += [m for m in d["args"]["models"].split(",") if m not in models]
+            saved = d["args"]
+    if saved is None:
+        raise SystemExit("--merge needs at least one part that is not --latency-only")
     for k, v in saved.items():
         if k not in ("merge", "doc"):
             setattr(args, k, v)
     args.models = ",".join(models)
-    args.parallel_runs = len(args.merge)
-    _write(args, results, widths_md, lat_rows, [float(b) for b in args.budgets.split(",")], secs, dump=False,
-           details=_details(args, results))
+    args.parallel_runs = len(args.merge) - int(args.latency_parts)
+    _write(args, results, widths_md, list(lat_rows.values()), [float(b) for b in args.budgets.split(",")], secs,
+           dump=False, details=_details(args, results))
 
 
 def _strided_groups(model_name) -> set:
@@ -326,12 +333,19 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
     if lat_rows:
         lines += ["## Latency-constrained search (MetaPruning, lookup table on this CPU, 1 thread)", "",
                   "The budget is the table's prediction for the uniform half-width network; the found network is "
-                  "realised, then timed (median, batch 1). The last column is the measured latency against the "
-                  "budget: the table's error on this shared machine (docs/bench/search.md).", "",
-                  "| model | dense ms | budget ms | predicted ms | measured ms | measured vs budget |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {n} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} | {100 * (d - b) / b:+.1f}% |"
-                  for n, a, b, c, d in lat_rows] + [""]
+                  "realised, then timed (median of 5 rounds interleaved with the full network, batch 1). Drift: "
+                  "the full network's time then against its time when the search built its table (this shared "
+                  "machine's speed changes by itself); the last column divides the measurement by it "
+                  "(docs/search.md, docs/bench/search.md)."
+                  + (" These rows come from a `--latency-only` re-run with the same settings." if
+                     getattr(args, "latency_parts", False) else ""), "",
+                  "| model | dense ms | budget ms | predicted ms | measured ms | measured vs budget | drift | "
+                  "measured at the table's speed vs budget |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for n, a, b, c, d, *rest in lat_rows:
+            drift = rest[0] if rest and rest[0] else None
+            lines.append(f"| {n} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} | {100 * (d - b) / b:+.1f}% | "
+                         + (f"{100 * (drift - 1):+.1f}% | {100 * (d / drift - b) / b:+.1f}% |" if drift else "- | - |"))
+        lines.append("")
     lines += ["## The papers' ImageNet results", "", PAPER]
     with atomic_write(args.doc, "w") as f:
         f.write("\n".join(lines) + "\n")
