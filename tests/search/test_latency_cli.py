@@ -127,3 +127,15 @@ def test_cli_search_on_local_ray(ckpt, tmp_path, capsys):
     assert main(argv + ["--out", str(tmp_path / "ray"), "--ray", "local"]) == 0
     on_ray = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert on_ray["encoding"] == serial["encoding"] and on_ray["search_score"] == serial["search_score"]
+
+
+def test_resume_with_another_generator_shape_is_refused_by_name(ckpt, tmp_path):
+    from prunekit.errors import PrunekitError
+    from prunekit.search import SearchConfig, search
+
+    model, data = checkpoint.load(ckpt).model, load_dataset("digits")
+    cfg = dict(method="metapruning", macs=0.6, ratios=[0.5, 1.0], budget_floor=0.0, workers=1, rank=8,
+               supernet={"epochs": 1}, finetune={"epochs": 0}, evolution={"iterations": 1, "population": 2})
+    search(model, data, SearchConfig(**cfg), tmp_path / "r", progress=False)
+    with pytest.raises(PrunekitError, match=r"cannot resume: .* different 'rank' \(8, this search has 4\)"):
+        search(model, data, SearchConfig(**{**cfg, "rank": 4}), tmp_path / "r", resume=True, progress=False)

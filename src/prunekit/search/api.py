@@ -315,14 +315,16 @@ def _reuse_supernet(source, cfg: SearchConfig, space) -> dict:
         raise PrunekitError(f"supernet: {src} is not a file (give the supernet.pt of an earlier search)")
     if not meta.is_file():
         raise PrunekitError(f"supernet: {meta} is missing, so {src} cannot be checked against this search")
+    _check_identity(meta, cfg, space, f"supernet: {src} was trained", "train a new one or use matching settings")
+    return torch.load(src, weights_only=True)
+
+
+def _check_identity(meta: Path, cfg: SearchConfig, space, who: str, advice: str) -> None:
     saved = json.loads(meta.read_text())
-    want = _supernet_identity(cfg, space)
-    for k, v in want.items():
+    for k, v in _supernet_identity(cfg, space).items():
         if saved.get(k) != v:
             what = "the search grid (groups and candidate widths)" if k == "groups" else repr(k)
-            raise PrunekitError(f"supernet: {src} was trained with a different {what} ({saved.get(k)!r}, this "
-                                f"search has {v!r}); train a new one or use matching settings")
-    return torch.load(src, weights_only=True)
+            raise PrunekitError(f"{who} with a different {what} ({saved.get(k)!r}, this search has {v!r}); {advice}")
 
 
 def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bool, progress: bool, source=None):
@@ -349,6 +351,10 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
         if Path(source).resolve() != path.resolve():
             atomic_save_torch(net.state_dict(), path)
     elif resume and path.exists():
+        meta = path.with_name("supernet.json")
+        if meta.is_file():  # written beside every supernet.pt since it exists; older runs fall to the shape check
+            _check_identity(meta, cfg, space, f"cannot resume: {path} was trained",
+                            "resume with the settings it was started with, or start over (--overwrite)")
         try:
             net.load_state_dict(torch.load(path, weights_only=True))
         except RuntimeError as e:  # e.g. a PruningNet saved with another hidden / rank
