@@ -103,6 +103,18 @@ def test_cli_search_help_subprocess(cli_env):
     assert r.returncode == 0 and "--method" in r.stdout and "--resume" in r.stdout
 
 
+def test_cli_warning_is_one_plain_line(ckpt, tmp_path, cli_env):
+    # this grid cannot reach 90% of a 60% MACs budget: the search warns and goes on under the upper bound
+    r = subprocess.run([sys.executable, "-m", "prunekit", "search", str(ckpt), "--method", "metapruning", "--macs",
+                        "0.6", "--ratios", "0.5,1.0", "--data", "digits", "--out", str(tmp_path / "w"), "--epochs", "0",
+                        "--finetune-epochs", "0", "--iterations", "1", "--population", "2", "--workers", "1",
+                        "--no-progress"], capture_output=True, text=True, env=cli_env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    warn = [line for line in r.stderr.splitlines() if "width grid" in line]
+    assert warn and warn[0].startswith("prunekit: warning: search: no encoding of the width grid")
+    assert "UserWarning" not in r.stderr and "res = search(" not in r.stderr
+
+
 def test_latency_table_onnxruntime_backend(tiny):
     pytest.importorskip("onnxruntime")
     m, x, space = tiny

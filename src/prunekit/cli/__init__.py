@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
+    import warnings
+
+    # warnings reach a command-line user as one line, like errors, instead of a source location and code line;
+    # restored afterwards so that ``main`` called from Python leaves the caller's formatting as it was
+    plain, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return int(args._run(args) or 0)
     except (PrunekitError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError) as e:
@@ -53,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("prunekit: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = plain
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    return f"prunekit: warning: {message}\n"
 
 
 if __name__ == "__main__":  # pragma: no cover
