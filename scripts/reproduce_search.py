@@ -3,7 +3,8 @@
 For each model (MobileNet v2, ResNet-20 from the zoo), each MACs budget and each
 seed: train the dense model, then at the same budget compare
 - uniform width scaling (every group at the same width ratio),
-- the best structural method of the engine (L1 filter norm, MACs target),
+- L1 filter pruning through the engine (MACs target) and LASSO channel pruning (He et al.
+  2017; the best structural method of docs/results/structured.md), each pruned to the budget,
 - AutoSlim (slimmable training + greedy slimming),
 - MetaPruning (PruningNet + evolutionary search),
 all fine-tuned with the same schedule; test top-1 mean and spread over seeds.
@@ -21,6 +22,10 @@ import shutil
 import statistics
 import time
 from pathlib import Path
+
+L1 = "L1 (engine, MACs target)"
+LASSO = "LASSO (He et al., MACs target)"
+METHODS = ["uniform", L1, LASSO, "autoslim", "metapruning"]
 
 PAPER = """\
 **Their figures (ImageNet top-1, not reproduced here)**, checked against the authors' own READMEs, which list the
@@ -68,6 +73,7 @@ def main() -> None:
     from prunekit import models
     from prunekit.data import load_dataset
     from prunekit.measure import count_macs
+    from prunekit.methods.structured import run_structured
     from prunekit.prune import plan as make_plan
     from prunekit.search import SearchConfig, SearchSpace, plot_widths, search
 
@@ -82,6 +88,11 @@ def main() -> None:
                     help="candidate width ratios of the search grid")
     ap.add_argument("--greedy-moves", type=int, default=1, help="AutoSlim groups shrunk per greedy step")
     ap.add_argument("--calib-batches", type=int, default=4, help="BN recalibration batches per candidate")
+    ap.add_argument("--baselines", default="uniform,l1,lasso",
+                    help="comparison columns: uniform width, L1 filter pruning, LASSO channel pruning (He et al.; "
+                         "the best structural method of docs/results/structured.md)")
+    ap.add_argument("--search-methods", default="autoslim,metapruning",
+                    help="searches to run ('none': only the baselines, e.g. as a part merged with --merge)")
     ap.add_argument("--full", action="store_true", help="paper defaults for the evolution (population 50, 20 iters)")
     ap.add_argument("--latency", action="store_true", help="also run a latency-constrained MetaPruning search")
     ap.add_argument("--latency-only", action="store_true", help="only the latency-constrained search")
@@ -101,6 +112,8 @@ def main() -> None:
     budgets = [float(b) for b in args.budgets.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     ratios = [float(r) for r in args.ratios.split(",")]
+    baselines = [m for m in args.baselines.split(",") if m]
+    search_methods = [] if args.search_methods == "none" else args.search_methods.split(",")
     evo = {} if args.full else {"population": 16, "top_k": 4, "mutation_num": 6, "crossover_num": 6, "iterations": 5}
     results, widths_md, lat_rows = {}, [], []
     t0 = time.time()
@@ -116,17 +129,28 @@ def main() -> None:
                 results.setdefault((name, "dense", 1.0), []).append(_top1(dense, data))
             fine = SearchSpace.build(dense, x, ratios=[round(0.025 * k, 3) for k in range(1, 41)])
             for b in ([] if args.latency_only else budgets):
-                # uniform width scaling: the widest uniform ratio within the budget
-                r = max((k / 40 for k in range(1, 41) if fine.macs(fine.uniform(k / 40)) <= b * full_macs),
-                        default=0.025)
-                uni = fine.plan(fine.uniform(r)).apply(dense)
-                results.setdefault((name, "uniform", b), []).append(
-                    _top1(_train(uni, data, args.finetune_epochs, seed, lr=0.02), data))
-                l1 = make_plan(dense, x, criterion="l1", macs=b).apply(dense)
-                results.setdefault((name, "L1 (engine, MACs target)", b), []).append(
-                    _top1(_train(l1, data, args.finetune_epochs, seed, lr=0.02), data))
+                if "uniform" in baselines:
+                    # uniform width scaling: the widest uniform ratio within the budget
+                    r = max((k / 40 for k in range(1, 41) if fine.macs(fine.uniform(k / 40)) <= b * full_macs),
+                            default=0.025)
+                    uni = fine.plan(fine.uniform(r)).apply(dense)
+                    results.setdefault((name, "uniform", b), []).append(
+                        _top1(_train(uni, data, args.finetune_epochs, seed, lr=0.02), data))
+                if "l1" in baselines:
+                    l1 = make_plan(dense, x, criterion="l1", macs=b).apply(dense)
+                    results.setdefault((name, L1, b), []).append(
+                        _top1(_train(l1, data, args.finetune_epochs, seed, lr=0.02), data))
+                if "lasso" in baselines:
+                    # pruned and least-squares reconstructed by the method, then the same fine-tuning as the rest
+                    lasso = run_structured(dense, data, "lasso", {"macs": b, "macs_tolerance": 0.05, "seed": seed,
+                                                                  "finetune_epochs": 0, "calib_images": 500},
+                                           None, progress=False).model
+                    results.setdefault((name, LASSO, b), []).append(
+                        _top1(_train(lasso, data, args.finetune_epochs, seed, lr=0.02), data))
+                    print(f"[{time.time() - t0:.0f}s] {name} lasso {b}: {results[(name, LASSO, b)][-1]:.2f}",
+                          flush=True)
                 found = {}
-                for method in ("autoslim", "metapruning"):
+                for method in search_methods:
                     cfg = SearchConfig(method=method, macs=b, seed=seed, ratios=ratios, calib_batches=args.calib_batches,
                                        greedy_moves=args.greedy_moves, supernet={"epochs": args.supernet_epochs},
                                        finetune={"epochs": args.finetune_epochs, "lr": 0.02}, evolution=evo,
@@ -140,7 +164,7 @@ def main() -> None:
                     base_widths = res.widths
                     print(f"[{time.time() - t0:.0f}s] {name} {method} {b}: {res.report['test_top1']:.2f} "
                           f"(MACs {res.report['macs_fraction']:.3f})", flush=True)
-                if seed == seeds[0]:
+                if seed == seeds[0] and {"autoslim", "metapruning"} <= found.keys():
                     png = Path(args.doc).parent / f"search_widths_{name}_{b}.png"
                     plot_widths([{**w, "kept": found["autoslim"][i]} for i, w in enumerate(base_widths)], png,
                                 title=f"{name} at {int(100 * b)}% MACs", others={"metapruning": found["metapruning"]},
@@ -175,7 +199,7 @@ def _fmt(v):
 
 def _merge(args) -> None:
     """Render ``--doc`` from several runs' JSON (results, width charts and latency rows put together)."""
-    results, widths_md, lat_rows, secs, models, saved = {}, [], {}, 0.0, [], None
+    results, widths_md, lat_rows, secs, models, saved, parts = {}, [], {}, 0.0, [], None, []
     args.latency_parts = False
     for path in args.merge:  # a later file's rows replace an earlier one's for the same model / method / budget
         for png in Path(path).parent.glob("search_widths_*.png"):  # the parts' charts go next to the page
@@ -187,6 +211,11 @@ def _merge(args) -> None:
         widths_md += [w for w in d["widths_md"] if w not in widths_md]
         lat_rows.update({r[0]: tuple(r) for r in d["lat_rows"]})
         secs += d["seconds"]
+        a = d["args"]
+        parts.append(f"--models {a['models']}" + (" --latency-only" if a.get("latency_only") else "")
+                     + (f" --baselines {a['baselines']} --search-methods {a['search_methods']}"
+                        if a.get("baselines", "uniform,l1,lasso") != "uniform,l1,lasso"
+                        or a.get("search_methods", "autoslim,metapruning") != "autoslim,metapruning" else ""))
         if d["args"].get("latency_only"):
             args.latency_parts = True
         else:
@@ -199,6 +228,7 @@ def _merge(args) -> None:
             setattr(args, k, v)
     args.models = ",".join(models)
     args.parallel_runs = len(args.merge) - int(args.latency_parts)
+    args.parts = parts
     _write(args, results, widths_md, list(lat_rows.values()), [float(b) for b in args.budgets.split(",")], secs,
            dump=False, details=_details(args, results))
 
@@ -278,15 +308,16 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
     lines = ["# Channel search (MetaPruning, AutoSlim): reproduced on mnist5k", "",
              f"Generated by `scripts/reproduce_search.py` on {datetime.date.today()} "
              f"({secs / 60:.0f} min of compute on a shared 2-core CPU machine"
-             f"{', in %d processes side by side, one model each, merged with --merge' % args.parallel_runs if getattr(args, 'parallel_runs', 0) else ''}).", "",
+             f"{', in %d parts run as separate processes, merged with --merge' % args.parallel_runs if getattr(args, 'parallel_runs', 0) else ''}).", "",
              f"Command: `.venv/bin/python scripts/reproduce_search.py --models {args.models} --budgets {args.budgets} "
              f"--seeds {args.seeds} --epochs {args.epochs} --supernet-epochs {args.supernet_epochs} "
              f"--finetune-epochs {args.finetune_epochs} --ratios {args.ratios} --calib-batches {args.calib_batches} --greedy-moves {args.greedy_moves}"
              f"{' --full' if args.full else ''}"
              f"{' --latency' if args.latency else ''} --workers {args.workers} --out {args.out}`"
-             + (" (run as one process per model with `--models NAME --doc /tmp/search/part_NAME.md`, then "
-                "`--merge /tmp/search/part_*.json --doc docs/results/search.md`, which also reads the searches' "
-                "report.json files under the parts' `--out`)" if getattr(args, "parallel_runs", 0) else ""), "",
+             + (" run in parts, each with `--doc /tmp/search/part_NAME.md` and these options instead of "
+                "`--models`: " + "; ".join(f"`{p}`" for p in args.parts) + ". Then `--merge` of the parts' JSON "
+                "files (a later part's rows replace an earlier one's) `--doc docs/results/search.md`, which also "
+                "reads the searches' report.json files under `--out`." if getattr(args, "parts", None) else ""), "",
              f"Seeds: {args.seeds} ({'mean ± std' if ',' in args.seeds else 'one seed: no spread'}). "
              "Test top-1 (%) on the 1000-image mnist5k test split after fine-tuning; the searches only saw a "
              "sub-validation split of the training data. All methods at the same MACs budget (fraction of the "
@@ -297,7 +328,7 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
                   "recalibration given in the command; differences of a few tenths of a percent are within noise "
                   "here.", ""]
     models_ = sorted({k[0] for k in results})
-    methods = ["uniform", "L1 (engine, MACs target)", "autoslim", "metapruning"]
+    methods = [m for m in METHODS if any(k[1] == m for k in results)]
     for m in models_:
         lines += [f"## {m}", "", f"Dense model: {_fmt(results[(m, 'dense', 1.0)])}", "",
                   "| MACs kept | " + " | ".join(methods) + " |", "| --- |" + " --- |" * len(methods)]
