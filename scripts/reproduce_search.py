@@ -227,7 +227,7 @@ def _merge(args) -> None:
         if k not in ("merge", "doc"):
             setattr(args, k, v)
     args.models = ",".join(models)
-    args.parallel_runs = len(args.merge) - int(args.latency_parts)
+    args.parallel_runs = len(args.merge)
     args.parts = parts
     _write(args, results, widths_md, list(lat_rows.values()), [float(b) for b in args.budgets.split(",")], secs,
            dump=False, details=_details(args, results))
@@ -314,8 +314,8 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
              f"--finetune-epochs {args.finetune_epochs} --ratios {args.ratios} --calib-batches {args.calib_batches} --greedy-moves {args.greedy_moves}"
              f"{' --full' if args.full else ''}"
              f"{' --latency' if args.latency else ''} --workers {args.workers} --out {args.out}`"
-             + (" run in parts, each with `--doc /tmp/search/part_NAME.md` and these options instead of "
-                "`--models`: " + "; ".join(f"`{p}`" for p in args.parts) + ". Then `--merge` of the parts' JSON "
+             + (", run in parts (one process each, with `--doc /tmp/search/part_NAME.md`) that differ from it in "
+                "these options: " + "; ".join(f"`{p}`" for p in args.parts) + ". Then `--merge` of the parts' JSON "
                 "files (a later part's rows replace an earlier one's) `--doc docs/results/search.md`, which also "
                 "reads the searches' report.json files under `--out`." if getattr(args, "parts", None) else ""), "",
              f"Seeds: {args.seeds} ({'mean ± std' if ',' in args.seeds else 'one seed: no spread'}). "
@@ -354,9 +354,15 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
         lines.append("")
     under = [f"{meth} on {m} at {int(100 * b)}% ({statistics.mean(d['macs']):.1f}% kept)"
              for (m, meth, b), d in sorted((details or {}).items()) if statistics.mean(d["macs"]) < 90 * b]
+    shares = [(k, statistics.mean(d["down"]) - statistics.mean(d["other"]))
+              for k, d in sorted((details or {}).items()) if d["down"] and d["other"]]
+    more = [f"{meth} on {m} at {int(100 * b)}%" for (m, meth, b), diff in shares if diff > 0]
     lines += ["## What the numbers say (computed from the tables above)", ""] + \
         _observations(results, budgets, methods) + \
         ([f"- Searches that left more than 10% of their MACs budget unused: {'; '.join(under)}."] if under else []) + \
+        ([f"- Seed 002's down-sampling observation: the searched networks kept a larger share of channels in "
+          f"down-sampling groups than in the others in {len(more)} of {len(shares)} settings (means over seeds; the "
+          f"spread over seeds is often as large as the difference)."] if shares else []) + \
         [""]
     lines += ["## Channels per group found (first seed)", "",
               "Blue: the dense width; orange: AutoSlim; green: MetaPruning. One bar group per coupling group of the "
