@@ -27,6 +27,8 @@ def test_round_trip_through_json():
     ({"macs": 0.5, "rank": 0}, "rank"),
     ({"macs": 0.5, "hidden": True}, "hidden"),
     ({"macs": 0.5, "budget_floor": 1.0}, "budget_floor"),
+    ({"latency_ms": 2.0, "latency_mode": "min"}, "latency_mode"),
+    ({"latency_ms": 2.0, "latency_rounds": 0}, "latency_rounds"),
     ({"macs": 0.5, "budget_floor": -0.1}, "budget_floor"),
 ])
 def test_bad_values_raise_naming_the_key(d, key):

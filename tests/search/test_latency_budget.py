@@ -108,14 +108,50 @@ def ckpt(tmp_path_factory):
 def test_cli_latency_search_reports_prediction_measurement_and_drift(ckpt, tmp_path, capsys):
     out = tmp_path / "lat"
     argv = ["search", str(ckpt), "--method", "metapruning", "--latency-ms", "1000", "--budget-floor", "0",
+            "--latency-mode", "fastest",
             "--data", "digits", "--out", str(out), "--epochs", "1", "--finetune-epochs", "0", "--iterations", "1",
             "--population", "4", "--ratios", "0.5,1.0", "--no-progress", "--workers", "1"]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "latency: predicted" in text and "at the table's speed" in text
+    assert "latency: predicted" in text and "(fastest)" in text and "at the table's speed" in text
     rep = json.loads((out / "report.json").read_text())
+    assert rep["latency_mode"] == "fastest" and rep["config"]["latency_mode"] == "fastest"
     assert 0 < rep["latency_ms_predicted"] <= 1000
     assert rep["latency_ms_measured_at_table_speed"] * rep["latency_drift"] == pytest.approx(rep["latency_ms_measured"])
     assert rep["latency_drift"] == pytest.approx(rep["latency_ms_full_measured"] / rep["latency_ms_full_at_table"])
     log = json.loads((out / "search_log.json").read_text())
     assert log["records"] and all(0 < r["latency_ms"] <= 1000 for r in log["records"])
+
+
+def test_fill_in_passes_keeps_each_entrys_fastest_pass(tiny, monkeypatch):
+    _, _, space = tiny
+    lut = _table(tiny)
+    sigs = sorted(lut.entries)
+    calls = []
+
+    def fake(self, sig):  # pass 1: 3 ms, pass 2: 1 ms, pass 3: 2 ms for every entry
+        calls.append(sig)
+        return (3.0, 1.0, 2.0)[(len(calls) - 1) // len(sigs)]
+
+    monkeypatch.setattr(LatencyTable, "_measure_signature", fake)
+    assert lut.fill(space, rounds=3) == len(sigs)
+    assert set(lut.entries.values()) == {1.0} and len(calls) == 3 * len(sigs)
+    # passes, not repeats: each pass walks the whole grid before the next one starts
+    assert calls[:len(sigs)] == calls[len(sigs):2 * len(sigs)]
+    # rounds=1 only measures what is missing
+    calls.clear()
+    assert lut.fill(space) == len(sigs) and calls == []
+
+
+def test_fastest_mode_calibrates_and_measures_on_the_fastest_rounds(tiny, monkeypatch):
+    m, x, space = tiny
+    times = iter([5.0, 2.0, 4.0] * 100)  # successive timings cycle 5, 2, 4 ms (median mode would give 4)
+    monkeypatch.setattr(LatencyTable, "_measure_model", lambda self, net, inp: next(times))
+    monkeypatch.setattr(LatencyTable, "_measure_signature", lambda self, sig: 0.0)
+    lut = LatencyTable.build(m, x, space, mode="fastest", rounds=2)
+    assert lut.mode == "fastest" and lut.reference_ms == 2.0  # the fastest of the calibration rounds
+    assert LatencyTable.from_dict(json.loads(json.dumps(lut.to_dict()))).mode == "fastest"
+    with pytest.raises(PrunekitError, match="mode must be one of"):
+        LatencyTable.build(m, x, space, mode="fast")
+    with pytest.raises(PrunekitError, match="rounds must be a positive integer"):
+        LatencyTable.build(m, x, space, mode="fastest", rounds=0)

@@ -19,6 +19,10 @@ def add_parser(subparsers):
     p.add_argument("--macs", type=float, help="keep at most this fraction of the MACs, e.g. 0.3")
     p.add_argument("--params", type=float, help="keep at most this fraction of the parameters")
     p.add_argument("--latency-ms", type=float, help="predicted latency budget in ms (per-layer lookup table, CPU)")
+    p.add_argument("--latency-mode", choices=("median", "fastest"),
+                   help="how the latency table and the found network are timed: 'median' (default; the typical "
+                        "latency) or 'fastest' (grid timed up front in 3 passes, fastest kept: steadier on a shared "
+                        "machine)")
     p.add_argument("--budget-floor", type=float,
                    help="MetaPruning: candidates must also use at least this fraction of the budget (default 0.9; "
                         "0 = the paper's upper bound only)")
@@ -52,7 +56,7 @@ def _config(args) -> dict:
 
     cfg = dict(load_yaml(args.config)) if args.config else {}
     cfg["method"] = args.method
-    for key in ("macs", "params", "latency_ms", "budget_floor", "seed"):
+    for key in ("macs", "params", "latency_ms", "latency_mode", "budget_floor", "seed"):
         v = getattr(args, key)
         if v is not None:
             cfg[key] = v
@@ -105,7 +109,8 @@ def run(args) -> int:
               f"(before fine-tuning {r['test_top1_before_finetune']:.2f}%, full model {r['test_top1_full_model']:.2f}%)")
         if "latency_ms_measured" in r:
             drift = r.get("latency_drift")
-            print(f"latency: predicted {r['latency_ms_predicted']:.3f} ms, measured {r['latency_ms_measured']:.3f} ms"
+            print(f"latency: predicted {r['latency_ms_predicted']:.3f} ms, measured {r['latency_ms_measured']:.3f} ms "
+                  f"({r['latency_mode']})"
                   + (f" (this machine is now {100 * (drift - 1):+.1f}% against when the table was built: "
                      f"{r['latency_ms_measured_at_table_speed']:.3f} ms at the table's speed)" if drift else ""))
         for w in r["widths"]:

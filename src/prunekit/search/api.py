@@ -72,6 +72,11 @@ class SearchConfig:
             ``min(4, CPU count)`` (1 on a single-core machine: evaluation then runs in-process).
         ray_address: evaluate on a Ray cluster at this address (``"local"`` starts one).
         latency_repeats: timing repeats per lookup-table entry.
+        latency_mode: ``"median"`` (each table timing a median: the typical latency) or
+            ``"fastest"`` (the grid timed up front in ``latency_rounds`` interleaved passes,
+            every entry at its fastest, and the found network's measurement the fastest of 5
+            rounds: the CPU's own speed, steadier on a shared machine; see docs/search.md).
+        latency_rounds: passes over the grid in ``"fastest"`` mode.
     """
 
     method: str = "autoslim"
@@ -97,6 +102,8 @@ class SearchConfig:
     workers: Optional[int] = None
     ray_address: Optional[str] = None
     latency_repeats: int = 20
+    latency_mode: str = "median"
+    latency_rounds: int = 3
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -111,6 +118,10 @@ class SearchConfig:
             raise ConfigError(f"latency_ms must be positive, got {self.latency_ms!r}")
         if isinstance(self.budget_floor, bool) or not 0.0 <= float(self.budget_floor) < 1.0:
             raise ConfigError(f"budget_floor must be a fraction in [0, 1), got {self.budget_floor!r}")
+        if self.latency_mode not in ("median", "fastest"):
+            raise ConfigError(f"latency_mode must be 'median' or 'fastest', got {self.latency_mode!r}")
+        if isinstance(self.latency_rounds, bool) or not isinstance(self.latency_rounds, int) or self.latency_rounds < 1:
+            raise ConfigError(f"latency_rounds must be a positive integer, got {self.latency_rounds!r}")
         if self.macs is None and self.params is None and self.latency_ms is None:
             raise ConfigError("give a budget: macs, params and/or latency_ms")
         if isinstance(self.greedy_moves, bool) or not isinstance(self.greedy_moves, int) or self.greedy_moves < 1:
@@ -253,7 +264,8 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
                               min_channels=cfg.min_channels, ignored_layers=cfg.ignored_layers)
     lut = None
     if cfg.latency_ms is not None:
-        lut = lat.LatencyTable.build(model, example, space, repeats=cfg.latency_repeats, progress=progress)
+        lut = lat.LatencyTable.build(model, example, space, repeats=cfg.latency_repeats, progress=progress,
+                                     mode=cfg.latency_mode, rounds=cfg.latency_rounds)
     within, in_band, limits = _budget(space, cfg, lut)
     sub = data.holdout(cfg.val_fraction, seed=cfg.seed)
     supernet = _train_supernet(model, space, sub, cfg, out / "supernet.pt", resume, progress, source=supernet)
@@ -428,8 +440,9 @@ def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, pro
 def _latency_report(lut, enc, pruned, model, example, rounds: int = 5) -> dict:
     """Measured latency of the found network beside the table's prediction, and how much the machine drifted.
 
-    The found and the full network are timed in ``rounds`` interleaved rounds (medians),
-    so the full network's time now against the table's ``reference_ms`` (the same
+    The found and the full network are timed in ``rounds`` interleaved rounds; the
+    table's mode picks the statistic (median of the rounds' medians, or the fastest
+    round). The full network's time now against the table's ``reference_ms`` (the same
     network timed when the table was built) says how much faster or slower this machine
     is than when the table was measured; ``latency_ms_measured_at_table_speed`` removes
     that drift from the measurement.
@@ -442,8 +455,9 @@ def _latency_report(lut, enc, pruned, model, example, rounds: int = 5) -> dict:
     for _ in range(rounds):
         found.append(float(measure_latency(pruned.eval(), example, threads=1).median_ms))
         full.append(float(measure_latency(model.eval(), example, threads=1).median_ms))
-    measured, full_now = statistics.median(found), statistics.median(full)
-    rep = {"latency_ms_predicted": lut.predict(enc), "latency_ms_measured": measured,
+    stat = min if lut.mode == "fastest" else statistics.median
+    measured, full_now = stat(found), stat(full)
+    rep = {"latency_mode": lut.mode, "latency_ms_predicted": lut.predict(enc), "latency_ms_measured": measured,
            "latency_ms_full_measured": full_now, "latency_ms_full_at_table": lut.reference_ms}
     if lut.reference_ms > 0:
         rep["latency_drift"] = full_now / lut.reference_ms

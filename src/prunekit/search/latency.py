@@ -37,6 +37,10 @@ import torch
 from prunekit.errors import PrunekitError
 
 BACKENDS = ("torch", "onnxruntime")
+#: "median": each timing is a median (the typical latency); "fastest": the whole grid is timed
+#: up front in several interleaved passes and every entry and calibration network keeps its
+#: fastest pass (the CPU's own speed, without the load of its neighbours; see docs/search.md)
+MODES = ("median", "fastest")
 
 
 @dataclass
@@ -61,6 +65,8 @@ class LatencyTable:
         constant_ms: latency of everything outside the table.
         entries: ``{signature: ms}`` measured so far.
         backend: ``"torch"`` or ``"onnxruntime"``.
+        mode: ``"median"`` or ``"fastest"`` (see :data:`MODES`).
+        reference_ms: the full network's latency at calibration (see :meth:`drift`).
     """
 
     layers: list
@@ -71,13 +77,26 @@ class LatencyTable:
     per_activation_ms: float = 0.0
     inner: int = 10
     reference_ms: float = 0.0
+    mode: str = "median"
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise PrunekitError(f"latency table mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
     @classmethod
     def build(cls, model, example_input, space, backend: str = "torch", repeats: int = 20,
-              progress: bool = False) -> "LatencyTable":
-        """Record every conv/linear layer's input shape, time the full model, and set the constant."""
+              progress: bool = False, mode: str = "median", rounds: int = 3) -> "LatencyTable":
+        """Record every conv/linear layer's input shape, time the full model, and set the constant.
+
+        ``mode="fastest"`` times the whole grid up front in ``rounds`` interleaved passes
+        and keeps every entry's fastest pass (and the fastest of the calibration rounds).
+        """
         import torch
 
+        if mode not in MODES:
+            raise PrunekitError(f"latency table mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise PrunekitError(f"latency table rounds must be a positive integer, got {rounds!r}")
         if backend not in BACKENDS:
             raise PrunekitError(f"latency backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if backend == "onnxruntime":
@@ -124,7 +143,9 @@ class LatencyTable:
             else:
                 layers.append(_Layer(name, "linear", {"bias": mod.bias is not None}, shape,
                                      where.get((w, 1)), where.get((w, 0)), mod.in_features, mod.out_features))
-        table = cls(layers, 0.0, {}, backend, repeats)
+        table = cls(layers, 0.0, {}, backend, repeats, mode=mode)
+        if mode == "fastest":
+            table.fill(space, progress=progress, rounds=rounds)
         table.calibrate(model, example_input, space)
         return table
 
@@ -173,7 +194,13 @@ class LatencyTable:
         if self.reference_ms <= 0:
             raise PrunekitError("this latency table has no reference timing (built before prunekit recorded one); "
                                 "rebuild it")
-        return self._measure_model(model.eval(), example_input) / self.reference_ms
+        return self._network_ms(model.eval(), example_input) / self.reference_ms
+
+    def _network_ms(self, model, example_input, rounds: int = 5) -> float:
+        """A network's latency as this table's mode measures it (median, or fastest of ``rounds``)."""
+        if self.mode == "fastest":
+            return min(self._measure_model(model, example_input) for _ in range(rounds))
+        return self._measure_model(model, example_input)
 
     def activations(self, encoding) -> float:
         """Output activation elements (per sample) of the table's layers under ``encoding``."""
@@ -183,9 +210,10 @@ class LatencyTable:
         """Fit ``constant_ms`` and ``per_activation_ms`` on measured whole sub-networks.
 
         The full, half-width and narrowest networks are each timed ``rounds`` times, the
-        rounds interleaved across the three, and the medians are used: a burst of load
-        from another process then skews one round of each network instead of the whole
-        fit (on a shared 2-core machine single timings drift by tens of percent).
+        rounds interleaved across the three, and the medians (``mode="fastest"``: the
+        fastest rounds) are used: a burst of load from another process then skews one
+        round of each network instead of the whole fit (on a shared 2-core machine single
+        timings drift by tens of percent).
         """
         import statistics
 
@@ -195,7 +223,7 @@ class LatencyTable:
         for _ in range(max(1, int(rounds))):
             for i, net in enumerate(nets):
                 times[i].append(self._measure_model(net, example_input))
-        medians = [statistics.median(ts) for ts in times]
+        medians = [min(ts) if self.mode == "fastest" else statistics.median(ts) for ts in times]
         self.reference_ms = medians[encs.index(space.full)]
         self.fit_overhead(encs, medians)
 
@@ -225,18 +253,30 @@ class LatencyTable:
         """Predicted latency (ms) of the sub-network ``encoding``."""
         return self.layer_sum(encoding) + self.constant_ms + self.per_activation_ms * self.activations(encoding)
 
-    def fill(self, space, progress: bool = False) -> int:
-        """Measure every (cin, cout) pair of the grid; returns the number of entries."""
+    def fill(self, space, progress: bool = False, rounds: int = 1) -> int:
+        """Measure every (cin, cout) pair of the grid; returns the number of entries.
+
+        With ``rounds`` > 1 every grid entry is timed again in that many passes over the
+        whole grid and keeps its fastest pass (passes, not repeats back to back, so that
+        a slow spell of the machine hits one pass of every entry).
+        """
         from tqdm.auto import tqdm
 
-        for layer in tqdm(self.layers, desc="latency table", disable=not progress):
+        sigs = []
+        for layer in self.layers:
             cins = space.candidates[layer.gin] if layer.gin is not None else (layer.cin,)
             couts = space.candidates[layer.gout] if layer.gout is not None else (layer.cout,)
             pairs = [(c, c) for c in cins] if layer.cfg.get("dw") else [(a, b) for a in cins for b in couts]
-            for cin, cout in pairs:
-                sig = self._signature(layer, cin, cout)
-                if sig not in self.entries:
-                    self.entries[sig] = self._measure_layer(layer, cin, cout)
+            sigs += [self._signature(layer, cin, cout) for cin, cout in pairs]
+        sigs = list(dict.fromkeys(sigs))
+        todo = sigs if rounds > 1 else [k for k in sigs if k not in self.entries]
+        best = {}
+        with tqdm(total=len(todo) * max(1, rounds), desc="latency table", disable=not progress) as bar:
+            for _ in range(max(1, rounds)):
+                for sig in todo:
+                    best[sig] = min(best.get(sig, float("inf")), self._measure_signature(sig))
+                    bar.update(1)
+        self.entries.update(best)
         return len(self.entries)
 
     # ------------------------------------------------------------------ measurement
@@ -269,6 +309,7 @@ class LatencyTable:
         """The table as JSON-able data (layers, fitted constants, measured entries)."""
         return {"backend": self.backend, "constant_ms": self.constant_ms, "repeats": self.repeats,
                 "per_activation_ms": self.per_activation_ms, "inner": self.inner, "reference_ms": self.reference_ms,
+                "mode": self.mode,
                 "layers": [vars(layer) for layer in self.layers], "entries": self.entries}
 
     def save(self, path) -> Path:
@@ -285,7 +326,7 @@ class LatencyTable:
         layers = [_Layer(**{**x, "in_shape": tuple(x["in_shape"])}) for x in d["layers"]]
         return cls(layers, float(d["constant_ms"]), dict(d["entries"]), d.get("backend", "torch"),
                    int(d.get("repeats", 20)), float(d.get("per_activation_ms", 0.0)), int(d.get("inner", 10)),
-                   float(d.get("reference_ms", 0.0)))
+                   float(d.get("reference_ms", 0.0)), d.get("mode", "median"))
 
 
 
