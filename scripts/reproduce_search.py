@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--full", action="store_true", help="paper defaults for the evolution (population 50, 20 iters)")
     ap.add_argument("--latency", action="store_true", help="also run a latency-constrained MetaPruning search")
     ap.add_argument("--latency-only", action="store_true", help="only the latency-constrained search")
+    ap.add_argument("--latency-mode", choices=("median", "fastest"), default="median",
+                    help="the latency-constrained search's SearchConfig.latency_mode")
     ap.add_argument("--workers", type=int, default=1,
                     help="candidate-evaluation processes per search (1: in-process; run models side by side instead)")
     ap.add_argument("--out", default="runs/reproduce_search")
@@ -179,15 +181,18 @@ def main() -> None:
                 full_ms = float(measure_latency(dense, x, threads=1).median_ms)
                 # a budget the grid can meet: the table's prediction for uniform half width
                 grid = SearchSpace.build(dense, x, ratios=ratios)
-                budget_ms = LatencyTable.build(dense, x, grid, repeats=20).predict(grid.uniform(0.5))
+                budget_ms = LatencyTable.build(dense, x, grid, repeats=20,
+                                               mode=args.latency_mode).predict(grid.uniform(0.5))
                 cfg = SearchConfig(method="metapruning", latency_ms=budget_ms, seed=seed, ratios=ratios,
+                                   latency_mode=args.latency_mode,
                                    calib_batches=args.calib_batches, workers=args.workers,
                                    supernet={"epochs": args.supernet_epochs}, finetune={"epochs": 0}, evolution=evo)
                 trained = out / f"{name}_metapruning_{budgets[0]}_s{seed}" / "supernet.pt"
                 res = search(dense, data, cfg, out / f"{name}_latency_s{seed}", progress=False, overwrite=True,
                              supernet=trained if trained.exists() else None)
                 lat_rows.append((name, full_ms, budget_ms, res.report["latency_ms_predicted"],
-                                 res.report["latency_ms_measured"], res.report.get("latency_drift")))
+                                 res.report["latency_ms_measured"], res.report.get("latency_drift"),
+                                 args.latency_mode))
         _write(args, results, widths_md, lat_rows, budgets, time.time() - t0)  # after each model: partial runs count
 
 
@@ -209,10 +214,11 @@ def _merge(args) -> None:
         for model, method, budget, vals in d["results"]:
             results[(model, method, budget)] = list(vals)
         widths_md += [w for w in d["widths_md"] if w not in widths_md]
-        lat_rows.update({r[0]: tuple(r) for r in d["lat_rows"]})
+        lat_rows.update({(r[0], r[6] if len(r) > 6 else "median"): tuple(r) for r in d["lat_rows"]})
         secs += d["seconds"]
         a = d["args"]
         parts.append(f"--models {a['models']}" + (" --latency-only" if a.get("latency_only") else "")
+                     + (f" --latency-mode {a['latency_mode']}" if a.get("latency_mode", "median") != "median" else "")
                      + (f" --baselines {a['baselines']} --search-methods {a['search_methods']}"
                         if a.get("baselines", "uniform,l1,lasso") != "uniform,l1,lasso"
                         or a.get("search_methods", "autoslim,metapruning") != "autoslim,metapruning" else ""))
@@ -370,17 +376,21 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
     if lat_rows:
         lines += ["## Latency-constrained search (MetaPruning, lookup table on this CPU, 1 thread)", "",
                   "The budget is the table's prediction for the uniform half-width network; the found network is "
-                  "realised, then timed (median of 5 rounds interleaved with the full network, batch 1). Drift: "
+                  "realised, then timed in 5 rounds interleaved with the full network, batch 1: the median round in "
+                  "`median` mode, the fastest in `fastest` mode, whose table also keeps every entry's fastest of 3 "
+                  "passes (docs/search.md). Drift: "
                   "the full network's time then against its time when the search built its table (this shared "
                   "machine's speed changes by itself); the last column divides the measurement by it "
                   "(docs/search.md, docs/bench/search.md)."
                   + (" These rows come from a `--latency-only` re-run with the same settings." if
                      getattr(args, "latency_parts", False) else ""), "",
-                  "| model | dense ms | budget ms | predicted ms | measured ms | measured vs budget | drift | "
-                  "measured at the table's speed vs budget |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+                  "| model | latency mode | dense ms | budget ms | predicted ms | measured ms | measured vs budget | "
+                  "drift | measured at the table's speed vs budget |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for n, a, b, c, d, *rest in lat_rows:
             drift = rest[0] if rest and rest[0] else None
-            lines.append(f"| {n} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} | {100 * (d - b) / b:+.1f}% | "
+            mode = rest[1] if len(rest) > 1 else "median"
+            lines.append(f"| {n} | {mode} | {a:.3f} | {b:.3f} | {c:.3f} | {d:.3f} | {100 * (d - b) / b:+.1f}% | "
                          + (f"{100 * (drift - 1):+.1f}% | {100 * (d / drift - b) / b:+.1f}% |" if drift else "- | - |"))
         lines.append("")
     lines += ["## The papers' ImageNet results", "", PAPER]
