@@ -105,7 +105,8 @@ def ckpt(tmp_path_factory):
     return path
 
 
-def test_cli_latency_search_reports_prediction_measurement_and_drift(ckpt, tmp_path, capsys):
+def test_cli_latency_search_reports_prediction_measurement_and_drift(ckpt, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("prunekit.search.latency.FASTEST_PAUSE_S", 0.0)
     out = tmp_path / "lat"
     argv = ["search", str(ckpt), "--method", "metapruning", "--latency-ms", "1000", "--budget-floor", "0",
             "--latency-mode", "fastest",
@@ -145,13 +146,25 @@ def test_fill_in_passes_keeps_each_entrys_fastest_pass(tiny, monkeypatch):
 
 def test_fastest_mode_calibrates_and_measures_on_the_fastest_rounds(tiny, monkeypatch):
     m, x, space = tiny
+    monkeypatch.setattr("prunekit.search.latency.FASTEST_PAUSE_S", 0.0)
     times = iter([5.0, 2.0, 4.0] * 100)  # successive timings cycle 5, 2, 4 ms (median mode would give 4)
     monkeypatch.setattr(LatencyTable, "_measure_model", lambda self, net, inp: next(times))
     monkeypatch.setattr(LatencyTable, "_measure_signature", lambda self, sig: 0.0)
     lut = LatencyTable.build(m, x, space, mode="fastest", rounds=2)
     assert lut.mode == "fastest" and lut.reference_ms == 2.0  # the fastest of the calibration rounds
+    assert lut.drift(m, x) == 1.0  # 10 more rounds: their fastest is 2 ms again
     assert LatencyTable.from_dict(json.loads(json.dumps(lut.to_dict()))).mode == "fastest"
     with pytest.raises(PrunekitError, match="mode must be one of"):
         LatencyTable.build(m, x, space, mode="fast")
     with pytest.raises(PrunekitError, match="rounds must be a positive integer"):
         LatencyTable.build(m, x, space, mode="fastest", rounds=0)
+
+
+def test_timing_rounds_pause_only_in_fastest_mode(monkeypatch):
+    from prunekit.search import latency
+
+    naps = []
+    monkeypatch.setattr("time.sleep", naps.append)
+    assert len(list(latency.timing_rounds("median"))) == 5 and naps == []
+    assert len(list(latency.timing_rounds("fastest"))) == latency.FASTEST_ROUNDS
+    assert naps == [latency.FASTEST_PAUSE_S] * (latency.FASTEST_ROUNDS - 1)

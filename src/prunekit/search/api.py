@@ -74,8 +74,8 @@ class SearchConfig:
         latency_repeats: timing repeats per lookup-table entry.
         latency_mode: ``"median"`` (each table timing a median: the typical latency) or
             ``"fastest"`` (the grid timed up front in ``latency_rounds`` interleaved passes,
-            every entry at its fastest, and the found network's measurement the fastest of 5
-            rounds: the CPU's own speed, steadier on a shared machine; see docs/search.md).
+            every entry at its fastest, and the found network's measurement the fastest of 10
+            rounds half a second apart: the CPU's own speed, steadier on a shared machine; see docs/search.md).
         latency_rounds: passes over the grid in ``"fastest"`` mode.
     """
 
@@ -437,12 +437,12 @@ def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, pro
     return SearchResult(enc, space.layer_widths(enc), plan, pruned, report)
 
 
-def _latency_report(lut, enc, pruned, model, example, rounds: int = 5) -> dict:
+def _latency_report(lut, enc, pruned, model, example) -> dict:
     """Measured latency of the found network beside the table's prediction, and how much the machine drifted.
 
-    The found and the full network are timed in ``rounds`` interleaved rounds; the
-    table's mode picks the statistic (median of the rounds' medians, or the fastest
-    round). The full network's time now against the table's ``reference_ms`` (the same
+    The found and the full network are timed in interleaved rounds (5; "fastest" mode:
+    10, half a second apart); the table's mode picks the statistic (median of the
+    rounds' medians, or the fastest round). The full network's time now against the table's ``reference_ms`` (the same
     network timed when the table was built) says how much faster or slower this machine
     is than when the table was measured; ``latency_ms_measured_at_table_speed`` removes
     that drift from the measurement.
@@ -450,9 +450,10 @@ def _latency_report(lut, enc, pruned, model, example, rounds: int = 5) -> dict:
     import statistics
 
     from prunekit.measure import measure_latency
+    from prunekit.search.latency import timing_rounds
 
     found, full = [], []
-    for _ in range(rounds):
+    for _ in timing_rounds(lut.mode):
         found.append(float(measure_latency(pruned.eval(), example, threads=1).median_ms))
         full.append(float(measure_latency(model.eval(), example, threads=1).median_ms))
     stat = min if lut.mode == "fastest" else statistics.median

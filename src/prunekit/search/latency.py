@@ -41,6 +41,20 @@ BACKENDS = ("torch", "onnxruntime")
 #: up front in several interleaved passes and every entry and calibration network keeps its
 #: fastest pass (the CPU's own speed, without the load of its neighbours; see docs/search.md)
 MODES = ("median", "fastest")
+#: "fastest" mode: whole-network timings are the fastest of this many rounds, this many seconds apart
+#: (the VM's slow spells last seconds, so rounds back to back tend to share one)
+FASTEST_ROUNDS, FASTEST_PAUSE_S = 10, 0.5
+
+
+def timing_rounds(mode: str):
+    """Yield once per whole-network timing round of ``mode``, pausing between rounds in "fastest" mode."""
+    import time
+
+    n = FASTEST_ROUNDS if mode == "fastest" else 5
+    for i in range(n):
+        if i and mode == "fastest":
+            time.sleep(FASTEST_PAUSE_S)
+        yield i
 
 
 @dataclass
@@ -196,22 +210,22 @@ class LatencyTable:
                                 "rebuild it")
         return self._network_ms(model.eval(), example_input) / self.reference_ms
 
-    def _network_ms(self, model, example_input, rounds: int = 5) -> float:
-        """A network's latency as this table's mode measures it (median, or fastest of ``rounds``)."""
+    def _network_ms(self, model, example_input) -> float:
+        """A network's latency as this table's mode measures it (a median, or the fastest of spread rounds)."""
         if self.mode == "fastest":
-            return min(self._measure_model(model, example_input) for _ in range(rounds))
+            return min(self._measure_model(model, example_input) for _ in timing_rounds(self.mode))
         return self._measure_model(model, example_input)
 
     def activations(self, encoding) -> float:
         """Output activation elements (per sample) of the table's layers under ``encoding``."""
         return float(sum(self._widths(layer, encoding)[1] * layer.out_hw for layer in self.layers))
 
-    def calibrate(self, model, example_input, space, rounds: int = 5) -> None:
+    def calibrate(self, model, example_input, space) -> None:
         """Fit ``constant_ms`` and ``per_activation_ms`` on measured whole sub-networks.
 
-        The full, half-width and narrowest networks are each timed ``rounds`` times, the
-        rounds interleaved across the three, and the medians (``mode="fastest"``: the
-        fastest rounds) are used: a burst of load from another process then skews one
+        The full, half-width and narrowest networks are each timed in 5 rounds
+        (``mode="fastest"``: 10, half a second apart), the rounds interleaved across the
+        three, and the medians (``mode="fastest"``: the fastest rounds) are used: a burst of load from another process then skews one
         round of each network instead of the whole fit (on a shared 2-core machine single
         timings drift by tens of percent).
         """
@@ -220,7 +234,7 @@ class LatencyTable:
         encs = list(dict.fromkeys([space.full, space.uniform(0.5), space.smallest]))
         nets = [model if enc == space.full else space.plan(enc).apply(model).eval() for enc in encs]
         times = [[] for _ in encs]
-        for _ in range(max(1, int(rounds))):
+        for _ in timing_rounds(self.mode):
             for i, net in enumerate(nets):
                 times[i].append(self._measure_model(net, example_input))
         medians = [min(ts) if self.mode == "fastest" else statistics.median(ts) for ts in times]
