@@ -181,10 +181,12 @@ def main() -> None:
                 full_ms = float(measure_latency(dense, x, threads=1).median_ms)
                 # a budget the grid can meet: the table's prediction for uniform half width
                 grid = SearchSpace.build(dense, x, ratios=ratios)
-                budget_ms = LatencyTable.build(dense, x, grid, repeats=20,
-                                               mode=args.latency_mode).predict(grid.uniform(0.5))
+                table = LatencyTable.build(dense, x, grid, repeats=20, mode=args.latency_mode)
+                budget_ms = table.predict(grid.uniform(0.5))
+                # the search uses this very table, so its budget and its predictions share one timing of the machine
+                table_path = table.save(out / f"{name}_latency_table_s{seed}.json")
                 cfg = SearchConfig(method="metapruning", latency_ms=budget_ms, seed=seed, ratios=ratios,
-                                   latency_mode=args.latency_mode,
+                                   latency_mode=args.latency_mode, latency_table=str(table_path),
                                    calib_batches=args.calib_batches, workers=args.workers,
                                    supernet={"epochs": args.supernet_epochs}, finetune={"epochs": 0}, evolution=evo)
                 trained = out / f"{name}_metapruning_{budgets[0]}_s{seed}" / "supernet.pt"
@@ -376,9 +378,9 @@ def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True,
     if lat_rows:
         lines += ["## Latency-constrained search (MetaPruning, lookup table on this CPU, 1 thread)", "",
                   "The budget is the table's prediction for the uniform half-width network; the found network is "
-                  "realised, then timed in 5 rounds interleaved with the full network, batch 1: the median round in "
-                  "`median` mode, the fastest in `fastest` mode, whose table also keeps every entry's fastest of 3 "
-                  "passes (docs/search.md). Drift: "
+                  "realised, then timed in rounds interleaved with the full network, batch 1: the median of 5 rounds in "
+                  "`median` mode, the fastest of 10 rounds half a second apart in `fastest` mode, whose table also "
+                  "keeps every entry's fastest of 3 passes (docs/search.md). Drift: "
                   "the full network's time then against its time when the search built its table (this shared "
                   "machine's speed changes by itself); the last column divides the measurement by it "
                   "(docs/search.md, docs/bench/search.md)."

@@ -168,3 +168,26 @@ def test_timing_rounds_pause_only_in_fastest_mode(monkeypatch):
     assert len(list(latency.timing_rounds("median"))) == 5 and naps == []
     assert len(list(latency.timing_rounds("fastest"))) == latency.FASTEST_ROUNDS
     assert naps == [latency.FASTEST_PAUSE_S] * (latency.FASTEST_ROUNDS - 1)
+
+
+def test_cli_search_reuses_a_saved_latency_table_and_checks_it(ckpt, tmp_path, capsys):
+    base = ["search", str(ckpt), "--method", "metapruning", "--latency-ms", "1000", "--budget-floor", "0",
+            "--data", "digits", "--epochs", "0", "--finetune-epochs", "0", "--iterations", "1",
+            "--population", "3", "--ratios", "0.5,1.0", "--no-progress", "--workers", "1", "--json"]
+    assert main(base + ["--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
+    first = json.loads((tmp_path / "a" / "latency_table.json").read_text())
+    assert main(base + ["--out", str(tmp_path / "b"), "--latency-table", str(tmp_path / "a" / "latency_table.json")]) == 0
+    rep = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    second = json.loads((tmp_path / "b" / "latency_table.json").read_text())
+    # reused, not rebuilt: every timing of the first table is still there, unchanged
+    assert second["reference_ms"] == first["reference_ms"] and second["constant_ms"] == first["constant_ms"]
+    assert all(second["entries"][k] == v for k, v in first["entries"].items())
+    assert rep["latency_ms_predicted"] == LatencyTable.from_dict(second).predict(tuple(rep["encoding"]))
+    # a table of another model (a renamed layer) or a missing file is refused, naming the problem
+    first["layers"][0]["name"] = "elsewhere"
+    (tmp_path / "other.json").write_text(json.dumps(first))
+    assert main(base + ["--out", str(tmp_path / "c"), "--latency-table", str(tmp_path / "other.json")]) == 2
+    assert "built for another model" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "d"), "--latency-table", str(tmp_path / "none.json")]) == 2
+    assert "is not a file" in capsys.readouterr().err

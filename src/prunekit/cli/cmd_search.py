@@ -23,6 +23,9 @@ def add_parser(subparsers):
                    help="how the latency table and the found network are timed: 'median' (default; the typical "
                         "latency) or 'fastest' (grid timed up front in 3 passes, fastest kept: steadier on a shared "
                         "machine)")
+    p.add_argument("--latency-table", metavar="TABLE.json",
+                   help="use this saved latency table (e.g. an earlier search's OUT/latency_table.json) instead of "
+                        "building one; it must match the model, input shape and grid (checked)")
     p.add_argument("--budget-floor", type=float,
                    help="MetaPruning: candidates must also use at least this fraction of the budget (default 0.9; "
                         "0 = the paper's upper bound only)")
@@ -56,7 +59,7 @@ def _config(args) -> dict:
 
     cfg = dict(load_yaml(args.config)) if args.config else {}
     cfg["method"] = args.method
-    for key in ("macs", "params", "latency_ms", "latency_mode", "budget_floor", "seed"):
+    for key in ("macs", "params", "latency_ms", "latency_mode", "latency_table", "budget_floor", "seed"):
         v = getattr(args, key)
         if v is not None:
             cfg[key] = v

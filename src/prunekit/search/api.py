@@ -77,6 +77,10 @@ class SearchConfig:
             every entry at its fastest, and the found network's measurement the fastest of 10
             rounds half a second apart: the CPU's own speed, steadier on a shared machine; see docs/search.md).
         latency_rounds: passes over the grid in ``"fastest"`` mode.
+        latency_table: path of a saved :class:`~prunekit.search.latency.LatencyTable` (e.g. an
+            earlier search's ``OUT/latency_table.json``) to use instead of building one; it
+            must have been built for this model, input shape and grid (checked) and keeps
+            the mode it was built with. Budgets derived from one table stay comparable.
     """
 
     method: str = "autoslim"
@@ -104,6 +108,7 @@ class SearchConfig:
     latency_repeats: int = 20
     latency_mode: str = "median"
     latency_rounds: int = 3
+    latency_table: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -264,8 +269,16 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
                               min_channels=cfg.min_channels, ignored_layers=cfg.ignored_layers)
     lut = None
     if cfg.latency_ms is not None:
-        lut = lat.LatencyTable.build(model, example, space, repeats=cfg.latency_repeats, progress=progress,
-                                     mode=cfg.latency_mode, rounds=cfg.latency_rounds)
+        # a resumed search keeps the table it started with, so its constraint checks do not move
+        source = cfg.latency_table or (out / "latency_table.json" if resume and (out / "latency_table.json").exists()
+                                       else None)
+        if source is not None:
+            lut = lat.LatencyTable.load(source)
+            lut.check_matches(model, example, space, where=f"latency table {source}")
+        else:
+            lut = lat.LatencyTable.build(model, example, space, repeats=cfg.latency_repeats, progress=progress,
+                                         mode=cfg.latency_mode, rounds=cfg.latency_rounds)
+        lut.save(out / "latency_table.json")
     within, in_band, limits = _budget(space, cfg, lut)
     sub = data.holdout(cfg.val_fraction, seed=cfg.seed)
     supernet = _train_supernet(model, space, sub, cfg, out / "supernet.pt", resume, progress, source=supernet)
@@ -302,6 +315,8 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
 
             best = greedy_slim(space, score_many, within, log, progress, moves=cfg.greedy_moves)
     plot_population(log, out / "population.png")
+    if lut is not None:
+        lut.save(out / "latency_table.json")  # with the entries the search measured on the way
     enc = tuple(best["encoding"])
     return _finish(model, supernet, space, enc, best, data, cfg, out, resume, progress, lut, limits)
 

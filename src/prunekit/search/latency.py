@@ -118,45 +118,7 @@ class LatencyTable:
                 import onnxruntime  # noqa: F401
             except ImportError:
                 raise PrunekitError("the onnxruntime latency backend needs onnxruntime installed") from None
-        where = {}
-        for gi, g in enumerate(space.groups):
-            for m in g.members:
-                where[(m.param, m.dim)] = gi
-        shapes, outs, hooks = {}, {}, []
-        mods = dict(model.named_modules())
-        for name, mod in mods.items():
-            if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
-                def grab(_m, a, name=name):
-                    shapes.setdefault(name, tuple(a[0].shape))  # returns None: inputs unchanged
-
-                def grab_out(_m, _a, y, name=name):
-                    outs.setdefault(name, int(y[0].numel() // y.shape[1]) if y.dim() > 2 else 1)
-
-                hooks.append(mod.register_forward_pre_hook(grab))
-                hooks.append(mod.register_forward_hook(grab_out))
-        try:
-            with torch.no_grad():
-                model.eval()(example_input)
-        finally:
-            for h in hooks:
-                h.remove()
-        layers = []
-        for name, shape in shapes.items():
-            mod = mods[name]
-            w = name + ".weight" if name else "weight"
-            if isinstance(mod, torch.nn.Conv2d):
-                dw = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
-                if mod.groups > 1 and not dw:
-                    raise PrunekitError(f"latency table: grouped convolution {name!r} is not supported")
-                cfg = {"k": list(mod.kernel_size), "s": list(mod.stride), "p": list(mod.padding),
-                       "d": list(mod.dilation), "dw": dw, "bias": mod.bias is not None}
-                gout = where.get((w, 0))
-                gin = gout if dw else where.get((w, 1))
-                layers.append(_Layer(name, "conv", cfg, shape, gin, gout, mod.in_channels, mod.out_channels,
-                                     outs[name]))
-            else:
-                layers.append(_Layer(name, "linear", {"bias": mod.bias is not None}, shape,
-                                     where.get((w, 1)), where.get((w, 0)), mod.in_features, mod.out_features))
+        layers = record_layers(model, example_input, space)
         table = cls(layers, 0.0, {}, backend, repeats, mode=mode)
         if mode == "fastest":
             table.fill(space, progress=progress, rounds=rounds)
@@ -335,6 +297,27 @@ class LatencyTable:
         return Path(path)
 
     @classmethod
+    def load(cls, path) -> "LatencyTable":
+        """Read a table written by :meth:`save`; a missing or malformed file raises naming it."""
+        p = Path(path)
+        if not p.is_file():
+            raise PrunekitError(f"latency table {p} is not a file (write one with LatencyTable.save or take a "
+                                "search's OUT/latency_table.json)")
+        try:
+            return cls.from_dict(json.loads(p.read_text()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise PrunekitError(f"{p} is not a prunekit latency table ({type(e).__name__}: {e})") from None
+
+    def check_matches(self, model, example_input, space, where: str = "latency table") -> None:
+        """Raise unless this table was built for ``model`` at ``example_input``'s shape and ``space``'s groups."""
+        want = record_layers(model, example_input, space)
+        if [vars(x) for x in want] != [vars(x) for x in self.layers]:
+            mine, theirs = {x.name: vars(x) for x in self.layers}, {x.name: vars(x) for x in want}
+            diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise PrunekitError(f"{where} was built for another model, input shape or search grid (layers "
+                                f"differing: {', '.join(diff[:5]) or 'their order'}); build one for this search")
+
+    @classmethod
     def from_dict(cls, d: dict) -> "LatencyTable":
         """Rebuild a table written by :meth:`to_dict` (no re-measurement)."""
         layers = [_Layer(**{**x, "in_shape": tuple(x["in_shape"])}) for x in d["layers"]]
@@ -342,6 +325,52 @@ class LatencyTable:
                    int(d.get("repeats", 20)), float(d.get("per_activation_ms", 0.0)), int(d.get("inner", 10)),
                    float(d.get("reference_ms", 0.0)), d.get("mode", "median"))
 
+
+
+def record_layers(model, example_input, space) -> list:
+    """The conv/linear layers of ``model`` as the table times them: input shape, config, search groups."""
+    import torch
+
+    where = {}
+    for gi, g in enumerate(space.groups):
+        for m in g.members:
+            where[(m.param, m.dim)] = gi
+    shapes, outs, hooks = {}, {}, []
+    mods = dict(model.named_modules())
+    for name, mod in mods.items():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            def grab(_m, a, name=name):
+                shapes.setdefault(name, tuple(a[0].shape))  # returns None: inputs unchanged
+
+            def grab_out(_m, _a, y, name=name):
+                outs.setdefault(name, int(y[0].numel() // y.shape[1]) if y.dim() > 2 else 1)
+
+            hooks.append(mod.register_forward_pre_hook(grab))
+            hooks.append(mod.register_forward_hook(grab_out))
+    try:
+        with torch.no_grad():
+            model.eval()(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    layers = []
+    for name, shape in shapes.items():
+        mod = mods[name]
+        w = name + ".weight" if name else "weight"
+        if isinstance(mod, torch.nn.Conv2d):
+            dw = mod.groups > 1 and mod.groups == mod.in_channels == mod.out_channels
+            if mod.groups > 1 and not dw:
+                raise PrunekitError(f"latency table: grouped convolution {name!r} is not supported")
+            cfg = {"k": list(mod.kernel_size), "s": list(mod.stride), "p": list(mod.padding),
+                   "d": list(mod.dilation), "dw": dw, "bias": mod.bias is not None}
+            gout = where.get((w, 0))
+            gin = gout if dw else where.get((w, 1))
+            layers.append(_Layer(name, "conv", cfg, shape, gin, gout, mod.in_channels, mod.out_channels,
+                                 outs[name]))
+        else:
+            layers.append(_Layer(name, "linear", {"bias": mod.bias is not None}, shape,
+                                 where.get((w, 1)), where.get((w, 0)), mod.in_features, mod.out_features))
+    return layers
 
 
 class _Repeat(torch.nn.Module):
