@@ -217,13 +217,11 @@ def _budget(space, cfg: SearchConfig, lut):
 
 
 def _band_reachable(space, in_band, cfg: SearchConfig) -> bool:
-    """Whether random draws (or the uniform widths) hit the budget band; a coarse grid may have none there."""
+    """Whether random draws, which seed the evolution, hit the budget band (a coarse grid may have none there)."""
     import numpy as np
 
     from prunekit.search.evolution import random_encoding
 
-    if any(in_band(space.uniform(r)) for r in cfg.ratios):
-        return True
     rng = np.random.default_rng([cfg.seed, 7919])  # its own stream: the search's draws stay as they were
     return any(in_band(random_encoding(space.candidates, rng)) for _ in range(cfg.evolution_config().max_tries))
 
