@@ -69,11 +69,9 @@ def _latency_rows(name, m, x, space, args) -> list:
     for _ in range(args.latency_rounds):
         sums, times = {}, {}
         for e, net in nets.items():
-            side.remeasure([e])
-            sums[e] = side.layer_sum(e)
-            for layer in side.layers:
-                sig = side._signature(layer, *side._widths(layer, e))
+            for sig in side.remeasure([e]):
                 best[sig] = min(best.get(sig, float("inf")), side.entries[sig])
+            sums[e] = side.layer_sum(e)
             times[e] = float(measure_latency(net, x, warmup=5, repeats=args.repeats, threads=1).median_ms)
         side.fit_overhead(calib, [times[e] for e in calib], layer_sums=[sums[e] for e in calib])
         for e in nets:

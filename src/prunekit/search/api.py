@@ -460,8 +460,6 @@ def _latency_report(lut, enc, pruned, model, example) -> dict:
     is than when the table was measured; ``latency_ms_measured_at_table_speed`` removes
     that drift from the measurement.
     """
-    import statistics
-
     from prunekit.measure import measure_latency
     from prunekit.search.latency import timing_rounds
 
@@ -469,8 +467,7 @@ def _latency_report(lut, enc, pruned, model, example) -> dict:
     for _ in timing_rounds(lut.mode):
         found.append(float(measure_latency(pruned.eval(), example, threads=1).median_ms))
         full.append(float(measure_latency(model.eval(), example, threads=1).median_ms))
-    stat = min if lut.mode == "fastest" else statistics.median
-    measured, full_now = stat(found), stat(full)
+    measured, full_now = lut.statistic(found), lut.statistic(full)
     rep = {"latency_mode": lut.mode, "latency_ms_predicted": lut.predict(enc), "latency_ms_measured": measured,
            "latency_ms_full_measured": full_now, "latency_ms_full_at_table": lut.reference_ms}
     if lut.reference_ms > 0:

@@ -105,8 +105,6 @@ class LatencyTable:
         ``mode="fastest"`` times the whole grid up front in ``rounds`` interleaved passes
         and keeps every entry's fastest pass (and the fastest of the calibration rounds).
         """
-        import torch
-
         if mode not in MODES:
             raise PrunekitError(f"latency table mode must be one of {', '.join(MODES)}, got {mode!r}")
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
@@ -125,8 +123,11 @@ class LatencyTable:
         table.calibrate(model, example_input, space)
         return table
 
-    def remeasure(self, encodings=None) -> None:
-        """Time again the entries ``encodings`` use (all entries if None), replacing the old timings."""
+    def remeasure(self, encodings=None) -> list:
+        """Time again the entries ``encodings`` use (all entries if None), replacing the old timings.
+
+        Returns the signatures (entry keys) it timed.
+        """
         if encodings is None:
             sigs = list(self.entries)
         else:
@@ -134,6 +135,7 @@ class LatencyTable:
                                       for enc in encodings for layer in self.layers))
         for sig in sigs:
             self.entries[sig] = self._measure_signature(sig)
+        return sigs
 
     def fit_overhead(self, encodings, measured_ms, layer_sums=None) -> None:
         """Fit ``constant_ms`` and ``per_activation_ms`` so that ``predict`` matches ``measured_ms``.
@@ -172,11 +174,15 @@ class LatencyTable:
                                 "rebuild it")
         return self._network_ms(model.eval(), example_input) / self.reference_ms
 
+    def statistic(self, times) -> float:
+        """This table's summary of repeated whole-network timings: their median, or (``"fastest"``) their minimum."""
+        import statistics
+
+        return min(times) if self.mode == "fastest" else statistics.median(times)
+
     def _network_ms(self, model, example_input) -> float:
-        """A network's latency as this table's mode measures it (a median, or the fastest of spread rounds)."""
-        if self.mode == "fastest":
-            return min(self._measure_model(model, example_input) for _ in timing_rounds(self.mode))
-        return self._measure_model(model, example_input)
+        """A network's latency as this table's mode measures it, over :func:`timing_rounds`."""
+        return self.statistic([self._measure_model(model, example_input) for _ in timing_rounds(self.mode)])
 
     def activations(self, encoding) -> float:
         """Output activation elements (per sample) of the table's layers under ``encoding``."""
@@ -187,21 +193,19 @@ class LatencyTable:
 
         The full, half-width and narrowest networks are each timed in 5 rounds
         (``mode="fastest"``: 10, half a second apart), the rounds interleaved across the
-        three, and the medians (``mode="fastest"``: the fastest rounds) are used: a burst of load from another process then skews one
-        round of each network instead of the whole fit (on a shared 2-core machine single
-        timings drift by tens of percent).
+        three, and summarised by :meth:`statistic`: a burst of load from another process
+        then skews one round of each network instead of the whole fit (on a shared 2-core
+        machine single timings drift by tens of percent).
         """
-        import statistics
-
         encs = list(dict.fromkeys([space.full, space.uniform(0.5), space.smallest]))
         nets = [model if enc == space.full else space.plan(enc).apply(model).eval() for enc in encs]
         times = [[] for _ in encs]
         for _ in timing_rounds(self.mode):
             for i, net in enumerate(nets):
                 times[i].append(self._measure_model(net, example_input))
-        medians = [min(ts) if self.mode == "fastest" else statistics.median(ts) for ts in times]
-        self.reference_ms = medians[encs.index(space.full)]
-        self.fit_overhead(encs, medians)
+        summary = [self.statistic(ts) for ts in times]
+        self.reference_ms = summary[encs.index(space.full)]
+        self.fit_overhead(encs, summary)
 
     # ------------------------------------------------------------------ prediction
     def _widths(self, layer: _Layer, encoding) -> tuple[int, int]:
@@ -221,7 +225,7 @@ class LatencyTable:
             cin, cout = self._widths(layer, encoding)
             sig = self._signature(layer, cin, cout)
             if sig not in self.entries:
-                self.entries[sig] = self._measure_layer(layer, cin, cout)
+                self.entries[sig] = self._measure_signature(sig)
             total += self.entries[sig]
         return total
 
@@ -269,9 +273,6 @@ class LatencyTable:
                                     groups=cin if c["dw"] else 1, bias=c["bias"])
         rep = _Repeat(layer.eval(), self.inner)
         return self._measure_model(rep, torch.randn(*shape)) / self.inner
-
-    def _measure_layer(self, layer: _Layer, cin: int, cout: int) -> float:
-        return self._measure_signature(self._signature(layer, cin, cout))
 
     def _measure_model(self, model, x) -> float:
         if self.backend == "onnxruntime":
