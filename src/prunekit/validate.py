@@ -1,0 +1,117 @@
+"""Checks of user-supplied values, in one place, with errors that name the value.
+
+Every public function here takes the value's name as the user knows it (a CLI
+flag, a config key, ``"arch: option 'depth'"``), returns the value in its
+canonical Python type, and raises a :class:`~prunekit.errors.PrunekitError`
+subclass (``ConfigError`` unless ``error=`` says otherwise) whose message names
+the value and says what was expected. They are used instead of ``assert``
+(which ``python -O`` removes) and instead of hand-written ``if`` chains, so the
+same mistake gets the same message everywhere.
+
+Booleans are never accepted where a number is expected (``True`` is an ``int``
+in Python, but ``ratio: true`` in a YAML recipe is a typo, not ``1``), and NaN
+or infinity is never accepted as a number unless ``finite=False``.
+
+Example:
+    >>> check_fraction("ratio", 0.5)
+    0.5
+    >>> check_int("epochs", 0, minimum=0)
+    0
+    >>> check_choice("criterion", "l1", ["l1", "l2"])
+    'l1'
+    >>> check_fraction("ratio", 1.5)
+    Traceback (most recent call last):
+    ...
+    prunekit.errors.ConfigError: ratio must be a number in [0, 1), got 1.5
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Iterable
+
+from prunekit.errors import ConfigError, PrunekitError
+
+__all__ = ["check_bool", "check_choice", "check_fraction", "check_int", "check_number", "check_positive"]
+
+
+def _is_number(value) -> bool:
+    # numbers.Real covers int, float and numpy scalars; bool is excluded on purpose (see module docstring).
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_number(name: str, value, *, minimum: float | None = None, maximum: float | None = None,
+                 low_open: bool = False, high_open: bool = False, finite: bool = True,
+                 allow_none: bool = False, error: type[PrunekitError] = ConfigError) -> float | None:
+    """``value`` as a float, or ``error`` unless it is a number within the given bounds.
+
+    Args:
+        name: how the user knows the value (flag or key), used in the message.
+        minimum, maximum: inclusive bounds (exclusive with ``low_open`` / ``high_open``); None = unbounded.
+        finite: reject NaN and infinities (default).
+        allow_none: return None for None instead of raising.
+        error: the PrunekitError subclass to raise.
+    """
+    if value is None and allow_none:
+        return None
+    if not _is_number(value):
+        raise error(f"{name} must be a number, got {value!r}")
+    v = float(value)
+    if math.isnan(v) or (finite and math.isinf(v)):
+        raise error(f"{name} must be a finite number, got {value!r}")
+    too_low = minimum is not None and (v <= minimum if low_open else v < minimum)
+    too_high = maximum is not None and (v >= maximum if high_open else v > maximum)
+    if too_low or too_high:
+        lo = "-inf" if minimum is None else f"{minimum:g}"
+        hi = "inf" if maximum is None else f"{maximum:g}"
+        interval = f"{'(' if low_open or minimum is None else '['}{lo}, {hi}{')' if high_open or maximum is None else ']'}"
+        raise error(f"{name} must be a number in {interval}, got {value!r}")
+    return v
+
+
+def check_fraction(name: str, value, *, allow_zero: bool = True, allow_one: bool = False,
+                   allow_none: bool = False, error: type[PrunekitError] = ConfigError) -> float | None:
+    """``value`` as a float in [0, 1) (``allow_zero=False``: (0, 1; ``allow_one=True``: up to 1 inclusive)."""
+    return check_number(name, value, minimum=0.0, maximum=1.0, low_open=not allow_zero, high_open=not allow_one,
+                        allow_none=allow_none, error=error)
+
+
+def check_positive(name: str, value, *, allow_none: bool = False,
+                   error: type[PrunekitError] = ConfigError) -> float | None:
+    """``value`` as a float > 0 (finite)."""
+    return check_number(name, value, minimum=0.0, low_open=True, allow_none=allow_none, error=error)
+
+
+def check_int(name: str, value, *, minimum: int | None = 1, maximum: int | None = None,
+              allow_none: bool = False, error: type[PrunekitError] = ConfigError) -> int | None:
+    """``value`` as an int within [minimum, maximum] (default: a positive integer).
+
+    Integral numpy scalars are accepted; floats (even ``3.0``) and bools are not.
+    """
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise error(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if (minimum is not None and v < minimum) or (maximum is not None and v > maximum):
+        if maximum is None:
+            raise error(f"{name} must be an integer >= {minimum}, got {value!r}")
+        if minimum is None:
+            raise error(f"{name} must be an integer <= {maximum}, got {value!r}")
+        raise error(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
+    return v
+
+
+def check_bool(name: str, value, *, error: type[PrunekitError] = ConfigError) -> bool:
+    """``value`` if it is a bool (not 0/1, not "yes"), else ``error``."""
+    if not isinstance(value, bool):
+        raise error(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+def check_choice(name: str, value, choices: Iterable, *, error: type[PrunekitError] = ConfigError):
+    """``value`` if it is one of ``choices``, else ``error`` listing the valid ones."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise error(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
