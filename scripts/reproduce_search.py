@@ -74,7 +74,7 @@ def main() -> None:
     from prunekit.data import load_dataset
     from prunekit.measure import count_macs
     from prunekit.methods.structured import run_structured
-    from prunekit.prune import plan as make_plan
+    from prunekit.engine import plan as make_plan
     from prunekit.search import SearchConfig, SearchSpace, plot_widths, search
 
     ap = argparse.ArgumentParser()

@@ -16,15 +16,18 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "binary", "checkpoint", "cli", "compress", "criteria", "data", "errors", "graph",
-    "measure", "methods", "models", "registry", "search", "sparse", "surgery", "train",
+    "binary", "checkpoint", "cli", "compress", "criteria", "data", "engine", "errors", "graph",
+    "measure", "methods", "models", "registry", "search", "sparse", "spec", "surgery", "train", "validate",
 }
 # Top-level shortcuts to the engine, resolved lazily: name -> (module, attribute).
+# They are plain functions and classes; no submodule is named plan or prune, so
+# importing one never shadows these names.
 _SHORTCUTS = {
-    "plan": ("prunekit.prune", "plan"),
-    "prune": ("prunekit.prune", "prune"),
-    "plan_from_channels": ("prunekit.prune", "plan_from_channels"),
-    "PruningPlan": ("prunekit.plan", "PruningPlan"),
+    "plan": ("prunekit.engine.planner", "plan"),
+    "prune": ("prunekit.engine.planner", "prune"),
+    "plan_from_channels": ("prunekit.engine.planner", "plan_from_channels"),
+    "PlanOptions": ("prunekit.engine.options", "PlanOptions"),
+    "PruningPlan": ("prunekit.engine.plan", "PruningPlan"),
 }
 
 

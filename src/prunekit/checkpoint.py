@@ -16,8 +16,10 @@ no pickled code is ever executed. It stores
 * optionally ``train_state`` (optimizer, scheduler, epoch) to resume training.
 
 The model spec travels with a model as the attribute ``model.prunekit_spec``
-(a :class:`ModelSpec`), set by :func:`prunekit.models.create` and extended by
-code that changes the structure, so ``save(path, model)`` just works.
+(a :class:`~prunekit.spec.ModelSpec`, defined in the leaf module :mod:`prunekit.spec`
+and re-exported here), set by :func:`prunekit.models.create` and extended by
+code that changes the structure, so ``save(path, model)`` just works;
+:func:`build` rebuilds the model a spec describes.
 
 Example:
     >>> from prunekit import models, checkpoint
@@ -27,113 +29,88 @@ Example:
 """
 from __future__ import annotations
 
-import copy
 import importlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from prunekit.errors import CheckpointError
 from prunekit.registry import Registry
+from prunekit.spec import ModelSpec, attach_spec, get_spec
 from prunekit.utils.io import atomic_save_torch, check_overwrite
+
+__all__ = ["Checkpoint", "ModelSpec", "TRANSFORMS", "apply_transform", "build", "build_base", "get_spec", "load",
+           "read_raw", "read_versioned", "save", "transform_function"]
 
 FORMAT = "prunekit.checkpoint"
 VERSION = 1
 
-# kind -> fn(model, transform_dict, spec) -> model. Filled by the modules listed in
-# _TRANSFORM_MODULES, which are imported only when a checkpoint needs them.
+# kind -> fn(model, transform_dict) -> model. A kind listed in TRANSFORM_SOURCES is
+# registered on first use: "module:function" names the function, a bare "module"
+# registers its kinds itself when imported. Checkpoints store only the kind, so a
+# kind keeps its name when the code behind it moves (old checkpoints still load).
 TRANSFORMS: Registry[Callable] = Registry("checkpoint transform")
-_TRANSFORM_MODULES = {
-    "prune_plan": "prunekit.plan",
+TRANSFORM_SOURCES = {
+    "prune_plan": "prunekit.engine.plan:replay_transform",
     "binarize": "prunekit.binary",
     "select_inputs": "prunekit.surgery.select",
 }
 
 
-@dataclass
-class ModelSpec:
-    """How to rebuild a model: base architecture, input shape, structural transforms.
+def transform_function(kind) -> Callable:
+    """The function of the registered transform ``kind``, importing the code behind it on first use."""
+    source = TRANSFORM_SOURCES.get(kind) if isinstance(kind, str) else None
+    if source is not None and kind not in TRANSFORMS:
+        module, _, name = source.partition(":")
+        mod = importlib.import_module(module)
+        # a module may register its kinds itself when imported; register only what is still missing
+        if name and kind not in TRANSFORMS:
+            TRANSFORMS.add(kind, getattr(mod, name))
+    return TRANSFORMS.get(kind)
 
-    Attributes:
-        arch: ``{"model": name, "kwargs": {...}}`` or ``{"factory": "mod:fn", "kwargs": {...}}``.
-        input_shape: shape of one sample, without the batch dimension.
-        transforms: ordered list of JSON-able dicts, each with a ``"kind"`` key.
-    """
 
-    arch: dict
-    input_shape: list[int]
-    transforms: list[dict] = field(default_factory=list)
+def build_base(spec: ModelSpec):
+    """Build the dense base architecture of ``spec`` with freshly initialised weights."""
+    kwargs = dict(spec.arch.get("kwargs", {}))
+    if "model" in spec.arch:
+        from prunekit import models
 
-    def to_dict(self) -> dict:
-        """Plain-data form stored in the checkpoint."""
-        return {"arch": copy.deepcopy(self.arch), "input_shape": list(self.input_shape),
-                "transforms": copy.deepcopy(self.transforms)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelSpec":
-        """Inverse of :meth:`to_dict`; raises CheckpointError on missing keys."""
+        return models.create(spec.arch["model"], **kwargs)
+    if "factory" in spec.arch:
+        target = spec.arch["factory"]
+        mod_name, _, fn_name = target.partition(":")
         try:
-            return cls(arch=dict(d["arch"]), input_shape=[int(s) for s in d["input_shape"]],
-                       transforms=list(d.get("transforms", [])))
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"malformed model spec: {e}") from None
+            fn = getattr(importlib.import_module(mod_name), fn_name)
+        except (ImportError, AttributeError) as e:
+            raise CheckpointError(f"cannot import model factory {target!r}: {e}") from None
+        return attach_spec(fn(**kwargs), spec.base())
+    raise CheckpointError(f"model spec has neither 'model' nor 'factory': {spec.arch}")
 
-    def with_transform(self, transform: dict) -> "ModelSpec":
-        """A copy with one more transform appended (specs are never mutated in place)."""
-        if "kind" not in transform:
-            raise ValueError("a transform needs a 'kind' key")
-        new = ModelSpec.from_dict(self.to_dict())
-        new.transforms.append(copy.deepcopy(transform))
-        return new
 
-    def build_base(self):
-        """Build the dense base architecture with freshly initialised weights."""
-        kwargs = dict(self.arch.get("kwargs", {}))
-        if "model" in self.arch:
-            from prunekit import models
+def build(spec: ModelSpec):
+    """The model ``spec`` describes: base architecture with every transform applied, ready for ``load_state_dict``.
 
-            return models.create(self.arch["model"], **kwargs)
-        if "factory" in self.arch:
-            target = self.arch["factory"]
-            mod_name, _, fn_name = target.partition(":")
-            try:
-                fn = getattr(importlib.import_module(mod_name), fn_name)
-            except (ImportError, AttributeError) as e:
-                raise CheckpointError(f"cannot import model factory {target!r}: {e}") from None
-            model = fn(**kwargs)
-            model.prunekit_spec = ModelSpec(arch=copy.deepcopy(self.arch), input_shape=list(self.input_shape))
-            return model
-        raise CheckpointError(f"model spec has neither 'model' nor 'factory': {self.arch}")
-
-    def build(self):
-        """Base architecture with every transform applied, ready for ``load_state_dict``."""
-        model = self.build_base()
-        spec = ModelSpec(arch=copy.deepcopy(self.arch), input_shape=list(self.input_shape))
-        model.prunekit_spec = spec
-        for t in self.transforms:
-            model = apply_transform(model, t)
-        return model
+    Example:
+        >>> spec = ModelSpec(arch={"model": "lenet5", "kwargs": {"in_channels": 1}}, input_shape=[1, 28, 28])
+        >>> build(spec).conv1.in_channels                   # doctest: +SKIP
+        1
+    """
+    model = attach_spec(build_base(spec), spec.base())
+    for t in spec.transforms:
+        model = apply_transform(model, t)
+    return model
 
 
 def apply_transform(model, transform: dict):
     """Apply one registered structural transform and record it in ``model.prunekit_spec``."""
-    kind = transform.get("kind")
-    if kind in _TRANSFORM_MODULES and kind not in TRANSFORMS:
-        importlib.import_module(_TRANSFORM_MODULES[kind])
-    fn = TRANSFORMS.get(kind)
+    fn = transform_function(transform.get("kind"))
     spec = get_spec(model)
     model = fn(model, transform)
     if spec is not None:
         model.prunekit_spec = spec.with_transform(transform)
     return model
-
-
-def get_spec(model) -> ModelSpec | None:
-    """The :class:`ModelSpec` attached to ``model``, or None for a model built outside prunekit."""
-    spec = getattr(model, "prunekit_spec", None)
-    return spec if isinstance(spec, ModelSpec) else None
 
 
 @dataclass
@@ -220,7 +197,7 @@ def load(path: str | os.PathLike, *, strict: bool = True) -> Checkpoint:
     p = Path(path)
     payload = read_raw(p)
     spec = ModelSpec.from_dict(payload["spec"])
-    model = spec.build()
+    model = build(spec)
     try:
         model.load_state_dict(payload["state_dict"], strict=strict)
     except RuntimeError as e:

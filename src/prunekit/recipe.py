@@ -9,7 +9,7 @@ A recipe describes a whole compression pipeline with every hyper-parameter::
     # model: {name: vgg11, kwargs: {}}   # ... or a zoo model built fresh
     steps:
       - train: {epochs: 10, lr: 0.05}
-      - prune: {method: l1, macs: 0.5}
+      - prune: {criterion: l1, macs: 0.5}
       - finetune: {epochs: 3, lr: 0.01}
       - compress: {bits_conv: 8, bits_fc: 5}
 

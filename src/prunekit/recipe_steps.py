@@ -6,8 +6,8 @@ dataclass, whose fields are exactly the keys the step accepts in YAML:
 * ``train`` / ``finetune``: :class:`prunekit.train.TrainConfig` (``finetune`` keeps
   weight masks from an earlier ``sparsify`` step fixed).
 * ``eval``: :class:`EvalConfig`; ``profile``: :class:`ProfileStepConfig`.
-* ``prune``: :class:`prunekit.policy.PruneConfig` (the engine's options: criterion,
-  ratio, macs, params, global_ranking, round_to, ...).
+* ``prune``: :class:`prunekit.engine.PlanOptions` (the engine's options: criterion,
+  ratio, macs, params, tolerance, best_effort, global_ranking, round_to, steps, ...).
 * ``structured``: :class:`StructuredStepConfig` (l1, slimming, lasso, thinet, fpgm, taylor).
 * ``sparsify``: :class:`SparsifyStepConfig` (a weight-level method and its config).
 * ``compress``: :class:`prunekit.compress.CompressConfig` (Deep Compression).
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from prunekit.policy import PruneConfig
+from prunekit.engine.options import PlanOptions
 from prunekit.recipe import register_step
 from prunekit.train.config import TrainConfig
 
@@ -88,34 +88,31 @@ def profile_step(state, cfg: ProfileStepConfig) -> None:
                  **{f"latency_bs{bs}_ms": r.median_ms for bs, r in rep.latency.items()})
 
 
-@register_step("prune", PruneConfig, help="structural pruning with the engine (PruneConfig keys)")
-def prune_step(state, cfg: PruneConfig) -> None:
-    """Plan and apply structural pruning; writes ``plan<N>.json``."""
+@register_step("prune", PlanOptions, help="structural pruning with the engine (PlanOptions keys)")
+def prune_step(state, cfg: PlanOptions) -> None:
+    """Plan and apply structural pruning (in ``cfg.steps`` steps); writes ``plan<N>.json`` per step."""
     import torch
 
-    from prunekit.measure import count_macs, count_params
-    from prunekit.prune import plan as make_plan
+    from prunekit.engine import measure_cost, plan, step_options
 
     example = torch.zeros(1, state.data.in_channels, *state.data.image_size)
-    before_macs, before_params = count_macs(state.model, example).total, count_params(state.model)
+    before_macs, before_params = measure_cost(state.model, example, "macs"), measure_cost(state.model, example,
+                                                                                           "params")
+    target = cfg.target
     model = state.model
+    index = sum(1 for r in state.records if r["step"] == "prune")
     for k in range(1, cfg.steps + 1):
-        kwargs = cfg.plan_kwargs()
-        if cfg.steps > 1:
-            # reach k/steps of the way to the target at step k, measured on the original model
-            for key, base in (("macs", before_macs), ("params", before_params)):
-                if kwargs.get(key) is not None:
-                    goal = 1 - (1 - kwargs[key]) * k / cfg.steps
-                    now = (count_macs(model, example).total if key == "macs" else count_params(model)) / base
-                    kwargs[key] = goal / now
-        p = make_plan(model, example, **kwargs)
+        kept = 1.0
+        if target is not None and cfg.steps > 1:
+            base = before_macs if target[0] == "macs" else before_params
+            kept = measure_cost(model, example, target[0]) / base
+        p = plan(model, example, step_options(cfg, k, kept))
         model = p.apply(model)
-        index = sum(1 for r in state.records if r["step"] == "prune")
         p.save(state.out_dir / f"plan{index}{'_' + str(k) if cfg.steps > 1 else ''}.json")
     state.model = model
     state.masks = None  # weight masks do not survive a change of shapes
-    state.record("prune", criterion=cfg.criterion, macs_kept=count_macs(model, example).total / before_macs,
-                 params_kept=count_params(model) / before_params)
+    state.record("prune", criterion=cfg.criterion, macs_kept=measure_cost(model, example, "macs") / before_macs,
+                 params_kept=measure_cost(model, example, "params") / before_params)
 
 
 @dataclass
@@ -154,7 +151,7 @@ def sparsify_step(state, cfg: SparsifyStepConfig) -> None:
     final = dict(getattr(result, "final", {}) or {})
     extra = {}
     if "plan" in (result.extra or {}):
-        from prunekit.plan import PruningPlan
+        from prunekit.engine import PruningPlan
 
         index = sum(1 for r in state.records if r["step"] == "sparsify")
         plan = PruningPlan.from_dict(result.extra["plan"])

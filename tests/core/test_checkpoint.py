@@ -23,7 +23,7 @@ def factory(tmp_path, monkeypatch):
 
 
 def test_user_factory_round_trip(tmp_path, factory):
-    model = factory.build()
+    model = checkpoint.build(factory)
     assert model[0].out_channels == 5
     path = checkpoint.save(tmp_path / "m.pt", model, meta={"data": "digits", "top1": 12.5})
     ck = checkpoint.load(path)
@@ -42,7 +42,7 @@ def test_refuses_overwrite_when_asked(tmp_path, factory):
     p = tmp_path / "m.pt"
     p.write_bytes(b"user data")
     with pytest.raises(Exception, match="already exists"):
-        checkpoint.save(p, factory.build(), overwrite=False)
+        checkpoint.save(p, checkpoint.build(factory), overwrite=False)
     assert p.read_bytes() == b"user data"
 
 
@@ -66,7 +66,7 @@ def test_plain_state_dict_is_rejected(tmp_path):
 
 
 def test_truncated_checkpoint(tmp_path, factory):
-    p = checkpoint.save(tmp_path / "m.pt", factory.build())
+    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory))
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="m.pt"):
@@ -79,7 +79,7 @@ def test_missing_file(tmp_path):
 
 
 def test_unknown_version(tmp_path, factory):
-    p = checkpoint.save(tmp_path / "m.pt", factory.build())
+    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory))
     payload = torch.load(p, weights_only=True)
     payload["version"] = 99
     torch.save(payload, p)
@@ -88,7 +88,7 @@ def test_unknown_version(tmp_path, factory):
 
 
 def test_weights_that_do_not_fit(tmp_path, factory):
-    p = checkpoint.save(tmp_path / "m.pt", factory.build())
+    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory))
     payload = torch.load(p, weights_only=True)
     payload["spec"]["arch"]["kwargs"]["width"] = 7
     torch.save(payload, p)
@@ -107,4 +107,4 @@ def test_spec_transforms_are_copied_not_shared():
 def test_unknown_transform_kind(tmp_path, factory):
     spec = factory.with_transform({"kind": "teleport"})
     with pytest.raises(Exception, match="unknown checkpoint transform 'teleport'"):
-        spec.build()
+        checkpoint.build(spec)

@@ -98,7 +98,7 @@ def test_admm_filter_feeds_the_structural_engine(digits):
     res = A.admm_prune(net, digits, cfg, progress=False)
     removed = res.extra["removed_filters"]
     assert {k: len(v) for k, v in removed.items()} == {"features.0": 150, "features.2": 50}  # logits kept
-    from prunekit.plan import PruningPlan
+    from prunekit.engine import PruningPlan
 
     small = PruningPlan.from_dict(res.extra["plan"]).apply(net)
     assert small.features[0].out_features == 150 and small.features[2].in_features == 150

@@ -9,7 +9,7 @@ from prunekit.errors import ConfigError
 from prunekit.graph import analyze
 from prunekit.methods import admm as A
 from prunekit.methods import admm_groups as G
-from prunekit.plan import PruningPlan
+from prunekit.engine import PruningPlan
 
 T = torch.tensor
 

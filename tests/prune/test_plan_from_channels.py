@@ -25,7 +25,10 @@ def test_removes_exactly_the_named_channels_and_matches_masks():
     assert torch.equal(small[1].running_mean, net[1].running_mean[[1, 3]])
     assert torch.equal(small[3].weight, net[3].weight[[0, 2]][:, [1, 3]])
     assert small[6].in_features == 2 * 16
-    assert torch.equal(small(x), p.apply_masks(net)(x))
+    # Not torch.equal: the pruned model sums over fewer input channels than the masked one (zeros
+    # included), and a different reduction length changes the float summation order, so the two
+    # outputs may differ in the last bits. A tight tolerance still catches any wrong channel.
+    assert torch.allclose(small(x), p.apply_masks(net)(x), rtol=1e-5, atol=1e-6)
     assert p.info["criterion"] == "explicit" and p.info["why"] == "test"
     dense_macs = prunekit.measure.count_macs(net, x).total
     assert p.info["macs_before"] == dense_macs

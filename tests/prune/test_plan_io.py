@@ -11,7 +11,7 @@ import torch
 import prunekit
 from prunekit import checkpoint, models
 from prunekit.errors import ConfigError, PrunekitError
-from prunekit.plan import PruningPlan
+from prunekit.engine import PruningPlan
 from tests.graph.helpers import randomize
 
 

@@ -97,16 +97,16 @@ def test_iterative_macs_target(net_x):
     assert abs(r - 0.6) <= 0.015
 
 
-def test_prune_config_round_trip_and_errors(net_x):
+def test_plan_options_round_trip_and_errors(net_x):
     from prunekit.errors import ConfigError
-    from prunekit.policy import PruneConfig
+    from prunekit.engine import PlanOptions
 
-    cfg = PruneConfig.from_dict({"criterion": "l2", "ratio": 0.25, "ignored_layers": ["fc"], "round_to": 4})
-    assert PruneConfig.from_dict(cfg.to_dict()) == cfg
+    cfg = PlanOptions.from_dict({"criterion": "l2", "ratio": 0.25, "ignored_layers": ["fc"], "round_to": 4})
+    assert PlanOptions.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ConfigError, match="ratoi"):
-        PruneConfig.from_dict({"ratoi": 0.5})
+        PlanOptions.from_dict({"ratoi": 0.5})
     with pytest.raises(ConfigError, match="round_to"):
-        PruneConfig.from_dict({"round_to": "eight"})
+        PlanOptions.from_dict({"round_to": "eight"})
     net, x = net_x
-    plan = prunekit.plan(net, x, **cfg.plan_kwargs())
+    plan = prunekit.plan(net, x, cfg)
     assert all(k % 4 == 0 for k in _kept(plan).values()) and plan.info["criterion"] == "l2"

@@ -363,7 +363,7 @@ def load_packed(path: str | os.PathLike, *, kernel: str = "auto", threads: int |
     Raises:
         CheckpointError: missing, corrupt or not a packed prunekit model.
     """
-    from prunekit.checkpoint import Checkpoint, ModelSpec
+    from prunekit.checkpoint import Checkpoint, ModelSpec, build
 
     p = Path(path)
     if not p.is_file():
@@ -377,7 +377,7 @@ def load_packed(path: str | os.PathLike, *, kernel: str = "auto", threads: int |
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{p}: packed format version {payload.get('version')!r} is not supported")
     spec = ModelSpec.from_dict(payload["spec"])
-    model = pack_model(spec.build(), kernel=kernel, threads=threads)
+    model = pack_model(build(spec), kernel=kernel, threads=threads)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as e:

@@ -152,7 +152,7 @@ def resolve_model(source, splits, from_scratch: bool):
         ckpt = checkpoint.load(source)
         model, desc = ckpt.model, str(source)
         if from_scratch:
-            model = ckpt.spec.build()
+            model = checkpoint.build(ckpt.spec)
             model.prunekit_spec = ckpt.spec
     else:
         _check_source(source)

@@ -67,7 +67,7 @@ def run(args) -> int:
     say(prof.to_table())
 
     if not args.skip_prune:
-        from prunekit.prune import plan as make_plan
+        from prunekit.engine import plan as make_plan
 
         example = torch.zeros(1, *input_shape)
         plan = make_plan(model, example, criterion="l1", macs=0.5, tolerance=0.03)

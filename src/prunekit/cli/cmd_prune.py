@@ -48,8 +48,8 @@ def run(args) -> int:
 
     from prunekit import checkpoint
     from prunekit.errors import PrunekitError
-    from prunekit.plan import PruningPlan
-    from prunekit.prune import plan as make_plan
+    from prunekit.engine import PruningPlan
+    from prunekit.engine import plan as make_plan
     from prunekit.utils.io import check_overwrite
 
     if getattr(args, "method", None) or getattr(args, "recipe", None):

@@ -139,7 +139,7 @@ def run(args) -> int:
     save_sparse(out / "model.sparse.pt", result.model, weight_masks, layout=args.layout, meta=meta)
     files = ["model.pt", "model.sparse.pt", "report.json", "report.md", "accuracy.png"]
     if "plan" in result.extra:
-        from prunekit.plan import PruningPlan
+        from prunekit.engine import PruningPlan
 
         plan = PruningPlan.from_dict(result.extra["plan"])
         plan.save(out / "plan.json")

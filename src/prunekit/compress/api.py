@@ -44,11 +44,12 @@ class PkzContents:
 
     def build_model(self):
         """The architecture with the decoded weights loaded, in eval mode."""
+        from prunekit.checkpoint import build
         from prunekit.errors import PrunekitError
 
         where = str(self.path) if self.path else "<bytes>"
         try:
-            model = self.spec.build()
+            model = build(self.spec)
         except (PrunekitError, TypeError, KeyError) as e:  # e.g. unknown zoo name, bad kwargs
             raise PkzError(f"{where}: cannot rebuild the stored architecture: {e}") from None
         try:

@@ -8,9 +8,9 @@ architecture. :meth:`PruningPlan.apply` removes the channels physically (through
 copy instead.
 
 Checkpoints of pruned models store the plan as the transform
-``{"kind": "prune_plan", "plan": {...}}`` in their :class:`~prunekit.checkpoint.ModelSpec`;
-loading rebuilds the dense model, replays the plan's shapes, then loads the
-pruned weights (no example inputs needed).
+``{"kind": "prune_plan", "plan": {...}}`` in their :class:`~prunekit.spec.ModelSpec`;
+loading rebuilds the dense model, replays the plan's shapes (:func:`replay_transform`),
+then loads the pruned weights (no example inputs needed).
 
 Example:
     >>> import torch, prunekit
@@ -25,8 +25,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,9 +186,9 @@ class PruningPlan:
         The result has the same module classes with smaller tensors and updated
         size attributes. Unless ``inplace`` is True, ``model`` is left untouched.
         If the model carries a ``prunekit_spec``, the plan is appended to it so
-        :func:`prunekit.checkpoint.save` records it.
+        :func:`prunekit.checkpoint.save` records it (kind ``"prune_plan"``).
         """
-        from prunekit.checkpoint import get_spec
+        from prunekit.spec import get_spec
 
         self.check_model(model)
         out = model if inplace else copy.deepcopy(model)
@@ -399,41 +397,15 @@ def _jsonable(x):
     return str(x)
 
 
-def _checkpoint_transform(model, transform: dict):
-    """Replay a stored plan's shapes on a freshly built dense model (checkpoint loading)."""
+def replay_transform(model, transform: dict):
+    """Replay a stored plan's shapes on a freshly built dense model (the checkpoint transform ``prune_plan``).
+
+    :mod:`prunekit.checkpoint` looks this function up by name when a checkpoint holds a
+    ``{"kind": "prune_plan", "plan": {...}}`` transform; no example inputs are needed.
+    """
     if "plan" not in transform:
         raise ConfigError("prune_plan transform has no 'plan'")
     plan = PruningPlan.from_dict(transform["plan"])
     plan.check_model(model)
     plan._slice(model)
     return model
-
-
-def _register_transform() -> None:
-    from prunekit.checkpoint import TRANSFORMS
-
-    if "prune_plan" not in TRANSFORMS:
-        TRANSFORMS.add("prune_plan", _checkpoint_transform)
-
-
-# The checkpoint module imports this module lazily when a checkpoint holds a
-# "prune_plan" transform; registering here is what makes that lookup succeed.
-_register_transform()
-
-
-class _CallablePlanModule(types.ModuleType):
-    """``prunekit.plan`` is both this module and the planning function.
-
-    Importing the submodule ``prunekit.plan`` binds the package attribute
-    ``prunekit.plan`` to the module, shadowing the lazy shortcut to
-    :func:`prunekit.prune.plan`; making the module callable keeps
-    ``prunekit.plan(model, x, ...)`` working either way.
-    """
-
-    def __call__(self, *args, **kwargs):
-        from prunekit.prune import plan
-
-        return plan(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePlanModule

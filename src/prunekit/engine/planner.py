@@ -1,4 +1,8 @@
-"""Structured (channel) pruning: ``prunekit.plan`` chooses, ``PruningPlan.apply`` removes.
+"""Structured (channel) pruning: :func:`plan` chooses, ``PruningPlan.apply`` removes, :func:`prune` does both.
+
+Exposed as ``prunekit.plan`` / ``prunekit.prune`` (plain functions, loaded on
+first use). Both take a :class:`~prunekit.engine.options.PlanOptions`, or its
+fields as keyword arguments, or both (keywords override the object's fields).
 
 Example:
     >>> import torch, prunekit
@@ -8,46 +12,47 @@ Example:
     >>> plan = prunekit.plan(net, x, criterion="l1", ratio=0.5, ignored_layers=[net.fc])  # doctest: +SKIP
     >>> print(plan)                                               # doctest: +SKIP
     >>> small = plan.apply(net)                                   # doctest: +SKIP
-    >>> small2 = prunekit.prune(net, x, macs=0.5)                 # doctest: +SKIP
+    >>> small2 = prunekit.prune(net, x, prunekit.PlanOptions(macs=0.5))  # doctest: +SKIP
 
 See ``docs/pruning.md`` for the supported constructs and the policy options.
 """
 from __future__ import annotations
 
-import math
-import sys
-import types
-from typing import Callable, Iterable
+import warnings
+from typing import Callable
 
 import numpy as np
 
+from prunekit.engine.options import TRACERS, PlanOptions, options_with, step_options
+from prunekit.engine.plan import PlanGroup, PlanMember, PruningPlan
 from prunekit.errors import PrunekitError
-from prunekit.plan import PlanGroup, PlanMember, PruningPlan
+from prunekit.validate import check_choice
+
+__all__ = ["BudgetWarning", "measure_cost", "plan", "plan_from_analysis", "plan_from_channels", "prune"]
 
 
-def _check_fraction(name, v, lo_open=False, allow_one=False):
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(float(v)):
-        raise PrunekitError(f"{name} must be a number, got {v!r}")
-    v = float(v)
-    ok = (0.0 < v if lo_open else 0.0 <= v) and (v <= 1.0 if allow_one else v < 1.0)
-    if not ok:
-        rng = f"{'(' if lo_open else '['}0, 1{']' if allow_one else ')'}"
-        raise PrunekitError(f"{name} must be in {rng}, got {v}")
-    return v
+class BudgetWarning(UserWarning):
+    """A MACs/params target was met only as closely as whole channels allow (``best_effort``)."""
 
 
 def _resolve_modules(model, layers, what: str) -> set[str]:
     """Qualified names of ``layers`` (module objects or names), with every submodule below them."""
-    if layers is None:
-        return set()
+    named = dict(model.named_modules())
+    out = set()
+    for r in _root_names(model, layers, what):
+        prefix = r + "." if r else ""
+        out.update(n for n in named if n == r or n.startswith(prefix) or r == "")
+    return out
+
+
+def _root_names(model, layers, what: str) -> list[str]:
+    """The qualified name(s) of each of ``layers`` (module objects or names)."""
     named = dict(model.named_modules())
     by_id = {}
     for n, m in model.named_modules(remove_duplicate=False):
         by_id.setdefault(id(m), []).append(n)
     roots = []
-    for layer in layers:
+    for layer in layers or ():
         if isinstance(layer, str):
             if layer not in named:
                 raise PrunekitError(f"{what}: the model has no module named {layer!r}")
@@ -57,173 +62,78 @@ def _resolve_modules(model, layers, what: str) -> set[str]:
             if not names:
                 raise PrunekitError(f"{what}: {type(layer).__name__} object is not a submodule of this model")
             roots.extend(names)
-    out = set()
-    for r in roots:
-        prefix = r + "." if r else ""
-        out.update(n for n in named if n == r or n.startswith(prefix) or r == "")
-    return out
+    return roots
 
 
-def _resolve_ratios(model, ratios) -> dict[str, float]:
-    if not ratios:
-        return {}
+def _resolve_ratios(model, ratios: dict) -> dict[str, float]:
     out = {}
-    for layer, r in dict(ratios).items():
-        r = _check_fraction(f"ratio for {layer!r}", r)
+    for layer, r in ratios.items():
         for name in _resolve_modules(model, [layer], "ratios"):
             out.setdefault(name, r)
     return out
 
 
-class _LazyRows(list):
-    """A list whose items are computed on first access (criteria read only the members they use)."""
+def _by_name(model, options: PlanOptions) -> PlanOptions:
+    """``options`` with layers given as module objects replaced by their names (which survive a deepcopy)."""
+    import dataclasses
 
-    def __init__(self, makers):
-        super().__init__([None] * len(makers))
-        self._makers = makers
-        self._done = [False] * len(makers)
-
-    def __getitem__(self, k):
-        if isinstance(k, slice):
-            return [self[i] for i in range(*k.indices(len(self)))]
-        if not self._done[k]:
-            super().__setitem__(k, self._makers[k]())
-            self._done[k] = True
-        return super().__getitem__(k)
-
-    def __iter__(self):
-        return (self[i] for i in range(len(self)))
+    ignored = _root_names(model, options.ignored_layers, "ignored_layers")
+    ratios = {}
+    for layer, r in options.ratios.items():
+        for name in _root_names(model, [layer], "ratios"):
+            ratios.setdefault(name, r)
+    return dataclasses.replace(options, ignored_layers=ignored, ratios=ratios)
 
 
-def _channel_rows(src, m, size: int):
-    """``(size, k)`` matrix: row ``c`` holds every slice of ``src`` along ``m.dim`` mapped to channel ``c``."""
-    import torch
-
-    n = m.indices.size
-    contiguous = n and m.indices[-1] - m.indices[0] == n - 1 and (np.diff(m.indices) == 1).all()
-    if contiguous and (m.channels == np.arange(n)).all():
-        rows = src.narrow(m.dim, int(m.indices[0]), n).movedim(m.dim, 0).reshape(n, -1)
-        return rows.float()
-    order = np.argsort(m.channels, kind="stable")
-    idx = torch.as_tensor(m.indices[order], dtype=torch.long)
-    rows = src.movedim(m.dim, 0).index_select(0, idx).reshape(n, -1).float()
-    counts = np.bincount(m.channels, minlength=size)
-    if (counts == counts[0]).all() and counts[0] > 0:
-        return rows.reshape(size, -1)
-    out = torch.zeros(size, int(counts.max()) * rows.shape[1])
-    start = 0
-    for c in range(size):
-        k = int(counts[c])
-        out[c, : k * rows.shape[1]] = rows[start:start + k].reshape(-1)
-        start += k
-    return out
-
-
-def _gather(tensors: dict, group, grads: dict | None):
-    """The criterion's view of a group: per member a (G, k) channel-major matrix, built lazily."""
-    from prunekit.criteria import GroupTensors
-
-    def maker(src, m):
-        return lambda: _channel_rows(src, m, group.size)
-
-    W, Gs = [], []
-    for m in group.members:
-        W.append(maker(tensors[m.param].detach(), m))
-        g = grads.get(m.param) if grads else None
-        Gs.append(maker(g, m) if g is not None else (lambda: None))
-    return GroupTensors(_LazyRows(W), _LazyRows(Gs), [m.role for m in group.members],
-                        [m.param for m in group.members], seed=group.id)
-
-
-def _gradients(model, example_inputs, data, loss_fn) -> dict:
-    """Accumulated gradients of ``loss_fn`` over ``data`` batches, on a copy of the model."""
-    import copy
-
-    import torch
-
-    if data is None:
-        raise PrunekitError("criterion 'taylor' needs calibration batches: pass data=[(x, y), ...]")
-    net = copy.deepcopy(model)
-    net.train()
-    loss_fn = loss_fn or torch.nn.functional.cross_entropy
-    net.zero_grad(set_to_none=True)
-    n = 0
-    for batch in data:
-        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
-            raise PrunekitError("data for the taylor criterion must yield (inputs, targets) pairs")
-        x, y = batch
-        out = net(*x) if isinstance(x, (tuple, list)) else net(x)
-        loss_fn(out, y).backward()
-        n += 1
-    if n == 0:
-        raise PrunekitError("data for the taylor criterion is empty")
-    return {name: p.grad.detach() / n for name, p in net.named_parameters(remove_duplicate=False) if p.grad is not None}
-
-
-def plan(model, example_inputs, criterion: str = "l1", ratio: float | None = None, *,
-         ratios: dict | None = None, ignored_layers: Iterable | None = None, macs: float | None = None,
-         params: float | None = None, global_ranking: bool = False, round_to: int = 1, min_channels: int = 1,
-         max_ratio: float = 0.9, normalize: str = "mean", data=None, loss_fn: Callable | None = None,
-         keep_scores: bool = False, tolerance: float = 0.01, tracer: str = "auto") -> PruningPlan:
+def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None, loss_fn: Callable | None = None,
+         **overrides) -> PruningPlan:
     """Choose the channels to remove from ``model``; nothing is changed.
 
     Args:
         model: an ``nn.Module``.
         example_inputs: a tensor, a tuple of tensors, or a dict of keyword tensors.
-        criterion: a name from :data:`prunekit.criteria.CRITERIA` (l1, l2, fpgm, bn_scale, taylor, lamp, random).
-        ratio: fraction of each group's channels to remove, in [0, 1) (default 0.5 when no target is set).
-        ratios: per-layer ratios ``{module or name: ratio}``; a group takes the ratio of
-            the first of its producing layers listed (containers apply to all layers inside).
-        ignored_layers: modules (or names) whose output channels are never pruned;
-            their input channels may still shrink with the layers that feed them.
-        macs: keep this fraction of the original MACs (0 < macs <= 1), met within ``tolerance``.
-        params: keep this fraction of the original parameters.
-        global_ranking: rank normalised scores across groups instead of pruning every group alike.
-        round_to: keep channel counts multiples of this (hardware-friendly widths).
-        min_channels: keep at least this many channels per group.
-        max_ratio: never remove more than this fraction of a group (targets, global ranking).
-        normalize: score normalisation for global ranking (mean, max, sum, none).
+        options: a :class:`~prunekit.engine.options.PlanOptions` (default: the defaults).
         data: ``[(x, y), ...]`` batches for gradient criteria (taylor).
         loss_fn: loss for gradient criteria (default cross-entropy).
-        keep_scores: store every channel's score in the plan (bigger JSON).
-        tolerance: allowed error of a MACs/params target, as a fraction of the original.
-        tracer: graph capture: ``"auto"`` (torch.fx; torch.export when fx cannot trace
-            the root forward), ``"fx"`` or ``"export"``.
+        **overrides: any :class:`PlanOptions` field by name (``criterion="l2", macs=0.5``);
+            they override ``options``. Layers (``ignored_layers``, the keys of ``ratios``)
+            may be module objects or qualified names.
 
     Returns:
-        A :class:`~prunekit.plan.PruningPlan`.
+        A :class:`~prunekit.engine.plan.PruningPlan`. ``options.steps`` is not used
+        here (a plan is one step; :func:`prune` iterates).
 
     Raises:
-        PrunekitError (a ValueError): bad arguments, untraceable model, example inputs
+        PrunekitError (a ValueError): bad options, untraceable model, example inputs
             that do not fit, or a target that cannot be met.
+        BudgetWarning (a warning): with ``best_effort``, a target met only as closely as
+            whole channels allow; also listed in ``plan.info["warnings"]``.
+
+    Example:
+        >>> import torch, prunekit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+        >>> prunekit.plan(net, torch.randn(1, 3, 8, 8), ratio=0.25).num_removed
+        2
     """
     import torch
 
     from prunekit import criteria as crit
+    from prunekit.engine.gather import gather_group, gradients
+    from prunekit.engine.policy import GroupCost, normalize_scores, select
     from prunekit.graph import analyze
-    from prunekit.policy import GroupCost, normalize_scores, select
 
-    if macs is not None and params is not None:
-        raise PrunekitError("give at most one of macs= and params=")
-    ratio = _check_fraction("ratio", ratio)
-    macs = _check_fraction("macs", macs, lo_open=True, allow_one=True)
-    params = _check_fraction("params", params, lo_open=True, allow_one=True)
-    max_ratio = _check_fraction("max_ratio", max_ratio)
-    if ratio is None and macs is None and params is None and not ratios:
+    opts = options_with(options, overrides)
+    ratio, target = opts.ratio, opts.target
+    if ratio is None and target is None and not opts.ratios:
         ratio = 0.5
-    for name, v in (("round_to", round_to), ("min_channels", min_channels)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise PrunekitError(f"{name} must be a positive integer, got {v!r}")
     if not isinstance(model, torch.nn.Module):
         raise PrunekitError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    score_fn = crit.get(criterion)
-    ignored = _resolve_modules(model, ignored_layers, "ignored_layers")
-    layer_ratios = _resolve_ratios(model, ratios)
+    score_fn = crit.get(opts.criterion)
+    ignored = _resolve_modules(model, opts.ignored_layers, "ignored_layers")
+    layer_ratios = _resolve_ratios(model, opts.ratios)
 
-    if tracer not in ("auto", "fx", "export"):
-        raise PrunekitError(f"tracer must be 'auto', 'fx' or 'export', got {tracer!r}")
-    an = analyze(model, example_inputs, tracer=tracer)
-    grads = _gradients(model, example_inputs, data, loss_fn) if criterion in crit.NEEDS_GRADIENTS else None
+    an = analyze(model, example_inputs, tracer=opts.tracer)
+    grads = gradients(model, data, loss_fn) if opts.criterion in crit.NEEDS_GRADIENTS else None
 
     cost = _cost_model([n for n, _ in model.named_parameters()], an)
     key_of = {k: i for i, k in enumerate(cost.dims)}
@@ -233,9 +143,10 @@ def plan(model, example_inputs, criterion: str = "l1", ratio: float | None = Non
     tensors.update(dict(model.named_buffers(remove_duplicate=False)))
     with torch.no_grad():
         for g in an.groups:
-            scores = score_fn(_gather(tensors, g, grads)).detach().double().cpu().numpy()
+            scores = score_fn(gather_group(tensors, g, grads)).detach().double().cpu().numpy()
             if scores.shape != (g.size,):
-                raise PrunekitError(f"criterion {criterion!r} returned shape {scores.shape} for a group of {g.size}")
+                raise PrunekitError(f"criterion {opts.criterion!r} returned shape {scores.shape} for a group of "
+                                    f"{g.size}")
             scores = np.nan_to_num(scores, nan=0.0)
             order = np.argsort(scores, kind="stable")
             members = []
@@ -245,24 +156,44 @@ def plan(model, example_inputs, criterion: str = "l1", ratio: float | None = Non
             producers = [m.module for m in g.members if m.role in ("out", "norm")]
             allowed = not any(p in ignored for p in producers) and g.size > 1
             r = next((layer_ratios[p] for p in producers if p in layer_ratios), None)
-            if layer_ratios and r is None and ratio is None and macs is None and params is None:
+            if layer_ratios and r is None and ratio is None and target is None:
                 allowed = False  # only the listed layers are pruned
-            groups_cost.append(GroupCost(g.size, order, members, normalize_scores(scores, normalize), r, allowed))
+            groups_cost.append(GroupCost(g.size, order, members, normalize_scores(scores, opts.normalize), r,
+                                         allowed))
             plan_groups.append((g, scores, order))
 
-    counts = select(groups_cost, cost, ratio=ratio, macs=macs, params=params, global_ranking=global_ranking,
-                    round_to=round_to, min_channels=min_channels, max_ratio=max_ratio, tolerance=tolerance)
+    counts = select(groups_cost, cost, ratio=ratio, macs=opts.macs, params=opts.params,
+                    global_ranking=opts.global_ranking, round_to=opts.round_to, min_channels=opts.min_channels,
+                    max_ratio=opts.max_ratio, tolerance=opts.tolerance, best_effort=opts.best_effort)
 
-    info = {"criterion": criterion, "ratio": ratio, "macs": macs, "params": params,
-            "global_ranking": bool(global_ranking), "round_to": round_to, "min_channels": min_channels,
-            "ignored_layers": sorted({n for n in ignored}) if ignored else []}
+    info = {"criterion": opts.criterion, "ratio": ratio, "macs": opts.macs, "params": opts.params,
+            "global_ranking": bool(opts.global_ranking), "round_to": opts.round_to,
+            "min_channels": opts.min_channels, "ignored_layers": sorted({n for n in ignored}) if ignored else []}
     removed = {g.id: [int(c) for c in order[:n]] for (g, _, order), n in zip(plan_groups, counts)}
-    scores = {g.id: s for g, s, _ in plan_groups} if keep_scores else {}
-    return _assemble(an, cost, removed, info, scores)
+    scores = {g.id: s for g, s, _ in plan_groups} if opts.keep_scores else {}
+    out = _assemble(an, cost, removed, info, scores)
+    if target is not None:
+        _check_budget(out, *target, opts.tolerance)
+    return out
+
+
+def _check_budget(p: PruningPlan, key: str, target: float, tolerance: float) -> None:
+    """Warn (and note in ``p.info``) when a best-effort plan misses its target by more than ``tolerance``."""
+    before = p.info.get(f"{key}_before")
+    if not before:
+        return
+    reached = p.info[f"{key}_after"] / before
+    p.info[f"{key}_reached"] = reached
+    if abs(reached - target) > tolerance:
+        msg = (f"{key} target {target:g} cannot be met within {tolerance:g} with whole channels: took the "
+               f"nearest reachable, {reached:.3f} of the original (best_effort; a larger tolerance silences "
+               f"this, best_effort=False makes it an error)")
+        p.info["warnings"] = list(p.info.get("warnings", [])) + [msg]
+        warnings.warn(msg, BudgetWarning, stacklevel=3)
 
 
 def _cost_model(param_names, an):
-    from prunekit.policy import CostModel
+    from prunekit.engine.policy import CostModel
 
     return CostModel(dims=[(m.param, m.dim) for m in an.members], dim_size=np.array([m.size for m in an.members]),
                      tensors=dict(an.param_shapes), macs_terms=list(an.macs_terms), param_names=list(param_names))
@@ -309,7 +240,7 @@ def plan_from_channels(model, example_inputs, removed: dict, *, info: dict | Non
             its name (``PlanGroup.name``: the first layer producing its channels, e.g.
             ``"layer1.0.conv1"``). Groups not listed keep every channel.
         info: extra entries for ``plan.info`` (how the channels were chosen).
-        tracer: as for :func:`plan`.
+        tracer: as for :class:`~prunekit.engine.options.PlanOptions`.
 
     Raises:
         PrunekitError: an unknown group, an index out of range, or all channels of a group.
@@ -329,8 +260,7 @@ def plan_from_channels(model, example_inputs, removed: dict, *, info: dict | Non
         raise PrunekitError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(removed, dict):
         raise PrunekitError(f"removed must be a dict {{group id or name: [channels]}}, got {type(removed).__name__}")
-    if tracer not in ("auto", "fx", "export"):
-        raise PrunekitError(f"tracer must be 'auto', 'fx' or 'export', got {tracer!r}")
+    check_choice("tracer", tracer, TRACERS, error=PrunekitError)
     return plan_from_analysis(analyze(model, example_inputs, tracer=tracer), removed,
                               param_names=[n for n, _ in model.named_parameters()], info=info)
 
@@ -383,42 +313,37 @@ def _attribute_updates(an, removed: set) -> list[dict]:
     return out
 
 
-def prune(model, example_inputs, criterion: str = "l1", ratio: float | None = None, *, inplace: bool = False,
-          steps: int = 1, callback: Callable | None = None, verify: bool = True, **kwargs):
+def prune(model, example_inputs, options: PlanOptions | None = None, *, inplace: bool = False,
+          callback: Callable | None = None, verify: bool = True, data=None, loss_fn: Callable | None = None,
+          **overrides):
     """Plan and apply in one call; returns the pruned model (``model`` itself only if ``inplace``).
 
     Args:
-        steps: prune iteratively in this many steps, each reaching a larger share of
-            the final ratio/target (step ``k`` reaches ``k/steps`` of it, measured on
-            the original model); ``callback(model, step)`` runs after each step
-            (fine-tuning) and may return a replacement model.
+        options, **overrides: the planner options, as for :func:`plan`. With
+            ``steps > 1`` the model is pruned iteratively, each step reaching a larger
+            share of the final ratio/target (step ``k`` reaches ``k/steps`` of it,
+            measured on the original model; see :func:`~prunekit.engine.options.step_options`).
+        callback: ``callback(model, step)`` runs after each step (fine-tuning) and may
+            return a replacement model.
         verify: run the pruned model once on ``example_inputs`` and check its
             output shapes (a safety net; costs one forward pass).
-        **kwargs: everything :func:`plan` takes.
+        data, loss_fn: as for :func:`plan`.
+
+    Example:
+        >>> import torch, prunekit
+        >>> net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+        >>> prunekit.prune(net, torch.randn(1, 3, 8, 8), ratio=0.5, steps=2)[0].out_channels
+        4
     """
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise PrunekitError(f"steps must be a positive integer, got {steps!r}")
+    opts = options_with(options, overrides)
+    if opts.steps > 1:
+        opts = _by_name(model, opts)  # later steps plan on pruned copies, which hold other module objects
+    target = opts.target
+    base = measure_cost(model, example_inputs, target[0]) if target and opts.steps > 1 else None
     current = model
-    macs_t, params_t = kwargs.pop("macs", None), kwargs.pop("params", None)
-    base = None
-    for k in range(1, steps + 1):
-        kw = dict(kwargs)
-        if steps == 1:
-            p = plan(current, example_inputs, criterion, ratio, macs=macs_t, params=params_t, **kw)
-        elif macs_t is not None or params_t is not None:
-            target = macs_t if macs_t is not None else params_t
-            key = "macs" if macs_t is not None else "params"
-            if base is None:
-                base = _count(current, example_inputs, key)
-            goal = 1.0 - (1.0 - target) * k / steps
-            now = _count(current, example_inputs, key) / base
-            kw[key] = min(1.0, goal / now)
-            p = plan(current, example_inputs, criterion, **kw)
-        else:
-            r = 0.5 if ratio is None else ratio
-            kept_before = 1.0 - r * (k - 1) / steps
-            kept_after = 1.0 - r * k / steps
-            p = plan(current, example_inputs, criterion, 1.0 - kept_after / kept_before, **kw)
+    for k in range(1, opts.steps + 1):
+        kept = measure_cost(current, example_inputs, target[0]) / base if base else 1.0
+        p = plan(current, example_inputs, step_options(opts, k, kept), data=data, loss_fn=loss_fn)
         current = p.apply(current, inplace=inplace or k > 1)
         if verify:
             _verify(current, example_inputs, p.info.get("output_shapes"))
@@ -463,7 +388,11 @@ def _shapes(summary):
     return []
 
 
-def _count(model, example_inputs, key: str) -> float:
+def measure_cost(model, example_inputs, key: str) -> float:
+    """The model's parameter count (``key="params"``) or MACs on ``example_inputs`` (``"macs"``), as measured.
+
+    What iterative pruning compares with the original model to set each step's goal.
+    """
     from prunekit.graph.capture import example_tuple
 
     if key == "params":
@@ -471,13 +400,3 @@ def _count(model, example_inputs, key: str) -> float:
     from prunekit.measure import count_macs
 
     return float(count_macs(model, example_tuple(model, example_inputs)).total)
-
-
-class _CallablePruneModule(types.ModuleType):
-    """``prunekit.prune`` is both this module and :func:`prune` (see ``prunekit.plan`` for why)."""
-
-    def __call__(self, *args, **kwargs):
-        return prune(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallablePruneModule

@@ -1,7 +1,7 @@
 """How many channels each group loses: uniform, per-layer, global ranking, MACs/params targets.
 
 Everything here is pure numpy on per-group scores and index counts; nothing
-touches a model. The planner (:mod:`prunekit.prune`) builds a
+touches a model. The planner (:mod:`prunekit.engine.planner`) builds a
 :class:`CostModel` from the coupling analysis and calls :func:`select`.
 
 Rules applied to every group, in this order:
@@ -15,71 +15,21 @@ Rules applied to every group, in this order:
 Targets (``macs=0.5`` keeps half the multiply-accumulates, ``params=0.5`` half
 the parameters) are met by bisection on the uniform ratio (or on the global
 threshold) using an exact count of the convolution/linear work from the kept
-widths, within ``tolerance`` (default 1% of the original).
+widths, within ``tolerance`` (default 1% of the original). Channels come in
+whole numbers, so on narrow models (LeNet-5's 6 and 16 filters) the nearest
+reachable fraction can be further than that: with ``best_effort`` (the
+planner's default) :func:`select` then returns the nearest setting it found
+and the planner warns; without it, it raises. A target below what pruning as
+far as allowed reaches (``max_ratio`` of every group) is always an error.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
 
 import numpy as np
 
 from prunekit.errors import PrunekitError
-
-
-@dataclass
-class PruneConfig:
-    """Every option of :func:`prunekit.plan` / :func:`prunekit.prune` as a config (YAML/JSON round trip).
-
-    Layers are given by qualified module names. Example:
-
-        >>> cfg = PruneConfig.from_dict({"criterion": "l2", "macs": 0.5, "ignored_layers": ["fc"]})
-        >>> cfg.to_dict()["macs"]
-        0.5
-        >>> # prunekit.prune(model, x, **cfg.prune_kwargs())
-    """
-
-    criterion: str = "l1"
-    ratio: Optional[float] = None
-    ratios: Dict[str, float] = field(default_factory=dict)
-    ignored_layers: List[str] = field(default_factory=list)
-    macs: Optional[float] = None
-    params: Optional[float] = None
-    global_ranking: bool = False
-    round_to: int = 1
-    min_channels: int = 1
-    max_ratio: float = 0.9
-    normalize: str = "mean"
-    tolerance: float = 0.01
-    tracer: str = "auto"
-    steps: int = 1
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "PruneConfig":
-        """Build from plain data; unknown keys or wrong types raise ConfigError naming the key."""
-        from prunekit.config import from_dict
-
-        return from_dict(cls, d, where="prune")
-
-    def to_dict(self) -> dict:
-        from prunekit.config import to_dict
-
-        return to_dict(self)
-
-    def plan_kwargs(self) -> dict:
-        """Keyword arguments for :func:`prunekit.plan` (everything but ``steps``)."""
-        d = self.to_dict()
-        d.pop("steps")
-        d["ratios"] = d["ratios"] or None
-        d["ignored_layers"] = d["ignored_layers"] or None
-        return d
-
-    def prune_kwargs(self) -> dict:
-        """Keyword arguments for :func:`prunekit.prune`."""
-        d = self.plan_kwargs()
-        d["steps"] = self.steps
-        return d
 
 
 @dataclass
@@ -187,11 +137,12 @@ def counts_for_threshold(groups, threshold: float, round_to: int, min_channels: 
 
 def select(groups: list[GroupCost], cost: CostModel, *, ratio: float | None, macs: float | None,
            params: float | None, global_ranking: bool, round_to: int, min_channels: int,
-           max_ratio: float = 0.9, tolerance: float = 0.01) -> np.ndarray:
+           max_ratio: float = 0.9, tolerance: float = 0.01, best_effort: bool = False) -> np.ndarray:
     """Removal count of every group under the chosen policy (see the module docstring).
 
     Raises:
-        PrunekitError: a MACs/params target cannot be reached within ``tolerance``.
+        PrunekitError: a MACs/params target is below what pruning as far as allowed
+            reaches, or (unless ``best_effort``) cannot be met within ``tolerance``.
     """
     n_dims = len(cost.dims)
     if macs is None and params is None:
@@ -239,9 +190,10 @@ def select(groups: list[GroupCost], cost: CostModel, *, ratio: float | None, mac
         else:
             hi = mid
     counts, f = _refine(groups, at(lo), at(hi), frac, target)
-    if abs(f - target) > tolerance:
+    if abs(f - target) > tolerance and not best_effort:
         raise PrunekitError(f"{which} target {target:g} cannot be met within {tolerance:.0%}: the nearest "
-                            f"reachable is {f:.3f} (try a smaller round_to or global_ranking=True)")
+                            f"reachable is {f:.3f} (raise tolerance, allow best_effort, or try a smaller round_to or "
+                            f"global_ranking=True)")
     return counts
 
 

@@ -18,7 +18,7 @@ retrained under the mask.
 Filter- and channel-wise ADMM project over the structural engine's coupling
 groups (:mod:`prunekit.methods.admm_groups`): coupled layers (residual additions,
 concatenations, depthwise convolutions) keep or lose a channel together, and the
-hard prune is a :class:`prunekit.plan.PruningPlan` (``result.extra["plan"]``) that
+hard prune is a :class:`prunekit.engine.PruningPlan` (``result.extra["plan"]``) that
 removes the channels physically.
 
 Example:
@@ -330,7 +330,7 @@ def admm_prune(model, data, config: ADMMConfig | None = None, *, progress: bool 
         filter/channel granularity also ``removed_filters`` / ``removed_channels``
         (``{group name: [channels]}``, a group named by its first producing layer),
         ``groups`` (id, name, size, kept, layers) and ``plan``: a
-        :class:`prunekit.plan.PruningPlan` as a dict that removes exactly those
+        :class:`prunekit.engine.PruningPlan` as a dict that removes exactly those
         channels; ``PruningPlan.from_dict(result.extra["plan"]).apply(result.model)``
         is the physically smaller model, equal to the masked one.
     """
@@ -362,7 +362,7 @@ def admm_prune(model, data, config: ADMMConfig | None = None, *, progress: bool 
     extra: dict = {"admm_log": cb.log, "keep": keep}
     if structured:
         from prunekit.methods.admm_groups import group_keep, group_masks
-        from prunekit.prune import plan_from_analysis
+        from prunekit.engine import plan_from_analysis
 
         kept = {g.gid: group_keep(params, g) for g in groups}
         masks = group_masks({n: p.shape for n, p in params.items()}, groups, kept)

@@ -9,7 +9,7 @@ engine's coupling groups (:func:`prunekit.graph.analyze`): a group's channel ``c
 is scored by the summed squared norm of every penalised slice that belongs to it
 (``filter``: the producing layers' output slices; ``channel``: the reading layers'
 input slices), the ``k`` best channels of the group survive in *every* member, and
-the hard prune is an engine plan (:func:`prunekit.prune.plan_from_analysis`), so the
+the hard prune is an engine plan (:func:`prunekit.engine.plan_from_analysis`), so the
 result is always physically removable.
 
 Pure tensor math (:func:`group_scores`, :func:`group_keep`, :func:`project_groups`,

@@ -169,14 +169,14 @@ def reinitialize(model, seed: int):
     """
     import torch
 
-    from prunekit.checkpoint import get_spec
+    from prunekit.checkpoint import build, get_spec
 
     new = copy.deepcopy(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         spec = get_spec(model)
         if spec is not None:
-            fresh = spec.build()
+            fresh = build(spec)
             new.load_state_dict(fresh.state_dict())
         else:
             for m in new.modules():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 
 from prunekit.models.registry import MODELS, ModelInfo, register_model
+from prunekit.spec import ModelSpec, attach_spec
 
 # Modules that define models; importing them fills the registry.
 _MODEL_MODULES = (
@@ -49,7 +50,7 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, input_size=No
     """Build the registered architecture ``name``.
 
     The returned module carries ``model.prunekit_spec`` (a
-    :class:`prunekit.checkpoint.ModelSpec`) so it can be saved and rebuilt by name.
+    :class:`prunekit.spec.ModelSpec`) so it can be saved and rebuilt by name.
 
     Args:
         name: registry name, see :func:`list_models`.
@@ -60,8 +61,6 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, input_size=No
             spec, except for models whose classifier size depends on it.
         **kwargs: architecture-specific options (e.g. ``cfg`` for VGG, ``width_mult``).
     """
-    from prunekit.checkpoint import ModelSpec
-
     info = model_info(name)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -74,9 +73,7 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, input_size=No
     all_kwargs = {"num_classes": num_classes, "in_channels": in_channels, **kwargs}
     if "input_size" in all_kwargs:
         all_kwargs["input_size"] = list(all_kwargs["input_size"])
-    model.prunekit_spec = ModelSpec(arch={"model": name, "kwargs": all_kwargs},
-                                    input_shape=[in_channels, *size])
-    return model
+    return attach_spec(model, ModelSpec(arch={"model": name, "kwargs": all_kwargs}, input_shape=[in_channels, *size]))
 
 
 __all__ = ["MODELS", "ModelInfo", "create", "list_models", "model_info", "register_model"]

@@ -2,7 +2,7 @@
 
 - :class:`SearchSpace`: one width code per coupling group of the engine (residual
   channels share one), candidate widths on a ratio grid; encodings realise as
-  masks on the full model or as the engine's :class:`~prunekit.plan.PruningPlan`.
+  masks on the full model or as the engine's :class:`~prunekit.engine.PruningPlan`.
 - MetaPruning (Liu et al., ICCV 2019): :class:`PruningNet` + :func:`evolve`.
 - AutoSlim (Yu & Huang, 2019): :class:`SandwichRule` slimmable training + :func:`greedy_slim`.
 - :class:`LatencyTable`: per-layer latency lookup table for latency budgets.

@@ -11,7 +11,7 @@ to a multiple of ``round_to``). A group keeps its *leading* channels: channel
 ``c`` of a group survives iff ``c < kept``. Because the kept set only depends on
 the count, one set of full-size weights serves every sub-network (AutoSlim's
 slimmable weight sharing, Yu & Huang 2019), and the engine's
-:class:`~prunekit.plan.PruningPlan` realises the same sub-network physically.
+:class:`~prunekit.engine.PruningPlan` realises the same sub-network physically.
 
 Example:
     >>> import torch, torch.nn as nn
@@ -86,7 +86,7 @@ class SearchSpace:
         from prunekit.graph import analyze
         from prunekit.graph.capture import example_tuple
         from prunekit.measure import count_macs
-        from prunekit.policy import CostModel
+        from prunekit.engine.policy import CostModel
 
         ratios = tuple(ratios)
         if not ratios or any(isinstance(r, bool) or not 0.0 < float(r) <= 1.0 for r in ratios):
@@ -169,8 +169,8 @@ class SearchSpace:
         return {g.id: list(range(k, g.size)) for g, k in zip(self.groups, encoding)}
 
     def plan(self, encoding, info: dict | None = None):
-        """The engine's :class:`~prunekit.plan.PruningPlan` removing the trailing channels."""
-        from prunekit.prune import plan_from_analysis
+        """The engine's :class:`~prunekit.engine.PruningPlan` removing the trailing channels."""
+        from prunekit.engine import plan_from_analysis
 
         enc = self.check(encoding)
         meta = {"criterion": "search", "encoding": list(enc)}

@@ -225,14 +225,14 @@ def load_sparse(path: str | os.PathLike) -> SparseCheckpoint:
     Raises:
         CheckpointError: missing, corrupt, not a sparse checkpoint, or weights that do not fit.
     """
-    from prunekit.checkpoint import ModelSpec, get_spec, read_versioned
+    from prunekit.checkpoint import ModelSpec, build, get_spec, read_versioned
 
     p = Path(path)
     payload = read_versioned(p, FILE_FORMAT, VERSION, "prunekit sparse checkpoint",
                              "dense checkpoints are read by prunekit.checkpoint.load")
     spec = ModelSpec.from_dict(payload["spec"])
     state, masks = from_sparse_state_dict(payload["sparse_state"])
-    model = spec.build()
+    model = build(spec)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -13,7 +13,7 @@ fpgm       iterative FPGM (He et al., CVPR 2019)                                
 taylor     iterative Taylor (Molchanov et al., CVPR 2019)                        :mod:`.iterative`
 ========== ==================================================================== =========================
 
-Every method makes :class:`~prunekit.plan.PruningPlan` objects that the engine applies;
+Every method makes :class:`~prunekit.engine.PruningPlan` objects that the engine applies;
 :func:`run_structured` runs the whole pipeline and writes the run directory.
 
 Example:

@@ -1,6 +1,6 @@
 """Shared plumbing of the structured methods: configs, plan construction, budgets, feature sampling.
 
-Every structured method ends in a :class:`~prunekit.plan.PruningPlan`; the engine's
+Every structured method ends in a :class:`~prunekit.engine.PruningPlan`; the engine's
 ``plan.apply`` is the only code that removes channels. Methods whose channel choice is
 not a weight criterion (LASSO, ThiNet, Network Slimming's global threshold) build their
 plan with :func:`plan_from_removed`: a skeleton plan from the engine (``ratio=0``, so
@@ -82,7 +82,7 @@ def calib_batch(data, n: int, seed: int):
 # ---------------------------------------------------------------------------------------- plans
 def skeleton(model, x, criterion: str = "l1", keep_scores: bool = False):
     """The engine's plan with nothing removed: its groups are the ones every method fills in."""
-    from prunekit.prune import plan
+    from prunekit.engine import plan
 
     return plan(model, x, criterion=criterion, ratio=0.0, keep_scores=keep_scores)
 
@@ -90,11 +90,11 @@ def skeleton(model, x, criterion: str = "l1", keep_scores: bool = False):
 def plan_from_removed(model, x, removed: dict, info: dict | None = None, base=None):
     """A :class:`PruningPlan` removing ``removed[group_id]`` channels of each group.
 
-    A thin wrapper of the engine's :func:`prunekit.prune.plan_from_channels` that also
+    A thin wrapper of the engine's :func:`prunekit.engine.plan_from_channels` that also
     measures MACs and parameters on the pruned copy. ``base`` is accepted for callers
     that already hold a skeleton plan; the groups always come from the engine.
     """
-    from prunekit.prune import plan_from_channels
+    from prunekit.engine import plan_from_channels
 
     out = plan_from_channels(model, x, {int(k): v for k, v in removed.items()}, info=info)
     if base is not None and [g.size for g in base.groups] != [g.size for g in out.groups]:
@@ -163,7 +163,7 @@ def budget_counts(model, x, allowed: list[PrunableLayer], macs=None, ratio=None,
     The engine's policy does the budgeting (criterion ``l1``, groups outside
     ``allowed`` ignored); the *counts* are kept and the method chooses *which* channels.
     """
-    from prunekit.prune import plan
+    from prunekit.engine import plan
 
     base = base if base is not None else skeleton(model, x)
     keep = {p.group for p in allowed}

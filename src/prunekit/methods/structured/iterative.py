@@ -42,21 +42,24 @@ class IterativeConfig(CommonConfig):
 
 
 def step_targets(macs: float, steps: int) -> list[float]:
-    """MACs fraction of the *original* model reached after each step.
+    """MACs fraction of the *original* model reached after each step (the engine's :func:`step_options`).
 
     Example:
         >>> step_targets(0.5, 2)
         [0.75, 0.5]
     """
-    return [1.0 - (1.0 - macs) * k / steps for k in range(1, steps + 1)]
+    from prunekit.engine import PlanOptions, step_options
+
+    opts = PlanOptions(macs=macs, steps=steps)
+    return [step_options(opts, k).macs for k in range(1, steps + 1)]
 
 
 def iterative_prune(model, data, criterion: str, config: IterativeConfig | None = None, progress: bool = True):
     """Prune ``model`` (a copy) in ``steps`` rounds with ``criterion``; ``(pruned model, [plans])``."""
     import copy
 
+    from prunekit.engine import PlanOptions, plan, step_options
     from prunekit.measure import count_macs
-    from prunekit.prune import plan
     from prunekit.train import TrainConfig, fit
 
     cfg = config or IterativeConfig()
@@ -67,14 +70,15 @@ def iterative_prune(model, data, criterion: str, config: IterativeConfig | None 
     net = copy.deepcopy(model)
     base = float(count_macs(net, ex).total)
     plans = []
-    for k, goal in enumerate(step_targets(cfg.macs, cfg.steps)):
+    opts = PlanOptions(criterion=criterion, macs=cfg.macs, steps=cfg.steps, global_ranking=cfg.global_ranking,
+                       tolerance=cfg.macs_tolerance)
+    for k in range(cfg.steps):
         now = float(count_macs(net, ex).total) / base
         kw = {}
         if criterion == "taylor":
             xs, ys = calib_batch(data, cfg.batch_size * cfg.taylor_batches, cfg.seed + k)
             kw["data"] = [(xs[i:i + cfg.batch_size], ys[i:i + cfg.batch_size]) for i in range(0, len(xs), cfg.batch_size)]
-        p = plan(net, ex, criterion=criterion, macs=min(1.0, goal / now), global_ranking=cfg.global_ranking,
-                 tolerance=cfg.macs_tolerance, **kw)
+        p = plan(net, ex, step_options(opts, k + 1, now), **kw)
         p.info.update({"method": criterion, "step": k + 1, "steps": cfg.steps})
         net = p.apply(net)
         plans.append(p)

@@ -51,7 +51,7 @@ def sensitivity_analysis(model, x_eval, y_eval, example, ratios=(0.1, 0.3, 0.5, 
     channels everywhere), which computes exactly what removal computes.
     Also holds ``"__baseline__"``: the unpruned accuracy.
     """
-    from prunekit.plan import PruningPlan
+    from prunekit.engine import PruningPlan
     from prunekit.train import evaluate
 
     base = base if base is not None else skeleton(model, example, keep_scores=True)
@@ -132,7 +132,7 @@ def _kept_macs(model, example, ratios) -> float:
 
 def l1_plan(model, example, ratios: dict):
     """The engine's plan for per-layer ratios (criterion ``l1``, only the listed layers pruned)."""
-    from prunekit.prune import plan
+    from prunekit.engine import plan
 
     ratios = {k: v for k, v in ratios.items() if v > 0}
     if not ratios:

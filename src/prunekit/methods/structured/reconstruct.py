@@ -146,7 +146,7 @@ class ReconstructionResult:
     channel sampler before the wide-input layers, then the weights are written.
 
     Attributes:
-        plan: the :class:`~prunekit.plan.PruningPlan` of the removed channels.
+        plan: the :class:`~prunekit.engine.PruningPlan` of the removed channels.
         weights: layer -> re-fitted weight (original outputs, kept inputs).
         layers: one :class:`LayerStat` per re-fitted layer.
         selections: wide-input layer -> the input channels it keeps.

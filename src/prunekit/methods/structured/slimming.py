@@ -118,7 +118,7 @@ def channels_below(scores, threshold: float, min_keep: int = 1) -> list[int]:
 
 def slimming_plan(model, example, percentile: float = 50.0, macs: float | None = None, tolerance: float = 0.03):
     """The pruning plan of a sparsity-trained ``model``: global threshold, or a MACs target."""
-    from prunekit.prune import plan
+    from prunekit.engine import plan
 
     if macs is not None:
         p = plan(model, example, criterion="bn_scale", macs=macs, global_ranking=True, normalize="none",

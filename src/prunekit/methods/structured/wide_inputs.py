@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from prunekit.errors import PrunekitError
-from prunekit.policy import step_between
+from prunekit.engine.policy import step_between
 
 
 @dataclass(frozen=True)

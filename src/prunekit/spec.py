@@ -1,0 +1,81 @@
+"""How to rebuild a model: :class:`ModelSpec`, plain data attached to a model as ``model.prunekit_spec``.
+
+This module is a leaf: it imports neither :mod:`prunekit.models` (which attaches
+a spec to every zoo model it creates) nor :mod:`prunekit.checkpoint` (which
+stores a spec and rebuilds the model from it with :func:`prunekit.checkpoint.build`),
+so both can depend on it without depending on each other.
+
+Example:
+    >>> spec = ModelSpec(arch={"model": "lenet5", "kwargs": {}}, input_shape=[1, 28, 28])
+    >>> spec.with_transform({"kind": "prune_plan", "plan": {}}).transforms[0]["kind"]
+    'prune_plan'
+    >>> spec.transforms
+    []
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from prunekit.errors import CheckpointError
+
+__all__ = ["ModelSpec", "attach_spec", "get_spec"]
+
+
+@dataclass
+class ModelSpec:
+    """How to rebuild a model: base architecture, input shape, structural transforms.
+
+    Attributes:
+        arch: ``{"model": name, "kwargs": {...}}`` (a zoo model) or
+            ``{"factory": "mod:fn", "kwargs": {...}}`` (an importable factory of the user's own).
+        input_shape: shape of one sample, without the batch dimension.
+        transforms: ordered list of JSON-able dicts, each with a ``"kind"`` key
+            (see :data:`prunekit.checkpoint.TRANSFORMS`).
+    """
+
+    arch: dict
+    input_shape: list[int]
+    transforms: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        """Plain-data form stored in the checkpoint."""
+        return {"arch": copy.deepcopy(self.arch), "input_shape": list(self.input_shape),
+                "transforms": copy.deepcopy(self.transforms)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelSpec":
+        """Inverse of :meth:`to_dict`; raises CheckpointError on missing keys."""
+        try:
+            return cls(arch=dict(d["arch"]), input_shape=[int(s) for s in d["input_shape"]],
+                       transforms=list(d.get("transforms", [])))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"malformed model spec: {e}") from None
+
+    def with_transform(self, transform: dict) -> "ModelSpec":
+        """A copy with one more transform appended (specs are never mutated in place)."""
+        if "kind" not in transform:
+            raise ValueError("a transform needs a 'kind' key")
+        new = ModelSpec.from_dict(self.to_dict())
+        new.transforms.append(copy.deepcopy(transform))
+        return new
+
+    def base(self) -> "ModelSpec":
+        """The same architecture and input shape with no transforms (what a freshly built base model carries)."""
+        return ModelSpec(arch=copy.deepcopy(self.arch), input_shape=list(self.input_shape))
+
+
+def get_spec(model) -> ModelSpec | None:
+    """The :class:`ModelSpec` attached to ``model``, or None for a model built outside prunekit."""
+    spec = getattr(model, "prunekit_spec", None)
+    return spec if isinstance(spec, ModelSpec) else None
+
+
+def attach_spec(model, spec: ModelSpec):
+    """Attach ``spec`` to ``model`` as ``model.prunekit_spec`` and return the model.
+
+    The spec is a plain attribute (not a submodule, parameter or buffer), so it
+    travels with ``copy.deepcopy`` and is ignored by ``state_dict``.
+    """
+    model.prunekit_spec = spec
+    return model
