@@ -27,7 +27,7 @@ _SHORTCUTS = {
     "prune": ("prunekit.engine.planner", "prune"),
     "plan_from_channels": ("prunekit.engine.planner", "plan_from_channels"),
     "PlanOptions": ("prunekit.engine.options", "PlanOptions"),
-    "PruningPlan": ("prunekit.engine.plan", "PruningPlan"),
+    "PruningPlan": ("prunekit.engine.pruning_plan", "PruningPlan"),
 }
 
 

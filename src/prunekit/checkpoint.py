@@ -53,7 +53,7 @@ VERSION = 1
 # kind keeps its name when the code behind it moves (old checkpoints still load).
 TRANSFORMS: Registry[Callable] = Registry("checkpoint transform")
 TRANSFORM_SOURCES = {
-    "prune_plan": "prunekit.engine.plan:replay_transform",
+    "prune_plan": "prunekit.engine.pruning_plan:replay_transform",
     "binarize": "prunekit.binary",
     "select_inputs": "prunekit.surgery.select",
 }

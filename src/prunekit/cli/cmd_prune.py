@@ -15,19 +15,11 @@ def add_parser(subparsers):
                     "taylor) it runs that method's whole pipeline, fine-tuning included, into the directory --out. "
                     "See docs/pruning.md and docs/methods.md.")
     p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the dense model")
-    p.add_argument("--criterion", default="l1", help="channel importance: l1, l2, fpgm, bn_scale, lamp, random "
-                                                     "(default l1; taylor needs data and is API-only)")
     goal = p.add_mutually_exclusive_group()
-    goal.add_argument("--ratio", type=float, help="fraction of every group's channels to remove (default 0.5)")
-    goal.add_argument("--macs", type=float, help="keep this fraction of the MACs, e.g. 0.5")
-    goal.add_argument("--params", type=float, help="keep this fraction of the parameters")
+    # every planner flag (--criterion, --ratio, --macs, --params, --tolerance, --best-effort, --global,
+    # --round-to, --min-channels, --ignore) comes from PlanOptions' field metadata: one place per option
+    add_planner_arguments(p, goal)
     goal.add_argument("--plan", metavar="PLAN_JSON", help="apply a saved plan instead of planning")
-    p.add_argument("--global", dest="global_ranking", action="store_true",
-                   help="rank normalised scores across all groups instead of pruning each group alike")
-    p.add_argument("--round-to", type=int, default=1, help="keep channel counts multiples of this (default 1)")
-    p.add_argument("--min-channels", type=int, default=1, help="keep at least this many channels per group")
-    p.add_argument("--ignore", action="append", default=[], metavar="LAYER",
-                   help="module name whose output channels are kept (repeatable), e.g. --ignore fc")
     p.add_argument("--out", help="output checkpoint (required unless --dry-run)")
     p.add_argument("--save-plan", metavar="PLAN_JSON", help="also write the plan as JSON")
     p.add_argument("--dry-run", action="store_true", help="print the plan only; write nothing")
@@ -42,20 +34,81 @@ def add_parser(subparsers):
     return p
 
 
+def add_planner_arguments(parser, goal_group) -> None:
+    """Add a flag for every :class:`~prunekit.engine.options.PlanOptions` field that names one in its metadata.
+
+    The flag's help is the field's ``metadata["help"]``; its type comes from the field's
+    annotation (numbers and strings take a value, booleans get ``--x`` / ``--no-x``,
+    lists are repeatable). Flags default to "not given", so that only what the user
+    typed overrides the options' defaults (see :func:`planner_options`).
+    """
+    import argparse
+    import dataclasses
+    import typing
+
+    from prunekit.engine.options import PlanOptions
+
+    hints = typing.get_type_hints(PlanOptions)
+    for f in dataclasses.fields(PlanOptions):
+        meta = f.metadata
+        if not meta.get("flag"):
+            continue  # set with --set KEY=VALUE
+        kw = {"dest": f.name, "default": argparse.SUPPRESS, "help": meta["help"]}
+        tp = hints[f.name]
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if tp is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(tp) is list:
+            kw.update(action="append", metavar=meta.get("metavar"))
+        else:
+            kw["type"] = args[0] if typing.get_origin(tp) is typing.Union else tp
+        (goal_group if meta.get("goal") else parser).add_argument(meta["flag"], **kw)
+
+
+def planner_options(args):
+    """The :class:`PlanOptions` of the flags given, then of every ``--set KEY=VALUE`` (YAML value; it wins).
+
+    Raises:
+        ConfigError: a --set key that is no option (listing the valid ones), or a bad value.
+    """
+    import dataclasses
+
+    import yaml
+
+    from prunekit.engine.options import PlanOptions
+    from prunekit.errors import ConfigError
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(PlanOptions) if hasattr(args, f.name)}
+    for item in getattr(args, "set", None) or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        key = key.strip()
+        if key not in PlanOptions.names():
+            raise ConfigError(f"--set {key}: no such planner option; valid: {', '.join(PlanOptions.names())}")
+        given[key] = yaml.safe_load(value)
+    options = PlanOptions.from_dict(given, where="options")
+    if options.steps != 1:
+        raise ConfigError("steps: the prune command makes one plan; iterative pruning is prunekit.prune(..., "
+                          "steps=k) or the recipe step prune")
+    return options
+
+
 def run(args) -> int:
     """Plan (or load a plan), apply it, report, save."""
     import torch
 
     from prunekit import checkpoint
-    from prunekit.errors import PrunekitError
     from prunekit.engine import PruningPlan
     from prunekit.engine import plan as make_plan
+    from prunekit.errors import PrunekitError
     from prunekit.utils.io import check_overwrite
 
     if getattr(args, "method", None) or getattr(args, "recipe", None):
         from prunekit.cli.prune_methods import run_method
 
         return run_method(args)
+    options = None if args.plan else planner_options(args)  # checked before anything is loaded
     if not args.dry_run and not args.out:
         raise PrunekitError("--out is required (or pass --dry-run to only print the plan)")
     if args.out and not args.dry_run:
@@ -68,9 +121,7 @@ def run(args) -> int:
     if args.plan:
         plan = PruningPlan.load(args.plan)
     else:
-        plan = make_plan(model, x, criterion=args.criterion, ratio=args.ratio, macs=args.macs, params=args.params,
-                         global_ranking=args.global_ranking, round_to=args.round_to,
-                         min_channels=args.min_channels, ignored_layers=args.ignore or None)
+        plan = make_plan(model, x, options)
     if args.dry_run:
         if args.json:
             print(json.dumps({"plan": plan.summary(), "layers": plan.layer_rows()}))

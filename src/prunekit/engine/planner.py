@@ -24,7 +24,7 @@ from typing import Callable
 import numpy as np
 
 from prunekit.engine.options import TRACERS, PlanOptions, options_with, step_options
-from prunekit.engine.plan import PlanGroup, PlanMember, PruningPlan
+from prunekit.engine.pruning_plan import PlanGroup, PlanMember, PruningPlan
 from prunekit.errors import PrunekitError
 from prunekit.validate import check_choice
 
@@ -100,7 +100,7 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
             may be module objects or qualified names.
 
     Returns:
-        A :class:`~prunekit.engine.plan.PruningPlan`. ``options.steps`` is not used
+        A :class:`~prunekit.engine.pruning_plan.PruningPlan`. ``options.steps`` is not used
         here (a plan is one step; :func:`prune` iterates).
 
     Raises:
@@ -187,7 +187,7 @@ def _check_budget(p: PruningPlan, key: str, target: float, tolerance: float) -> 
     if abs(reached - target) > tolerance:
         msg = (f"{key} target {target:g} cannot be met within {tolerance:g} with whole channels: took the "
                f"nearest reachable, {reached:.3f} of the original (best_effort; a larger tolerance silences "
-               f"this, best_effort=False makes it an error)")
+               f"this, best_effort=False (--no-best-effort) makes it an error)")
         p.info["warnings"] = list(p.info.get("warnings", [])) + [msg]
         warnings.warn(msg, BudgetWarning, stacklevel=3)
 
