@@ -35,7 +35,8 @@ def add_method_arguments(parser) -> None:
     parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (--method runs)")
     parser.add_argument("--seed", type=int, help="seed of sampling and fine-tuning (--method runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config key of the method (YAML value), repeatable")
+                        help="override one option (YAML value), repeatable: a config key of the method with "
+                             "--method, else a planner option (PlanOptions key); unknown keys are errors")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
 
 
