@@ -3,7 +3,9 @@
 Every configurable part of prunekit is a dataclass. :func:`from_dict` builds one
 from a dict read from YAML or JSON and raises :class:`~prunekit.errors.ConfigError`
 naming the key for an unknown key or a value of the wrong type; :func:`to_dict`
-is its inverse, so configs round-trip.
+is its inverse, so configs round-trip. A dataclass may list keys of an older
+spelling in a class attribute ``RENAMED_KEYS = {old: "what replaced it"}``; giving
+one is a ConfigError naming the new key.
 
 Example:
     >>> from dataclasses import dataclass
@@ -117,6 +119,11 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
+    renamed = [k for k in unknown if k in getattr(cls, "RENAMED_KEYS", {})]
+    if renamed:
+        # a key of an older spelling: say what replaced it instead of listing every known key
+        k = renamed[0]
+        raise ConfigError(f"key {prefix + k} of {cls.__name__} is now {cls.RENAMED_KEYS[k]}")
     if unknown:
         raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(prefix + k for k in unknown)} for {cls.__name__}; "

@@ -9,17 +9,20 @@ Example:
     >>> train.evaluate(net, splits.test_x, splits.test_y)["top1"]     # doctest: +SKIP
     98.4
 
+Methods fine-tune through :func:`run_finetune` with a :class:`FinetuneConfig`, and
+re-initialise for "from scratch" comparisons with :func:`reinitialize`.
 See ``docs/train.md`` for callbacks, resuming and ``torchrun``.
 """
 from prunekit.train.callbacks import Callback, CallbackList, EarlyStopping, EpochLogger, LambdaCallback
 from prunekit.train.config import TrainConfig
+from prunekit.train.finetuning import FinetuneConfig, as_finetune, finetune_field, reinitialize, run_finetune
 from prunekit.train.history import History
 from prunekit.train.metrics import evaluate, predict, topk_correct
 from prunekit.train.optim import OPTIMIZERS, SCHEDULES, build_optimizer, lr_factor
 from prunekit.train.trainer import Trainer, fit
 
 __all__ = [
-    "Callback", "CallbackList", "EarlyStopping", "EpochLogger", "History", "LambdaCallback", "OPTIMIZERS",
-    "SCHEDULES", "TrainConfig", "Trainer", "build_optimizer", "evaluate", "fit", "lr_factor", "predict",
-    "topk_correct",
+    "Callback", "CallbackList", "EarlyStopping", "EpochLogger", "FinetuneConfig", "History", "LambdaCallback",
+    "OPTIMIZERS", "SCHEDULES", "TrainConfig", "Trainer", "as_finetune", "build_optimizer", "evaluate", "finetune_field",
+    "fit", "lr_factor", "predict", "reinitialize", "run_finetune", "topk_correct",
 ]

@@ -391,7 +391,8 @@ def _as_config(config) -> TrainConfig:
     if config is None:
         return TrainConfig()
     if isinstance(config, TrainConfig):
-        return config
+        # a FinetuneConfig whose seed was left to its holder, run on its own: seed 0
+        return config if config.seed is not None else config.replace(seed=0)
     if isinstance(config, dict):
         return TrainConfig.from_dict(config)
     raise ConfigError(f"config must be a TrainConfig or a dict, got {type(config).__name__}")
