@@ -80,7 +80,7 @@ def test_admm_element_end_to_end(digits):
     torch.manual_seed(0)
     net = models.create("lenet300_100", in_channels=1, input_size=(8, 8))
     cfg = A.ADMMConfig(sparsity=0.8, rho=5e-3, rho_factor=2.0, admm={"epochs": 2},
-                       retrain={"epochs": 1, "weight_decay": 1e-2})
+                       finetune={"epochs": 1, "weight_decay": 1e-2})
     res = A.admm_prune(net, digits, cfg, progress=False)
     assert res.final["sparsity"] == pytest.approx(0.8, abs=1e-4)
     admm_rows = [r for r in res.records if r["stage"] == "admm"]
@@ -94,7 +94,7 @@ def test_admm_element_end_to_end(digits):
 def test_admm_filter_feeds_the_structural_engine(digits):
     torch.manual_seed(0)
     net = models.create("lenet300_100", in_channels=1, input_size=(8, 8))
-    cfg = A.ADMMConfig(sparsity=0.5, granularity="filter", admm={"epochs": 1}, retrain={"epochs": 1})
+    cfg = A.ADMMConfig(sparsity=0.5, granularity="filter", admm={"epochs": 1}, finetune={"epochs": 1})
     res = A.admm_prune(net, digits, cfg, progress=False)
     removed = res.extra["removed_filters"]
     assert {k: len(v) for k, v in removed.items()} == {"features.0": 150, "features.2": 50}  # logits kept

@@ -89,7 +89,7 @@ def digits():
 def test_resnet_structured_admm_gives_a_plan_equal_to_the_masked_model(digits, granularity):
     net = _tiny_resnet()
     cfg = A.ADMMConfig(sparsity=0.5, granularity=granularity, admm={"epochs": 2, "batch_size": 64},
-                       retrain={"epochs": 1, "batch_size": 64})
+                       finetune={"epochs": 1, "batch_size": 64})
     res = A.admm_prune(net, digits, cfg, progress=False)
     key = "removed_filters" if granularity == "filter" else "removed_channels"
     assert all(len(v) == (g["size"] // 2) for v, g in zip(res.extra[key].values(), res.extra["groups"]))

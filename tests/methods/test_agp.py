@@ -62,7 +62,7 @@ def test_callback_follows_schedule_and_keeps_zeros(digits):
 def test_agp_prune_end_to_end(digits):
     torch.manual_seed(0)
     net = models.create("lenet300_100", in_channels=1, input_size=(8, 8))
-    res = agp_prune(net, digits, AGPConfig(final_sparsity=0.9, frequency=1, train={"epochs": 2}), progress=False)
+    res = agp_prune(net, digits, AGPConfig(final_sparsity=0.9, frequency=1, finetune={"epochs": 2}), progress=False)
     assert res.final["sparsity"] == pytest.approx(0.9, abs=1e-3)
     assert res.extra["end_step"] == int(0.7 * 8)  # 400 samples / 128 -> 4 steps x 2 epochs
     assert [r["stage"] for r in res.records] == ["dense", "agp", "agp"]
@@ -72,4 +72,4 @@ def test_agp_prune_end_to_end(digits):
 def test_ramp_must_fit(digits):
     net = models.create("lenet300_100", in_channels=1, input_size=(8, 8))
     with pytest.raises(ConfigError, match="does not fit"):
-        agp_prune(net, digits, AGPConfig(end_step=10_000, train={"epochs": 1}), progress=False)
+        agp_prune(net, digits, AGPConfig(end_step=10_000, finetune={"epochs": 1}), progress=False)

@@ -74,7 +74,7 @@ def test_lottery_ticket_rounds_rewind_and_control(digits, monkeypatch):
     monkeypatch.setattr(L, "_train_round", spy)
     net = mlp()
     theta0 = L.snapshot(net)
-    cfg = L.LotteryConfig(rounds=2, prune_fraction=0.5, train={"epochs": 2, "weight_decay": 1e-3})
+    cfg = L.LotteryConfig(rounds=2, prune_fraction=0.5, finetune={"epochs": 2, "weight_decay": 1e-3})
     res = L.lottery_ticket(net, digits, cfg, progress=False)
     assert [r["sparsity"] for r in res.rounds] == pytest.approx([0.0, 0.5, 0.75], abs=1e-4)
     assert [r["round"] for r in res.control] == [1, 2]
@@ -102,9 +102,9 @@ def test_lottery_ticket_rounds_rewind_and_control(digits, monkeypatch):
 def test_late_rewinding_and_its_limit(digits):
     net = mlp()
     cfg = L.LotteryConfig(rounds=1, prune_fraction=0.5, rewind_step=3, reinit_control=False,
-                          train={"epochs": 1})
+                          finetune={"epochs": 1})
     res = L.lottery_ticket(net, digits, cfg, progress=False)
     assert res.extra["rewind_step"] == 3 and len(res.rounds) == 2
     with pytest.raises(ConfigError, match="rewind_step"):
-        L.lottery_ticket(mlp(), digits, L.LotteryConfig(rounds=1, rewind_step=999, train={"epochs": 1}),
+        L.lottery_ticket(mlp(), digits, L.LotteryConfig(rounds=1, rewind_step=999, finetune={"epochs": 1}),
                          progress=False)

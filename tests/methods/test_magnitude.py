@@ -40,13 +40,12 @@ def test_registry_and_config_round_trip(name):
         from_dict(info.config_cls, {**d, "bogus": 1})
 
 
-@pytest.mark.parametrize("name, key", [("magnitude", "finetune"), ("agp", "train"), ("lth", "train"),
-                                       ("admm", "retrain")])
+@pytest.mark.parametrize("name, key", [("magnitude", "finetune"), ("agp", "finetune"), ("lth", "finetune"),
+                                       ("admm", "finetune"), ("admm", "admm")])
 def test_nested_train_overrides_keep_method_defaults(name, key):
     info = METHODS.get(name)
     cfg = from_dict(info.config_cls, {key: {"epochs": 2}})
-    getter = {"finetune": "finetune_config", "train": "train_config", "retrain": "retrain_config"}[key]
-    tc = getattr(cfg, getter)()
+    tc = getattr(cfg, key)
     assert tc.epochs == 2 and tc.augment is False  # method default, not TrainConfig's augment=True
     with pytest.raises(ConfigError, match=f"{key}.*epoch"):
         from_dict(info.config_cls, {key: {"epoch": 2}})

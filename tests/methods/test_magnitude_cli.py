@@ -66,7 +66,7 @@ def test_user_errors_are_one_line(ckpt, tmp_path, capsys):
     assert cli(ckpt, "--method", "magnitude", "--data", "digits", "--out", tmp_path / "full") == 2
     assert "--overwrite" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
-    bad.write_text("sparsity: 0.5\nretrain: {epochs: 1}\ngranularity: filter\nrh0: 1\n")
+    bad.write_text("sparsity: 0.5\nfinetune: {epochs: 1}\ngranularity: filter\nrh0: 1\n")
     assert cli(ckpt, "--method", "admm", "--config", bad, "--data", "digits", "--out", tmp_path / "x") == 2
     assert "rh0" in capsys.readouterr().err
     assert cli(ckpt, "--method", "lth", "--data", "synthetic", "--out", tmp_path / "y") == 2
@@ -80,7 +80,7 @@ def test_user_errors_are_one_line(ckpt, tmp_path, capsys):
 
 def test_admm_filter_run_writes_structural_model(ckpt, tmp_path, capsys):
     good = tmp_path / "good.yaml"
-    good.write_text("sparsity: 0.5\nadmm: {epochs: 1}\nretrain: {epochs: 1}\n")
+    good.write_text("sparsity: 0.5\nadmm: {epochs: 1}\nfinetune: {epochs: 1}\n")
     out = tmp_path / "admm"
     assert cli(ckpt, "--method", "admm", "--config", good, "--granularity", "filter", "--data", "digits",
                "--out", out, "--no-progress", "--json") == 0

@@ -12,7 +12,6 @@ import sys
 
 #: which config field each generic flag sets, per method
 _SPARSITY_FIELD = {"magnitude": "sparsity", "agp": "final_sparsity", "lth": "target_sparsity", "admm": "sparsity"}
-_EPOCHS_FIELD = {"magnitude": "finetune", "agp": "train", "lth": "train", "admm": "retrain"}
 
 
 def add_parser(subparsers):
@@ -40,9 +39,11 @@ def add_parser(subparsers):
                         "groups, scored by the writing layers' filters (filter) or the reading layers' input "
                         "slices (channel); filter/channel also write plan.json and model.structural.pt")
     p.add_argument("--rounds", type=int, help="pruning rounds (magnitude: makes it iterative; lth)")
-    p.add_argument("--epochs", type=int,
-                   help="training epochs (magnitude: per retraining round; agp: whole run; lth: per round; "
-                        "admm: retraining after the hard prune)")
+    from prunekit.cli.finetune_flags import add_finetune_arguments
+
+    # the method's `finetune` (magnitude: per retraining round; agp: the whole run; lth: per round;
+    # admm: the retraining after the hard prune); --epochs is the older spelling of --finetune-epochs
+    add_finetune_arguments(p, aliases={"epochs": ["--epochs"]})
     p.add_argument("--keep-init", action="store_true",
                    help="lth only: use the checkpoint's weights as theta_0 (by default the architecture is "
                         "re-initialised, since a lottery ticket is rewound to its initialisation)")
@@ -84,11 +85,11 @@ def build_config(method: str, args):
             d["rounds"] = args.rounds
         else:
             raise ConfigError(f"--rounds does not apply to method {method!r}")
-    if args.epochs is not None:
-        key = _EPOCHS_FIELD[method]
-        d[key] = {**d[key], "epochs": args.epochs}
+    from prunekit.cli.finetune_flags import merge_finetune
+
+    d = merge_finetune(d, args)
     if args.no_progress:
-        for key in ("finetune", "train", "admm", "retrain"):
+        for key in ("finetune", "admm"):
             if key in d:
                 d[key] = {**d[key], "progress": False}
     return from_dict(info.config_cls, d)
@@ -120,7 +121,7 @@ def run(args) -> int:
     model = ckpt.model
     notes = []
     if args.method == "lth" and not args.keep_init:
-        from prunekit.methods.lottery import reinitialize
+        from prunekit.train import reinitialize
 
         model = reinitialize(model, seed=cfg.seed)
         notes.append("lth: started from a fresh initialisation of the checkpoint's architecture "

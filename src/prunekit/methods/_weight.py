@@ -1,4 +1,4 @@
-"""Shared pieces of the weight-pruning methods: the result type, masked training, config checks.
+"""Shared pieces of the weight-pruning methods: the result type, their fine-tuning defaults, masked training, checks.
 
 Not public API: import the methods from :mod:`prunekit.methods`.
 """
@@ -8,46 +8,25 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from prunekit.errors import ConfigError
+from prunekit.train import FinetuneConfig
 
 
-FINETUNE_DEFAULTS = {"epochs": 5, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "cosine",
-                     "augment": False, "batch_size": 128, "checkpoint_every": 0}
+@dataclass
+class WeightFinetune(FinetuneConfig):
+    """The retraining of the weight-level methods: :class:`~prunekit.train.FinetuneConfig` with their defaults.
 
-
-def build_train(field_name: str, overrides, defaults: dict | None = None):
-    """A :class:`prunekit.train.TrainConfig` from a method's ``defaults`` updated with ``overrides``.
-
-    Methods keep their training settings as a plain dict of overrides, so a
-    recipe that sets only ``finetune: {epochs: 3}`` keeps the method's own
-    defaults for the rest (e.g. the smaller fine-tuning rate: Han et al. 2015
-    retrain at a fraction of the original rate), instead of TrainConfig's
-    train-from-scratch defaults. ``overrides`` may also be a TrainConfig.
-
-    Raises:
-        ConfigError: an unknown key or a bad value, named as ``field_name.key``.
+    5 epochs of SGD (momentum 0.9) at 0.01 with a cosine schedule, weight decay 1e-4,
+    batch 128, no augmentation: Han et al. (NeurIPS 2015) retrain at a fraction of
+    the original rate, instead of TrainConfig's train-from-scratch defaults. A recipe
+    that sets only ``finetune: {epochs: 3}`` keeps the rest.
     """
-    from prunekit.train import TrainConfig
 
-    if isinstance(overrides, TrainConfig):
-        overrides = overrides.to_dict()
-    if overrides is None:
-        overrides = {}
-    if not isinstance(overrides, dict):
-        raise ConfigError(f"{field_name} must be a mapping of train config keys, got {overrides!r}")
-    merged = {**(FINETUNE_DEFAULTS if defaults is None else defaults), **overrides}
-    try:
-        return TrainConfig.from_dict(merged)
-    except ConfigError as e:
-        raise ConfigError(f"{field_name}: {e}") from None
-
-
-def as_overrides(value) -> dict:
-    """A TrainConfig or dict field value as a plain dict of overrides (for storing in configs)."""
-    from prunekit.train import TrainConfig
-
-    if isinstance(value, TrainConfig):
-        return value.to_dict()
-    return dict(value or {})
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    augment: bool = False
+    checkpoint_every: int = 0
 
 
 def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
@@ -126,23 +105,22 @@ _TRAINER_KEYS = {"epoch", "lr", "train_loss", "train_top1", "test_loss", "test_t
 
 
 def train_with_masks(model, data, train_cfg, masks=None, callbacks=(), *, progress=None,
-                     stage: str = "train", records: list | None = None, extra: dict | None = None):
-    """Run :class:`prunekit.train.Trainer` with a :class:`~prunekit.sparse.MaskCallback` when ``masks`` is given.
+                     stage: str = "train", records: list | None = None, extra: dict | None = None,
+                     seed: int | None = None):
+    """:func:`prunekit.train.run_finetune` with a :class:`~prunekit.sparse.MaskCallback` when ``masks`` is given.
 
     Every evaluated epoch is appended to ``records`` as
     ``{"stage", "epoch", "step", "sparsity", "test_top1", "test_loss", **extra}``.
+    ``seed`` is the method's seed (used when ``train_cfg.seed`` is None).
     Returns the trainer (for its history and ``global_step``).
     """
     from prunekit.sparse import MaskCallback, masks_sparsity
-    from prunekit.train import Trainer
+    from prunekit.train import run_finetune
 
-    if progress is not None and train_cfg.progress != progress:
-        train_cfg = train_cfg.replace(progress=bool(progress))
     cbs = list(callbacks)
     if masks is not None:
         cbs.insert(0, MaskCallback(masks))
-    trainer = Trainer(model, data, train_cfg, callbacks=cbs)
-    trainer.fit()
+    trainer = run_finetune(model, data, train_cfg, callbacks=cbs, progress=progress, seed=seed)
     if records is not None:
         for row in trainer.history:
             if row.get("test_top1") is None:

@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.methods import register_method
 from prunekit.methods._weight import (
-    PruneResult, as_overrides, build_train, check_choice, check_fraction, check_positive_int, evaluate_test,
-    train_with_masks,
+    PruneResult, WeightFinetune, check_choice, check_fraction, check_positive_int, evaluate_test, train_with_masks,
 )
-from prunekit.train import Callback
+from prunekit.train import Callback, FinetuneConfig, as_finetune, finetune_field
 
 GRANULARITIES = ("element", "filter", "channel")
 
@@ -236,8 +235,17 @@ class ADMMCallback(Callback):
 
 # ---- config and method ----------------------------------------------------------------------------
 
-ADMM_TRAIN_DEFAULTS = {"epochs": 10, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-4, "schedule": "constant",
-                       "augment": False, "batch_size": 128, "checkpoint_every": 0}
+@dataclass
+class ADMMTrain(FinetuneConfig):
+    """The ADMM phase's training (W steps): 10 epochs of SGD at a constant 0.01, weight decay 1e-4, batch 128."""
+
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    schedule: str = "constant"
+    augment: bool = False
+    checkpoint_every: int = 0
 
 
 @dataclass
@@ -257,9 +265,13 @@ class ADMMConfig:
             prunes the model's outputs).
         rho, rho_factor, rho_every, rho_max: the penalty schedule (:func:`rho_schedule`, per ADMM iteration).
         update_every: epochs of W steps per ADMM iteration (Z/U update).
-        admm: overrides of the ADMM-phase training config (its ``epochs`` is the ADMM phase length).
-        retrain: overrides of the masked retraining config after the hard prune.
+        admm: the ADMM phase's training (:class:`ADMMTrain`, a :class:`prunekit.train.FinetuneConfig`;
+            its ``epochs`` is the ADMM phase length).
+        finetune: the masked retraining after the hard prune (the weight-level fine-tuning
+            defaults, 5 epochs).
     """
+
+    RENAMED_KEYS: ClassVar[dict] = {"retrain": "finetune (e.g. finetune: {epochs: 5})"}
 
     sparsity: float = 0.9
     layer_sparsity: dict = field(default_factory=dict)
@@ -270,8 +282,8 @@ class ADMMConfig:
     rho_every: int = 1
     rho_max: float = 1.0
     update_every: int = 1
-    admm: dict = field(default_factory=dict)
-    retrain: dict = field(default_factory=lambda: {"epochs": 5})
+    admm: ADMMTrain = finetune_field(ADMMTrain)
+    finetune: WeightFinetune = finetune_field(WeightFinetune)
 
     def __post_init__(self) -> None:
         check_fraction("sparsity", self.sparsity)
@@ -284,18 +296,8 @@ class ADMMConfig:
                 raise ConfigError(f"{name} must be a positive number, got {v!r}")
         check_positive_int("rho_every", self.rho_every)
         check_positive_int("update_every", self.update_every)
-        self.admm = as_overrides(self.admm)
-        self.retrain = as_overrides(self.retrain)
-        build_train("admm", self.admm, ADMM_TRAIN_DEFAULTS)
-        build_train("retrain", self.retrain)
-
-    def admm_config(self):
-        """The resolved ADMM-phase :class:`prunekit.train.TrainConfig`."""
-        return build_train("admm", self.admm, ADMM_TRAIN_DEFAULTS)
-
-    def retrain_config(self):
-        """The resolved retraining :class:`prunekit.train.TrainConfig`."""
-        return build_train("retrain", self.retrain)
+        self.admm = as_finetune(self.admm, ADMMTrain, "admm")
+        self.finetune = as_finetune(self.finetune, WeightFinetune, "finetune")
 
 
 def layer_keep(model, cfg: ADMMConfig) -> dict:
@@ -337,9 +339,7 @@ def admm_prune(model, data, config: ADMMConfig | None = None, *, progress: bool 
     from prunekit.sparse import apply_masks, masks_sparsity
 
     cfg = config or ADMMConfig()
-    at, rt = cfg.admm_config(), cfg.retrain_config()
-    if progress is not None:
-        at, rt = at.replace(progress=bool(progress)), rt.replace(progress=bool(progress))
+    at, rt = cfg.admm.resolve(progress=progress), cfg.finetune.resolve(progress=progress)
     structured = cfg.granularity != "element"
     if structured:
         from prunekit.graph import analyze

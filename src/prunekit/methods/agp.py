@@ -21,15 +21,15 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Optional
+from dataclasses import dataclass
+from typing import ClassVar, Optional
 
 from prunekit.errors import ConfigError
 from prunekit.methods import register_method
 from prunekit.methods._weight import (
-    PruneResult, as_overrides, build_train, check_choice, check_fraction, check_positive_int, evaluate_test,
-    train_with_masks,
+    PruneResult, WeightFinetune, check_choice, check_fraction, check_positive_int, evaluate_test, train_with_masks,
 )
+from prunekit.train import as_finetune, finetune_field
 from prunekit.sparse.callbacks import MaskCallback
 
 
@@ -152,9 +152,12 @@ class AGPConfig:
         frequency: steps between mask updates.
         scope: ``"layer"`` or ``"global"``.
         layers: names to prune (None = every Conv/Linear weight).
-        train: overrides of the training config (fine-tuning defaults, see
+        finetune: the training run during which the model is pruned (a
+            :class:`prunekit.train.FinetuneConfig` with the weight-level defaults, see
             :class:`~prunekit.methods.magnitude.MagnitudeConfig`).
     """
+
+    RENAMED_KEYS: ClassVar[dict] = {"train": "finetune (e.g. finetune: {epochs: 3})"}
 
     final_sparsity: float = 0.9
     initial_sparsity: float = 0.0
@@ -164,7 +167,7 @@ class AGPConfig:
     frequency: int = 10
     scope: str = "layer"
     layers: Optional[list[str]] = None
-    train: dict = field(default_factory=dict)
+    finetune: WeightFinetune = finetune_field(WeightFinetune)
 
     def __post_init__(self) -> None:
         check_fraction("final_sparsity", self.final_sparsity)
@@ -180,12 +183,7 @@ class AGPConfig:
         check_fraction("end_fraction", self.end_fraction, allow_one=True)
         check_positive_int("frequency", self.frequency)
         check_choice("scope", self.scope, ("layer", "global"))
-        self.train = as_overrides(self.train)
-        build_train("train", self.train)
-
-    def train_config(self):
-        """The resolved :class:`prunekit.train.TrainConfig`."""
-        return build_train("train", self.train)
+        self.finetune = as_finetune(self.finetune, WeightFinetune, "finetune")
 
     def resolved_end(self, total_steps: int) -> int:
         """``end_step``, or ``end_fraction`` of ``total_steps`` (at least one step after ``begin_step``)."""
@@ -206,9 +204,7 @@ def agp_prune(model, data, config: AGPConfig | None = None, *, progress: bool | 
     from prunekit.train import Trainer
 
     cfg = config or AGPConfig()
-    tc = cfg.train_config()
-    if progress is not None:
-        tc = tc.replace(progress=bool(progress))
+    tc = cfg.finetune.resolve(progress=progress)
     total = Trainer(model, data, tc).steps_per_epoch * tc.epochs
     end = cfg.resolved_end(total)
     if cfg.begin_step >= total or end > total:

@@ -20,27 +20,37 @@ accuracy there and at the end. Validation is measured once per epoch, so the
 early-stopping iteration has one-epoch resolution.
 
 Example:
-    >>> cfg = LotteryConfig(rounds=3, prune_fraction=0.2, train={"epochs": 5})
+    >>> cfg = LotteryConfig(rounds=3, prune_fraction=0.2, finetune={"epochs": 5})
     >>> result = lottery_ticket(model, data, cfg)           # doctest: +SKIP
     >>> [r["sparsity"] for r in result.rounds]              # doctest: +SKIP
     [0.0, 0.2, 0.36, 0.488]
 """
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 from prunekit.errors import ConfigError
 from prunekit.methods import register_method
 from prunekit.methods._weight import (
-    PruneResult, as_overrides, build_train, check_choice, check_fraction, check_positive_int, progress_iter,
+    PruneResult, check_choice, check_fraction, check_positive_int, progress_iter,
 )
-from prunekit.train import Callback
+from prunekit.train import Callback, FinetuneConfig, as_finetune, finetune_field, reinitialize
 
-#: Frankle & Carbin train LeNet with Adam at 1.2e-3, batch 60, no weight decay.
-LOTTERY_TRAIN_DEFAULTS = {"epochs": 10, "optimizer": "adam", "lr": 1.2e-3, "batch_size": 60, "weight_decay": 0.0,
-                          "schedule": "constant", "augment": False, "checkpoint_every": 0}
+
+@dataclass
+class LotteryFinetune(FinetuneConfig):
+    """The training of every Lottery Ticket round: Frankle & Carbin train LeNet with Adam at 1.2e-3,
+    batch 60, no weight decay, constant rate (10 epochs here)."""
+
+    epochs: int = 10
+    batch_size: int = 60
+    optimizer: str = "adam"
+    lr: float = 1.2e-3
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    augment: bool = False
+    checkpoint_every: int = 0
 
 
 @dataclass
@@ -57,13 +67,18 @@ class LotteryConfig:
         scope: ``"layer"`` (p of every layer) or ``"global"`` (p of all layers together).
         rewind_step: 0 resets survivors to the initial weights; ``k > 0`` to their
             values after ``k`` optimizer steps of the first training (late rewinding).
-        reinit_control: also train every round's mask from a fresh random initialisation.
+        reinit_control: also train every round's mask from a fresh random initialisation
+            (:func:`prunekit.train.reinitialize`, the from-scratch rule of every family).
         val_fraction: share of the training set held out for the early-stopping criterion.
-        seed: seed of the validation split and of the control's re-initialisations.
+        seed: seed of the validation split, of the control's re-initialisations and (unless
+            ``finetune.seed`` is set) of the training.
         layers: names to prune (None = every Conv/Linear weight).
-        train: overrides of the training config of every round (defaults: the
-            paper's LeNet setting, Adam 1.2e-3, batch 60, 10 epochs here).
+        finetune: the training of every round (:class:`LotteryFinetune`, a
+            :class:`prunekit.train.FinetuneConfig`; defaults: the paper's LeNet setting,
+            Adam 1.2e-3, batch 60, 10 epochs here).
     """
+
+    RENAMED_KEYS: ClassVar[dict] = {"train": "finetune (e.g. finetune: {epochs: 5})"}
 
     rounds: int = 5
     prune_fraction: float = 0.2
@@ -75,7 +90,7 @@ class LotteryConfig:
     val_fraction: float = 0.1
     seed: int = 0
     layers: Optional[list[str]] = None
-    train: dict = field(default_factory=dict)
+    finetune: LotteryFinetune = finetune_field(LotteryFinetune)
 
     def __post_init__(self) -> None:
         check_positive_int("rounds", self.rounds, allow_zero=True)
@@ -89,12 +104,7 @@ class LotteryConfig:
         check_fraction("val_fraction", self.val_fraction)
         if self.val_fraction <= 0:
             raise ConfigError("val_fraction must be > 0: the early-stopping iteration needs a validation split")
-        self.train = as_overrides(self.train)
-        build_train("train", self.train, LOTTERY_TRAIN_DEFAULTS)
-
-    def train_config(self):
-        """The resolved :class:`prunekit.train.TrainConfig` of every round."""
-        return build_train("train", self.train, LOTTERY_TRAIN_DEFAULTS)
+        self.finetune = as_finetune(self.finetune, LotteryFinetune, "finetune")
 
     def fraction(self) -> float:
         """The per-round fraction ``p`` of surviving weights to prune."""
@@ -160,31 +170,6 @@ def rewind_weights(model, state: dict, masks: dict | None):
     return model
 
 
-def reinitialize(model, seed: int):
-    """A copy of ``model`` with fresh random weights drawn as at construction (the global RNG is untouched).
-
-    Models built by :func:`prunekit.models.create` are rebuilt from their spec,
-    so the initialisation is the architecture's own; others get
-    ``reset_parameters()`` on every module that has it.
-    """
-    import torch
-
-    from prunekit.checkpoint import build, get_spec
-
-    new = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        spec = get_spec(model)
-        if spec is not None:
-            fresh = build(spec)
-            new.load_state_dict(fresh.state_dict())
-        else:
-            for m in new.modules():
-                if hasattr(m, "reset_parameters"):
-                    m.reset_parameters()
-    return new
-
-
 class _Recorder(Callback):
     """Snapshot the weights at ``rewind_step`` and add the real test accuracy to every epoch record."""
 
@@ -210,12 +195,11 @@ class _Recorder(Callback):
 def _train_round(model, tune, test, tc, masks, capture_step, stage, rnd, records):
     """Train one round; append per-epoch curve rows; return (round summary, captured state)."""
     from prunekit.sparse import MaskCallback, masks_sparsity
-    from prunekit.train import Trainer
+    from prunekit.train import run_finetune
 
     rec = _Recorder(test.test_x, test.test_y, capture_step)
     cbs = ([MaskCallback(masks)] if masks else []) + [rec]
-    trainer = Trainer(model, tune, tc, callbacks=cbs)
-    trainer.fit()
+    trainer = run_finetune(model, tune, tc, callbacks=cbs)
     sparsity = masks_sparsity(masks) if masks else 0.0
     spe = trainer.steps_per_epoch
     for row in trainer.history:
@@ -248,9 +232,7 @@ def lottery_ticket(model, data, config: LotteryConfig | None = None, *, progress
     from prunekit.sparse import masks_sparsity
 
     cfg = config or LotteryConfig()
-    tc = cfg.train_config()
-    if progress is not None:
-        tc = tc.replace(progress=bool(progress))
+    tc = cfg.finetune.resolve(seed=cfg.seed, progress=progress)
     tune = data.holdout(cfg.val_fraction, seed=cfg.seed)
     theta0 = snapshot(model)
     records: list = []

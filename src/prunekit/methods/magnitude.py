@@ -25,14 +25,15 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional, Union
 
 from prunekit.methods import register_method
 from prunekit.methods._weight import (
-    PruneResult, as_overrides, build_train, check_choice, check_fraction, check_positive_int, evaluate_test,
-    progress_iter, train_with_masks,
+    PruneResult, WeightFinetune, check_choice, check_fraction, check_positive_int, evaluate_test, progress_iter,
+    train_with_masks,
 )
+from prunekit.train import as_finetune, finetune_field
 
 
 @dataclass
@@ -48,9 +49,10 @@ class MagnitudeConfig:
         schedule: ``"oneshot"`` (prune once, retrain) or ``"iterative"`` (``rounds`` x prune+retrain).
         rounds: number of prune+retrain rounds of the iterative schedule (1 for one-shot).
         layers: parameter or module names to prune; None = every Conv/Linear weight.
-        finetune: overrides of the retraining config (a :class:`prunekit.train.TrainConfig`
-            dict; epochs are per round). Unset keys take the fine-tuning defaults
-            ``epochs=5, lr=0.01, momentum=0.9, weight_decay=1e-4, cosine, no augmentation``.
+        finetune: the retraining of every round (:class:`~prunekit.methods._weight.WeightFinetune`,
+            a :class:`prunekit.train.FinetuneConfig`; epochs are per round). Unset keys take the
+            fine-tuning defaults ``epochs=5, lr=0.01, momentum=0.9, weight_decay=1e-4, cosine,
+            no augmentation``.
     """
 
     sparsity: float = 0.9
@@ -60,7 +62,7 @@ class MagnitudeConfig:
     schedule: str = "oneshot"
     rounds: int = 1
     layers: Optional[list[str]] = None
-    finetune: dict = field(default_factory=dict)
+    finetune: WeightFinetune = finetune_field(WeightFinetune)
 
     def __post_init__(self) -> None:
         check_fraction("sparsity", self.sparsity)
@@ -73,12 +75,7 @@ class MagnitudeConfig:
 
             raise ConfigError(f"rounds must be 1 for schedule 'oneshot' (got {self.rounds}); "
                               "use schedule 'iterative'")
-        self.finetune = as_overrides(self.finetune)
-        build_train("finetune", self.finetune)  # validate now, not after the first round
-
-    def finetune_config(self):
-        """The resolved :class:`prunekit.train.TrainConfig` of each retraining phase."""
-        return build_train("finetune", self.finetune)
+        self.finetune = as_finetune(self.finetune, WeightFinetune, "finetune")  # checked now, not after round 1
 
 
 def round_masks(model, cfg: MagnitudeConfig, round_index: int, existing=None) -> dict:
@@ -138,7 +135,7 @@ def magnitude_prune(model, data, config: MagnitudeConfig | None = None, *, progr
     from prunekit.sparse import apply_masks, masks_sparsity
 
     cfg = config or MagnitudeConfig()
-    ft = cfg.finetune_config()
+    ft = cfg.finetune
     show = ft.progress if progress is None else progress
     records = [{"stage": "dense", "round": 0, "sparsity": masks_sparsity(masks) if masks else 0.0,
                 **evaluate_test(model, data)}]
