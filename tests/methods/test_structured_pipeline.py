@@ -34,7 +34,7 @@ def trained(digits):
 
 
 def _cfg(name, **kw):
-    d = {"macs": 0.5, "macs_tolerance": 0.05, "finetune_epochs": 1, "calib_images": 96, "latency": False}
+    d = {"macs": 0.5, "macs_tolerance": 0.05, "finetune": {"epochs": 1}, "calib_images": 96, "latency": False}
     d.update(FAST.get(name, {}))
     d.update(kw)
     return d
@@ -70,13 +70,13 @@ def test_method_end_to_end(name, trained, digits, tmp_path):
 def test_lasso_beats_first_k_before_finetuning(trained, digits):
     accs = {}
     for sel in ("lasso", "first_k"):
-        r = run_structured(trained, digits, "lasso", _cfg("lasso", selector=sel, finetune_epochs=0), progress=False)
+        r = run_structured(trained, digits, "lasso", _cfg("lasso", selector=sel, finetune={"epochs": 0}), progress=False)
         accs[sel] = r.report["pruned"]["top1"]
     assert accs["lasso"] >= accs["first_k"]
 
 
 def test_from_scratch_reinitialises(trained, digits):
-    r = run_structured(trained, digits, "slimming", _cfg("slimming", from_scratch=True, finetune_epochs=0,
+    r = run_structured(trained, digits, "slimming", _cfg("slimming", from_scratch=True, finetune={"epochs": 0},
                                                         sparsity_epochs=0), progress=False)
     assert r.report["from_scratch"] and r.report["after_finetune"]["top1"] < r.report["dense"]["top1"] - 20
 
@@ -88,8 +88,8 @@ def test_configs_round_trip_and_reject_bad_keys(name):
     assert from_dict(cls, json.loads(json.dumps(to_dict(cfg)))) == cfg
     with pytest.raises(ConfigError, match="no_such_key"):
         run_structured(None, None, name, {"no_such_key": 1})
-    with pytest.raises(ConfigError, match="finetune_epochs"):
-        run_structured(None, None, name, {"finetune_epochs": "many"})
+    with pytest.raises(ConfigError, match="finetune.epochs"):
+        run_structured(None, None, name, {"finetune": {"epochs": "many"}})
     with pytest.raises(ConfigError, match="macs"):
         run_structured(None, None, name, {"macs": 1.5})
 

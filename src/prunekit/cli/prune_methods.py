@@ -11,7 +11,7 @@ A YAML recipe describes the same run with every hyper-parameter::
     data: mnist5k          # any prunekit.data name or path spec
     config:                # the method's config dataclass (docs/methods.md)
       macs: 0.5
-      finetune_epochs: 2
+      finetune: {epochs: 2, lr: 0.01}
       points_per_image: 10
 
 Command-line flags override the recipe. This module also runs on its own for testing:
@@ -27,17 +27,20 @@ RECIPE_KEYS = ("method", "data", "config")
 
 
 def add_method_arguments(parser) -> None:
-    """Add ``--method``, ``--recipe``, ``--data``, ``--finetune-epochs``, ``--seed``, ``--set``, ``--no-progress``."""
+    """Add ``--method``, ``--recipe``, ``--data``, the ``--finetune-*`` flags, ``--seed``, ``--set``, ``--no-progress``."""
     parser.add_argument("--method", help="run a structured method's whole pipeline: l1, slimming, lasso, thinet, "
                                          "fpgm, taylor (then --out is a run directory)")
     parser.add_argument("--recipe", metavar="YAML", help="YAML recipe (method, data, config) for --method runs")
     parser.add_argument("--data", help="dataset for --method runs (calibration, fine-tuning, evaluation), e.g. mnist5k")
-    parser.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (--method runs)")
     parser.add_argument("--seed", type=int, help="seed of sampling and fine-tuning (--method runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one option (YAML value), repeatable: a config key of the method with "
-                             "--method, else a planner option (PlanOptions key); unknown keys are errors")
+                             "--method (finetune.KEY=VALUE for a fine-tuning key), else a planner option "
+                             "(PlanOptions key); unknown keys are errors")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    from prunekit.cli.finetune_flags import add_finetune_arguments
+
+    add_finetune_arguments(parser, what="fine-tuning after pruning (--method runs)")
 
 
 def load_recipe(path) -> dict:
@@ -86,17 +89,24 @@ def resolve(args):
     if not data:
         raise ConfigError("give --data (e.g. mnist5k) or a recipe with a 'data' key")
     cfg = dict(recipe.get("config") or {})
-    for flag, key in (("macs", "macs"), ("ratio", "ratio"), ("finetune_epochs", "finetune_epochs"), ("seed", "seed")):
+    for flag, key in (("macs", "macs"), ("ratio", "ratio"), ("seed", "seed")):
         v = getattr(args, flag, None)
         if v is not None:
             cfg[key] = v
     if getattr(args, "ratio", None) is not None and getattr(args, "macs", None) is None:
         cfg["macs"] = None
+    from prunekit.cli.finetune_flags import merge_finetune
+
+    cfg = merge_finetune(cfg, args)
     for item in getattr(args, "set", None) or []:
         if "=" not in item:
             raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
-        cfg[k.strip()] = yaml.safe_load(v)
+        k = k.strip()
+        if k.startswith("finetune.") and isinstance(cfg.get("finetune", {}), dict):
+            cfg["finetune"] = {**cfg.get("finetune", {}), k[len("finetune."):]: yaml.safe_load(v)}
+        else:
+            cfg[k] = yaml.safe_load(v)
     return method, data, coerce_config(STRUCTURED_METHODS.get(method).config_cls, cfg)
 
 

@@ -9,11 +9,29 @@ the coupling groups are the engine's) with ``removed`` filled in by the method.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 
 from prunekit.errors import PrunekitError
+from prunekit.train import FinetuneConfig, as_finetune, finetune_field
+
+
+@dataclass
+class StructuredFinetune(FinetuneConfig):
+    """The fine-tuning of the structured methods: :class:`~prunekit.train.FinetuneConfig` with their defaults.
+
+    2 epochs of SGD (momentum 0.9) at 0.01, cosine schedule, batch 64, weight decay
+    5e-4, no augmentation, evaluated only at the end. Slimming's sparsity training and
+    the iterative methods' fine-tuning between steps use the same settings (with their
+    own epochs and rate).
+    """
+
+    epochs: int = 2
+    lr: float = 0.01
+    augment: bool = False
+    eval_every: int = 0
+    checkpoint_every: int = 0
 
 
 @dataclass
@@ -25,30 +43,35 @@ class CommonConfig:
         macs_tolerance: allowed error of the MACs target (fraction of the original).
         ratio: fraction of each prunable group's channels to remove (when ``macs`` is None).
         calib_images: training images used for statistics (sampling, sensitivity, Taylor).
-        finetune_epochs: epochs of fine-tuning after pruning (0: none).
-        finetune_lr: peak learning rate of fine-tuning (cosine schedule, SGD).
-        batch_size: fine-tuning batch size.
-        weight_decay: fine-tuning weight decay.
-        augment: use the dataset's default augmentation while fine-tuning.
-        from_scratch: re-initialise the pruned architecture and train it for
-            ``finetune_epochs`` instead of fine-tuning (Liu et al., "Rethinking the Value
-            of Network Pruning", ICLR 2019).
-        seed: seeds sampling and fine-tuning.
+        finetune: the fine-tuning after pruning (:class:`StructuredFinetune`, a
+            :class:`prunekit.train.FinetuneConfig`: ``{epochs, lr, batch_size, weight_decay,
+            augment, label_smoothing, ...}``; ``epochs: 0`` skips it); its ``batch_size`` is
+            also the Taylor calibration batch.
+        from_scratch: re-initialise the pruned architecture (:func:`prunekit.train.reinitialize`,
+            the from-scratch rule of every family) and train it for ``finetune.epochs`` instead
+            of fine-tuning (Liu et al., "Rethinking the Value of Network Pruning", ICLR 2019).
+        seed: seeds sampling, the re-initialisation and (unless ``finetune.seed`` is set) fine-tuning.
         latency: measure the latency speedup in the report (a few forward passes).
     """
+
+    #: keys of the flat spelling before ``finetune`` was one nested config
+    RENAMED_KEYS: ClassVar[dict] = {"finetune_epochs": "finetune.epochs (finetune: {epochs: N})",
+                                    "finetune_lr": "finetune.lr (finetune: {lr: X})",
+                                    "batch_size": "finetune.batch_size (finetune: {batch_size: N})",
+                                    "weight_decay": "finetune.weight_decay (finetune: {weight_decay: X})",
+                                    "augment": "finetune.augment (finetune: {augment: true})"}
 
     macs: Optional[float] = 0.5
     macs_tolerance: float = 0.03
     ratio: Optional[float] = None
     calib_images: int = 256
-    finetune_epochs: int = 2
-    finetune_lr: float = 0.01
-    batch_size: int = 64
-    weight_decay: float = 5e-4
-    augment: bool = False
+    finetune: StructuredFinetune = finetune_field(StructuredFinetune)
     from_scratch: bool = False
     seed: int = 0
     latency: bool = True
+
+    def __post_init__(self) -> None:
+        self.finetune = as_finetune(self.finetune, StructuredFinetune, "finetune")
 
     def check(self) -> None:
         """Raise ConfigError for out-of-range values (types are checked by ``prunekit.config``)."""
@@ -58,11 +81,8 @@ class CommonConfig:
             raise ConfigError(f"config key 'macs' must be in (0, 1], got {self.macs}")
         if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
             raise ConfigError(f"config key 'ratio' must be in [0, 1), got {self.ratio}")
-        for key in ("calib_images", "batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
-        if self.finetune_epochs < 0:
-            raise ConfigError(f"config key 'finetune_epochs' must be >= 0, got {self.finetune_epochs}")
+        if self.calib_images < 1:
+            raise ConfigError(f"config key 'calib_images' must be >= 1, got {self.calib_images}")
 
 
 def example_input(data):

@@ -21,9 +21,9 @@ class IterativeConfig(CommonConfig):
     Attributes:
         steps: number of prune/fine-tune rounds.
         epochs_per_step: fine-tuning epochs between rounds (not after the last one; the
-            pipeline's ``finetune_epochs`` follow it).
+            pipeline's ``finetune.epochs`` follow it), with the ``finetune`` settings.
         global_ranking: rank normalised scores across groups (else every group alike).
-        taylor_batches: calibration batches of ``batch_size`` for the Taylor gradients.
+        taylor_batches: calibration batches of ``finetune.batch_size`` for the Taylor gradients.
     """
 
     steps: int = 4
@@ -60,7 +60,7 @@ def iterative_prune(model, data, criterion: str, config: IterativeConfig | None 
 
     from prunekit.engine import PlanOptions, plan, step_options
     from prunekit.measure import count_macs
-    from prunekit.train import TrainConfig, fit
+    from prunekit.train import run_finetune
 
     cfg = config or IterativeConfig()
     cfg.check()
@@ -76,14 +76,14 @@ def iterative_prune(model, data, criterion: str, config: IterativeConfig | None 
         now = float(count_macs(net, ex).total) / base
         kw = {}
         if criterion == "taylor":
-            xs, ys = calib_batch(data, cfg.batch_size * cfg.taylor_batches, cfg.seed + k)
-            kw["data"] = [(xs[i:i + cfg.batch_size], ys[i:i + cfg.batch_size]) for i in range(0, len(xs), cfg.batch_size)]
+            bs = cfg.finetune.batch_size
+            xs, ys = calib_batch(data, bs * cfg.taylor_batches, cfg.seed + k)
+            kw["data"] = [(xs[i:i + bs], ys[i:i + bs]) for i in range(0, len(xs), bs)]
         p = plan(net, ex, step_options(opts, k + 1, now), **kw)
         p.info.update({"method": criterion, "step": k + 1, "steps": cfg.steps})
         net = p.apply(net)
         plans.append(p)
         if k + 1 < cfg.steps and cfg.epochs_per_step > 0:
-            fit(net, data, TrainConfig(epochs=cfg.epochs_per_step, lr=cfg.finetune_lr, batch_size=cfg.batch_size,
-                                       weight_decay=cfg.weight_decay, seed=cfg.seed + k, augment=cfg.augment,
-                                       progress=progress, eval_every=0, checkpoint_every=0))
+            run_finetune(net, data, cfg.finetune.replace(epochs=cfg.epochs_per_step), progress=progress,
+                         seed=cfg.seed + k)
     return net, plans

@@ -55,13 +55,6 @@ def coerce_config(config_cls, config):
     return cfg
 
 
-def _reinit(model) -> None:
-    """Fresh initialisation of every layer (training the pruned architecture from scratch)."""
-    for m in model.modules():
-        if hasattr(m, "reset_parameters"):
-            m.reset_parameters()
-
-
 def run_structured(model, data, method: str, config=None, out_dir=None, progress: bool = True,
                    overwrite: bool = False) -> StructuredResult:
     """Run ``method`` on ``model`` (left untouched) with ``data`` (a ``DatasetSplits``).
@@ -83,7 +76,7 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
     from prunekit.measure import compare_latency, count_macs
     from prunekit.methods.structured import STRUCTURED_METHODS
     from prunekit.methods.structured._common import example_input
-    from prunekit.train import TrainConfig, evaluate, fit
+    from prunekit.train import evaluate, reinitialize, run_finetune
 
     info = STRUCTURED_METHODS.get(method)
     cfg = coerce_config(info.config_cls, config)
@@ -99,14 +92,10 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
     net = outcome.model
     pruned_acc = evaluate(net, data.test_x, data.test_y)
     if cfg.from_scratch:
-        torch.manual_seed(cfg.seed)
-        _reinit(net)
+        net = reinitialize(net, cfg.seed)
     hist = None
-    if cfg.finetune_epochs > 0:
-        tc = TrainConfig(epochs=cfg.finetune_epochs, lr=cfg.finetune_lr, batch_size=cfg.batch_size,
-                         weight_decay=cfg.weight_decay, seed=cfg.seed, augment=cfg.augment, progress=progress,
-                         eval_every=0, checkpoint_every=0)
-        hist = fit(net, data, tc)
+    if cfg.finetune.epochs > 0:
+        hist = run_finetune(net, data, cfg.finetune, progress=progress, seed=cfg.seed).history
     final = evaluate(net, data.test_x, data.test_y)
     net.eval()
     macs0, macs1 = float(count_macs(model, ex).total), float(count_macs(net, ex).total)
@@ -116,7 +105,7 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
               "dense": _acc(dense), "pruned": _acc(pruned_acc), "after_finetune": _acc(final),
               "macs": {"before": macs0, "after": macs1, "kept": macs1 / macs0},
               "params": {"before": par0, "after": par1, "kept": par1 / par0},
-              "prune_seconds": t_prune, "finetune_epochs": cfg.finetune_epochs,
+              "prune_seconds": t_prune, "finetune_epochs": cfg.finetune.epochs,
               "from_scratch": cfg.from_scratch, "extra": outcome.extra}
     if hist is not None and hasattr(hist, "to_dict"):
         report["finetune_history"] = _safe(hist.to_dict())

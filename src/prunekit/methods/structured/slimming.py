@@ -142,12 +142,12 @@ def slimming_plan(model, example, percentile: float = 50.0, macs: float | None =
 
 def sparsity_train(model, data, cfg: SlimmingConfig, progress: bool = True):
     """Sparsity training (in place) with :class:`SparsityCallback`; returns the training history."""
-    from prunekit.train import TrainConfig, fit
+    from prunekit.train import run_finetune
 
-    tc = TrainConfig(epochs=cfg.sparsity_epochs, lr=cfg.sparsity_lr, batch_size=cfg.batch_size,
-                     weight_decay=cfg.weight_decay, seed=cfg.seed, augment=cfg.augment, progress=progress,
-                     checkpoint_every=0, eval_every=0)
-    return fit(model, data, tc, callbacks=[SparsityCallback(cfg.sparsity)])
+    # the fine-tuning's settings (batch, weight decay, ...) with sparsity training's own length and rate
+    tc = cfg.finetune.replace(epochs=cfg.sparsity_epochs, lr=cfg.sparsity_lr, checkpoint_every=0, eval_every=0)
+    return run_finetune(model, data, tc, callbacks=[SparsityCallback(cfg.sparsity)], progress=progress,
+                        seed=cfg.seed).history
 
 
 def slimming(model, data, config: SlimmingConfig | None = None, progress: bool = True):
