@@ -27,7 +27,7 @@ def trained(data):
 
 def test_full_pipeline_with_retraining_and_finetuning(trained, data):
     before = {k: v.clone() for k, v in trained.state_dict().items()}
-    cfg = {"prune_sparsity": 0.9, "retrain_epochs": 1, "finetune_epochs": 1, "coder": "rans"}
+    cfg = {"prune_sparsity": 0.9, "retrain": {"epochs": 1}, "finetune": {"epochs": 1}, "coder": "rans"}
     result = compress.compress_model(trained, cfg, data=data, progress=False)
     # the caller's model is untouched
     assert all(torch.equal(v, before[k]) for k, v in trained.state_dict().items())
@@ -66,7 +66,7 @@ def test_report_figures_are_consistent(trained):
 
 def test_training_steps_need_data(trained):
     with pytest.raises(ConfigError, match="need training data"):
-        compress.compress_model(trained, {"prune_sparsity": 0.5, "retrain_epochs": 1})
+        compress.compress_model(trained, {"prune_sparsity": 0.5, "retrain": {"epochs": 1}})
 
 
 def test_structurally_pruned_model_round_trips():
@@ -119,7 +119,7 @@ def test_decompressed_checkpoint_is_an_ordinary_checkpoint(trained, tmp_path):
 
 def test_iterative_pruning_rounds_reach_the_target(trained, data):
     cfg = {"prune_sparsity": {"features.0.weight": 0.9, "features.2.weight": 0.8}, "prune_rounds": 3,
-           "retrain_epochs": 1}
+           "retrain": {"epochs": 1}}
     result = compress.compress_model(trained, cfg, data=data, progress=False)
     assert sorted(result.history) == ["retrain0", "retrain1", "retrain2"]
     kept = {n: st.mask.float().mean().item() for n, st in result.shared.items()}

@@ -147,7 +147,7 @@ def test_structured_method_step(tmp_path):
                           "model": {"name": "convnet3"},
                           "steps": [{"train": {"epochs": 2, "progress": False}},
                                     {"structured": {"method": "fpgm",
-                                                    "config": {"macs": 0.5, "finetune_epochs": 1}}},
+                                                    "config": {"macs": 0.5, "finetune": {"epochs": 1}}}},
                                     "eval"]})
     state = run_recipe(r, progress=False)
     rec = state.records[1]
@@ -167,7 +167,7 @@ def test_structured_admm_step_makes_the_model_smaller_and_reloads(tmp_path):
                           "model": {"name": "resnet20", "kwargs": {"widths": [4, 8, 8]}},
                           "steps": [{"sparsify": {"method": "admm", "config": {
                               "sparsity": 0.5, "granularity": "filter", "admm": {"epochs": 1, "progress": False},
-                              "retrain": {"epochs": 1, "progress": False}}}}, "eval"]})
+                              "finetune": {"epochs": 1, "progress": False}}}}, "eval"]})
     state = run_recipe(r, progress=False)
     rec = state.records[0]
     assert rec["plan"] == "sparsify_plan0.json" and (tmp_path / "run" / rec["plan"]).is_file()

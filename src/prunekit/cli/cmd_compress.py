@@ -2,7 +2,7 @@
 
 Example::
 
-    prunekit compress runs/lenet/best.pt --prune-sparsity 0.92 --retrain-epochs 5 \\
+    prunekit compress runs/lenet/best.pt --prune-sparsity 0.92 --retrain-epochs 5 --retrain-lr 0.05 \\
         --finetune-epochs 2 --data mnist5k -o lenet.pkz
 """
 from __future__ import annotations
@@ -36,22 +36,21 @@ def add_parser(subparsers):
     prune.add_argument("--prune-sparsity", type=float, help="magnitude-prune this fraction of every layer")
     prune.add_argument("--quality", type=float, help="prune |w| < QUALITY * std(w) per layer (the paper's rule)")
     p.add_argument("--prune-scope", choices=("layer", "global"))
-    p.add_argument("--retrain-epochs", type=int, help="masked retraining after pruning (needs --data)")
-    p.add_argument("--retrain-lr", type=float)
-    p.add_argument("--finetune-epochs", type=int, help="centroid fine-tuning epochs (needs --data)")
-    p.add_argument("--finetune-lr", type=float)
     p.add_argument("--config", help="YAML/JSON file of CompressConfig keys (flags override it)")
     p.add_argument("--data", help="dataset for retraining, fine-tuning and the accuracy column (e.g. mnist5k)")
     p.add_argument("--threads", type=int, help="torch threads (default: $PRUNEKIT_NUM_THREADS or torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    from prunekit.cli.finetune_flags import add_finetune_arguments
+
+    add_finetune_arguments(p, prefix="retrain", what="masked retraining after pruning (needs --data)")
+    add_finetune_arguments(p, what="centroid fine-tuning after sharing (needs --data)")
     return p
 
 
 _FLAGS = ("bits_conv", "bits_fc", "index_bits_conv", "index_bits_fc", "init", "coder", "codebook_dtype", "layout",
-          "prune_sparsity", "quality", "prune_scope", "retrain_epochs", "retrain_lr", "finetune_epochs",
-          "finetune_lr")
+          "prune_sparsity", "quality", "prune_scope")
 
 
 def build_config(args):
@@ -68,6 +67,9 @@ def build_config(args):
         base.pop("quality", None)
     if args.quality is not None:
         base.pop("prune_sparsity", None)
+    from prunekit.cli.finetune_flags import merge_finetune
+
+    base = merge_finetune(merge_finetune(base, args, key="retrain", prefix="retrain"), args)
     return from_dict(CompressConfig, base)
 
 

@@ -32,7 +32,6 @@ def add_parser(subparsers):
     p.add_argument("--ratios", help="candidate width ratios, comma separated (default 0.1,...,1.0)")
     p.add_argument("--round-to", type=int, default=1, help="kept channel counts are multiples of this")
     p.add_argument("--epochs", type=int, help="super-network training epochs (default 5)")
-    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs of the found network (default 5)")
     p.add_argument("--iterations", type=int, help="evolution iterations (MetaPruning; default 20)")
     p.add_argument("--population", type=int, help="evolution population (MetaPruning; default 50)")
     p.add_argument("--greedy-moves", type=int, help="groups shrunk per greedy slimming step (AutoSlim; default 1)")
@@ -51,6 +50,9 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a search")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    from prunekit.cli.finetune_flags import add_finetune_arguments
+
+    add_finetune_arguments(p, what="fine-tuning of the found network")
     return p
 
 
@@ -80,8 +82,9 @@ def _config(args) -> dict:
         cfg["ray_address"] = args.ray
     if args.epochs is not None:
         cfg["supernet"] = {**cfg.get("supernet", {}), "epochs": args.epochs}
-    if args.finetune_epochs is not None:
-        cfg["finetune"] = {**cfg.get("finetune", {}), "epochs": args.finetune_epochs}
+    from prunekit.cli.finetune_flags import merge_finetune
+
+    cfg = merge_finetune(cfg, args)
     evo = dict(cfg.get("evolution", {}))
     if args.iterations is not None:
         evo["iterations"] = args.iterations

@@ -2,9 +2,30 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
 from prunekit.errors import ConfigError
+from prunekit.train import FinetuneConfig, as_finetune, finetune_field
+
+
+@dataclass
+class CompressRetrain(FinetuneConfig):
+    """The masked retraining after each pruning round: :class:`~prunekit.train.FinetuneConfig` with Deep
+    Compression's defaults (off: ``epochs=0``; SGD at 0.01, batch 128, no augmentation)."""
+
+    epochs: int = 0
+    batch_size: int = 128
+    lr: float = 0.01
+    augment: bool = False
+    checkpoint_every: int = 0
+
+
+@dataclass
+class CompressFinetune(CompressRetrain):
+    """Centroid fine-tuning after weight sharing: as :class:`CompressRetrain` at the smaller rate 1e-4
+    (only the shared values move; Han et al., ICLR 2016, section 3.3)."""
+
+    lr: float = 1e-4
 
 
 @dataclass
@@ -41,18 +62,26 @@ class CompressConfig:
             in this many rounds, each pruning the same fraction of the survivors and
             followed by retraining (with ``quality``, each round re-applies the threshold
             to the survivors' std).
-        retrain_epochs / retrain_lr: masked retraining after each pruning round.
-        finetune_epochs / finetune_lr: centroid fine-tuning after sharing.
-        batch_size: for retraining and fine-tuning.
-        train: further :class:`prunekit.train.TrainConfig` fields for both (e.g. ``{"optimizer": "adam"}``).
-        seed: k-means random init and training.
+        retrain: masked retraining after each pruning round (:class:`CompressRetrain`, a
+            :class:`prunekit.train.FinetuneConfig`: ``{epochs, lr, batch_size, optimizer, ...}``;
+            ``epochs: 0``, the default, skips it).
+        finetune: centroid fine-tuning after sharing (:class:`CompressFinetune`; off by default).
+        seed: k-means random init and (unless ``retrain.seed`` / ``finetune.seed`` are set) training.
 
     Example:
         >>> from prunekit.config import from_dict, to_dict
-        >>> cfg = from_dict(CompressConfig, {"bits_fc": 4, "coder": "rans"})
-        >>> to_dict(cfg)["bits_fc"]
-        4
+        >>> cfg = from_dict(CompressConfig, {"bits_fc": 4, "coder": "rans", "finetune": {"epochs": 2}})
+        >>> to_dict(cfg)["bits_fc"], cfg.finetune.epochs, cfg.finetune.lr
+        (4, 2, 0.0001)
     """
+
+    #: keys of the flat spelling before each training phase was one nested FinetuneConfig
+    RENAMED_KEYS: ClassVar[dict] = {
+        "retrain_epochs": "retrain.epochs (retrain: {epochs: N})", "retrain_lr": "retrain.lr (retrain: {lr: X})",
+        "finetune_epochs": "finetune.epochs (finetune: {epochs: N})",
+        "finetune_lr": "finetune.lr (finetune: {lr: X})",
+        "batch_size": "retrain.batch_size and finetune.batch_size",
+        "train": "keys of retrain and finetune (e.g. retrain: {optimizer: adam}, finetune: {optimizer: adam})"}
 
     bits_conv: int = 8
     bits_fc: int = 5
@@ -71,12 +100,8 @@ class CompressConfig:
     quality: Optional[Union[float, dict]] = None
     prune_scope: Literal["layer", "global"] = "layer"
     prune_rounds: int = 1
-    retrain_epochs: int = 0
-    retrain_lr: float = 0.01
-    finetune_epochs: int = 0
-    finetune_lr: float = 0.0001
-    batch_size: int = 128
-    train: dict = field(default_factory=dict)
+    retrain: CompressRetrain = finetune_field(CompressRetrain)
+    finetune: CompressFinetune = finetune_field(CompressFinetune)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -116,15 +141,10 @@ class CompressConfig:
                 where = f"{key}[{layer!r}]" if layer is not None else key
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(float(v)):
                     raise ConfigError(f"{where}: must be a number {rule}, got {v!r}")
-        if not isinstance(self.train, dict):
-            raise ConfigError(f"train: expected a mapping of TrainConfig overrides, got {self.train!r}")
         if isinstance(self.prune_rounds, bool) or not isinstance(self.prune_rounds, int) or self.prune_rounds < 1:
             raise ConfigError(f"prune_rounds: must be an integer >= 1, got {self.prune_rounds!r}")
-        for name in ("retrain_epochs", "finetune_epochs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        self.retrain = as_finetune(self.retrain, CompressRetrain, "retrain")
+        self.finetune = as_finetune(self.finetune, CompressFinetune, "finetune")
 
     def weight_bits(self, name: str, kind: str) -> int:
         """Bits per cluster index of the weight ``name`` (``kind`` is ``"conv"`` or ``"fc"``)."""

@@ -3,9 +3,9 @@
 The three stages of Han et al. (ICLR 2016), each optional except sharing:
 
 1. pruning (``prune_sparsity`` or ``quality``) with masked retraining
-   (``retrain_epochs``) through :mod:`prunekit.sparse` and :mod:`prunekit.train`;
+   (``retrain: {epochs: N}``) through :mod:`prunekit.sparse` and :func:`prunekit.train.run_finetune`;
    without it, weights that are already exactly zero count as pruned;
-2. weight sharing by per-layer k-means and centroid fine-tuning (``finetune_epochs``);
+2. weight sharing by per-layer k-means and centroid fine-tuning (``finetune: {epochs: N}``);
 3. relative-index storage and Huffman (or rANS) coding into a ``.pkz`` file.
 
 :func:`compress_model` works on a copy and returns the quantized model (equal
@@ -17,7 +17,7 @@ Example::
 
     from prunekit import compress, data, models
     splits = data.load_dataset("mnist5k")
-    cfg = compress.CompressConfig(prune_sparsity=0.92, retrain_epochs=5, finetune_epochs=2)
+    cfg = compress.CompressConfig(prune_sparsity=0.92, retrain={"epochs": 5}, finetune={"epochs": 2})
     result = compress.compress_model(net, cfg, data=splits)
     result.save("lenet.pkz")
     print(result.report.to_markdown())
@@ -60,14 +60,17 @@ class CompressResult:
         return write_bytes(path, self.data, overwrite=overwrite)
 
 
-def _train_config(config: CompressConfig, epochs: int, lr: float, progress: bool):
-    from prunekit.train import TrainConfig
-
-    base = {"epochs": epochs, "lr": lr, "batch_size": config.batch_size, "seed": config.seed,
-            "augment": False, "progress": progress, "checkpoint_every": 0}
-    base.update(config.train)
-    base["epochs"], base["lr"] = epochs, lr
-    return TrainConfig.from_dict(base)
+def _changed(values: dict, defaults: dict) -> dict:
+    """The entries of ``values`` that differ from ``defaults``, nested configs compared key by key (pure)."""
+    out = {}
+    for k, v in values.items():
+        d = defaults.get(k)
+        if isinstance(v, dict) and isinstance(d, dict):
+            if _changed(v, d):
+                out[k] = _changed(v, d)
+        elif v != d:
+            out[k] = v
+    return out
 
 
 def _accuracy(model, data) -> float | None:
@@ -121,8 +124,8 @@ def compress_model(model, config: CompressConfig | Mapping | None = None, *, dat
         config = CompressConfig()
     elif isinstance(config, Mapping):
         config = from_dict(CompressConfig, dict(config))
-    if data is None and (config.retrain_epochs or config.finetune_epochs):
-        raise ConfigError("retrain_epochs / finetune_epochs need training data (data=... / --data NAME)")
+    if data is None and (config.retrain.epochs or config.finetune.epochs):
+        raise ConfigError("retrain.epochs / finetune.epochs need training data (data=... / --data NAME)")
     net = copy.deepcopy(model)
     acc: dict = {}
     acc["original"] = _accuracy(net, data)
@@ -138,33 +141,32 @@ def compress_model(model, config: CompressConfig | Mapping | None = None, *, dat
             sparse.apply_masks(net, masks)
             if r == 0:
                 acc["pruned_no_retrain"] = _accuracy(net, data)
-            if config.retrain_epochs:
-                from prunekit.train import fit
+            if config.retrain.epochs:
+                from prunekit.train import run_finetune
 
-                tc = _train_config(config, config.retrain_epochs, config.retrain_lr, progress)
-                history[f"retrain{r}"] = fit(net, data, tc, callbacks=[sparse.MaskCallback(masks)])
+                history[f"retrain{r}"] = run_finetune(net, data, config.retrain, seed=config.seed, progress=progress,
+                                                      callbacks=[sparse.MaskCallback(masks)]).history
                 sparse.apply_masks(net, masks)
         acc["pruned"] = _accuracy(net, data)
     shared = share_weights(net, masks, config, progress=progress)
     apply_shared(net, shared)
     acc["quantized"] = _accuracy(net, data)
-    if config.finetune_epochs:
+    if config.finetune.epochs:
         from prunekit.compress.finetune import CentroidFinetune
-        from prunekit.train import fit
+        from prunekit.train import run_finetune
 
         cb = CentroidFinetune(shared)
-        history["finetune"] = fit(net, data, _train_config(config, config.finetune_epochs, config.finetune_lr,
-                                                           progress), callbacks=[cb])
+        history["finetune"] = run_finetune(net, data, config.finetune, seed=config.seed, progress=progress,
+                                           callbacks=[cb]).history
         shared = cb.shared
     finalize_codebooks(shared)
     apply_shared(net, shared)
     net = net.cpu().eval()
-    acc["finetuned" if config.finetune_epochs else "final"] = _accuracy(net, data)
+    acc["finetuned" if config.finetune.epochs else "final"] = _accuracy(net, data)
     from prunekit.config import to_dict
 
     # Only the settings that differ from the defaults: small models feel every header byte.
-    defaults = to_dict(CompressConfig())
-    info = {"compress_config": {k: v for k, v in to_dict(config).items() if v != defaults[k]}}
+    info = {"compress_config": _changed(to_dict(config), to_dict(CompressConfig()))}
     accuracies = {k: v for k, v in acc.items() if v is not None}
     if accuracies:
         info["accuracy"] = accuracies
@@ -179,8 +181,8 @@ def compress_model(model, config: CompressConfig | Mapping | None = None, *, dat
                           masks=dict(masks) if masks is not None else None, history=history)
 
 
-DEMO_CONFIG = {"prune_sparsity": 0.8, "prune_rounds": 2, "retrain_epochs": 2, "retrain_lr": 0.05,
-               "finetune_epochs": 1}
+DEMO_CONFIG = {"prune_sparsity": 0.8, "prune_rounds": 2, "retrain": {"epochs": 2, "lr": 0.05},
+               "finetune": {"epochs": 1}}
 
 
 def demo_stage(model, data=None, out: str | os.PathLike | None = None, config: CompressConfig | Mapping | None = None,

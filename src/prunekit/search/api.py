@@ -27,12 +27,25 @@ from typing import Optional
 
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.search.evolution import EvolutionConfig
+from prunekit.train import FinetuneConfig, as_finetune, finetune_field
 
 METHODS = ("metapruning", "autoslim")
 
 
 def _train_default() -> dict:
     return {"epochs": 5, "batch_size": 128, "lr": 0.02, "augment": False, "eval_every": 0}
+
+
+@dataclass
+class SearchFinetune(FinetuneConfig):
+    """The fine-tuning of the found network: :class:`~prunekit.train.FinetuneConfig` with the search's defaults
+    (5 epochs at 0.02, batch 128, no augmentation, evaluated at the end; ``epochs: 0`` skips it)."""
+
+    epochs: int = 5
+    batch_size: int = 128
+    lr: float = 0.02
+    augment: bool = False
+    eval_every: int = 0
 
 
 @dataclass
@@ -57,7 +70,8 @@ class SearchConfig:
         val_fraction: share of the training data carved off as the sub-validation split searched on.
         seed: seeds the split, the sampling and the search.
         supernet: TrainConfig dict for PruningNet / slimmable training.
-        finetune: TrainConfig dict for fine-tuning the found network (epochs 0 skips it).
+        finetune: the fine-tuning of the found network (:class:`SearchFinetune`, a
+            :class:`prunekit.train.FinetuneConfig`; ``epochs: 0`` skips it; its seed defaults to ``seed``).
         evolution: :class:`EvolutionConfig` fields (MetaPruning).
         num_random: random widths per step of the sandwich rule (AutoSlim).
         greedy_moves: groups shrunk per greedy-slimming step (AutoSlim: 1).
@@ -67,7 +81,8 @@ class SearchConfig:
             is the paper's dense block; see :mod:`prunekit.search.pruningnet`).
         calib_batches: training batches used to recalibrate BatchNorm before each evaluation.
         init: weights of the found network: ``"original"`` (inherit the input model's),
-            ``"supernet"`` (the slimmable / generated weights) or ``"scratch"`` (re-initialised).
+            ``"supernet"`` (the slimmable / generated weights) or ``"scratch"`` (re-initialised by
+            :func:`prunekit.train.reinitialize` with ``seed``, the from-scratch rule of every family).
         workers: parallel evaluation processes on this machine; None (default) uses
             ``min(4, CPU count)`` (1 on a single-core machine: evaluation then runs in-process).
         ray_address: evaluate on a Ray cluster at this address (``"local"`` starts one).
@@ -95,7 +110,7 @@ class SearchConfig:
     val_fraction: float = 0.1
     seed: int = 0
     supernet: dict = field(default_factory=_train_default)
-    finetune: dict = field(default_factory=_train_default)
+    finetune: SearchFinetune = finetune_field(SearchFinetune)
     evolution: dict = field(default_factory=dict)
     num_random: int = 2
     greedy_moves: int = 1
@@ -142,15 +157,17 @@ class SearchConfig:
         from prunekit.config import from_dict
         from prunekit.train import TrainConfig
 
-        for k in ("supernet", "finetune"):
-            from_dict(TrainConfig, {**_train_default(), **getattr(self, k)}, where=k)
+        from_dict(TrainConfig, {**_train_default(), **self.supernet}, where="supernet")
+        self.finetune = as_finetune(self.finetune, SearchFinetune, "finetune")
         from_dict(EvolutionConfig, self.evolution, where="evolution")
 
     def train_config(self, which: str):
-        """The :class:`~prunekit.train.TrainConfig` of "supernet" or "finetune" (defaults filled in)."""
+        """The :class:`~prunekit.train.TrainConfig` of "supernet" (defaults filled in) or "finetune" (:attr:`finetune`)."""
         from prunekit.config import from_dict
         from prunekit.train import TrainConfig
 
+        if which == "finetune":
+            return self.finetune
         return from_dict(TrainConfig, {**_train_default(), **getattr(self, which)}, where=which)
 
     def evolution_config(self) -> EvolutionConfig:
@@ -395,13 +412,11 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
 
 
 def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, progress, lut, limits):
-    import torch
-
     from prunekit import checkpoint
     from prunekit.measure import count_macs, count_params
     from prunekit.search.evaluate import recalibrate_bn
     from prunekit.search.report import plot_widths
-    from prunekit.train import Trainer, evaluate
+    from prunekit.train import evaluate, reinitialize, run_finetune
     from prunekit.utils.io import atomic_write
 
     plan = space.plan(enc, info={"method": cfg.method})
@@ -413,18 +428,15 @@ def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, pro
         base = model
     pruned = plan.apply(base)
     if cfg.init == "scratch":
-        torch.manual_seed(cfg.seed)
-        for m in pruned.modules():
-            if hasattr(m, "reset_parameters") and m is not pruned:
-                m.reset_parameters()
+        pruned = reinitialize(pruned, cfg.seed)
     x = data.train_x[: cfg.calib_batches * 128]
     recalibrate_bn(pruned, [x[i:i + 128] for i in range(0, len(x), 128)])
     before = evaluate(pruned, data.test_x, data.test_y)
-    ft = cfg.train_config("finetune").replace(progress=progress and cfg.train_config("finetune").progress)
+    ft = cfg.finetune
     if ft.epochs > 0:
         can_ckpt = checkpoint.get_spec(pruned) is not None
-        Trainer(pruned, data, ft, out_dir=out / "finetune" if can_ckpt else None,
-                resume=resume and can_ckpt, overwrite=True).fit()
+        run_finetune(pruned, data, ft, progress=progress and ft.progress, seed=cfg.seed,
+                     out_dir=out / "finetune" if can_ckpt else None, resume=resume and can_ckpt, overwrite=True)
     pruned.eval()
     after = evaluate(pruned, data.test_x, data.test_y)
     example = data.train_x[:1]
