@@ -16,21 +16,21 @@ def cli(args, env):
 
 
 def test_config_round_trip_and_errors(tmp_path):
-    cfg = BinarizeConfig(mode="bwn", exclude=["fc1"], train={"epochs": 3, "lr": 0.01})
+    cfg = BinarizeConfig(mode="bwn", exclude=["fc1"], finetune={"epochs": 3, "lr": 0.01})
     assert BinarizeConfig.from_dict(cfg.to_dict()) == cfg
-    tc = cfg.train_config()
+    tc = cfg.finetune
     assert (tc.epochs, tc.lr, tc.optimizer, tc.weight_decay) == (3, 0.01, "adam", 0.0)
     with pytest.raises(ConfigError, match="colour"):
         BinarizeConfig.from_dict({"colour": 1})
     with pytest.raises(ConfigError, match="epoch"):
-        BinarizeConfig.from_dict({"train": {"epoch": 1}})
+        BinarizeConfig.from_dict({"finetune": {"epoch": 1}})
     with pytest.raises(ConfigError, match="mode"):
         BinarizeConfig.from_dict({"mode": "ternary"})
     with pytest.raises(ConfigError, match="keep_first_last"):
         BinarizeConfig.from_dict({"keep_first_last": "yes"})
     y = tmp_path / "b.yaml"
-    y.write_text("mode: xnor\ntrain:\n  epochs: 2\n")
-    assert BinarizeConfig.from_yaml(y).train_config().epochs == 2
+    y.write_text("mode: xnor\nfinetune:\n  epochs: 2\n")
+    assert BinarizeConfig.from_yaml(y).finetune.epochs == 2
 
 
 def test_cli_from_checkpoint_end_to_end(tmp_path, cli_env):
@@ -39,7 +39,7 @@ def test_cli_from_checkpoint_end_to_end(tmp_path, cli_env):
     torch.manual_seed(0)
     fp = models.create("lenet300_100", in_channels=1, input_size=(8, 8))
     checkpoint.save(tmp_path / "fp.pt", fp)
-    (tmp_path / "cfg.yaml").write_text("train:\n  epochs: 1\n  batch_size: 64\n  augment: false\n")
+    (tmp_path / "cfg.yaml").write_text("finetune:\n  epochs: 1\n  batch_size: 64\n  augment: false\n")
     out = tmp_path / "run"
     r = cli([str(tmp_path / "fp.pt"), "--mode", "xnor", "--data", "digits", "--epochs", "3", "--out", str(out),
              "--config", str(tmp_path / "cfg.yaml"), "--kernel", "numpy", "--json"], cli_env)
@@ -50,7 +50,7 @@ def test_cli_from_checkpoint_end_to_end(tmp_path, cli_env):
     assert rep["binarized"]["top1"] > 40  # three epochs learn something (chance is 10%)
     assert rep["full_precision"]["top1"] < 30  # the untrained start
     assert rep["binary_layers"] == ["features.2"]
-    assert rep["config"]["train"]["batch_size"] == 64 and rep["config"]["train"]["epochs"] == 3  # flag > file
+    assert rep["config"]["finetune"]["batch_size"] == 64 and rep["config"]["finetune"]["epochs"] == 3  # flag > file
     assert rep["kernel"] == "numpy" and rep["ops"]["binarized"]["binary_ops"] == 300 * 100
     assert rep["storage"]["binary_ratio"] > 20
     for f in ("model.pt", "model.pkb", "report.json", "report.md"):
@@ -100,7 +100,7 @@ def test_recipe_step_binarizes_trains_and_writes_pkb(tmp_path, mode):
     torch.manual_seed(0)
     net = models.create("lenet300_100", in_channels=1, input_size=(8, 8), hidden=(64, 32))
     state = RecipeState(model=net, data=data, out_dir=tmp_path, extras={"progress": False})
-    binarize_step(state, BinarizeStepConfig(mode=mode, train={"epochs": 2, "augment": False}))
+    binarize_step(state, BinarizeStepConfig(mode=mode, finetune={"epochs": 2, "augment": False}))
     (rec,) = state.records
     assert rec["step"] == "binarize" and rec["packed_identical"] is True
     assert rec["binary_layers"] == ["features.2"] and rec["test_top1"] == rec["packed_top1"] > 30

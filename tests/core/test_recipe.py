@@ -100,7 +100,7 @@ def test_binarize_step_writes_packed_model(tmp_path):
 
     r = recipe(tmp_path, [
         {"train": {"epochs": 1, "progress": False}},
-        {"binarize": {"mode": "bwn", "train": {"epochs": 1, "progress": False}}},
+        {"binarize": {"mode": "bwn", "finetune": {"epochs": 1, "progress": False}}},
         "eval",
     ])
     state = run_recipe(r, progress=False)

@@ -14,7 +14,7 @@ the real-valued weights. :func:`run_binarize` starts from a full-precision check
   exact storage ratio, binary ops vs float MACs).
 
 Example:
-    >>> cfg = BinarizeConfig(mode="bwn", data="mnist5k", train={"epochs": 2})
+    >>> cfg = BinarizeConfig(mode="bwn", data="mnist5k", finetune={"epochs": 2})
     >>> report = run_binarize("lenet5", cfg, "runs/lenet5_bwn")     # doctest: +SKIP
     >>> report["binarized"]["top1"], report["storage"]["ratio"]       # doctest: +SKIP
 """
@@ -24,14 +24,26 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from prunekit.binary.layers import check_mode
 from prunekit.config import from_dict, load_yaml, to_dict
 from prunekit.errors import ConfigError, PrunekitError
+from prunekit.train import FinetuneConfig, as_finetune, finetune_field
 
-#: Training defaults for binary networks (overridable key by key under ``train:``): Adam,
-#: no weight decay (decay pulls latent weights to 0, where their signs flip at random).
-DEFAULT_TRAIN = {"epochs": 10, "optimizer": "adam", "lr": 2e-3, "weight_decay": 0.0, "schedule": "cosine"}
+
+@dataclass
+class BinarizeFinetune(FinetuneConfig):
+    """The training of a binarized network: :class:`~prunekit.train.FinetuneConfig` with binary defaults.
+
+    10 epochs of Adam at 2e-3, cosine schedule, no weight decay (decay pulls latent
+    weights to 0, where their signs flip at random); overridable key by key under ``finetune:``.
+    """
+
+    epochs: int = 10
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    weight_decay: float = 0.0
 
 OUTPUT_FILES = ("model.pt", "model.pkb", "report.json", "report.md")
 
@@ -45,15 +57,19 @@ class BinarizeConfig:
         keep_first_last: keep the first and last Conv2d/Linear in full precision.
         reorder: XNOR only: re-order blocks to ``BN -> BinActiv -> BinConv -> Pool``.
         exclude: further layer names to keep in full precision.
-        from_scratch: re-initialise the weights instead of starting from the checkpoint's.
+        from_scratch: re-initialise the weights instead of starting from the checkpoint's
+            (:func:`prunekit.train.reinitialize` with the training seed, the from-scratch rule
+            of every family).
         data: dataset name for :func:`prunekit.data.load_dataset`.
         kernel: binary GEMM kernel of the packed model (``"auto"``, ``"avx512"``, ``"numpy"``, ...).
-        train: :class:`prunekit.train.TrainConfig` keys, over :data:`DEFAULT_TRAIN`.
+        finetune: the training (:class:`BinarizeFinetune`, a :class:`prunekit.train.FinetuneConfig`).
 
     Example:
-        >>> BinarizeConfig.from_dict({"mode": "xnor", "train": {"epochs": 3}}).train_config().epochs
+        >>> BinarizeConfig.from_dict({"mode": "xnor", "finetune": {"epochs": 3}}).finetune.epochs
         3
     """
+
+    RENAMED_KEYS: ClassVar[dict] = {"train": "finetune (e.g. finetune: {epochs: 3})"}
 
     mode: str = "xnor"
     keep_first_last: bool = True
@@ -62,22 +78,14 @@ class BinarizeConfig:
     from_scratch: bool = False
     data: str = "mnist5k"
     kernel: str = "auto"
-    train: dict = field(default_factory=dict)
+    finetune: BinarizeFinetune = finetune_field(BinarizeFinetune)
 
     def __post_init__(self):
         try:
             check_mode(self.mode)
         except ConfigError as e:
             raise ConfigError(f"binarize config key 'mode': {e}") from None
-        self.train_config()  # unknown or ill-typed train keys fail here, naming the key
-
-    def train_config(self):
-        """The :class:`prunekit.train.TrainConfig` of this run."""
-        from prunekit.train import TrainConfig
-
-        if not isinstance(self.train, dict):
-            raise ConfigError(f"binarize config key 'train' must be a mapping, got {self.train!r}")
-        return TrainConfig.from_dict({**DEFAULT_TRAIN, **self.train})
+        self.finetune = as_finetune(self.finetune, BinarizeFinetune, "finetune")
 
     def to_dict(self) -> dict:
         """Plain dict (round-trips through :meth:`from_dict`)."""
@@ -137,14 +145,16 @@ def _check_source(source) -> None:
                             f"(known models: {', '.join(models.list_models())})")
 
 
-def resolve_model(source, splits, from_scratch: bool):
+def resolve_model(source, splits, from_scratch: bool, seed: int = 0):
     """The starting model: an ``nn.Module``, a checkpoint path, or a zoo name (always from scratch).
 
+    A checkpoint ``from_scratch`` is re-initialised by :func:`prunekit.train.reinitialize` with ``seed``.
     Returns ``(model, from_scratch, description)``; ``from_scratch`` is forced True for zoo names.
     """
     from torch import nn
 
     from prunekit import checkpoint, models
+    from prunekit.train import reinitialize
 
     if isinstance(source, nn.Module):
         model, desc = source, type(source).__name__
@@ -152,8 +162,7 @@ def resolve_model(source, splits, from_scratch: bool):
         ckpt = checkpoint.load(source)
         model, desc = ckpt.model, str(source)
         if from_scratch:
-            model = checkpoint.build(ckpt.spec)
-            model.prunekit_spec = ckpt.spec
+            model = reinitialize(model, seed)
     else:
         _check_source(source)
         model = models.create(source, num_classes=splits.num_classes, in_channels=splits.in_channels,
@@ -219,17 +228,17 @@ def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = F
     from prunekit.binary.gemm import available_kernels
     from prunekit.binary.packed import save_packed
     from prunekit.data import load_dataset
-    from prunekit.train import Trainer, evaluate
+    from prunekit.train import evaluate, run_finetune
     from prunekit.utils.seed import seed_everything
 
     out = Path(out_dir)
     existing = [out / f for f in OUTPUT_FILES if (out / f).exists()]
     if existing and not overwrite:
         raise PrunekitError(f"{existing[0]} already exists; pass overwrite=True (CLI --overwrite) to replace it")
-    tcfg = config.train_config().replace(progress=progress)
+    tcfg = config.finetune.resolve(progress=progress)
     _check_source(source)  # before the (slower) dataset load
     splits = load_dataset(config.data)
-    model, from_scratch, desc = resolve_model(source, splits, config.from_scratch)
+    model, from_scratch, desc = resolve_model(source, splits, config.from_scratch, tcfg.seed)
     if binary_layers(model):
         raise PrunekitError(f"{desc}: the model is already binarized")
     seed_everything(tcfg.seed)
@@ -238,7 +247,7 @@ def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = F
     fp_ops = binary_ops(model, example)
     bmodel = binarize(model, config.mode, config.keep_first_last, reorder=config.reorder,
                       exclude=tuple(config.exclude))
-    history = Trainer(bmodel, splits, tcfg, callbacks=callbacks).fit()
+    history = run_finetune(bmodel, splits, tcfg, callbacks=callbacks).history
     check = verify_packed(bmodel, splits, kernel=config.kernel, threads=tcfg.num_threads)
     packed, b_metrics, p_metrics, same, storage = (check[k] for k in ("packed", "binarized", "packed_metrics",
                                                                        "packed_vs_float", "storage"))
@@ -314,10 +323,12 @@ class BinarizeStepConfig:
     reorder: bool = True
     exclude: list[str] = field(default_factory=list)
     kernel: str = "auto"
-    train: dict = field(default_factory=dict)
+    finetune: BinarizeFinetune = finetune_field(BinarizeFinetune)
+
+    RENAMED_KEYS: ClassVar[dict] = BinarizeConfig.RENAMED_KEYS
 
     def __post_init__(self):
-        BinarizeConfig(mode=self.mode, train=self.train)  # same checks, same messages
+        self.finetune = BinarizeConfig(mode=self.mode, finetune=self.finetune).finetune  # same checks, same messages
 
 
 def binarize_step(state, cfg: BinarizeStepConfig) -> None:
@@ -328,13 +339,13 @@ def binarize_step(state, cfg: BinarizeStepConfig) -> None:
     """
     from prunekit.binary.convert import binarize, binary_layers
     from prunekit.binary.packed import save_packed
-    from prunekit.train import Trainer
+    from prunekit.train import run_finetune
 
     full = BinarizeConfig(mode=cfg.mode, keep_first_last=cfg.keep_first_last, reorder=cfg.reorder,
-                          exclude=list(cfg.exclude), kernel=cfg.kernel, train=dict(cfg.train))
-    tcfg = full.train_config().replace(progress=bool(state.extras.get("progress", True)))
+                          exclude=list(cfg.exclude), kernel=cfg.kernel, finetune=cfg.finetune)
+    tcfg = full.finetune.resolve(progress=bool(state.extras.get("progress", True)))
     bmodel = binarize(state.model, cfg.mode, cfg.keep_first_last, reorder=cfg.reorder, exclude=tuple(cfg.exclude))
-    Trainer(bmodel, state.data, tcfg).fit()
+    run_finetune(bmodel, state.data, tcfg)
     check = verify_packed(bmodel, state.data, kernel=cfg.kernel, threads=tcfg.num_threads)
     save_packed(check["packed"], Path(state.out_dir) / "model.pkb", meta={"binarize": full.to_dict()})
     state.model = bmodel

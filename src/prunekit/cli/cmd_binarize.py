@@ -18,12 +18,8 @@ def add_parser(subparsers):
     p.add_argument("ckpt", help="full-precision prunekit checkpoint, or a zoo model name (trained from scratch)")
     p.add_argument("--mode", choices=("bwn", "xnor"), help="binary weights (bwn) or weights and inputs (xnor)")
     p.add_argument("--data", help="dataset (mnist5k, digits, synthetic, cifar10:DIR, ...); default mnist5k")
-    p.add_argument("--epochs", type=int, help="training epochs")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 0.002 with Adam)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--config", help="YAML file of BinarizeConfig keys (mode, data, train: {...}, ...)")
+    p.add_argument("--config", help="YAML file of BinarizeConfig keys (mode, data, finetune: {...}, ...)")
     p.add_argument("--from-scratch", action="store_true", help="re-initialise the weights (keep the architecture)")
     p.add_argument("--no-keep-first-last", action="store_true",
                    help="binarize the first and last layers too (kept in full precision by default)")
@@ -35,6 +31,12 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true", help="replace the files of a previous run in --out")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    from prunekit.cli.finetune_flags import add_finetune_arguments
+
+    # --epochs, --lr, --batch-size, --seed: this command's older spellings of --finetune-*
+    add_finetune_arguments(p, what="training of the binarized network (default Adam, lr 0.002, 10 epochs)",
+                           aliases={"epochs": ["--epochs"], "lr": ["--lr"], "batch_size": ["--batch-size"],
+                                    "seed": ["--seed"]})
     return p
 
 
@@ -56,19 +58,21 @@ def build_config(args):
         raw["reorder"] = False
     if args.exclude:
         raw["exclude"] = list(args.exclude)
-    train = raw.get("train", {})
-    if not isinstance(train, dict):
-        raise ConfigError(f"{args.config}: key 'train' must be a mapping of TrainConfig keys")
-    train = dict(train)
-    for flag, key in (("epochs", "epochs"), ("lr", "lr"), ("batch_size", "batch_size"), ("seed", "seed"),
-                      ("threads", "num_threads")):
-        if getattr(args, flag) is not None:
-            train[key] = getattr(args, flag)
-    if "num_threads" not in train and os.environ.get("PRUNEKIT_NUM_THREADS"):
-        from prunekit.measure._utils import env_threads
+    from prunekit.cli.finetune_flags import merge_finetune
 
-        train["num_threads"] = env_threads()
-    raw["train"] = train
+    try:
+        raw = merge_finetune(raw, args)
+    except ConfigError as e:
+        raise ConfigError(f"{args.config}: {e}") from None
+    if isinstance(raw.get("finetune", {}), dict):
+        train = dict(raw.get("finetune", {}))
+        if args.threads is not None:
+            train["num_threads"] = args.threads
+        if "num_threads" not in train and os.environ.get("PRUNEKIT_NUM_THREADS"):
+            from prunekit.measure._utils import env_threads
+
+            train["num_threads"] = env_threads()
+        raw["finetune"] = train
     return BinarizeConfig.from_dict(raw)
 
 
@@ -77,7 +81,7 @@ def run(args) -> int:
     from prunekit.binary.recipe import run_binarize
 
     cfg = build_config(args)
-    threads = cfg.train.get("num_threads")
+    threads = cfg.finetune.num_threads
     if threads:
         import torch
 
