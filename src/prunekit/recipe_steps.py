@@ -3,8 +3,9 @@
 Each step takes the shared :class:`~prunekit.recipe.RecipeState` and one config
 dataclass, whose fields are exactly the keys the step accepts in YAML:
 
-* ``train`` / ``finetune``: :class:`prunekit.train.TrainConfig` (``finetune`` keeps
-  weight masks from an earlier ``sparsify`` step fixed).
+* ``train``: :class:`prunekit.train.TrainConfig`; ``finetune``: :class:`prunekit.train.FinetuneConfig`
+  (the same keys; it keeps weight masks from an earlier ``sparsify`` step fixed). Both run
+  through :func:`prunekit.train.run_finetune`, like every method's fine-tuning.
 * ``eval``: :class:`EvalConfig`; ``profile``: :class:`ProfileStepConfig`.
 * ``prune``: :class:`prunekit.engine.PlanOptions` (the engine's options: criterion,
   ratio, macs, params, tolerance, best_effort, global_ranking, round_to, steps, ...).
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 from prunekit.engine.options import PlanOptions
 from prunekit.recipe import register_step
-from prunekit.train.config import TrainConfig
+from prunekit.train import FinetuneConfig, TrainConfig
 
 
 @dataclass
@@ -38,18 +39,18 @@ class ProfileStepConfig:
 
 
 def _train(state, cfg: TrainConfig, name: str) -> None:
-    from prunekit.train import Trainer
+    from prunekit.train import run_finetune
 
     callbacks = []
     if state.masks and name == "finetune":
         from prunekit.sparse import MaskCallback
 
         callbacks.append(MaskCallback(state.masks))
-    if not state.extras.get("progress", True):
-        cfg = TrainConfig.from_dict({**cfg.to_dict(), "progress": False})
     index = sum(1 for r in state.records if r["step"] == name)
-    history = Trainer(state.model, state.data, cfg, callbacks=callbacks,
-                      out_dir=state.out_dir / f"{name}{index or ''}", overwrite=True).fit()
+    trainer = run_finetune(state.model, state.data, cfg, callbacks=callbacks,
+                           progress=None if state.extras.get("progress", True) else False,
+                           out_dir=state.out_dir / f"{name}{index or ''}", overwrite=True)
+    history, cfg = trainer.history, trainer.config
     last = history.last or {}
     state.record(name, epochs=cfg.epochs, test_top1=last.get("test_top1"), train_loss=last.get("train_loss"))
 
@@ -60,8 +61,8 @@ def train_step(state, cfg: TrainConfig) -> None:
     _train(state, cfg, "train")
 
 
-@register_step("finetune", TrainConfig, help="fine-tune after pruning (TrainConfig keys; masks stay fixed)")
-def finetune_step(state, cfg: TrainConfig) -> None:
+@register_step("finetune", FinetuneConfig, help="fine-tune after pruning (FinetuneConfig keys; masks stay fixed)")
+def finetune_step(state, cfg: FinetuneConfig) -> None:
     """Fine-tune ``state.model``; weight masks of an earlier sparsify step are kept."""
     _train(state, cfg, "finetune")
 
@@ -172,7 +173,7 @@ class StructuredStepConfig:
 
     ``method`` is a name from :data:`prunekit.methods.structured.STRUCTURED_METHODS`
     (l1, slimming, lasso, thinet, fpgm, taylor); ``config`` holds that method's
-    config keys (macs, finetune_epochs, lam, ...), see docs/methods.md.
+    config keys (macs, finetune: {epochs, lr, ...}, points_per_image, ...), see docs/methods.md.
     """
 
     method: str = "l1"
