@@ -78,7 +78,7 @@ def run_binary(name, arch, kwargs, mode, splits, args) -> dict:
     seed_everything(args.seed)
     model = models.create(arch, num_classes=splits.num_classes, in_channels=splits.in_channels,
                           input_size=tuple(splits.image_size), **kwargs)
-    cfg = BinarizeConfig(mode=mode, data="mnist5k", from_scratch=True, train=train_config(args))
+    cfg = BinarizeConfig(mode=mode, data="mnist5k", from_scratch=True, finetune=train_config(args))
     t = time.perf_counter()
     rep = run_binarize(model, cfg, args.runs / f"{arch}_{mode}", overwrite=True, progress=args.progress)
     seconds = time.perf_counter() - t

@@ -90,8 +90,8 @@ def lenet(name, data, seed, tmp, quick):
     _train(net, data, 2 if quick else 40, 0.05, seed)
     ckpt = _ckpt_bytes(net, tmp, f"{name}_{seed}")
     sp = LENET300_SPARSITY if name == "lenet300_100" else LENET5_SPARSITY
-    cfg = {"prune_sparsity": sp, "prune_rounds": 3, "retrain_epochs": 1 if quick else 15, "retrain_lr": 0.05,
-           "finetune_epochs": 1 if quick else 3, "finetune_lr": 1e-4, "train": {"augment": True}, "seed": seed}
+    cfg = {"prune_sparsity": sp, "prune_rounds": 3, "retrain": {"epochs": 1 if quick else 15, "lr": 0.05, "augment": True},
+           "finetune": {"epochs": 1 if quick else 3, "lr": 1e-4, "augment": True}, "seed": seed}
     t0 = time.perf_counter()
     res = compress.compress_model(net, cfg, data=data, progress=False)
     seconds = time.perf_counter() - t0
@@ -124,8 +124,8 @@ def vgg(data, seed, tmp, quick):
     _train(small, data, 1 if quick else 5, 0.02, seed)
     struct_ckpt = _ckpt_bytes(small, tmp, "vgg_struct")
     struct_bytes = sum(t.numel() * t.element_size() for t in small.state_dict().values())
-    cfg = {"prune_sparsity": 0.8, "prune_rounds": 2, "retrain_epochs": 1 if quick else 3, "retrain_lr": 0.01,
-           "finetune_epochs": 1 if quick else 2, "finetune_lr": 1e-5, "train": {"augment": True}, "seed": seed}
+    cfg = {"prune_sparsity": 0.8, "prune_rounds": 2, "retrain": {"epochs": 1 if quick else 3, "lr": 0.01, "augment": True},
+           "finetune": {"epochs": 1 if quick else 2, "lr": 1e-5, "augment": True}, "seed": seed}
     res = compress.compress_model(small, cfg, data=data, progress=False)
     size, acc_loaded = _check_file(res, tmp, "vgg", data)
     return {"seed": seed, "dense_checkpoint_bytes": dense_ckpt, "dense_bytes": dense_bytes, "dense_acc": dense_acc,

@@ -145,7 +145,7 @@ def main() -> None:
                 if "lasso" in baselines:
                     # pruned and least-squares reconstructed by the method, then the same fine-tuning as the rest
                     lasso = run_structured(dense, data, "lasso", {"macs": b, "macs_tolerance": 0.05, "seed": seed,
-                                                                  "finetune_epochs": 0, "calib_images": 500},
+                                                                  "finetune": {"epochs": 0}, "calib_images": 500},
                                            None, progress=False).model
                     results.setdefault((name, LASSO, b), []).append(
                         _top1(_train(lasso, data, args.finetune_epochs, seed, lr=0.02), data))

@@ -80,10 +80,10 @@ def uniform_baseline(kind, data, budget, epochs, seed, quick, progress):
             hi = mid
         else:
             lo = mid
-    import torch
+    from prunekit.train import reinitialize
 
-    torch.manual_seed(seed)
-    net = train(build(kind, lo, quick), data, epochs, seed, progress)
+    # the from-scratch rule every family uses (Liu et al. 2019's scratch baseline at the uniform width)
+    net = train(reinitialize(build(kind, lo, quick), seed), data, epochs, seed, progress)
     return {"width": lo, "macs": float(count_macs(net, x).total) / full,
             "params": float(sum(p.numel() for p in net.parameters())),
             "top1": float(evaluate(net, data.test_x, data.test_y)["top1"])}
@@ -195,8 +195,8 @@ def main(argv=None):
         rows, curves = [], {}
         for budget in budgets:
             for m in a.methods.split(","):
-                cfg = {"macs": budget, "macs_tolerance": 0.05, "finetune_epochs": ft, "seed": a.seed,
-                       "finetune_lr": 0.01, "calib_images": 500}
+                cfg = {"macs": budget, "macs_tolerance": 0.05, "finetune": {"epochs": ft, "lr": 0.01},
+                       "seed": a.seed, "calib_images": 500}
                 if m == "l1":
                     cfg["eval_samples"] = 500
                 if m == "slimming":

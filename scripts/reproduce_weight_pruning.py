@@ -87,13 +87,13 @@ def run_method(method: str, dense, data, sparsity: float, budget: int, scope: st
                                                            rounds=3, finetune=train_cfg(per, 0.01)), progress=False)
     elif method == "agp":
         res = agp_prune(model, data, AGPConfig(final_sparsity=sparsity, scope=scope, frequency=10, end_fraction=0.7,
-                                               train=ft), progress=False)
+                                               finetune=ft), progress=False)
     elif method == "admm":
         half = max(1, budget // 2)
         per_layer = global_layer_sparsity(model, sparsity) if scope == "global" else {}
         res = admm_prune(model, data, ADMMConfig(sparsity=sparsity, layer_sparsity=per_layer, rho=0.05, rho_factor=2.0,
                                                  admm=train_cfg(half, 0.01, schedule="constant"),
-                                                 retrain=train_cfg(budget - half, 0.01)), progress=False)
+                                                 finetune=train_cfg(budget - half, 0.01)), progress=False)
     else:
         raise ValueError(method)
     return {"test_top1": res.final["test_top1"], "sparsity": res.final["sparsity"]}
@@ -127,7 +127,7 @@ def run_model(name: str, data, args, results: dict, save) -> None:
     if "lth" not in entry:
         t = time.time()
         cfg = LotteryConfig(rounds=args.lth_rounds, prune_fraction=0.5, scope=args.scope, reinit_control=True, seed=0,
-                            train={"epochs": args.lth_epochs, "progress": False})
+                            finetune={"epochs": args.lth_epochs, "progress": False})
         res = lottery_ticket(copy.deepcopy(init), data, cfg, progress=False)
         entry["lth"] = {"rounds": res.rounds, "control": res.control, "config": {"rounds": args.lth_rounds,
                         "prune_fraction": 0.5, "epochs": args.lth_epochs}}
