@@ -79,7 +79,7 @@ def vgg_bench(calib_images: int):
     net = models.create("vgg16", num_classes=10, in_channels=3, input_size=(32, 32)).eval()
     data = Splits(torch.randn(calib_images, 3, 32, 32))
     cfg = ChannelPruningConfig(macs=0.5, calib_images=calib_images, points_per_image=10000 // calib_images,
-                               max_points=10000, finetune_epochs=0)
+                               max_points=10000, finetune={"epochs": 0})
     t = time.perf_counter()
     res = channel_pruning(net, data, cfg, progress=False)
     total = time.perf_counter() - t
