@@ -49,17 +49,19 @@ def add_finetune_arguments(parser, *, prefix: str = "finetune", what: str = "fin
 
     Args:
         prefix: flag and ``args`` prefix (``"retrain"`` gives ``--retrain-epochs`` into ``args.retrain_epochs``).
-        what: what the flags configure, shown in the group title and the help.
+        what: what the flags configure (the title of their group in ``--help``).
         aliases: extra option strings of a field (``{"epochs": ["--epochs"]}``) kept for a command's older flags.
     """
-    group = parser.add_argument_group(f"{what} (FinetuneConfig keys; default: the method's)")
+    group = parser.add_argument_group(f"{what}", f"--{prefix}-* flags: keys of prunekit.train.FinetuneConfig "
+                                                 "(default: the --config value, then the method's own)")
     for name, tp, help_text, choices in flag_fields():
         opts = [f"--{prefix}-{name.replace('_', '-')}", *((aliases or {}).get(name, []))]
-        kw = {"dest": f"{prefix}_{name}", "default": None, "help": f"{what}: {help_text}"}
+        kw = {"dest": f"{prefix}_{name}", "default": None, "help": help_text}
         if tp is bool:
             group.add_argument(*opts, action=argparse.BooleanOptionalAction, **kw)
         else:
-            group.add_argument(*opts, type=tp, choices=choices, **kw)
+            metavar = None if choices else {int: "N", float: "X"}.get(tp, "VALUE")
+            group.add_argument(*opts, type=tp, choices=choices, metavar=metavar, **kw)
 
 
 def finetune_overrides(args, *, prefix: str = "finetune") -> dict:
