@@ -153,6 +153,10 @@ def test_every_command_that_fine_tunes_has_the_flag():
     flag = ["--finetune-label-smoothing", str(S)]
     a = _parse(["prune", "ck.pt", "--method", "lasso", "--data", "digits", *flag])
     assert prune_methods.resolve(a)[2].finetune.label_smoothing == S
+    a = _parse(["prune", "ck.pt", "--method", "l1", "--data", "digits", "--set", "finetune.lr=0.1",
+                "--finetune-epochs", "4"])
+    ft = prune_methods.resolve(a)[2].finetune
+    assert (ft.lr, ft.epochs, ft.batch_size) == (0.1, 4, 64)     # the rest: the structured defaults
     for method in ("magnitude", "agp", "lth", "admm"):
         a = _parse(["sparsify", "ck.pt", "--method", method, "--data", "digits", "--out", "o", *flag])
         assert cmd_sparsify.build_config(method, a).finetune.label_smoothing == S
