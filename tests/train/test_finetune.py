@@ -240,11 +240,11 @@ def test_reinitialize_is_seeded_fresh_and_leaves_the_global_rng():
     wa, wb, wc, w0 = (m.features[0].weight for m in (a, b, c, net))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc) and not torch.equal(wa, w0)
     # a prunekit model is rebuilt as at construction: the architecture's own initialisation
-    from prunekit.checkpoint import get_spec
+    from prunekit.checkpoint import build, get_spec
 
     with torch.random.fork_rng():
         torch.manual_seed(1)
-        built = get_spec(net).build()
+        built = build(get_spec(net))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), built.state_dict().values()))
 
 
