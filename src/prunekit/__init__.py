@@ -17,7 +17,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "binary", "checkpoint", "cli", "compress", "criteria", "data", "engine", "errors", "graph",
-    "measure", "methods", "models", "registry", "search", "sparse", "spec", "surgery", "train", "validate",
+    "measure", "methods", "models", "registry", "runs", "search", "sparse", "spec", "surgery", "train", "validate",
 }
 # Top-level shortcuts to the engine, resolved lazily: name -> (module, attribute).
 # They are plain functions and classes; no submodule is named plan or prune, so

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import shlex
 import sys
 
 COMMANDS = (
@@ -42,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    # recorded in every report's provenance (prunekit.runs): the arguments parsed, not the host's sys.argv
+    args.command_line = shlex.join(["prunekit", *(sys.argv[1:] if argv is None else argv)])
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -1,0 +1,109 @@
+"""Where a run's outputs come from: versions, the command, the config, the data, the source file, the date.
+
+Every report written through :mod:`prunekit.runs` carries this record under the
+key ``provenance``, so a result can be traced back to what produced it (and a
+source checkpoint that changed since is caught by its SHA-256).
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import shlex
+import sys
+from pathlib import Path
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks (checkpoints can be large).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.NamedTemporaryFile(delete=False) as f:
+        ...     _ = f.write(b"abc")
+        >>> file_sha256(f.name)[:16]
+        'ba7816bf8f01cfea'
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def command_line(args=None) -> str:
+    """The command line of this process as one shell-quoted string.
+
+    ``args.command_line`` (set by :func:`prunekit.cli.main` from the argv it parsed) wins,
+    so ``main([...])`` called from Python records the arguments it was given rather than
+    the host program's own ``sys.argv``.
+    """
+    given = getattr(args, "command_line", None)
+    if given:
+        return str(given)
+    return shlex.join(["prunekit", *sys.argv[1:]])
+
+
+def _versions() -> dict:
+    from prunekit import __version__
+
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch_version = str(torch.__version__)
+    else:  # not imported: read the installed version rather than pay for importing torch
+        try:
+            from importlib.metadata import version
+
+            torch_version = version("torch")
+        except Exception:  # noqa: BLE001 - no torch installed: the record says so
+            torch_version = None
+    return {"prunekit": __version__, "torch": torch_version,
+            "python": ".".join(str(v) for v in sys.version_info[:3])}
+
+
+def describe_source(source) -> dict | None:
+    """``{"path", "sha256"}`` for an existing file, ``{"name": ...}`` for anything else given, None for None."""
+    if source is None:
+        return None
+    if isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+        return {"path": str(source), "sha256": file_sha256(source)}
+    return {"name": str(source) if isinstance(source, (str, os.PathLike)) else type(source).__name__}
+
+
+def provenance(*, command: str | None = None, call: str | None = None, config: dict | None = None,
+               dataset: str | None = None, source=None, date: str | None = None) -> dict:
+    """The provenance record of one run (JSON-able).
+
+    Args:
+        command: the command line (``prunekit ...``) when run from the CLI (see :func:`command_line`).
+        call: the API function when called from Python, e.g. ``"prunekit.search.search"``.
+        config: the run's settings as a plain dict.
+        dataset: the dataset name or spec.
+        source: the source checkpoint path (hashed), or a description (zoo name, module class).
+        date: ISO-8601 UTC time; now when None.
+
+    Example:
+        >>> p = provenance(call="prunekit.search.search", config={"macs": 0.5}, dataset="digits")
+        >>> sorted(p)
+        ['call', 'command', 'config', 'dataset', 'date', 'prunekit', 'python', 'source', 'torch']
+    """
+    if date is None:
+        date = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {**_versions(), "command": command, "call": call, "config": config, "dataset": dataset,
+            "source": describe_source(source), "date": date}
+
+
+def complete(given: dict | None, **defaults) -> dict:
+    """``given`` (a partial record, e.g. the CLI's command and source) completed with ``defaults``.
+
+    API functions call it with what only they know (their name, config, dataset): keys the
+    caller gave win, except that a missing or None value is filled in.
+    """
+    base = provenance(**{k: v for k, v in defaults.items() if k in _KEYS})
+    for k, v in (given or {}).items():
+        if v is not None:
+            base[k] = v
+    return base
+
+
+_KEYS = ("command", "call", "config", "dataset", "source", "date")
