@@ -12,6 +12,8 @@ import sys
 
 #: which config field each generic flag sets, per method
 _SPARSITY_FIELD = {"magnitude": "sparsity", "agp": "final_sparsity", "lth": "target_sparsity", "admm": "sparsity"}
+#: every file a sparsify run may write into --out (cleared by --overwrite)
+OUTPUT_FILES = ("model.pt", "model.sparse.pt", "accuracy.png", "plan.json", "model.structural.pt")
 
 
 def add_parser(subparsers):
@@ -104,15 +106,14 @@ def run(args) -> int:
     from prunekit.data import load_dataset
     from prunekit.errors import PrunekitError
     from prunekit.methods import METHODS
-    from prunekit.methods._report import write_reports
+    from prunekit.methods.report import write_reports
+    from prunekit.runs import RunDir, command_line, provenance
     from prunekit.sparse import save_sparse, save_with_masks
 
     cfg = build_config(args.method, args)
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise PrunekitError(f"{out} exists and is not a directory")
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise PrunekitError(f"{out} already holds files; pass --overwrite to reuse it")
+    run_dir = RunDir.open(out, OUTPUT_FILES, overwrite=args.overwrite, require_empty=True,
+                          keep=[args.checkpoint, args.config])
     ckpt = checkpoint.load(args.checkpoint)
     data = load_dataset(args.data)
     if list(ckpt.spec.input_shape) != list(data.input_shape):
@@ -132,7 +133,6 @@ def run(args) -> int:
         print(f"note: {n}", file=sys.stderr)
     info = METHODS.get(args.method)
     result = info.fn(model, data, cfg, progress=False if args.no_progress else None)
-    out.mkdir(parents=True, exist_ok=True)
     meta = {"sparsify": {"method": args.method, "config": to_dict(cfg), "source": str(ckpt.path),
                          "data": args.data, "final": result.final}}
     weight_masks = {k: v for k, v in result.masks.items() if v.dim() >= 2}
@@ -146,8 +146,10 @@ def run(args) -> int:
         plan.save(out / "plan.json")
         checkpoint.save(out / "model.structural.pt", plan.apply(result.model), meta=meta)
         files += ["plan.json", "model.structural.pt"]
-    report = write_reports(result, out, {"method": args.method, "source": str(ckpt.path), "data": args.data,
-                                         "notes": notes, "files": files})
+    run_dir.add(*files)
+    prov = provenance(command=command_line(args), config=to_dict(cfg), dataset=args.data, source=ckpt.path)
+    report = write_reports(result, run_dir, {"method": args.method, "source": str(ckpt.path), "data": args.data,
+                                             "notes": notes, "files": files}, prov)
     if args.json:
         print(json.dumps({k: report[k] for k in ("method", "final", "sparsity", "records", "files")}))
         return 0
