@@ -120,10 +120,13 @@ def run_method(args) -> int:
     method, data_name, cfg = resolve(args)
     if not getattr(args, "out", None):
         raise PrunekitError("--out DIR is required with --method (the run directory)")
-    model = checkpoint.load(args.checkpoint).model
+    from prunekit.runs import command_line, provenance
+
+    ckpt = checkpoint.load(args.checkpoint)
     data = load_dataset(data_name)
-    res = run_structured(model, data, method, cfg, args.out, progress=getattr(args, "progress", True),
-                         overwrite=bool(getattr(args, "overwrite", False)))
+    res = run_structured(ckpt.model, data, method, cfg, args.out, progress=getattr(args, "progress", True),
+                         overwrite=bool(getattr(args, "overwrite", False)),
+                         provenance=provenance(command=command_line(args), source=ckpt.path))
     r = res.report
     if getattr(args, "json", False):
         print(json.dumps({k: r[k] for k in ("method", "dense", "pruned", "after_finetune", "macs", "params")}))

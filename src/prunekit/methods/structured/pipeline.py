@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prunekit.errors import ConfigError, PrunekitError
+from prunekit.errors import ConfigError
 
 
 @dataclass
@@ -55,15 +55,21 @@ def coerce_config(config_cls, config):
     return cfg
 
 
+#: files every structured run may write besides its method's plots (cleared by overwrite)
+OUTPUT_FILES = ("pruned.pt", "plan.json", "plans.json")
+
+
 def run_structured(model, data, method: str, config=None, out_dir=None, progress: bool = True,
-                   overwrite: bool = False) -> StructuredResult:
+                   overwrite: bool = False, provenance: dict | None = None) -> StructuredResult:
     """Run ``method`` on ``model`` (left untouched) with ``data`` (a ``DatasetSplits``).
 
     Args:
         method: a name of :data:`STRUCTURED_METHODS` (l1, slimming, lasso, thinet, fpgm, taylor).
         config: the method's config dataclass, a dict of its keys, or None for defaults.
         out_dir: run directory for the files (None: write nothing).
-        overwrite: replace the files of an earlier run in ``out_dir``.
+        overwrite: replace the files of an earlier run in ``out_dir`` (they are cleared first).
+        provenance: what the caller knows of the run's origin (e.g. ``{"command": ..., "source": path}``,
+            see :func:`prunekit.runs.provenance`); completed with the method, config and dataset.
 
     Example:
         >>> res = run_structured(net, load_dataset("digits"), "lasso", {"macs": 0.5}, "runs/x")  # doctest: +SKIP
@@ -80,9 +86,12 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
 
     info = STRUCTURED_METHODS.get(method)
     cfg = coerce_config(info.config_cls, config)
-    out = Path(out_dir) if out_dir is not None else None
-    if out is not None and (out / "report.json").exists() and not overwrite:
-        raise PrunekitError(f"{out} already holds a run (report.json); pass overwrite=True or another directory")
+    run_dir = None
+    if out_dir is not None:
+        from prunekit.runs import RunDir
+
+        source = ((provenance or {}).get("source") or {}).get("path")
+        run_dir = RunDir.open(out_dir, OUTPUT_FILES, overwrite=overwrite, what="a run", keep=[source])
     torch.manual_seed(cfg.seed)
     ex = example_input(data)
     t0 = time.perf_counter()
@@ -116,8 +125,12 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
                                 "speedup": lat["dense"].median_ms / max(lat["pruned"].median_ms, 1e-12),
                                 "batch": 32, "note": "medians on a shared machine; noisy"}
     files = []
-    if out is not None:
-        files = _write_run(out, net, outcome, report, overwrite)
+    if run_dir is not None:
+        from prunekit.runs import complete
+
+        prov = complete(provenance, call="prunekit.methods.structured.run_structured", config=report["config"],
+                        dataset=getattr(data, "name", None))
+        files = _write_run(run_dir, net, outcome, report, prov)
     return StructuredResult(net, outcome.plans, report, files)
 
 
@@ -135,35 +148,34 @@ def _safe(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def _write_run(out: Path, net, outcome: Outcome, report: dict, overwrite: bool) -> list:
+def _write_run(run, net, outcome: Outcome, report: dict, provenance: dict) -> list:
+    """Write the run's files into ``run`` (a :class:`prunekit.runs.RunDir`, already checked against overwriting)."""
     from prunekit import checkpoint
-    from prunekit.utils.io import atomic_write
 
-    out.mkdir(parents=True, exist_ok=True)
-    files = [checkpoint.save(out / "pruned.pt", net, meta={"structured": {k: report[k] for k in
-                                                                           ("method", "macs", "after_finetune")}},
-                             overwrite=overwrite)]
+    out = run.path
+    # the RunDir refused (or cleared) earlier outputs, so these writes replace nothing of the user's
+    files = [checkpoint.save(run.file("pruned.pt"), net, meta={"structured": {k: report[k] for k in
+                                                                               ("method", "macs", "after_finetune")}},
+                             overwrite=True)]
     if outcome.plans:
-        files.append(outcome.plans[-1].save(out / "plan.json", overwrite=overwrite))
+        files.append(outcome.plans[-1].save(run.file("plan.json"), overwrite=True))
     if len(outcome.plans) > 1:
-        with atomic_write(out / "plans.json", "w") as f:
-            f.write(json.dumps([p.to_dict() for p in outcome.plans]))
-        files.append(out / "plans.json")
+        files.append(run.write_text("plans.json", json.dumps([p.to_dict() for p in outcome.plans])))
     for name, fn in outcome.plots.items():
-        fn(out / name)
+        fn(run.file(name))
         files.append(out / name)
     report = dict(report, files=[Path(f).name for f in files] + ["report.json", "report.md"])
-    with atomic_write(out / "report.json", "w") as f:
-        f.write(json.dumps(_safe(report), indent=1))
-    with atomic_write(out / "report.md", "w") as f:
-        f.write(report_markdown(report, outcome.plans[-1] if outcome.plans else None))
+    plan = outcome.plans[-1] if outcome.plans else None
+    run.write_report(build_report(report, plan, [n for n in outcome.plots if n.endswith(".png")]), provenance)
     return files + [out / "report.json", out / "report.md"]
 
 
-def report_markdown(report: dict, plan=None) -> str:
-    """The Markdown summary of a run (``report.md``)."""
+def build_report(report: dict, plan=None, plots=()):
+    """The :class:`prunekit.runs.Report` of a run: accuracy/MACs/params before and after, the plan's channels."""
+    from prunekit.runs import Report, Section
+
     r = report
-    lines = [f"# Structured pruning: {r['method']}", "", f"Method from: {r['paper']}", "",
+    lines = [f"Method from: {r['paper']}", "",
              "| | top-1 % | MACs | params |", "|---|---:|---:|---:|",
              f"| dense | {r['dense']['top1']:.2f} | {r['macs']['before']:.0f} | {r['params']['before']:.0f} |",
              f"| pruned, before fine-tuning | {r['pruned']['top1']:.2f} | {r['macs']['after']:.0f} | "
@@ -176,11 +188,20 @@ def report_markdown(report: dict, plan=None) -> str:
         lt = r["latency_ms"]
         lines.append(f"Latency (batch {lt['batch']}, median, shared machine): dense {lt['dense']:.2f} ms, "
                      f"pruned {lt['pruned']:.2f} ms, speedup x{lt['speedup']:.2f}.")
+    sections = [Section("Accuracy and cost", "\n".join(lines))]
     if plan is not None:
-        lines += ["", "## Channels per layer (last plan)", "", "```", plan.table(), "```"]
+        sections.append(Section("Channels per layer (last plan)", f"```\n{plan.table()}\n```"))
         sel = plan.info.get("input_selection")
         if sel:  # channel sampler of lasso (He et al. 2017): the stream keeps its width, the layer reads fewer
-            lines += ["", "## Input channels read (channel sampler before the first layer of each branch)", "",
-                      "```"] + [f"{k}  {v['before']} -> {v['after']}" for k, v in sel.items()] + ["```"]
-    lines += ["", "## Config", "", "```json", json.dumps(r["config"], indent=1), "```", ""]
-    return "\n".join(lines)
+            body = "\n".join(["```"] + [f"{k}  {v['before']} -> {v['after']}" for k, v in sel.items()] + ["```"])
+            sections.append(Section("Input channels read (channel sampler before the first layer of each branch)",
+                                    body))
+    return Report(title=f"Structured pruning: {r['method']}", data=_safe(r), sections=sections,
+                  plots=list(plots))
+
+
+def report_markdown(report: dict, plan=None) -> str:
+    """The Markdown of a run's report (``report.md`` without its provenance section)."""
+    from prunekit.runs import render_markdown
+
+    return render_markdown(build_report(report, plan))
