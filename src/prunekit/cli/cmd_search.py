@@ -15,7 +15,7 @@ def add_parser(subparsers):
     p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the trained model")
     p.add_argument("--method", choices=("metapruning", "autoslim"), default="autoslim")
     p.add_argument("--data", required=True, help="dataset name or spec, e.g. mnist5k, digits, cifar10:DIR")
-    p.add_argument("--out", required=True, help="output folder (log, plots, plan, pruned.pt, report.json)")
+    p.add_argument("--out", required=True, help="output folder (log, plots, plan, pruned.pt, report.json, report.md)")
     p.add_argument("--macs", type=float, help="keep at most this fraction of the MACs, e.g. 0.3")
     p.add_argument("--params", type=float, help="keep at most this fraction of the parameters")
     p.add_argument("--latency-ms", type=float, help="predicted latency budget in ms (per-layer lookup table, CPU)")
@@ -99,13 +99,15 @@ def run(args) -> int:
     """Load, search, prune, fine-tune, report."""
     from prunekit import checkpoint
     from prunekit.data import load_dataset
+    from prunekit.runs import command_line, provenance
     from prunekit.search import SearchConfig, search
 
     cfg = SearchConfig.from_dict(_config(args))
     ckpt = checkpoint.load(args.checkpoint)
     data = load_dataset(args.data)
     res = search(ckpt.model, data, cfg, args.out, resume=args.resume, progress=not args.no_progress,
-                 overwrite=args.overwrite, supernet=args.supernet)
+                 overwrite=args.overwrite, supernet=args.supernet,
+                 provenance=provenance(command=command_line(args), source=ckpt.path))
     r = res.report
     if args.json:
         print(json.dumps(r))

@@ -11,7 +11,11 @@
 - ``population.png``: the candidates over iterations; ``widths.png``: the found channel counts,
 - ``plan.json``: the engine's pruning plan of the found encoding,
 - ``finetune/``: the fine-tuning run (checkpoints), ``pruned.pt``: the final model,
-- ``report.json``: settings, the found encoding and widths, costs and test accuracy.
+- ``report.json``: settings, the found encoding and widths, costs and test accuracy, provenance;
+  ``report.md``: the same as Markdown (:mod:`prunekit.runs`).
+
+A fresh search refuses a folder holding any of these files (a user's ``report.json``
+included) unless ``overwrite=True``, which first clears the previous search's outputs.
 
 Re-running with ``resume=True`` continues after an interruption: the trained
 super-network is reloaded, the log's finished iterations are replayed, and the
@@ -243,8 +247,13 @@ def _band_reachable(space, in_band, cfg: SearchConfig) -> bool:
     return any(in_band(random_encoding(space.candidates, rng)) for _ in range(cfg.evolution_config().max_tries))
 
 
+#: every file a search writes into its folder (the refusal names the first one found)
+OUTPUT_FILES = ("search_log.json", "supernet.pt", "supernet.json", "latency_table.json", "population.png",
+                "widths.png", "plan.json", "pruned.pt", "finetune/")
+
+
 def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = False, progress: bool = True,
-           overwrite: bool = False, supernet=None) -> SearchResult:
+           overwrite: bool = False, supernet=None, provenance: dict | None = None) -> SearchResult:
     """Search per-group channel counts of ``model`` under a budget, then prune, fine-tune and report.
 
     Args:
@@ -260,6 +269,8 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
             with the same method, grid, seed and split: it is reused instead of trained
             (one PruningNet / slimmable network serves every budget, as both papers do).
             Its ``supernet.json`` records what it was trained for; a mismatch is an error.
+        provenance: what the caller knows of the run's origin (``{"command": ..., "source": path}``,
+            see :func:`prunekit.runs.provenance`); completed with the config and the dataset.
     """
     import copy
 
@@ -270,12 +281,14 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
     from prunekit.search.log import SearchLog, plot_population
     from prunekit.search.space import SearchSpace
 
+    from prunekit.runs import RunDir
+
     cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_dict(dict(config))
     out = Path(out_dir)
     log_path = out / "search_log.json"
-    if log_path.exists() and not resume and not overwrite:
-        raise PrunekitError(f"{out} already holds a search; pass resume=True (--resume) to continue it "
-                            "or overwrite=True (--overwrite) to start over")
+    source = ((provenance or {}).get("source") or {}).get("path")
+    run = RunDir.open(out, OUTPUT_FILES, overwrite=overwrite, resume=resume, resumable=True, what="a search",
+                      keep=[supernet, cfg.latency_table, source])
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     example = data.train_x[:1]
@@ -333,7 +346,7 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
     if lut is not None:
         lut.save(out / "latency_table.json")  # with the entries the search measured on the way
     enc = tuple(best["encoding"])
-    return _finish(model, supernet, space, enc, best, data, cfg, out, resume, progress, lut, limits)
+    return _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress, lut, limits, provenance)
 
 
 #: the SearchConfig fields a trained super-network depends on (checked when one is reused)
@@ -411,14 +424,15 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
     return net.eval()
 
 
-def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, progress, lut, limits):
+def _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress, lut, limits, provenance):
     from prunekit import checkpoint
     from prunekit.measure import count_macs, count_params
+    from prunekit.runs import complete
     from prunekit.search.evaluate import recalibrate_bn
-    from prunekit.search.report import plot_widths
+    from prunekit.search.report import build_report, plot_widths
     from prunekit.train import evaluate, reinitialize, run_finetune
-    from prunekit.utils.io import atomic_write
 
+    out = run.path
     plan = space.plan(enc, info={"method": cfg.method})
     plan.save(out / "plan.json")
     if cfg.init == "supernet":
@@ -457,8 +471,9 @@ def _finish(model, supernet, space, enc, best, data, cfg, out: Path, resume, pro
                                                                     ("method", "encoding", "test_top1")}})
         report["checkpoint"] = str(out / "pruned.pt")
     plot_widths(space.layer_widths(enc), out / "widths.png", title=f"{cfg.method}: channels kept")
-    with atomic_write(out / "report.json", "w") as f:
-        json.dump(report, f, indent=2)
+    prov = complete(provenance, call="prunekit.search.search", config=cfg.to_dict(),
+                    dataset=getattr(data, "name", None))
+    run.write_report(build_report(report), prov)
     return SearchResult(enc, space.layer_widths(enc), plan, pruned, report)
 
 

@@ -75,24 +75,15 @@ class SearchLog:
 
 def plot_population(log: SearchLog, path, metric: str = "accuracy", cost: str = "macs") -> Path:
     """Scatter of every candidate (``cost`` vs ``metric``), coloured by iteration, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from prunekit.runs import figure
 
     recs = [r for r in log.records if metric in r and cost in r]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    if recs:
-        sc = ax.scatter([r[cost] for r in recs], [r[metric] for r in recs], c=[r["iteration"] for r in recs],
-                        cmap="viridis", s=12)
-        fig.colorbar(sc, ax=ax, label="iteration")
-    ax.set_xlabel(cost)
-    ax.set_ylabel(metric)
-    ax.set_title("search population")
-    fig.tight_layout()
-    from prunekit.utils.io import atomic_write
-
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
+    with figure(path, figsize=(6, 4), dpi=100) as (fig, ax):
+        if recs:
+            sc = ax.scatter([r[cost] for r in recs], [r[metric] for r in recs], c=[r["iteration"] for r in recs],
+                            cmap="viridis", s=12)
+            fig.colorbar(sc, ax=ax, label="iteration")
+        ax.set_xlabel(cost)
+        ax.set_ylabel(metric)
+        ax.set_title("search population")
     return Path(path)

@@ -160,25 +160,16 @@ def l1_prune(model, data, config: L1Config | None = None, progress: bool = True)
 
 def plot_sensitivity(table: dict, path) -> None:
     """PNG: accuracy against pruning ratio, one line per layer (Li et al. Fig. 2)."""
-    import matplotlib
+    from prunekit.runs import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from prunekit.utils.io import atomic_write
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for layer, row in table.items():
-        if layer == "__baseline__":
-            continue
-        rs = sorted(row)
-        ax.plot([100 * r for r in rs], [row[r] for r in rs], marker="o", ms=3, label=layer)
-    ax.axhline(table["__baseline__"], color="k", ls="--", lw=0.8, label="unpruned")
-    ax.set_xlabel("filters pruned away (%)")
-    ax.set_ylabel("top-1 accuracy (%) without fine-tuning")
-    ax.set_title("Sensitivity to pruning, one layer at a time")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(7, 4.5), dpi=110) as (fig, ax):
+        for layer, row in table.items():
+            if layer == "__baseline__":
+                continue
+            rs = sorted(row)
+            ax.plot([100 * r for r in rs], [row[r] for r in rs], marker="o", ms=3, label=layer)
+        ax.axhline(table["__baseline__"], color="k", ls="--", lw=0.8, label="unpruned")
+        ax.set_xlabel("filters pruned away (%)")
+        ax.set_ylabel("top-1 accuracy (%) without fine-tuning")
+        ax.set_title("Sensitivity to pruning, one layer at a time")
+        ax.legend(fontsize=6, ncol=2)
