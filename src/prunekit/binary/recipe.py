@@ -20,7 +20,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -228,13 +227,12 @@ def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = F
     from prunekit.binary.gemm import available_kernels
     from prunekit.binary.packed import save_packed
     from prunekit.data import load_dataset
+    from prunekit.runs import RunDir, complete
     from prunekit.train import evaluate, run_finetune
     from prunekit.utils.seed import seed_everything
 
-    out = Path(out_dir)
-    existing = [out / f for f in OUTPUT_FILES if (out / f).exists()]
-    if existing and not overwrite:
-        raise PrunekitError(f"{existing[0]} already exists; pass overwrite=True (CLI --overwrite) to replace it")
+    keep = [source] if isinstance(source, (str, os.PathLike)) else []
+    run = RunDir.open(out_dir, OUTPUT_FILES, overwrite=overwrite, keep=keep)
     tcfg = config.finetune.resolve(progress=progress)
     _check_source(source)  # before the (slower) dataset load
     splits = load_dataset(config.data)
@@ -251,10 +249,9 @@ def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = F
     check = verify_packed(bmodel, splits, kernel=config.kernel, threads=tcfg.num_threads)
     packed, b_metrics, p_metrics, same, storage = (check[k] for k in ("packed", "binarized", "packed_metrics",
                                                                        "packed_vs_float", "storage"))
-    out.mkdir(parents=True, exist_ok=True)
     meta = {"data": config.data, "source": desc, "binarize": config.to_dict(), **(meta or {})}
-    ckpt_path = checkpoint.save(out / "model.pt", bmodel, meta={**meta, "test": b_metrics})
-    pkb_path = save_packed(packed, out / "model.pkb", meta={**meta, "test": p_metrics})
+    ckpt_path = checkpoint.save(run.file("model.pt"), bmodel, meta={**meta, "test": b_metrics})
+    pkb_path = save_packed(packed, run.file("model.pkb"), meta={**meta, "test": p_metrics})
     report = {
         "source": desc, "data": config.data, "mode": config.mode, "from_scratch": from_scratch,
         "config": config.to_dict(), "train": tcfg.to_dict(),
@@ -268,19 +265,18 @@ def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = F
         "history": history.to_list(),
         "threads": torch.get_num_threads(),
     }
-    _write_reports(out, report, storage)
-    return report
+    prov = complete({"command": (meta or {}).get("command")}, call="prunekit.binary.recipe.run_binarize",
+                    config=config.to_dict(), dataset=config.data, source=source if keep else desc)
+    return run.write_report(_report(report, storage), prov)
 
 
 def _ops_totals(ops: dict) -> dict:
     return {k: v for k, v in ops.items() if k != "per_layer"}
 
 
-def _write_reports(out: Path, report: dict, storage) -> None:
-    from prunekit.utils.io import atomic_write
-
-    with atomic_write(out / "report.json", "w") as f:
-        json.dump(report, f, indent=2, default=str)
+def _report(report: dict, storage):
+    """The :class:`prunekit.runs.Report` of a binarization run (``report`` is what report.json holds)."""
+    from prunekit.runs import Report, Section
 
     def acc(m):
         return "-" if m is None else f"{m['top1']:.2f}%"
@@ -288,7 +284,6 @@ def _write_reports(out: Path, report: dict, storage) -> None:
     ops_b, ops_f = report["ops"]["binarized"], report["ops"]["full_precision"]
     same = report["packed_vs_float"]
     lines = [
-        f"# prunekit binarize: {report['mode'].upper()} of {report['source']} on {report['data']}", "",
         "| model | test top-1 |", "|---|---:|",
         f"| full precision (start) | {acc(report['full_precision'])} |",
         f"| {report['mode']} (float reference) | {acc(report['binarized'])} |",
@@ -296,15 +291,17 @@ def _write_reports(out: Path, report: dict, storage) -> None:
         f"Packed vs float outputs on the {same['elements']} test logits: "
         + ("identical" if same["identical"] else f"{same['differing_elements']} differ")
         + f" (max abs diff {same['max_abs_diff']:g}).", "",
-        f"Binary layers: {', '.join(report['binary_layers'])}.", "",
-        "## Storage (exact bytes of the state dict)", "", storage.to_markdown(), "",
-        f"Files on disk: model.pt {report['files']['model.pt']} B, model.pkb {report['files']['model.pkb']} B.", "",
-        "## Ops per sample", "", "| | float MACs | binary ops (xnor+popcount) | BWN adds |", "|---|---:|---:|---:|",
-        f"| full precision | {ops_f['float_macs']} | 0 | 0 |",
-        f"| {report['mode']} | {ops_b['float_macs']} | {ops_b['binary_ops']} | {ops_b['bwn_adds']} |",
+        f"Binary layers: {', '.join(report['binary_layers'])}.",
     ]
-    with atomic_write(out / "report.md", "w") as f:
-        f.write("\n".join(lines) + "\n")
+    storage_md = (f"{storage.to_markdown()}\n\nFiles on disk: model.pt {report['files']['model.pt']} B, "
+                  f"model.pkb {report['files']['model.pkb']} B.")
+    ops = "\n".join(["| | float MACs | binary ops (xnor+popcount) | BWN adds |", "|---|---:|---:|---:|",
+                     f"| full precision | {ops_f['float_macs']} | 0 | 0 |",
+                     f"| {report['mode']} | {ops_b['float_macs']} | {ops_b['binary_ops']} | {ops_b['bwn_adds']} |"])
+    return Report(title=f"prunekit binarize: {report['mode'].upper()} of {report['source']} on {report['data']}",
+                  data=report, sections=[Section("Accuracy", "\n".join(lines)),
+                                         Section("Storage (exact bytes of the state dict)", storage_md),
+                                         Section("Ops per sample", ops)])
 
 
 # ---- the ``binarize`` step of ``prunekit run`` recipes ---------------------------------------------

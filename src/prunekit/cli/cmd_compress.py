@@ -83,10 +83,16 @@ def _threads(args) -> None:
 
 def run(args) -> int:
     """Compress the checkpoint and write the file and its reports."""
-    from prunekit import compress, sparse
-    from prunekit.utils.io import atomic_write, check_overwrite
+    from pathlib import Path
 
-    out = check_overwrite(args.output, args.overwrite)
+    from prunekit import compress, sparse
+    from prunekit.config import to_dict
+    from prunekit.runs import RunDir, command_line, provenance
+
+    out = Path(args.output)
+    # the .pkz and its two reports are one run's outputs: none is replaced without --overwrite
+    run_dir = RunDir.open(out.parent, [out.name], overwrite=args.overwrite, prefix=f"{out.name}.", shared=True,
+                          what="a compress run's outputs", keep=[args.checkpoint, args.config])
     config = build_config(args)
     _threads(args)
     ckpt, masks = sparse.load_with_masks(args.checkpoint)
@@ -100,12 +106,11 @@ def run(args) -> int:
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     result = compress.compress_model(ckpt.model, config, data=data, masks=masks, progress=progress,
                                      meta={"source": str(args.checkpoint)})
-    path = result.save(out, overwrite=args.overwrite)
+    path = result.save(run_dir.file(out.name), overwrite=args.overwrite)
     report = result.report
-    with atomic_write(f"{path}.report.json", "w") as f:
-        f.write(report.to_json())
-    with atomic_write(f"{path}.report.md", "w") as f:
-        f.write(f"# Deep Compression of {args.checkpoint}\n\n{report.to_markdown()}")
+    run_dir.write_report(report.run_report(f"Deep Compression of {args.checkpoint}"),
+                         provenance(command=command_line(args), config=to_dict(config), dataset=args.data,
+                                    source=args.checkpoint))
     if args.json:
         print(json.dumps({"output": str(path), **report.to_dict()}))
     else:

@@ -145,13 +145,30 @@ class CompressionReport:
             lines.append(f"| {names[k]} | {sizes[k]:,.0f} | {ratios[k]:.1f}x | {a} | {d} |")
         return "\n".join(lines)
 
+    def entropy_text(self) -> str:
+        """One paragraph: coded index streams against their Shannon bound, and the unquantized bytes."""
+        e = self.entropy_overhead()
+        return (f"Index streams: {e['coded_bits'] / 8:,.0f} bytes coded with {self.coder}, Shannon bound "
+                f"{e['entropy_bits'] / 8:,.0f} bytes ({e['overhead_pct']:+.2f}%). "
+                f"Unquantized tensors (biases, BatchNorm): {self.raw_bytes:,} bytes.")
+
     def to_markdown(self) -> str:
         """Stage table, per-layer table and the entropy comparison."""
-        e = self.entropy_overhead()
-        return (f"{self.stage_table()}\n\n{self.layer_table()}\n\n"
-                f"Index streams: {e['coded_bits'] / 8:,.0f} bytes coded with {self.coder}, Shannon bound "
-                f"{e['entropy_bits'] / 8:,.0f} bytes ({e['overhead_pct']:+.2f}%). "
-                f"Unquantized tensors (biases, BatchNorm): {self.raw_bytes:,} bytes.\n")
+        return f"{self.stage_table()}\n\n{self.layer_table()}\n\n{self.entropy_text()}\n"
+
+    def run_report(self, title: str):
+        """This report as a :class:`prunekit.runs.Report` (report.json holds :meth:`to_dict`)."""
+        from prunekit.runs import Report, Section
+
+        acc = self.accuracy
+        after_acc = acc.get("finetuned", acc.get("quantized"))
+        profile = {"before": {"bytes": float(self.original_bytes), "test top-1": acc.get("original")},
+                   "after": {"bytes": float(self.file_bytes), "test top-1": after_acc}}
+        return Report(title=title, data=self.to_dict(), summary=[("coder", self.coder),
+                                                                 ("compression", f"{self.ratios()['file']:.1f}x")],
+                      profile=profile, labels=("original (float32)", ".pkz file"),
+                      sections=[Section("Size and accuracy after each stage", self.stage_table()),
+                                Section("Per layer", f"{self.layer_table()}\n\n{self.entropy_text()}")])
 
 
 def _row(name, kind, weights, kept, layout, r: LayerRow, rows=None) -> str:
