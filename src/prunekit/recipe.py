@@ -22,7 +22,6 @@ defining them are imported only when a recipe uses them.
 from __future__ import annotations
 
 import importlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -165,18 +164,29 @@ class RecipeState:
         self.records.append({"step": step, **info})
 
 
-def run_recipe(recipe: Recipe, *, overwrite: bool = False, progress: bool = True) -> RecipeState:
-    """Run every step of ``recipe`` in order; writes ``report.json``/``report.md`` and ``model.pt`` to ``recipe.out``."""
+#: files a recipe run writes itself or through its built-in steps; files other steps write are found by
+#: :class:`prunekit.runs.RunDir` (new since the run started) and recorded in report.json's ``outputs``
+OUTPUT_FILES = ("model.pt", "recipe.json", "model.pkz", "model.pkb", "compress_report.json", "compress_report.md")
+
+
+def run_recipe(recipe: Recipe, *, overwrite: bool = False, progress: bool = True,
+               provenance: dict | None = None) -> RecipeState:
+    """Run every step of ``recipe`` in order; writes ``report.json``/``report.md`` and ``model.pt`` to ``recipe.out``.
+
+    The folder must be empty unless ``overwrite``, which first removes the previous run's outputs
+    (files the user put there stay). ``provenance``: what the caller knows of the run's origin (the
+    command line), see :func:`prunekit.runs.provenance`.
+    """
     import torch
 
     from prunekit import checkpoint
     from prunekit.data import load_dataset
-    from prunekit.utils.io import atomic_write
+    from prunekit.runs import RunDir
     from prunekit.utils.seed import seed_everything
 
     out = Path(recipe.out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ConfigError(f"{out} already holds files; pass --overwrite to reuse it")
+    run = RunDir.open(out, OUTPUT_FILES, overwrite=overwrite, require_empty=True, error=ConfigError,
+                      keep=[recipe.model.checkpoint])
     out.mkdir(parents=True, exist_ok=True)
     if recipe.threads:
         torch.set_num_threads(recipe.threads)
@@ -191,31 +201,29 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, progress: bool = True
                               input_size=data.image_size, **recipe.model.kwargs)
     state = RecipeState(model=model, data=data, out_dir=out)
     state.extras["progress"] = progress
-    with atomic_write(out / "recipe.json", "w") as f:
-        json.dump(recipe.to_dict(), f, indent=2)
+    run.write_json("recipe.json", recipe.to_dict())
     for i, (name, cfg) in enumerate(recipe.steps):
         print(f"[{i + 1}/{len(recipe.steps)}] {name}")
         get_step(name).fn(state, cfg)
-    checkpoint.save(out / "model.pt", state.model, meta={"data": recipe.data, "recipe": recipe.to_dict(),
-                                                         "records": state.records})
-    write_report(state, recipe)
+    checkpoint.save(run.file("model.pt"), state.model, meta={"data": recipe.data, "recipe": recipe.to_dict(),
+                                                             "records": state.records}, overwrite=True)
+    write_report(state, recipe, provenance=provenance, run=run)
     return state
 
 
-def write_report(state: RecipeState, recipe: Recipe) -> None:
-    """Write the run's JSON and Markdown reports."""
-    from prunekit.utils.io import atomic_write
+def write_report(state: RecipeState, recipe: Recipe, provenance: dict | None = None, run=None) -> dict:
+    """Write the run's JSON and Markdown reports (into ``run``, a :class:`prunekit.runs.RunDir`, if given)."""
+    from prunekit.runs import Report, RunDir, Section, complete, fmt
 
-    with atomic_write(state.out_dir / "report.json", "w") as f:
-        json.dump({"recipe": recipe.to_dict(), "records": state.records}, f, indent=2)
-    lines = [f"# prunekit run: {state.out_dir}", "", f"Data: `{recipe.data}`", "",
-             "| # | step | result |", "|---|---|---|"]
+    if run is None:
+        run = RunDir.open(state.out_dir, resume=True)  # the run's own folder, already checked
+    rows = ["| # | step | result |", "|---|---|---|"]
     for i, r in enumerate(state.records, 1):
-        info = ", ".join(f"{k}={_fmt(v)}" for k, v in r.items() if k != "step" and not isinstance(v, (dict, list)))
-        lines.append(f"| {i} | {r['step']} | {info} |")
-    with atomic_write(state.out_dir / "report.md", "w") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def _fmt(v):
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+        info = ", ".join(f"{k}={fmt(v)}" for k, v in r.items() if k != "step" and not isinstance(v, (dict, list)))
+        rows.append(f"| {i} | {r['step']} | {info} |")
+    report = Report(title=f"prunekit run: {state.out_dir}", data={"recipe": recipe.to_dict(), "records": state.records},
+                    summary=[("data", f"`{recipe.data}`"), ("steps", len(recipe.steps))],
+                    sections=[Section("Steps", "\n".join(rows))])
+    prov = complete(provenance, call="prunekit.recipe.run_recipe", config=recipe.to_dict(), dataset=recipe.data,
+                    source=recipe.model.checkpoint or f"zoo:{recipe.model.name}")
+    return run.write_report(report, prov)

@@ -14,7 +14,8 @@ def add_parser(subparsers):
                     "report.json and report.md into the recipe's 'out' directory. "
                     f"Steps: {', '.join(sorted(_STEP_MODULES))}. See README.md, section 'Recipes'.")
     p.add_argument("recipe", help="path of the YAML recipe")
-    p.add_argument("--overwrite", action="store_true", help="reuse an output directory that already holds files")
+    p.add_argument("--overwrite", action="store_true",
+                   help="reuse an output directory that already holds files (the previous run's outputs are removed)")
     p.add_argument("--check", action="store_true", help="only validate the recipe and print its steps")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the final records as one JSON object")
@@ -24,12 +25,14 @@ def add_parser(subparsers):
 def run(args) -> int:
     """Validate, then run, the recipe."""
     from prunekit.recipe import Recipe, run_recipe
+    from prunekit.runs import command_line
 
     recipe = Recipe.from_yaml(args.recipe)
     if args.check:
         print(json.dumps(recipe.to_dict(), indent=2))
         return 0
-    state = run_recipe(recipe, overwrite=args.overwrite, progress=not args.no_progress)
+    state = run_recipe(recipe, overwrite=args.overwrite, progress=not args.no_progress,
+                       provenance={"command": command_line(args)})
     if args.json:
         print(json.dumps({"out": str(state.out_dir), "records": state.records}))
     else:
