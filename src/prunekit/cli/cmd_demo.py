@@ -25,8 +25,14 @@ def add_parser(subparsers):
     p.add_argument("--skip-compress", action="store_true", help="skip the Deep Compression stage")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--overwrite", action="store_true",
+                   help="reuse an --out that holds files (a previous demo's outputs are removed)")
     p.add_argument("--json", action="store_true", help="print one JSON object with every stage's figures")
     return p
+
+
+#: every file or folder the demo writes into --out
+OUTPUT_FILES = ("train/", "finetune/", "lenet5.pt", "lenet5_pruned.pt", "plan.json", "model.pkz")
 
 
 def run(args) -> int:
@@ -37,6 +43,7 @@ def run(args) -> int:
     from prunekit.data import load_dataset
     from prunekit.errors import PrunekitError
     from prunekit.measure import profile
+    from prunekit.runs import RunDir, Section, command_line, provenance
     from prunekit.train import TrainConfig, Trainer, evaluate
 
     if args.epochs < 1 or args.finetune_epochs < 0:
@@ -44,9 +51,9 @@ def run(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and any(out.iterdir()):
-        raise PrunekitError(f"{out} already holds files; choose another --out")
+    run_dir = RunDir.open(out, OUTPUT_FILES, overwrite=args.overwrite, require_empty=True)
     out.mkdir(parents=True, exist_ok=True)
+    sections = []
     say = (lambda *a: None) if args.json else print
     result: dict = {"out": str(out)}
     t0 = time.perf_counter()
@@ -88,6 +95,8 @@ def run(args) -> int:
             f"top-1 {before_ft['top1']:.2f}% before fine-tuning, {after['top1']:.2f}% after")
         say(prof.compare(prof_p).to_table())
         say(plan.table())
+        sections += [Section("Profile: trained vs pruned", f"```\n{prof.compare(prof_p).to_table()}\n```"),
+                     Section("Channels per layer", f"```\n{plan.table()}\n```")]
         model = pruned
 
     if not args.skip_compress:
@@ -99,11 +108,35 @@ def run(args) -> int:
             f"({comp['ratio']:.1f}x smaller), top-1 {comp['top1']:.2f}%")
 
     result["seconds"] = round(time.perf_counter() - t0, 1)
+    config = {k: getattr(args, k) for k in ("epochs", "finetune_epochs", "skip_prune", "skip_compress", "threads")}
+    run_dir.write_report(demo_report(result, sections),
+                         provenance(command=command_line(args), config=config, dataset="mnist5k", source="zoo:lenet5"))
     if args.json:
         print(json.dumps(result))
     else:
         print(f"\ndone in {result['seconds']:.0f} s; files in {out}/")
     return 0
+
+
+def demo_report(result: dict, sections=()):
+    """The demo's :class:`prunekit.runs.Report`: one row per stage, the trained vs final model, the tables shown."""
+    from prunekit.runs import Report, Section, md_table
+
+    rows = [["trained", result["trained"]["top1"], result["trained"]["params"], result["trained"]["macs"],
+             result["trained"]["file_bytes"], "lenet5.pt"]]
+    if "pruned" in result:
+        p = result["pruned"]
+        rows.append(["pruned + fine-tuned", p["top1"], p["params"], p["macs"], p["file_bytes"], "lenet5_pruned.pt"])
+    if "compressed" in result:
+        c = result["compressed"]
+        rows.append(["Deep Compression", c["top1"], None, None, c["pkz_bytes"], "model.pkz"])
+    stages = md_table(["stage", "test top-1 %", "params", "MACs", "file bytes", "file"], rows, align="lrrrrl")
+    last = rows[-1]
+    profile = {"before": {"test top-1 %": rows[0][1], "file bytes": rows[0][4]},
+               "after": {"test top-1 %": last[1], "file bytes": last[4]}}
+    return Report(title="prunekit demo: LeNet-5 on mnist5k", data=result,
+                  summary=[("stages", len(rows)), ("seconds", result.get("seconds"))], profile=profile,
+                  labels=("trained", last[0]), sections=[Section("Stages", stages), *sections])
 
 
 def _metric_meta(m: dict) -> dict:
