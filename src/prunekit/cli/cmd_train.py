@@ -25,8 +25,8 @@ def add_parser(subparsers):
 
     p = subparsers.add_parser(
         "train", help="train a model from the zoo (or fine-tune a checkpoint) on a dataset",
-        description="Train MODEL on DATA and write last.pt (resumable), best.pt, history.json and config.yaml "
-                    "into --out. The model's input channels, classes and input size come from the dataset. "
+        description="Train MODEL on DATA and write last.pt (resumable), best.pt, history.json, config.yaml, "
+                    "report.json and report.md into --out. The model's input channels, classes and input size come from the dataset. "
                     "Settings: defaults < --config file < flags. Run under 'torchrun --nproc_per_node=N -m "
                     "prunekit.cli train ...' for data-parallel training.")
     p.add_argument("--model", required=True,
@@ -78,6 +78,30 @@ def build_config(args):
     return TrainConfig.from_dict(base)
 
 
+#: what a training run writes into --out (the trainer's checkpoints, history and config, and the reports)
+OUTPUT_FILES = ("last.pt", "best.pt", "history.json", "config.yaml")
+
+
+def _write_report(run_dir, summary: dict, history, args) -> None:
+    """report.json (what ``--json`` prints) and report.md (final and best epoch, the history table)."""
+    from prunekit.runs import Report, Section, command_line, md_table, provenance
+
+    rows = history.to_list()
+    keys = [k for k in ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds")
+            if any(k in r for r in rows)]
+    table = md_table(keys, [[r.get(k) for k in keys] for r in rows]) if rows else "(no epoch trained)"
+    final, best = summary["final"] or {}, summary["best"] or {}
+    report = Report(title=f"prunekit train: {summary['model']} on {summary['data']}", data=summary,
+                    summary=[("epochs", summary["epochs"]), ("final test top-1", final.get("test_top1")),
+                             ("best test top-1", best.get("test_top1")),
+                             ("best epoch", None if best.get("epoch") is None else best["epoch"] + 1),
+                             ("seconds", round(summary["seconds"], 1))],
+                    sections=[Section("History", table)])
+    source = args.model if os.path.isfile(args.model) else f"zoo:{args.model}"
+    run_dir.write_report(report, provenance(command=command_line(args), config=summary["config"],
+                                            dataset=summary["data"], source=source))
+
+
 def build_model(name: str, splits):
     """A zoo model sized for ``splits``, or the model stored in a checkpoint file."""
     from prunekit import models
@@ -103,8 +127,12 @@ def run(args) -> int:
     from prunekit.train import EpochLogger, Trainer
     from prunekit.train.trainer import check_run_dir
 
+    from prunekit.runs import RunDir
+
     cfg = build_config(args)
     check_run_dir(args.out, resume=args.resume, overwrite=args.overwrite)  # fail before loading anything
+    run_dir = RunDir.open(args.out, OUTPUT_FILES, overwrite=args.overwrite, resume=args.resume, resumable=True,
+                          what="a training run", keep=[args.model, args.config])
     splits = data.load_dataset(args.data)
     model = build_model(args.model, splits)
     callbacks = [] if args.json else [EpochLogger()]
@@ -119,10 +147,12 @@ def run(args) -> int:
     final, best = history.last, history.best()
     paths = {"last": str(trainer.last_path), "best": str(trainer.best_path) if trainer.best_path.exists() else None,
              "history": str(trainer.out_dir / "history.json"), "config": str(trainer.out_dir / "config.yaml")}
+    summary = {"model": args.model, "data": splits.name, "epochs": trainer.epochs_done,
+               "world_size": trainer.world_size, "seconds": seconds, "final": final, "best": best,
+               "paths": paths, "config": cfg.to_dict()}
+    _write_report(run_dir, summary, history, args)
     if args.json:
-        print(json.dumps({"model": args.model, "data": splits.name, "epochs": trainer.epochs_done,
-                          "world_size": trainer.world_size, "seconds": seconds, "final": final, "best": best,
-                          "paths": paths, "config": cfg.to_dict()}))
+        print(json.dumps(summary))
         return 0
     if final is None:
         print(f"nothing to train (epochs={cfg.epochs}); {paths['last']}")
