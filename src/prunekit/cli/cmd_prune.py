@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 
 def add_parser(subparsers):
@@ -10,8 +11,9 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "prune", help="remove channels from a checkpoint (dependency-aware structured pruning)",
         description="Plan which channels to remove (criterion + ratio or a MACs/params target), then remove "
-                    "them physically and save a smaller checkpoint that reloads on its own. Prints the before/"
-                    "after profile and the per-layer channel table. With --method (l1, slimming, lasso, thinet, fpgm, "
+                    "them physically and save a smaller checkpoint that reloads on its own, with OUT.report.json "
+                    "and OUT.report.md beside it. Prints the before/after profile and the per-layer channel table. "
+                    "With --method (l1, slimming, lasso, thinet, fpgm, "
                     "taylor) it runs that method's whole pipeline, fine-tuning included, into the directory --out. "
                     "See docs/pruning.md and docs/methods.md.")
     p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the dense model")
@@ -102,6 +104,7 @@ def run(args) -> int:
     from prunekit.engine import PruningPlan
     from prunekit.engine import plan as make_plan
     from prunekit.errors import PrunekitError
+    from prunekit.runs import RunDir
     from prunekit.utils.io import check_overwrite
 
     if getattr(args, "method", None) or getattr(args, "recipe", None):
@@ -111,8 +114,13 @@ def run(args) -> int:
     options = None if args.plan else planner_options(args)  # checked before anything is loaded
     if not args.dry_run and not args.out:
         raise PrunekitError("--out is required (or pass --dry-run to only print the plan)")
+    run_dir = None
     if args.out and not args.dry_run:
-        check_overwrite(args.out, args.overwrite)
+        # the checkpoint and its OUT.report.json / OUT.report.md are one run's outputs
+        out_path = Path(args.out)
+        run_dir = RunDir.open(out_path.parent, [out_path.name], overwrite=args.overwrite, shared=True,
+                              prefix=f"{out_path.name}.", what="a prune run's outputs",
+                              keep=[args.checkpoint, args.plan])
     if args.save_plan and not args.dry_run:
         check_overwrite(args.save_plan, args.overwrite)
     ckpt = checkpoint.load(args.checkpoint)
@@ -133,9 +141,10 @@ def run(args) -> int:
     before, after = _profiles(model, pruned, ckpt.spec.input_shape, args.latency)
     meta = dict(ckpt.meta)
     meta["pruning"] = {"source": str(ckpt.path), **{k: v for k, v in plan.summary().items()}}
-    out = checkpoint.save(args.out, pruned, meta=meta, overwrite=args.overwrite)
+    out = checkpoint.save(run_dir.file(Path(args.out).name), pruned, meta=meta, overwrite=args.overwrite)
     if args.save_plan:
         plan.save(args.save_plan, overwrite=args.overwrite)
+    _write_report(run_dir, args, ckpt, plan, before, after, options)
     if args.json:
         print(json.dumps({"plan": plan.summary(), "layers": plan.layer_rows(), "out": str(out),
                           "before": before, "after": after}))
@@ -145,6 +154,29 @@ def run(args) -> int:
     print(plan.table(show_indices=args.show_indices))
     print(f"\nwrote {out}", file=sys.stderr)
     return 0
+
+
+def _write_report(run_dir, args, ckpt, plan, before: dict, after: dict, options) -> None:
+    """OUT.report.json (plan summary, both profiles) and OUT.report.md beside the pruned checkpoint."""
+    from prunekit.runs import Report, Section, command_line, provenance
+
+    def figures(d):
+        row = {"params": d.get("params"), "MACs / sample": _macs(d)}
+        for bs, lat in (d.get("latency") or {}).items():
+            row[f"latency bs={bs} ms"] = lat.get("median_ms")
+        return row
+
+    from prunekit.config import to_dict
+
+    settings = {"plan": str(args.plan)} if options is None else options.to_dict()
+    report = Report(title=f"prunekit prune: {args.checkpoint}", profile={"before": figures(before),
+                                                                         "after": figures(after)},
+                    data={"plan": plan.summary(), "layers": plan.layer_rows(), "out": str(args.out),
+                          "before": before, "after": after},
+                    sections=[Section("Channels per layer", f"```\n{plan.table(show_indices=args.show_indices)}\n```")])
+    run_dir.write_report(report, provenance(command=command_line(args), config=settings,
+                                            dataset=(ckpt.meta or {}).get("dataset") or (ckpt.meta or {}).get("data"),
+                                            source=ckpt.path))
 
 
 def _profiles(dense, pruned, input_shape, latency: bool):
