@@ -10,7 +10,8 @@ def add_parser(subparsers):
         "decompress", help="turn a .pkz file back into a normal prunekit checkpoint (.pt)",
         description="Verify and decode a .pkz file written by 'prunekit compress' and save the model it holds "
                     "(shared weights expanded, exactly as compressed) as a prunekit checkpoint that "
-                    "'prunekit eval', 'prunekit train --model' and prunekit.checkpoint.load() read.")
+                    "'prunekit eval', 'prunekit train --model' and prunekit.checkpoint.load() read; "
+                    "OUT.report.json and OUT.report.md beside it say where it came from.")
     p.add_argument("pkz", help="the .pkz file")
     p.add_argument("-o", "--output", required=True, help="the checkpoint to write (.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -20,19 +21,27 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     """Decode and save."""
-    from prunekit import checkpoint, compress
-    from prunekit.utils.io import check_overwrite
+    from pathlib import Path
 
-    out = check_overwrite(args.output, args.overwrite)
+    from prunekit import checkpoint, compress
+    from prunekit.runs import Report, RunDir, command_line, provenance
+
+    out = Path(args.output)
+    run_dir = RunDir.open(out.parent, [out.name], overwrite=args.overwrite, shared=True, prefix=f"{out.name}.",
+                          what="a decompress run's outputs", keep=[args.pkz])
     contents = compress.read(args.pkz)
     model = contents.build_model()
     meta = dict(contents.meta)
     meta["decompressed_from"] = str(args.pkz)
-    path = checkpoint.save(out, model, meta=meta, overwrite=args.overwrite)
+    path = checkpoint.save(run_dir.file(out.name), model, meta=meta, overwrite=args.overwrite)
     n = sum(t.numel() for t in contents.state_dict.values())
+    summary = {"output": str(path), "pkz_bytes": contents.file_bytes, "tensors": len(contents.state_dict), "values": n}
+    run_dir.write_report(Report(title=f"prunekit decompress: {args.pkz}", data=summary,
+                                summary=[(k, v) for k, v in summary.items()]),
+                         provenance(command=command_line(args), source=args.pkz,
+                                    dataset=meta.get("dataset") or meta.get("data")))
     if args.json:
-        print(json.dumps({"output": str(path), "pkz_bytes": contents.file_bytes, "tensors": len(contents.state_dict),
-                          "values": n}))
+        print(json.dumps(summary))
     else:
         print(f"{args.pkz}: {contents.file_bytes:,} bytes, {len(contents.state_dict)} tensors, {n:,} values "
               f"-> wrote {path}")
