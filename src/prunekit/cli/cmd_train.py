@@ -26,7 +26,8 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="train a model from the zoo (or fine-tune a checkpoint) on a dataset",
         description="Train MODEL on DATA and write last.pt (resumable), best.pt, history.json, config.yaml, "
-                    "report.json and report.md into --out. The model's input channels, classes and input size come from the dataset. "
+                    "report.json and report.md into --out. The model's input channels, classes and input size "
+                    "come from the dataset. "
                     "Settings: defaults < --config file < flags. Run under 'torchrun --nproc_per_node=N -m "
                     "prunekit.cli train ...' for data-parallel training.")
     p.add_argument("--model", required=True,

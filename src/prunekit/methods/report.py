@@ -87,7 +87,10 @@ def plot_curve(result, path, title: str = "") -> Path:
 
 
 def build_report(result, info: dict) -> Report:
-    """The :class:`prunekit.runs.Report` of a weight-pruning result; ``info`` holds method, source, data, notes, files."""
+    """The :class:`prunekit.runs.Report` of a weight-pruning result.
+
+    ``info`` holds ``method``, ``source``, ``data``, ``notes`` and ``files`` (kept as report.json keys).
+    """
     rep = result.sparsity_report()
     final = result.final
     summary = [("method", info.get("method")), ("source checkpoint", f"`{info.get('source')}`"),
