@@ -58,6 +58,9 @@ def test_search_refuses_a_users_files_and_writes_report_md(small, tmp_path, caps
     md = (out / "report.md").read_text()
     assert md.startswith("# prunekit search: autoslim") and "![widths](widths.png)" in md
     assert rep["provenance"]["source"]["path"] == str(small) and rep["provenance"]["dataset"] == "digits"
+    # --overwrite keeps what the new search reads: the previous search's super-network reused in place
+    assert main(argv + ["--overwrite", "--supernet", str(out / "supernet.pt")]) == 0
+    assert (out / "supernet.json").is_file() and (out / "report.md").is_file()
 
 
 def _recipe(tmp_path, out, steps):

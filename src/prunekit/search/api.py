@@ -287,8 +287,10 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
     out = Path(out_dir)
     log_path = out / "search_log.json"
     source = ((provenance or {}).get("source") or {}).get("path")
+    # a reused super-network may be the previous search's own (its supernet.json is checked beside it)
+    reused = [supernet, Path(supernet).with_name("supernet.json")] if supernet is not None else []
     run = RunDir.open(out, OUTPUT_FILES, overwrite=overwrite, resume=resume, resumable=True, what="a search",
-                      keep=[supernet, cfg.latency_table, source])
+                      keep=[*reused, cfg.latency_table, source])
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     example = data.train_x[:1]
