@@ -107,3 +107,28 @@ def test_demo_writes_report_with_its_stages(tmp_path):
     md = (out / "report.md").read_text()
     assert md.startswith("# prunekit demo: LeNet-5 on mnist5k") and "| trained |" in md and "lenet5.pt" in md
     assert rep["provenance"]["dataset"] == "mnist5k"
+
+
+def test_prune_and_decompress_write_reports_beside_their_output(lenet, tmp_path):
+    out = tmp_path / "pruned.pt"
+    assert main(["prune", str(lenet), "--ratio", "0.5", "--out", str(out), "--json"]) == 0
+    rep = json.loads((tmp_path / "pruned.pt.report.json").read_text())
+    assert rep["outputs"] == ["pruned.pt", "pruned.pt.report.json", "pruned.pt.report.md"]
+    assert rep["provenance"]["source"]["path"] == str(lenet) and rep["provenance"]["config"]["ratio"] == 0.5
+    assert "## Before / after" in (tmp_path / "pruned.pt.report.md").read_text()
+    assert main(["compress", str(out), "-o", str(tmp_path / "m.pkz"), "--no-progress", "--json"]) == 0
+    assert main(["decompress", str(tmp_path / "m.pkz"), "-o", str(tmp_path / "back.pt"), "--json"]) == 0
+    rep = json.loads((tmp_path / "back.pt.report.json").read_text())
+    assert rep["provenance"]["source"]["path"] == str(tmp_path / "m.pkz") and rep["output"] == str(tmp_path / "back.pt")
+
+
+def test_train_writes_report_and_overwrite_clears_it(tmp_path, capsys):
+    out = tmp_path / "t"
+    argv = ["train", "--model", "convnet3", "--data", "digits", "--epochs", "1", "--out", str(out), "--no-progress",
+            "--json", "--threads", "1"]
+    assert main(argv) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["epochs"] == 1 and rep["provenance"]["source"] == {"name": "zoo:convnet3"}
+    assert {"last.pt", "history.json", "config.yaml", "report.md"} <= set(rep["outputs"])
+    assert "## History" in (out / "report.md").read_text()
+    assert main(argv) == 2 and "already exists" in capsys.readouterr().err

@@ -79,6 +79,7 @@ def build_config(args):
 def run(args) -> int:
     """Binarize, train, pack and report."""
     from prunekit.binary.recipe import run_binarize
+    from prunekit.runs import command_line
 
     cfg = build_config(args)
     threads = cfg.finetune.num_threads
@@ -88,7 +89,7 @@ def run(args) -> int:
         torch.set_num_threads(int(threads))
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     report = run_binarize(args.ckpt, cfg, args.out, overwrite=args.overwrite, progress=progress,
-                          meta={"command": " ".join(["prunekit", *sys.argv[1:]])})
+                          meta={"command": command_line(args)})
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k not in ("history",)}, default=str))
         return 0
