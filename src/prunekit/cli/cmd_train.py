@@ -90,7 +90,9 @@ def _write_report(run_dir, summary: dict, history, args) -> None:
     rows = history.to_list()
     keys = [k for k in ("epoch", "lr", "train_loss", "train_top1", "test_loss", "test_top1", "seconds")
             if any(k in r for r in rows)]
-    table = md_table(keys, [[r.get(k) for k in keys] for r in rows]) if rows else "(no epoch trained)"
+    # epochs counted from 1 as the console lines say (the history stores them from 0)
+    cells = [[r[k] + 1 if k == "epoch" and r.get(k) is not None else r.get(k) for k in keys] for r in rows]
+    table = md_table(keys, cells) if rows else "(no epoch trained)"
     final, best = summary["final"] or {}, summary["best"] or {}
     report = Report(title=f"prunekit train: {summary['model']} on {summary['data']}", data=summary,
                     summary=[("epochs", summary["epochs"]), ("final test top-1", final.get("test_top1")),
