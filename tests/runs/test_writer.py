@@ -97,3 +97,15 @@ def test_orphan_temp_files_are_cleaned(tmp_path):
     RunDir.open(tmp_path, ["x"])                                # its own folder: every orphan, recursively
     assert not orphans[1].exists() and (tmp_path / ".hidden.tmp").exists()
     assert clean_orphans(tmp_path) == []
+
+
+def test_complete_fills_in_what_the_caller_left_out(tmp_path):
+    from prunekit.runs import complete, source_path
+
+    src = tmp_path / "m.pt"
+    src.write_bytes(b"abc")
+    p = complete({"command": "prunekit x", "source": str(src), "dataset": None}, call="f", dataset="digits",
+                 config={"k": 1})
+    assert p["command"] == "prunekit x" and p["call"] == "f" and p["dataset"] == "digits" and p["config"] == {"k": 1}
+    assert p["source"] == {"path": str(src), "sha256": hashlib.sha256(b"abc").hexdigest()}
+    assert source_path(p) == str(src) and source_path({"source": str(src)}) == str(src) and source_path(None) is None

@@ -102,8 +102,16 @@ def complete(given: dict | None, **defaults) -> dict:
     base = provenance(**{k: v for k, v in defaults.items() if k in _KEYS})
     for k, v in (given or {}).items():
         if v is not None:
-            base[k] = v
+            base[k] = describe_source(v) if k == "source" and not isinstance(v, dict) else v
     return base
+
+
+def source_path(given: dict | None) -> str | None:
+    """The source file named by a (partial) provenance record, given as a path or as ``{"path": ...}``."""
+    src = (given or {}).get("source")
+    if isinstance(src, dict):
+        return src.get("path")
+    return str(src) if isinstance(src, (str, os.PathLike)) else None
 
 
 _KEYS = ("command", "call", "config", "dataset", "source", "date")

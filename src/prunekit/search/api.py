@@ -281,12 +281,12 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
     from prunekit.search.log import SearchLog, plot_population
     from prunekit.search.space import SearchSpace
 
-    from prunekit.runs import RunDir
+    from prunekit.runs import RunDir, source_path
 
     cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_dict(dict(config))
     out = Path(out_dir)
     log_path = out / "search_log.json"
-    source = ((provenance or {}).get("source") or {}).get("path")
+    source = source_path(provenance)
     # a reused super-network may be the previous search's own (its supernet.json is checked beside it)
     reused = [supernet, Path(supernet).with_name("supernet.json")] if supernet is not None else []
     run = RunDir.open(out, OUTPUT_FILES, overwrite=overwrite, resume=resume, resumable=True, what="a search",

@@ -88,10 +88,10 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
     cfg = coerce_config(info.config_cls, config)
     run_dir = None
     if out_dir is not None:
-        from prunekit.runs import RunDir
+        from prunekit.runs import RunDir, source_path
 
-        source = ((provenance or {}).get("source") or {}).get("path")
-        run_dir = RunDir.open(out_dir, OUTPUT_FILES, overwrite=overwrite, what="a run", keep=[source])
+        run_dir = RunDir.open(out_dir, OUTPUT_FILES, overwrite=overwrite, what="a run",
+                              keep=[source_path(provenance)])
     torch.manual_seed(cfg.seed)
     ex = example_input(data)
     t0 = time.perf_counter()
