@@ -118,42 +118,30 @@ def figure4(net, data, ratios, seed):
 
 
 def plot_acc(results, path, title):
-    import matplotlib
+    from prunekit.runs import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for m, pts in results.items():
-        pts = sorted(pts)
-        ax.plot([100 * a for a, _ in pts], [b for _, b in pts], marker="o", label=m)
-    ax.set_xlabel("MACs kept (%)")
-    ax.set_ylabel("top-1 after fine-tuning (%)")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, figsize=(6, 4)) as (fig, ax):
+        for m, pts in results.items():
+            pts = sorted(pts)
+            ax.plot([100 * a for a, _ in pts], [b for _, b in pts], marker="o", label=m)
+        ax.set_xlabel("MACs kept (%)")
+        ax.set_ylabel("top-1 after fine-tuning (%)")
+        ax.set_title(title)
+        ax.legend(fontsize=7)
 
 
 def plot_fig4(fig4, path):
-    import matplotlib
+    from prunekit.runs import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(fig4), figsize=(5 * len(fig4), 3.6))
-    for ax, (layer, row) in zip(axes, fig4.items()):
-        for sel, pts in row.items():
-            rs = sorted(pts)
-            ax.plot(rs, [pts[r] for r in rs], marker="o", label=sel)
-        ax.set_title(f"{layer} (ours)")
-        ax.set_xlabel("fraction of channels kept")
-        ax.set_ylabel("relative reconstruction error")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    with figure(path, ncols=len(fig4), figsize=(5 * len(fig4), 3.6), squeeze=False) as (fig, axes):
+        for ax, (layer, row) in zip(axes[0], fig4.items()):
+            for sel, pts in row.items():
+                rs = sorted(pts)
+                ax.plot(rs, [pts[r] for r in rs], marker="o", label=sel)
+            ax.set_title(f"{layer} (ours)")
+            ax.set_xlabel("fraction of channels kept")
+            ax.set_ylabel("relative reconstruction error")
+            ax.legend(fontsize=7)
 
 
 def main(argv=None):

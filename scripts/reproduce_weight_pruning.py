@@ -284,37 +284,30 @@ def claims_rows(results: dict) -> list[str]:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
+    from prunekit.runs import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from prunekit.utils.io import atomic_write
-
-    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 4.6), squeeze=False)
     styles = {"oneshot": "o-", "iterative": "s-", "agp": "^-", "admm": "D-", "lth": "*-", "lth_reinit": "x--"}
-    for ax, (name, entry) in zip(axes[0], results.items()):
-        for m, pts in curves(entry).items():
-            ax.plot([100 * (1 - s) for s, _ in pts], [a for _, a in pts], styles[m], ms=5, label=METHOD_LABELS[m])
-        ax.axhline(entry["dense_top1"], color="gray", ls=":", label="dense (SGD)")
-        for label, s in (("Han et al.: 12x, no loss (theirs)", CLAIM_POINTS["han_12x"]),
-                         ("ADMM: 71.2x LeNet-5 (theirs)", CLAIM_POINTS["admm_71x"]),
-                         ("LTH: ~3.6% left (theirs)", 1 - 0.036)):
-            if "ADMM" in label and name != "lenet5":
-                continue
-            ax.axvline(100 * (1 - s), color="black", alpha=0.25, lw=1)
-            ax.text(100 * (1 - s), ax.get_ylim()[0], " " + label, rotation=90, fontsize=6, va="bottom", alpha=0.6)
-        ax.set_xscale("log")
-        ax.invert_xaxis()
-        ax.set_xlabel("weights remaining (%, log scale)")
-        ax.set_ylabel("test top-1 on mnist5k (%)")
-        ax.set_title(f"{name} on mnist5k (ours)")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=110)
-    plt.close(fig)
+    with figure(path, ncols=len(results), figsize=(6.5 * len(results), 4.6), squeeze=False) as (fig, axes):
+        for ax, (name, entry) in zip(axes[0], results.items()):
+            for m, pts in curves(entry).items():
+                ax.plot([100 * (1 - s) for s, _ in pts], [a for _, a in pts], styles[m], ms=5,
+                        label=METHOD_LABELS[m])
+            ax.axhline(entry["dense_top1"], color="gray", ls=":", label="dense (SGD)")
+            for label, s in (("Han et al.: 12x, no loss (theirs)", CLAIM_POINTS["han_12x"]),
+                             ("ADMM: 71.2x LeNet-5 (theirs)", CLAIM_POINTS["admm_71x"]),
+                             ("LTH: ~3.6% left (theirs)", 1 - 0.036)):
+                if "ADMM" in label and name != "lenet5":
+                    continue
+                ax.axvline(100 * (1 - s), color="black", alpha=0.25, lw=1)
+                ax.text(100 * (1 - s), ax.get_ylim()[0], " " + label, rotation=90, fontsize=6, va="bottom",
+                        alpha=0.6)
+            ax.set_xscale("log")
+            ax.invert_xaxis()
+            ax.set_xlabel("weights remaining (%, log scale)")
+            ax.set_ylabel("test top-1 on mnist5k (%)")
+            ax.set_title(f"{name} on mnist5k (ours)")
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7, loc="lower left")
 
 
 def main(argv=None) -> int:

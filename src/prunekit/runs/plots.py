@@ -32,11 +32,12 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
 
 @contextlib.contextmanager
 def figure(path: str | os.PathLike, *, nrows: int = 1, ncols: int = 1, figsize=(7, 4.5), dpi: int = 110,
-           title: str = "") -> Iterator[tuple]:
+           title: str = "", **subplots) -> Iterator[tuple]:
     """Context manager yielding ``(fig, axes)``; on a normal exit the figure is laid out and saved to ``path``.
 
-    ``axes`` is one Axes for a 1x1 grid, else matplotlib's array of them. If the body raises,
-    nothing is written and the figure is still closed.
+    ``axes`` is one Axes for a 1x1 grid, else matplotlib's array of them (further keywords, e.g.
+    ``squeeze=False``, go to ``plt.subplots``). If the body raises, nothing is written and the
+    figure is still closed.
 
     Example:
         >>> import tempfile, os
@@ -47,7 +48,7 @@ def figure(path: str | os.PathLike, *, nrows: int = 1, ncols: int = 1, figsize=(
         True
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(nrows, ncols, figsize=figsize)
+    fig, axes = plt.subplots(nrows, ncols, figsize=figsize, **subplots)
     try:
         yield fig, axes
     except BaseException:
