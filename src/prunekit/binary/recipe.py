@@ -298,8 +298,12 @@ def _report(report: dict, storage):
     ops = "\n".join(["| | float MACs | binary ops (xnor+popcount) | BWN adds |", "|---|---:|---:|---:|",
                      f"| full precision | {ops_f['float_macs']} | 0 | 0 |",
                      f"| {report['mode']} | {ops_b['float_macs']} | {ops_b['binary_ops']} | {ops_b['bwn_adds']} |"])
+    st = report["storage"]
+    profile = {"before": {"test top-1 %": (report["full_precision"] or {}).get("top1"),
+                          "bytes": st["float32_bytes"]},
+               "after": {"test top-1 %": report["packed"]["top1"], "bytes": st["packed_bytes"]}}
     return Report(title=f"prunekit binarize: {report['mode'].upper()} of {report['source']} on {report['data']}",
-                  data=report, sections=[Section("Accuracy", "\n".join(lines)),
+                  data=report, profile=profile, labels=("full precision", f"{report['mode']} packed"), sections=[Section("Accuracy", "\n".join(lines)),
                                          Section("Storage (exact bytes of the state dict)", storage_md),
                                          Section("Ops per sample", ops)])
 

@@ -108,8 +108,12 @@ def build_report(result, info: dict) -> Report:
                  for g in result.extra["groups"]]
         sections.append(Section("Channels removed per coupling group (structured ADMM)", "\n".join(rows)))
     sections.append(Section("Accuracy curve", "![accuracy](accuracy.png)\n\n" + curve_markdown(result.records)))
+    dense = next((r for r in result.records if r.get("stage") == "dense"), {})
+    profile = {"before": {"non-zero weights": rep.total.total, "test top-1 %": dense.get("test_top1")},
+               "after": {"non-zero weights": rep.total.nonzero, "test top-1 %": final.get("test_top1")}}
     return Report(title=f"prunekit sparsify: {info.get('method')}", data={**info, **result.to_dict()},
-                  summary=summary, sections=sections, plots=["accuracy.png"])
+                  summary=summary, profile=profile, labels=("dense", "pruned"), sections=sections,
+                  plots=["accuracy.png"])
 
 
 def write_reports(result, run, info: dict, provenance: dict | None = None) -> dict:

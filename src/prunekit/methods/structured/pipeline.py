@@ -196,8 +196,12 @@ def build_report(report: dict, plan=None, plots=()):
             body = "\n".join(["```"] + [f"{k}  {v['before']} -> {v['after']}" for k, v in sel.items()] + ["```"])
             sections.append(Section("Input channels read (channel sampler before the first layer of each branch)",
                                     body))
-    return Report(title=f"Structured pruning: {r['method']}", data=_safe(r), sections=sections,
-                  plots=list(plots))
+    profile = {"before": {"params": r["params"]["before"], "MACs": r["macs"]["before"],
+                          "test top-1 %": r["dense"]["top1"]},
+               "after": {"params": r["params"]["after"], "MACs": r["macs"]["after"],
+                         "test top-1 %": r["after_finetune"]["top1"]}}
+    return Report(title=f"Structured pruning: {r['method']}", data=_safe(r), sections=sections, profile=profile,
+                  labels=("dense", "pruned + fine-tuned"), plots=list(plots))
 
 
 def report_markdown(report: dict, plan=None) -> str:
