@@ -166,8 +166,6 @@ def _write_report(run_dir, args, ckpt, plan, before: dict, after: dict, options)
             row[f"latency bs={bs} ms"] = lat.get("median_ms")
         return row
 
-    from prunekit.config import to_dict
-
     settings = {"plan": str(args.plan)} if options is None else options.to_dict()
     report = Report(title=f"prunekit prune: {args.checkpoint}", profile={"before": figures(before),
                                                                          "after": figures(after)},
