@@ -94,9 +94,14 @@ def test_orphan_temp_files_are_cleaned(tmp_path):
     assert all(p.exists() for p in orphans)
     RunDir.open(tmp_path, ["last.pt"], shared=True)
     assert not orphans[0].exists() and orphans[1].exists()
-    RunDir.open(tmp_path, ["x"])                                # its own folder: every orphan, recursively
-    assert not orphans[1].exists() and (tmp_path / ".hidden.tmp").exists()
-    assert clean_orphans(tmp_path) == []
+    (tmp_path / "nested").mkdir()                               # e.g. another run's --out below this one
+    nested = tmp_path / "nested" / ".model.pt.abcdefgh.tmp"
+    nested.write_bytes(b"being written")
+    RunDir.open(tmp_path, ["x"])                                # its own folder: top level, own sub-folders
+    assert orphans[1].exists()
+    RunDir.open(tmp_path, ["x", "sub/"], resume=True)     # (resume: sub/ exists and is kept)
+    assert not orphans[1].exists() and (tmp_path / ".hidden.tmp").exists() and nested.exists()
+    assert clean_orphans(tmp_path) == [nested]                 # the function itself recurses when told
 
 
 def test_complete_fills_in_what_the_caller_left_out(tmp_path):

@@ -74,7 +74,8 @@ class RunDir:
         prefix: report file names are ``PREFIX + "report.json"``/``"report.md"`` (single-file outputs such
             as ``out.pkz`` report into ``out.pkz.report.json``).
         shared: the folder is not the run's own (e.g. the parent of an output file): only this run's
-            own names are searched for orphan temporary files, and only at the top level.
+            own names are searched for orphan temporary files. Otherwise every orphan at the top level
+            and in the run's own sub-folders (outputs ending in ``/``, or listed in the manifest) goes.
         error: the exception class of refusals.
 
     Example:
@@ -104,8 +105,16 @@ class RunDir:
         report_names = (prefix + "report.json", prefix + "report.md")
         outputs = tuple(dict.fromkeys([*outputs, *report_names]))
         if root.is_dir():
-            clean_orphans(root, names={o.rstrip("/") for o in outputs} if shared else None, recursive=not shared)
             previous = _manifest(root / report_names[0], root)
+            if shared:
+                clean_orphans(root, names={o.rstrip("/") for o in outputs}, recursive=False)
+            else:
+                # the folder's top level, and the run's own sub-folders: a run nested below (another --out)
+                # may be writing its temporary files right now
+                clean_orphans(root, recursive=False)
+                subdirs = {o.split("/")[0] for o in (*outputs, *previous) if "/" in o.rstrip("/") or o.endswith("/")}
+                for d in sorted(subdirs):
+                    clean_orphans(root / d)
             hint = hint or ("--resume to continue it or --overwrite to start over (API: resume=True / overwrite=True)"
                             if resumable else "--overwrite to replace it (API: overwrite=True)")
             if require_empty and not overwrite and any(_visible(root)):
