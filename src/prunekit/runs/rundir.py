@@ -175,11 +175,15 @@ class RunDir:
         return figure(self.file(name), **kw)
 
     def written(self) -> list[str]:
-        """The run's outputs so far: recorded files, plus (own folder) files created or changed since :meth:`open`."""
+        """The run's outputs so far: recorded files, plus (own folder) files created since :meth:`open`.
+
+        Files that existed before are only the run's if it wrote them through this object (or
+        :meth:`add`): a file of the user's that changed meanwhile is not claimed (``--overwrite``
+        would delete it).
+        """
         names = list(self._written)
         if not self.shared:
-            now = _stat_tree(self.path)
-            names += [n for n, st in now.items() if self._snapshot.get(n) != st and n not in names]
+            names += [n for n in _stat_tree(self.path) if n not in self._snapshot and n not in names]
         return sorted(dict.fromkeys(names))
 
     def write_report(self, report, provenance: dict | None = None) -> dict:
