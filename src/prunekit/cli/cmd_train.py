@@ -10,18 +10,15 @@ import os
 import sys
 import time
 
+# The training options that are flags of every fine-tuning command (--epochs, --lr, --label-smoothing, ...) are
+# generated from TrainConfig's field metadata (prunekit.cli.finetune_flags); these are train's own extra flags:
 # CLI flag (argparse dest) -> TrainConfig key; flags left unset keep the --config/default value
-_FLAG_KEYS = {
-    "epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "momentum": "momentum",
-    "optimizer": "optimizer", "schedule": "schedule", "weight_decay": "weight_decay", "seed": "seed",
-    "label_smoothing": "label_smoothing", "warmup_epochs": "warmup_epochs", "eval_every": "eval_every",
-    "threads": "num_threads", "device": "device",
-}
+_FLAG_KEYS = {"eval_every": "eval_every", "threads": "num_threads", "device": "device"}
 
 
 def add_parser(subparsers):
     """Register the ``train`` sub-command."""
-    from prunekit.train.config import OPTIMIZER_NAMES, SCHEDULE_NAMES
+    from prunekit.cli.finetune_flags import add_finetune_arguments
 
     p = subparsers.add_parser(
         "train", help="train a model from the zoo (or fine-tune a checkpoint) on a dataset",
@@ -35,18 +32,8 @@ def add_parser(subparsers):
     p.add_argument("--data", required=True, help="dataset: mnist5k, digits, synthetic, cifar10:DIR, ...")
     p.add_argument("--out", required=True, help="run directory for checkpoints and history")
     p.add_argument("--config", help="YAML/JSON file of TrainConfig keys")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--momentum", type=float)
-    p.add_argument("--optimizer", choices=OPTIMIZER_NAMES)
-    p.add_argument("--schedule", choices=SCHEDULE_NAMES)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--warmup-epochs", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--seed", type=int)
+    add_finetune_arguments(p, prefix="", what="training options")
     p.add_argument("--eval-every", type=int, help="evaluate every N epochs (0: only at the end)")
-    p.add_argument("--no-augment", action="store_true", help="train without data augmentation")
     p.add_argument("--threads", type=int, help="torch threads (default: $PRUNEKIT_NUM_THREADS or torch's)")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
@@ -60,13 +47,14 @@ def build_config(args):
     """TrainConfig from defaults, then ``--config``, then the flags given."""
     from prunekit.train import TrainConfig
 
+    from prunekit.cli.finetune_flags import finetune_overrides
+
     base = TrainConfig.load(args.config).to_dict() if args.config else TrainConfig().to_dict()
+    base.update(finetune_overrides(args, prefix=""))
     for dest, key in _FLAG_KEYS.items():
         value = getattr(args, dest, None)
         if value is not None:
             base[key] = value
-    if args.no_augment:
-        base["augment"] = False
     if args.threads is None and base.get("num_threads") is None and os.environ.get("PRUNEKIT_NUM_THREADS"):
         try:
             base["num_threads"] = int(os.environ["PRUNEKIT_NUM_THREADS"])

@@ -43,20 +43,33 @@ def flag_fields(cls=None) -> list[tuple[str, type, str, tuple | None]]:
     return out
 
 
+def _flag_name(prefix: str, name: str) -> str:
+    return f"--{prefix + '-' if prefix else ''}{name.replace('_', '-')}"
+
+
+def _dest(prefix: str, name: str) -> str:
+    return f"{prefix}_{name}" if prefix else name
+
+
 def add_finetune_arguments(parser, *, prefix: str = "finetune", what: str = "fine-tuning",
                            aliases: dict[str, list[str]] | None = None) -> None:
     """Add ``--<prefix>-<field>`` for every flag field of FinetuneConfig to ``parser`` (an argument group).
 
     Args:
-        prefix: flag and ``args`` prefix (``"retrain"`` gives ``--retrain-epochs`` into ``args.retrain_epochs``).
+        prefix: flag and ``args`` prefix (``"retrain"`` gives ``--retrain-epochs`` into ``args.retrain_epochs``;
+            ``""`` gives plain ``--epochs`` into ``args.epochs``, as ``prunekit train`` uses them).
         what: what the flags configure (the title of their group in ``--help``).
         aliases: extra option strings of a field (``{"epochs": ["--epochs"]}``) kept for a command's older flags.
     """
-    group = parser.add_argument_group(f"{what}", f"--{prefix}-* flags: keys of prunekit.train.FinetuneConfig "
-                                                 "(default: the --config value, then the method's own)")
+    if prefix:
+        described = (f"--{prefix}-* flags: keys of prunekit.train.FinetuneConfig "
+                     "(default: the --config value, then the method's own)")
+    else:
+        described = "keys of prunekit.train.TrainConfig (default: the --config value, then TrainConfig's)"
+    group = parser.add_argument_group(what, described)
     for name, tp, help_text, choices in flag_fields():
-        opts = [f"--{prefix}-{name.replace('_', '-')}", *((aliases or {}).get(name, []))]
-        kw = {"dest": f"{prefix}_{name}", "default": None, "help": help_text}
+        opts = [_flag_name(prefix, name), *((aliases or {}).get(name, []))]
+        kw = {"dest": _dest(prefix, name), "default": None, "help": help_text}
         if tp is bool:
             group.add_argument(*opts, action=argparse.BooleanOptionalAction, **kw)
         else:
@@ -68,7 +81,7 @@ def finetune_overrides(args, *, prefix: str = "finetune") -> dict:
     """``{field: value}`` of the ``--<prefix>-*`` flags given on the command line (pure)."""
     out = {}
     for name, *_ in flag_fields():
-        value = getattr(args, f"{prefix}_{name}", None)
+        value = getattr(args, _dest(prefix, name), None)
         if value is not None:
             out[name] = value
     return out

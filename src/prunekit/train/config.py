@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from prunekit.errors import ConfigError
+from prunekit.validate import check_positive
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 SCHEDULE_NAMES = ("cosine", "step", "constant")
@@ -50,6 +51,10 @@ class TrainConfig:
         gamma: decay factor of the ``"step"`` schedule.
         warmup_epochs: linear warmup length in epochs (fractions allowed), per step.
         label_smoothing: cross-entropy label smoothing (Szegedy et al. 2016).
+        grad_clip: clip the global L2 norm of the gradients to this value before each
+            optimizer step (``torch.nn.utils.clip_grad_norm_``); None does not clip.
+            Guards fine-tuning of a freshly pruned network against the large first
+            gradients that can send it to NaN.
         seed: seeds data order, augmentation and dropout; same seed, same weights.
         augment: use ``prunekit.data.default_augment(data)`` on training batches.
         eval_every: evaluate on the test split every N epochs (and always after the
@@ -82,6 +87,8 @@ class TrainConfig:
     warmup_epochs: float = field(default=0.0, metadata=_flag("linear warmup epochs"))
     label_smoothing: float = field(default=0.0, metadata=_flag("cross-entropy label smoothing in [0, 1) "
                                                                "(Szegedy et al. 2016)"))
+    grad_clip: Optional[float] = field(default=None, metadata=_flag("clip the gradients' global L2 norm to this "
+                                                                     "value before each step (default: no clipping)"))
     seed: int = field(default=0, metadata=_flag("seed of data order and augmentation"))
     augment: bool = field(default=True, metadata=_flag("use the dataset's default augmentation"))
     eval_every: int = 1
@@ -121,6 +128,8 @@ class TrainConfig:
         for key in ("eval_every", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"train config key {key!r} must be >= 0, got {getattr(self, key)}")
+        if self.grad_clip is not None:
+            check_positive("train config key 'grad_clip'", self.grad_clip)
         if self.seed is not None and self.seed < 0:  # None: FinetuneConfig's "the holder's seed"
             raise ConfigError(f"train config key 'seed' must be >= 0, got {self.seed}")
         if self.num_threads is not None and self.num_threads < 1:

@@ -234,6 +234,8 @@ class Trainer:
                 extra = cbs.extra_loss(self, out, yb)
                 (loss if extra is None else loss + extra).backward()
                 cbs.after_backward(self)
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
                 opt.step()
                 self.global_step += 1
                 cbs.step_end(self, self.global_step)
