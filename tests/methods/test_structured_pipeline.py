@@ -124,7 +124,8 @@ def test_recipe_validation(tmp_path):
 def test_cli_helper_subprocess(trained, tmp_path, cli_env):
     ck = checkpoint.save(tmp_path / "dense.pt", trained)
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "prunekit.cli.prune_methods", str(ck), "--method", "lasso", "--macs", "0.5",
+    # the one front end: ``prunekit prune --method`` (prune_methods has no parser of its own)
+    cmd = [sys.executable, "-m", "prunekit.cli", "prune", str(ck), "--method", "lasso", "--macs", "0.5",
            "--finetune-epochs", "0", "--data", "digits", "--out", str(out), "--no-progress", "--json",
            "--set", "latency=false", "--set", "macs_tolerance=0.05"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env, timeout=120)
@@ -132,6 +133,6 @@ def test_cli_helper_subprocess(trained, tmp_path, cli_env):
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["method"] == "lasso" and summary["macs"]["kept"] < 0.56
     assert (out / "report.md").read_text().startswith("# Structured pruning: lasso")
-    bad = subprocess.run(cmd[:4] + ["--method", "nope", "--data", "digits", "--out", str(out)], capture_output=True,
+    bad = subprocess.run(cmd[:5] + ["--method", "nope", "--data", "digits", "--out", str(out)], capture_output=True,
                          text=True, env=cli_env, timeout=60)
     assert bad.returncode == 2 and "nope" in bad.stderr

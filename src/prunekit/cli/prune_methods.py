@@ -14,14 +14,12 @@ A YAML recipe describes the same run with every hyper-parameter::
       finetune: {epochs: 2, lr: 0.01}
       points_per_image: 10
 
-Command-line flags override the recipe. This module also runs on its own for testing:
-``python -m prunekit.cli.prune_methods CKPT --method lasso --macs 0.5 --data digits --out DIR``.
+Command-line flags override the recipe. ``prunekit prune`` is the only front end (the module has no
+parser of its own).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 
 RECIPE_KEYS = ("method", "data", "config")
 
@@ -142,27 +140,3 @@ def _path(p):
     from pathlib import Path
 
     return Path(p)
-
-
-def main(argv=None) -> int:
-    """Stand-alone entry (the same options as ``prunekit prune --method``)."""
-    from prunekit.errors import PrunekitError
-
-    p = argparse.ArgumentParser(prog="python -m prunekit.cli.prune_methods", description=__doc__.splitlines()[0])
-    p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("--macs", type=float)
-    p.add_argument("--ratio", type=float)
-    p.add_argument("--out")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--json", action="store_true")
-    add_method_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        return run_method(args)
-    except PrunekitError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
