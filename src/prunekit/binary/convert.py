@@ -50,6 +50,7 @@ from torch import nn
 
 from prunekit.binary.layers import BINARY_LAYERS, BinaryConv2d, BinaryLinear, check_mode
 from prunekit.errors import CheckpointError, ConfigError
+from prunekit.surgery import replace_module
 
 TRANSFORM_KIND = "binarize"
 
@@ -229,10 +230,10 @@ def convert_(model: nn.Module, opts: BinarizeOptions) -> nn.Module:
             new = BinaryLinear.from_float(old, opts.mode, input_norm=own_norm)
         if not own_norm:
             new.input_norm = modules[plan.move_norm[name]]
-            _set_module(model, plan.move_norm[name], nn.Identity())
-        _set_module(model, name, new)
+            replace_module(model, plan.move_norm[name], nn.Identity())
+        replace_module(model, name, new)
     for name in plan.drop_activations:
-        _set_module(model, name, nn.Identity())
+        replace_module(model, name, nn.Identity())
     return model
 
 
@@ -268,8 +269,3 @@ def apply_binarize_transform(model: nn.Module, transform: dict) -> nn.Module:
     """The ``"binarize"`` entry of :data:`prunekit.checkpoint.TRANSFORMS` (converts in place)."""
     return convert_(model, BinarizeOptions.from_transform(transform))
 
-
-def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, attr = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, attr, new)

@@ -43,6 +43,7 @@ from prunekit.binary.layers import BINARY_LAYERS, BinaryConv2d, BinaryLinear, ch
 from prunekit.binary.packing import int64_to_words, pack_signs, unpack_signs, words_for, words_to_int64
 from prunekit.errors import CheckpointError, PrunekitError
 from prunekit.measure.macs import register_op_counter
+from prunekit.surgery import replace_module
 
 FORMAT = "prunekit.packed_binary"
 VERSION = 1
@@ -215,8 +216,10 @@ def pack_model(model: nn.Module, *, kernel: str = "auto", threads: int | None = 
         else:
             continue
         new.kernel, new.threads = kernel, threads
-        parent_name, _, attr = name.rpartition(".")
-        setattr(packed.get_submodule(parent_name) if parent_name else packed, attr, new)
+        if not name:  # the model is itself one binary layer
+            packed = new
+            break
+        replace_module(packed, name, new)
     return packed.eval()
 
 

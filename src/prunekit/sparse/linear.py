@@ -108,10 +108,10 @@ def to_sparse_inference(model: nn.Module, masks: Mapping | None = None, min_spar
             sparsity = 1.0 - int(torch.count_nonzero(w)) / w.numel()
             if sparsity >= min_sparsity:
                 replace.append((name, SparseLinear(w, mod.bias)))
+    from prunekit.surgery import replace_module
+
     for name, new in replace:
         if not name:
             return new
-        parent_name, _, child = name.rpartition(".")
-        parent = out.get_submodule(parent_name) if parent_name else out
-        setattr(parent, child, new)
+        replace_module(out, name, new)
     return out

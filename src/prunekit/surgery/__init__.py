@@ -5,7 +5,8 @@ updates the module attributes that describe the sizes (``in_channels``,
 ``out_channels``, ``groups``, ``num_features``, ``normalized_shape``,
 ``embed_dim``/``num_heads`` ...), so the result is the user's own module
 classes with smaller tensors. :func:`mask_model` zeroes the same slices
-instead, for soft pruning and for checking a plan. :mod:`prunekit.surgery.select`
+instead, for soft pruning and for checking a plan. :func:`replace_module` swaps one
+submodule for another (binarization, bit packing and sparse export use it). :mod:`prunekit.surgery.select`
 (imported on use) puts a channel sampler in front of a layer so it reads only some
 of its input channels (He et al. 2017's wide-input sampling), with a checkpoint transform.
 
@@ -18,6 +19,6 @@ Example:
 """
 from __future__ import annotations
 
-from prunekit.surgery.apply import mask_model, set_attributes, slice_model
+from prunekit.surgery.apply import mask_model, replace_module, set_attributes, slice_model
 
-__all__ = ["mask_model", "set_attributes", "slice_model"]
+__all__ = ["mask_model", "replace_module", "set_attributes", "slice_model"]

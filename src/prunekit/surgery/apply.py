@@ -101,6 +101,39 @@ def set_attributes(model, attrs: list[dict]) -> None:
         setattr(mod, a["attr"], value)
 
 
+def replace_module(model, name: str, new):
+    """Put ``new`` in place of the submodule ``name`` (a qualified name such as ``"features.3"``); return the old one.
+
+    Every module swap in prunekit goes through here (binarization, bit packing, sparse export, input
+    selection), so that surgery/ stays the only code that mutates a model's module tree.
+
+    Args:
+        model: the root module; it is changed in place.
+        name: qualified name of an existing submodule; ``""`` (the root itself) cannot be replaced in place.
+        new: the module to put there.
+
+    Raises:
+        PrunekitError: ``name`` is empty or the model has no such submodule.
+
+    Example:
+        >>> import torch.nn as nn
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> type(replace_module(net, "1", nn.Identity())).__name__, type(net[1]).__name__
+        ('ReLU', 'Identity')
+    """
+    if not name:
+        raise PrunekitError("replace_module: the model itself cannot be replaced in place; give a submodule name")
+    parent_name, _, child = name.rpartition(".")
+    try:
+        parent = model.get_submodule(parent_name) if parent_name else model
+        old = parent.get_submodule(child)
+    except AttributeError:
+        raise PrunekitError(f"replace_module: the model has no submodule {name!r}") from None
+    # setattr (not _modules[...]) so that nn.Module's own bookkeeping runs, as for any assignment
+    setattr(parent, child, new)
+    return old
+
+
 def _fix_attributes(mod) -> None:
     """Make a torch.nn layer's size attributes agree with its (sliced) tensors."""
     import torch.nn as nn

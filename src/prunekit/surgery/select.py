@@ -92,7 +92,7 @@ def select_inputs(model, selections: dict) -> None:
     Raises:
         PrunekitError: unknown or unsupported layer, already selected, bad indices.
     """
-    from prunekit.surgery.apply import slice_model
+    from prunekit.surgery.apply import replace_module, slice_model
 
     for name, kept in selections.items():
         if not name:
@@ -111,9 +111,7 @@ def select_inputs(model, selections: dict) -> None:
         slice_model(model, {(name + ".weight", 1): idx})
         dim = 1 if isinstance(layer, nn.Conv2d) else -1
         wrapped = nn.Sequential(OrderedDict([("select", ChannelSelect(idx, dim, width)), ("layer", layer)]))
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, wrapped)
+        replace_module(model, name, wrapped)
 
 
 def selection_transform(selections: dict) -> dict:
