@@ -172,7 +172,7 @@ def share_weights(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = N
         config: bits, initialisation, layout; defaults to the paper's (8 conv / 5 fc, linear init).
         progress: show a tqdm bar over layers.
     """
-    from tqdm.auto import tqdm
+    from prunekit.utils.progress import progress_bar
 
     config = config or CompressConfig()
     masks = dict(masks or {})
@@ -182,7 +182,7 @@ def share_weights(model: nn.Module, masks: Mapping[str, torch.Tensor] | None = N
     if unknown:
         raise ConfigError(f"masks name parameters the model does not have: {', '.join(unknown[:5])}")
     out = {}
-    for name in tqdm(list(targets), desc="weight sharing", disable=not progress, leave=False):
+    for name in progress_bar(list(targets), desc="weight sharing", enabled=progress):
         out[name] = share_tensor(name, params[name], masks.get(name), targets[name], config)
     return out
 

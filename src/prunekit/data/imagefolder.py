@@ -58,12 +58,12 @@ def read_images(files: list[Path], size: tuple[int, int] | None, grayscale: bool
     ``size``, every image must have the size of the first one.
     """
     from PIL import Image, UnidentifiedImageError
-    from tqdm import tqdm
+    from prunekit.utils.progress import progress_bar
 
     mode = "L" if grayscale else "RGB"
     fixed = size is not None  # with no size given, the first image's size is the law
     out = None
-    for i, path in enumerate(tqdm(files, desc="reading images", unit="img", disable=not progress)):
+    for i, path in enumerate(progress_bar(files, desc="reading images", unit="img", enabled=progress, leave=True)):
         try:
             with Image.open(path) as im:
                 im.load()  # decode now, so a truncated file fails here and is named

@@ -198,9 +198,9 @@ def compare_latency(models: Mapping[str, object], example_input, warmup: int = 1
             for name in names:
                 call_model(models[name], example_input)
         if progress:
-            from tqdm import tqdm
+            from prunekit.utils.progress import progress_bar
 
-            bar = stack.enter_context(tqdm(total=repeats, desc="latency", unit="round", leave=False))
+            bar = stack.enter_context(progress_bar(total=repeats, desc="latency", unit="round"))
         stack.enter_context(_gc_paused())
         rounds = 0
         while rounds < max_runs:

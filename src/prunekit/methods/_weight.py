@@ -1,4 +1,4 @@
-"""Shared pieces of the weight-pruning methods: the result type, their fine-tuning defaults, masked training, checks.
+"""Shared pieces of the weight-pruning methods: the result type, their fine-tuning defaults, masked training.
 
 Not public API: import the methods from :mod:`prunekit.methods`.
 """
@@ -27,29 +27,6 @@ class WeightFinetune(FinetuneConfig):
     weight_decay: float = 1e-4
     augment: bool = False
     checkpoint_every: int = 0
-
-
-def check_fraction(name: str, value, *, allow_one: bool = False) -> None:
-    """Raise ConfigError unless ``value`` is a number in [0, 1) (or [0, 1] with ``allow_one``)."""
-    ok = (not isinstance(value, bool) and isinstance(value, (int, float))
-          and 0.0 <= value and (value <= 1.0 if allow_one else value < 1.0))
-    if not ok:
-        interval = "[0, 1]" if allow_one else "[0, 1)"
-        raise ConfigError(f"{name} must be a number in {interval}, got {value!r}")
-
-
-def check_choice(name: str, value, choices: Iterable[str]) -> None:
-    """Raise ConfigError unless ``value`` is one of ``choices``."""
-    choices = tuple(choices)
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-
-
-def check_positive_int(name: str, value, *, allow_zero: bool = False) -> None:
-    """Raise ConfigError unless ``value`` is an int > 0 (>= 0 with ``allow_zero``)."""
-    low = 0 if allow_zero else 1
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
 
 @dataclass
@@ -134,12 +111,3 @@ def train_with_masks(model, data, train_cfg, masks=None, callbacks=(), *, progre
                         and isinstance(v, (int, float))})
             records.append(rec)
     return trainer
-
-
-def progress_iter(iterable, total: int, desc: str, enabled: bool):
-    """``iterable`` wrapped in a tqdm bar when ``enabled`` (the outer loop of rounds/iterations)."""
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)

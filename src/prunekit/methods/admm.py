@@ -37,9 +37,10 @@ from typing import ClassVar, Optional
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.methods import register_method
 from prunekit.methods._weight import (
-    PruneResult, WeightFinetune, check_choice, check_fraction, check_positive_int, evaluate_test, train_with_masks,
+    PruneResult, WeightFinetune, evaluate_test, train_with_masks,
 )
 from prunekit.train import Callback, FinetuneConfig, as_finetune, finetune_field
+from prunekit.validate import check_choice, check_fraction, check_int, check_positive
 
 GRANULARITIES = ("element", "filter", "channel")
 
@@ -292,10 +293,9 @@ class ADMMConfig:
         check_choice("granularity", self.granularity, GRANULARITIES)
         for name in ("rho", "rho_factor", "rho_max"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-                raise ConfigError(f"{name} must be a positive number, got {v!r}")
-        check_positive_int("rho_every", self.rho_every)
-        check_positive_int("update_every", self.update_every)
+            check_positive(name, v)
+        check_int("rho_every", self.rho_every)
+        check_int("update_every", self.update_every)
         self.admm = as_finetune(self.admm, ADMMTrain, "admm")
         self.finetune = as_finetune(self.finetune, WeightFinetune, "finetune")
 

@@ -27,10 +27,11 @@ from typing import ClassVar, Optional
 from prunekit.errors import ConfigError
 from prunekit.methods import register_method
 from prunekit.methods._weight import (
-    PruneResult, WeightFinetune, check_choice, check_fraction, check_positive_int, evaluate_test, train_with_masks,
+    PruneResult, WeightFinetune, evaluate_test, train_with_masks,
 )
 from prunekit.train import as_finetune, finetune_field
 from prunekit.sparse.callbacks import MaskCallback
+from prunekit.validate import check_choice, check_fraction, check_int
 
 
 def agp_sparsity(step: int, initial: float, final: float, begin_step: int, end_step: int,
@@ -175,13 +176,13 @@ class AGPConfig:
         if self.initial_sparsity > self.final_sparsity:
             raise ConfigError(f"initial_sparsity ({self.initial_sparsity}) must not exceed final_sparsity "
                               f"({self.final_sparsity})")
-        check_positive_int("begin_step", self.begin_step, allow_zero=True)
+        check_int("begin_step", self.begin_step, minimum=0)
         if self.end_step is not None:
-            check_positive_int("end_step", self.end_step)
+            check_int("end_step", self.end_step)
             if self.end_step <= self.begin_step:
                 raise ConfigError(f"end_step ({self.end_step}) must be after begin_step ({self.begin_step})")
         check_fraction("end_fraction", self.end_fraction, allow_one=True)
-        check_positive_int("frequency", self.frequency)
+        check_int("frequency", self.frequency)
         check_choice("scope", self.scope, ("layer", "global"))
         self.finetune = as_finetune(self.finetune, WeightFinetune, "finetune")
 

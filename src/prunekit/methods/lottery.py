@@ -33,9 +33,11 @@ from typing import ClassVar, Optional
 from prunekit.errors import ConfigError
 from prunekit.methods import register_method
 from prunekit.methods._weight import (
-    PruneResult, check_choice, check_fraction, check_positive_int, progress_iter,
+    PruneResult,
 )
 from prunekit.train import Callback, FinetuneConfig, as_finetune, finetune_field, reinitialize
+from prunekit.utils.progress import progress_bar
+from prunekit.validate import check_choice, check_fraction, check_int
 
 
 @dataclass
@@ -93,14 +95,14 @@ class LotteryConfig:
     finetune: LotteryFinetune = finetune_field(LotteryFinetune)
 
     def __post_init__(self) -> None:
-        check_positive_int("rounds", self.rounds, allow_zero=True)
+        check_int("rounds", self.rounds, minimum=0)
         check_fraction("prune_fraction", self.prune_fraction)
         if self.target_sparsity is not None:
             check_fraction("target_sparsity", self.target_sparsity)
         if self.output_fraction is not None:
             check_fraction("output_fraction", self.output_fraction)
         check_choice("scope", self.scope, ("layer", "global"))
-        check_positive_int("rewind_step", self.rewind_step, allow_zero=True)
+        check_int("rewind_step", self.rewind_step, minimum=0)
         check_fraction("val_fraction", self.val_fraction)
         if self.val_fraction <= 0:
             raise ConfigError("val_fraction must be > 0: the early-stopping iteration needs a validation split")
@@ -246,7 +248,7 @@ def lottery_ticket(model, data, config: LotteryConfig | None = None, *, progress
     rewind_state = theta0 if cfg.rewind_step == 0 else captured
     rounds.append(summary)
     masks = None
-    for r in progress_iter(range(1, cfg.rounds + 1), cfg.rounds, "lottery rounds", tc.progress):
+    for r in progress_bar(range(1, cfg.rounds + 1), desc="lottery rounds", enabled=tc.progress):
         masks = prune_round(model, masks, cfg)
         rewind_weights(model, rewind_state, masks)
         summary, _ = _train_round(model, tune, data, tc, masks, None, "ticket", r, records)

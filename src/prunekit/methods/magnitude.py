@@ -30,10 +30,12 @@ from typing import Optional, Union
 
 from prunekit.methods import register_method
 from prunekit.methods._weight import (
-    PruneResult, WeightFinetune, check_choice, check_fraction, check_positive_int, evaluate_test, progress_iter,
+    PruneResult, WeightFinetune, evaluate_test,
     train_with_masks,
 )
 from prunekit.train import as_finetune, finetune_field
+from prunekit.utils.progress import progress_bar
+from prunekit.validate import check_choice, check_fraction, check_int
 
 
 @dataclass
@@ -69,7 +71,7 @@ class MagnitudeConfig:
         check_choice("scope", self.scope, ("layer", "global"))
         check_choice("criterion", self.criterion, ("magnitude", "std"))
         check_choice("schedule", self.schedule, ("oneshot", "iterative"))
-        check_positive_int("rounds", self.rounds)
+        check_int("rounds", self.rounds)
         if self.schedule == "oneshot" and self.rounds != 1:
             from prunekit.errors import ConfigError
 
@@ -140,7 +142,7 @@ def magnitude_prune(model, data, config: MagnitudeConfig | None = None, *, progr
     records = [{"stage": "dense", "round": 0, "sparsity": masks_sparsity(masks) if masks else 0.0,
                 **evaluate_test(model, data)}]
     current = dict(masks) if masks else None
-    for r in progress_iter(range(cfg.rounds), cfg.rounds, "magnitude rounds", show and cfg.rounds > 1):
+    for r in progress_bar(range(cfg.rounds), desc="magnitude rounds", enabled=show and cfg.rounds > 1):
         current = round_masks(model, cfg, r, existing=current)
         apply_masks(model, current)
         records.append({"stage": "pruned", "round": r + 1, "sparsity": masks_sparsity(current),

@@ -121,11 +121,9 @@ def evolve(candidates, evaluate_many: Callable, ok: Callable, cfg: EvolutionConf
     log = log if log is not None else SearchLog()
     seen = {tuple(r["encoding"]): r for r in log.records}
     start = log.iterations_done()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from prunekit.utils.progress import progress_bar
 
-        bar = tqdm(total=cfg.iterations, initial=start, desc="evolution")
+    bar = progress_bar(total=cfg.iterations, initial=start, desc="evolution", enabled=progress, leave=True)
     for it in range(start, cfg.iterations):
         rng = np.random.default_rng([cfg.seed, it])
         parents = [tuple(r["encoding"]) for r in _top(seen.values(), cfg.top_k)]
@@ -137,12 +135,10 @@ def evolve(candidates, evaluate_many: Callable, ok: Callable, cfg: EvolutionConf
             seen[enc] = rec
             recs.append(rec)
         log.add_iteration(it, recs, [list(e) for e in parents])
-        if bar is not None:
-            best = _top(seen.values(), 1)
-            bar.set_postfix(best=f"{best[0]['score']:.2f}" if best else "-", refresh=False)
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        best = _top(seen.values(), 1)
+        bar.set_postfix(best=f"{best[0]['score']:.2f}" if best else "-", refresh=False)
+        bar.update(1)
+    bar.close()
     best = _top(seen.values(), 1)
     if not best:
         raise PrunekitError("the search evaluated no candidate")

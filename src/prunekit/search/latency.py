@@ -240,7 +240,7 @@ class LatencyTable:
         whole grid and keeps its fastest pass (passes, not repeats back to back, so that
         a slow spell of the machine hits one pass of every entry).
         """
-        from tqdm.auto import tqdm
+        from prunekit.utils.progress import progress_bar
 
         sigs = []
         for layer in self.layers:
@@ -251,7 +251,7 @@ class LatencyTable:
         sigs = list(dict.fromkeys(sigs))
         todo = sigs if rounds > 1 else [k for k in sigs if k not in self.entries]
         best = {}
-        with tqdm(total=len(todo) * max(1, rounds), desc="latency table", disable=not progress) as bar:
+        with progress_bar(total=len(todo) * max(1, rounds), desc="latency table", enabled=progress, leave=True) as bar:
             for _ in range(max(1, rounds)):
                 for sig in todo:
                     best[sig] = min(best.get(sig, float("inf")), self._measure_signature(sig))

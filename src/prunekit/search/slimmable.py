@@ -123,11 +123,9 @@ def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: b
     for r in log.records:
         by_step.setdefault(r["iteration"], []).append(r)
     step = 0
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from prunekit.utils.progress import progress_bar
 
-        bar = tqdm(desc="greedy slimming")
+    bar = progress_bar(desc="greedy slimming", enabled=progress, leave=True)
     while not ok(enc):
         if step in by_step:  # resume: replay the logged step
             recs = by_step[step]
@@ -151,10 +149,8 @@ def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: b
             current = {"iteration": step, "encoding": new, "score": None, "combined_moves": moves}
         enc = tuple(new)
         step += 1
-        if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
+        bar.update(1)
+    bar.close()
     if not ok(enc):
         from prunekit.errors import PrunekitError
 

@@ -436,8 +436,7 @@ def _base_lr(optimizer) -> float:
 
 
 def _progress_bar(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+    from prunekit.utils.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="step", leave=False, dynamic_ncols=True)
+    bar = progress_bar(total=total, desc=desc, unit="step", enabled=enabled)
+    return None if bar.disable else bar  # None: skip the loss.item() sync the postfix would cost

@@ -58,11 +58,9 @@ def sensitivity_analysis(model, x_eval, y_eval, example, ratios=(0.1, 0.3, 0.5, 
     layers = [g for g in base.groups if g.size > 1 and any(m.role == "out" for m in g.members)
               and g.scores is not None]
     table = {"__baseline__": float(evaluate(model, x_eval, y_eval)["top1"])}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from prunekit.utils.progress import progress_bar
 
-        bar = tqdm(total=len(layers) * len(ratios), desc="sensitivity", leave=False)
+    bar = progress_bar(total=len(layers) * len(ratios), desc="sensitivity", enabled=progress)
     for g in layers:
         order = np.argsort(np.asarray(g.scores), kind="stable")
         row = {}
@@ -72,11 +70,9 @@ def sensitivity_analysis(model, x_eval, y_eval, example, ratios=(0.1, 0.3, 0.5, 
             one.removed = sorted(int(c) for c in order[:n])
             masked = PruningPlan([one], tensor_shapes=base.tensor_shapes).apply_masks(model)
             row[float(r)] = float(evaluate(masked, x_eval, y_eval)["top1"])
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
         table[g.name] = row
-    if bar is not None:
-        bar.close()
+    bar.close()
     return table
 
 

@@ -338,11 +338,9 @@ def _write_dense(layer, kept, Wk) -> None:
 
 
 def _bar(total, desc, enabled):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
+    from prunekit.utils.progress import progress_bar
 
-    return tqdm(total=total, desc=desc, leave=False)
+    return progress_bar(total=total, desc=desc, enabled=enabled)
 
 
 def _counts(model, x, cfg: CommonConfig, base, sample_wide_inputs: bool = False):
