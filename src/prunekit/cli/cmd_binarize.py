@@ -69,7 +69,7 @@ def build_config(args):
         if args.threads is not None:
             train["num_threads"] = args.threads
         if "num_threads" not in train and os.environ.get("PRUNEKIT_NUM_THREADS"):
-            from prunekit.measure._utils import env_threads
+            from prunekit.measure.threads import env_threads
 
             train["num_threads"] = env_threads()
         raw["finetune"] = train

@@ -42,7 +42,7 @@ def run(args) -> int:
     """Evaluate and print the metrics."""
     from prunekit import checkpoint, data
     from prunekit.errors import PrunekitError
-    from prunekit.measure._utils import check_threads, env_threads, num_threads
+    from prunekit.measure.threads import check_threads, env_threads, num_threads
     from prunekit.train import evaluate
 
     if args.batch_size < 1:

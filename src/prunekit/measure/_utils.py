@@ -1,12 +1,11 @@
-"""Small helpers shared by the measurement modules (not public API).
+"""Small helpers shared by the measurement modules (private to measure/; thread helpers are public in
+:mod:`prunekit.measure.threads`).
 
-They keep the user's model and process state unchanged: train/eval flags and
-the torch thread count are restored after every measurement.
+They keep the user's model state unchanged: train/eval flags are restored after every measurement.
 """
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Iterator, Sequence
 
 from prunekit.errors import PrunekitError
@@ -70,38 +69,6 @@ def eval_mode(model) -> Iterator[None]:
             m.training = flag
 
 
-def check_threads(threads) -> int | None:
-    """Validate a ``threads`` argument (None or a positive int)."""
-    if threads is None:
-        return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise PrunekitError(f"threads must be a positive integer or None, got {threads!r}")
-    return threads
-
-
-@contextlib.contextmanager
-def num_threads(threads: int | None) -> Iterator[int]:
-    """Set ``torch.set_num_threads(threads)`` for the block and restore the previous value; yields the count in use."""
-    import torch
-
-    old = torch.get_num_threads()
-    if threads is None:
-        yield old
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(old)
-
-
-def check_positive_int(name: str, value, minimum: int = 1) -> int:
-    """Raise a PrunekitError naming ``name`` unless ``value`` is an int >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise PrunekitError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 def resolve_input_shape(model, input_shape: Sequence[int] | None) -> list[int]:
     """The per-sample input shape: ``input_shape`` or the model's ``prunekit_spec.input_shape``."""
     if input_shape is None:
@@ -138,16 +105,3 @@ def make_input(model, input_shape: Sequence[int], batch_size: int, seed: int = 0
     device, dtype = model_device_dtype(model)
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(batch_size, *input_shape, generator=gen).to(device=device, dtype=dtype)
-
-
-def env_threads() -> int | None:
-    """``PRUNEKIT_NUM_THREADS`` from the environment (the CLI's default thread count), or None."""
-    raw = os.environ.get("PRUNEKIT_NUM_THREADS", "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise PrunekitError(f"PRUNEKIT_NUM_THREADS must be a positive integer, got {raw!r}") from None
-    return check_threads(value)
-

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, fields
 from typing import Mapping
 
 from prunekit.errors import ConfigError, PrunekitError
-from prunekit.measure._utils import (
-    batch_size_of, call_model, check_positive_int, check_threads, eval_mode, is_cuda_input, num_threads,
-)
+from prunekit.measure._utils import batch_size_of, call_model, eval_mode, is_cuda_input
+from prunekit.measure.threads import check_threads, num_threads
+from prunekit.validate import check_int, check_number
 
 
 @dataclass(frozen=True)
@@ -124,14 +124,13 @@ def _timed_call(model, example_input, cuda: bool) -> float:
 
 def check_latency_args(warmup, repeats, threads, min_time_s, max_repeats) -> int:
     """Validate the timing arguments (PrunekitError naming the bad one); returns the cap on timed runs."""
-    check_positive_int("warmup", warmup, minimum=0)
-    check_positive_int("repeats", repeats)
+    check_int("warmup", warmup, minimum=0, error=PrunekitError)
+    check_int("repeats", repeats, error=PrunekitError)
     check_threads(threads)
-    if isinstance(min_time_s, bool) or not isinstance(min_time_s, (int, float)) or min_time_s < 0:
-        raise PrunekitError(f"min_time_s must be a number >= 0, got {min_time_s!r}")
+    check_number("min_time_s", min_time_s, minimum=0, finite=False, error=PrunekitError)  # inf: always max_repeats
     if max_repeats is None:
         return max(repeats, 20 * repeats)
-    check_positive_int("max_repeats", max_repeats)
+    check_int("max_repeats", max_repeats, error=PrunekitError)
     if max_repeats < repeats:
         raise PrunekitError(f"max_repeats ({max_repeats}) must be >= repeats ({repeats})")
     return max_repeats

@@ -7,9 +7,9 @@ import platform
 from typing import Mapping, Sequence
 
 from prunekit.errors import PrunekitError
-from prunekit.measure._utils import (
-    check_positive_int, check_threads, make_input, model_device_dtype, num_threads, resolve_input_shape,
-)
+from prunekit.measure._utils import make_input, model_device_dtype, resolve_input_shape
+from prunekit.measure.threads import check_threads, num_threads
+from prunekit.validate import check_int
 from prunekit.measure.latency import check_latency_args, compare_latency
 from prunekit.measure.macs import count_macs
 from prunekit.measure.memory import peak_memory, peak_memory_method, size_on_disk
@@ -49,7 +49,7 @@ def _check_batch_sizes(batch_sizes) -> list[int]:
     if not sizes:
         raise PrunekitError("batch_sizes must not be empty")
     for b in sizes:
-        check_positive_int("batch size", b)
+        check_int("batch size", b, error=PrunekitError)
     return list(dict.fromkeys(sizes))
 
 
