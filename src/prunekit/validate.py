@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from prunekit.errors import ConfigError, PrunekitError
 
-__all__ = ["check_bool", "check_choice", "check_fraction", "check_int", "check_number", "check_positive"]
+__all__ = ["check_bool", "check_choice", "check_fraction", "check_int", "check_int_sequence", "check_number",
+           "check_positive"]
 
 
 def _is_number(value) -> bool:
@@ -100,6 +101,43 @@ def check_int(name: str, value, *, minimum: int | None = 1, maximum: int | None 
             raise error(f"{name} must be an integer <= {maximum}, got {value!r}")
         raise error(f"{name} must be an integer in [{minimum}, {maximum}], got {value!r}")
     return v
+
+
+def check_int_sequence(name: str, values, *, length: int | None = None, minimum: int | None = 1,
+                       maximum: int | None = None, allow_scalar: bool = False,
+                       error: type[PrunekitError] = ConfigError) -> list[int]:
+    """``values`` as a non-empty list of ints (shapes, channel lists, sizes), each checked as :func:`check_int`.
+
+    Args:
+        length: the exact number of entries, or None for any (but at least one).
+        minimum, maximum: bounds of every entry (default: positive integers).
+        allow_scalar: a single int stands for ``length`` copies of itself (``input_size: 32`` = ``(32, 32)``).
+
+    Entries are named ``name[i]`` in messages. A string is not a sequence of ints here.
+
+    Example:
+        >>> check_int_sequence("input_size", 28, length=2, allow_scalar=True)
+        [28, 28]
+        >>> check_int_sequence("shape", (1, 0, 4), length=3)
+        Traceback (most recent call last):
+        ...
+        prunekit.errors.ConfigError: shape[1] must be an integer >= 1, got 0
+    """
+    if allow_scalar and length is not None and isinstance(values, numbers.Integral) and not isinstance(values, bool):
+        values = [values] * length
+    # numpy arrays and tuples are sequences of numbers too; str/bytes/dicts are not what a user meant
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) and not hasattr(values, "tolist"):
+        what = f"{length} integers" if length is not None else "integers"
+        raise error(f"{name} must be a list of {what}, got {values!r}")
+    items = values.tolist() if hasattr(values, "tolist") and not isinstance(values, Sequence) else list(values)
+    if not isinstance(items, list):  # a 0-d array
+        raise error(f"{name} must be a list of integers, got {values!r}")
+    out = [check_int(f"{name}[{i}]", v, minimum=minimum, maximum=maximum, error=error) for i, v in enumerate(items)]
+    if length is not None and len(out) != length:
+        raise error(f"{name} needs {length} entries, got {len(out)}")
+    if not out:
+        raise error(f"{name} must not be empty")
+    return out
 
 
 def check_bool(name: str, value, *, error: type[PrunekitError] = ConfigError) -> bool:

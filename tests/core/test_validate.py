@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from prunekit.errors import ConfigError, DataError
-from prunekit.validate import check_bool, check_choice, check_fraction, check_int, check_number, check_positive
+from prunekit.validate import (
+    check_bool, check_choice, check_fraction, check_int, check_int_sequence, check_number, check_positive,
+)
 
 
 def test_fraction_bounds_and_types():
@@ -57,3 +59,22 @@ def test_bool_and_choice():
     assert check_choice("c", "l2", ["l1", "l2"]) == "l2"
     with pytest.raises(ConfigError, match=r"c must be one of 'l1', 'l2', got 'x'"):
         check_choice("c", "x", ["l1", "l2"])
+
+
+def test_int_sequence():
+    assert check_int_sequence("cfg", (3, np.int64(4))) == [3, 4]
+    assert check_int_sequence("input_size", 28, length=2, allow_scalar=True) == [28, 28]
+    assert check_int_sequence("shape", np.array([1, 8, 8]), length=3) == [1, 8, 8]
+    assert check_int_sequence("pad", [0, 2], minimum=0) == [0, 2]
+    with pytest.raises(ConfigError, match=r"^shape\[1\] must be an integer >= 1, got 0$"):
+        check_int_sequence("shape", (1, 0, 4), length=3)
+    with pytest.raises(ConfigError, match=r"^cfg needs 3 entries, got 2$"):
+        check_int_sequence("cfg", [1, 2], length=3)
+    with pytest.raises(ConfigError, match=r"^cfg must not be empty$"):
+        check_int_sequence("cfg", [])
+    with pytest.raises(DataError, match=r"^size must be a list of 2 integers, got '32'$"):
+        check_int_sequence("size", "32", length=2, allow_scalar=True, error=DataError)
+    with pytest.raises(ConfigError, match=r"must be a list of integers, got 5"):
+        check_int_sequence("cfg", 5)  # a scalar only where allow_scalar says so
+    with pytest.raises(ConfigError, match=r"cfg\[0\] must be an integer, got True"):
+        check_int_sequence("cfg", [True])

@@ -156,7 +156,8 @@ def test_width_mult_scales_channels():
     assert net.stem[0].out_channels == 16 and net.classifier.in_features == 1280  # head never shrinks
     net = create("mobilenet_v1", width_mult=0.75)
     assert net.stem[0].out_channels == 24 and net.classifier.in_features == 768
-    with pytest.raises(ConfigError, match="'width_mult' must be a positive number"):
+    # the one validation module's wording for a positive number: the open interval (0, inf)
+    with pytest.raises(ConfigError, match=r"'width_mult' must be a number in \(0, inf\), got 0"):
         create("mobilenet_v1", width_mult=0)
 
 

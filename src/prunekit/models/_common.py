@@ -1,17 +1,19 @@
 """Small helpers shared by the zoo's architectures.
 
-Validation helpers raise :class:`prunekit.errors.ConfigError` naming the
-architecture and the offending option, so a typo in ``create(..., widht_mult=0.5)``
-fails loudly instead of being ignored.
+Option checks go through :mod:`prunekit.validate` with the option named as
+``option(arch, key)`` (``"resnet20: option 'widths'"``), and unknown options are
+rejected, so a typo in ``create(..., widht_mult=0.5)`` fails loudly instead of
+being ignored.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import torch
 from torch import nn
 
 from prunekit.errors import ConfigError
+from prunekit.validate import check_int_sequence
 
 
 # --------------------------------------------------------------------------- pure helpers
@@ -76,59 +78,15 @@ def reject_unknown(arch: str, opts: dict, accepted: Iterable[str]) -> None:
         raise ConfigError(f"{arch}: unknown option(s) {names}; accepted: num_classes, in_channels, {known}")
 
 
-def check_positive_int(arch: str, key: str, value) -> int:
-    """``value`` as an int, or ConfigError if it is not a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{arch}: option {key!r} must be a positive integer, got {value!r}")
-    return value
-
-
-def check_width_mult(arch: str, value) -> float:
-    """A positive width multiplier, or ConfigError naming the option."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{arch}: option 'width_mult' must be a positive number, got {value!r}")
-    return float(value)
-
-
-def check_bool(arch: str, key: str, value) -> bool:
-    """``value`` if it is a bool, else ConfigError naming the option."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"{arch}: option {key!r} must be true or false, got {value!r}")
-    return value
-
-
-def check_dropout(arch: str, value) -> float:
-    """A dropout probability in [0, 1), else ConfigError naming the option."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ConfigError(f"{arch}: option 'dropout' must be in [0, 1), got {value!r}")
-    return float(value)
-
-
-def check_int_list(arch: str, key: str, values, length: int | None = None) -> list[int]:
-    """``values`` as a list of positive ints (optionally of a given length), else ConfigError."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise ConfigError(f"{arch}: option {key!r} must be a list of positive integers, got {values!r}")
-    out = []
-    for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{arch}: option {key!r}[{i}] must be a positive integer, got {v!r}")
-        out.append(v)
-    if length is not None and len(out) != length:
-        raise ConfigError(f"{arch}: option {key!r} needs {length} entries, got {len(out)}")
-    if not out:
-        raise ConfigError(f"{arch}: option {key!r} must not be empty")
-    return out
+def option(arch: str, key: str) -> str:
+    """How an architecture option is named in error messages: ``"resnet20: option 'widths'"``."""
+    return f"{arch}: option {key!r}"
 
 
 def check_input_size(arch: str, value) -> tuple[int, int]:
-    """``value`` as an (height, width) pair of positive ints, else ConfigError."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    try:
-        h, w = value
-    except (TypeError, ValueError):
-        raise ConfigError(f"{arch}: option 'input_size' must be (height, width), got {value!r}") from None
-    return (check_positive_int(arch, "input_size", h), check_positive_int(arch, "input_size", w))
+    """``value`` (an int or a (height, width) pair of positive ints) as a pair, else ConfigError."""
+    h, w = check_int_sequence(option(arch, "input_size"), value, length=2, allow_scalar=True)
+    return h, w
 
 
 # --------------------------------------------------------------------------- module helpers

@@ -15,9 +15,8 @@ from __future__ import annotations
 from torch import nn
 
 from prunekit.errors import ConfigError
-from prunekit.models._common import (
-    check_input_size, check_int_list, conv_out_size, init_weights, reject_unknown,
-)
+from prunekit.models._common import check_input_size, conv_out_size, init_weights, option, reject_unknown
+from prunekit.validate import check_int_sequence
 from prunekit.models.registry import register_model
 
 _MNIST = (28, 28)
@@ -64,7 +63,7 @@ def lenet300_100(num_classes=10, in_channels=3, input_size=_MNIST, *, hidden=(30
     """
     reject_unknown("lenet300_100", opts, ["input_size", "hidden"])
     h, w = check_input_size("lenet300_100", input_size)
-    hidden = check_int_list("lenet300_100", "hidden", hidden)
+    hidden = check_int_sequence(option("lenet300_100", "hidden"), hidden)
     return MLP(in_channels * h * w, hidden, num_classes)
 
 
@@ -118,7 +117,7 @@ def lenet5(num_classes=10, in_channels=3, input_size=_MNIST, *, cfg=(6, 16, 120,
     """
     reject_unknown("lenet5", opts, ["input_size", "cfg"])
     size = check_input_size("lenet5", input_size)
-    cfg = check_int_list("lenet5", "cfg", cfg, length=4)
+    cfg = check_int_sequence(option("lenet5", "cfg"), cfg, length=4)
     return LeNet5(num_classes, in_channels, size, cfg)
 
 
@@ -172,5 +171,5 @@ def convnet3(num_classes=10, in_channels=3, input_size=_MNIST, *, cfg=(32, 64, 6
     """
     reject_unknown("convnet3", opts, ["input_size", "cfg"])
     size = check_input_size("convnet3", input_size)
-    cfg = check_int_list("convnet3", "cfg", cfg, length=3)
+    cfg = check_int_sequence(option("convnet3", "cfg"), cfg, length=3)
     return ConvNet3(num_classes, in_channels, size, cfg)

@@ -19,9 +19,8 @@ from __future__ import annotations
 from torch import nn
 
 from prunekit.errors import ConfigError
-from prunekit.models._common import (
-    check_bool, check_dropout, check_int_list, check_width_mult, conv_bn_relu, init_weights, make_divisible, reject_unknown,
-)
+from prunekit.models._common import conv_bn_relu, init_weights, make_divisible, option, reject_unknown
+from prunekit.validate import check_bool, check_fraction, check_int_sequence, check_positive
 from prunekit.models.registry import register_model
 
 #: MobileNet v1 body: (output channels, stride) of the 13 depthwise-separable blocks.
@@ -86,14 +85,14 @@ def mobilenet_v1(num_classes=10, in_channels=3, *, width_mult=1.0, small_input=F
             configuration; excludes ``width_mult``.
     """
     reject_unknown("mobilenet_v1", opts, ["width_mult", "small_input", "cfg"])
-    width_mult = check_width_mult("mobilenet_v1", width_mult)
-    small_input = check_bool("mobilenet_v1", "small_input", small_input)
+    width_mult = check_positive(option("mobilenet_v1", "width_mult"), width_mult)
+    small_input = check_bool(option("mobilenet_v1", "small_input"), small_input)
     if cfg is None:
         widths = [make_divisible(c * width_mult, 8) for c in (32, *(c for c, _ in V1_BLOCKS))]
     else:
         if width_mult != 1.0:
             raise ConfigError("mobilenet_v1: give either 'cfg' or 'width_mult', not both")
-        widths = check_int_list("mobilenet_v1", "cfg", cfg, length=1 + len(V1_BLOCKS))
+        widths = check_int_sequence(option("mobilenet_v1", "cfg"), cfg, length=1 + len(V1_BLOCKS))
     return MobileNetV1(widths, num_classes, in_channels, small_input)
 
 
@@ -169,6 +168,7 @@ def mobilenet_v2(num_classes=10, in_channels=3, *, width_mult=1.0, small_input=F
         dropout: dropout probability before the classifier (0.2 as in the paper's training).
     """
     reject_unknown("mobilenet_v2", opts, ["width_mult", "small_input", "dropout"])
-    width_mult = check_width_mult("mobilenet_v2", width_mult)
-    small_input = check_bool("mobilenet_v2", "small_input", small_input)
-    return MobileNetV2(num_classes, in_channels, width_mult, small_input, check_dropout("mobilenet_v2", dropout))
+    width_mult = check_positive(option("mobilenet_v2", "width_mult"), width_mult)
+    small_input = check_bool(option("mobilenet_v2", "small_input"), small_input)
+    dropout = check_fraction(option("mobilenet_v2", "dropout"), dropout)
+    return MobileNetV2(num_classes, in_channels, width_mult, small_input, dropout)

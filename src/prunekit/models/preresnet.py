@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from prunekit.models._common import check_int_list, init_weights, reject_unknown
+from prunekit.models._common import init_weights, option, reject_unknown
+from prunekit.validate import check_int_sequence
 from prunekit.models.registry import register_model
 
 
@@ -103,7 +104,7 @@ def preresnet164(num_classes=10, in_channels=3, *, widths=(16, 32, 64), cfg=None
         cfg: 108 per-block inner widths (``[conv1_out, conv2_out]`` per block).
     """
     reject_unknown("preresnet164", opts, ["widths", "cfg"])
-    widths = check_int_list("preresnet164", "widths", widths, length=3)
+    widths = check_int_sequence(option("preresnet164", "widths"), widths, length=3)
     if cfg is not None:
-        cfg = check_int_list("preresnet164", "cfg", cfg, length=2 * 3 * 18)
+        cfg = check_int_sequence(option("preresnet164", "cfg"), cfg, length=2 * 3 * 18)
     return PreResNet(164, num_classes, in_channels, tuple(widths), cfg)

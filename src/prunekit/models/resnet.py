@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from prunekit.models._common import (
-    check_bool, check_int_list, check_width_mult, init_weights, make_divisible, reject_unknown,
-)
+from prunekit.models._common import init_weights, make_divisible, option, reject_unknown
+from prunekit.validate import check_bool, check_int_sequence, check_positive
 from prunekit.models.registry import register_model
 
 
@@ -131,9 +130,9 @@ def _cifar_resnet(depth: int):
 
     def build(num_classes=10, in_channels=3, *, widths=(16, 32, 64), cfg=None, **opts):
         reject_unknown(arch, opts, ["widths", "cfg"])
-        widths = check_int_list(arch, "widths", widths, length=3)
+        widths = check_int_sequence(option(arch, "widths"), widths, length=3)
         if cfg is not None:
-            cfg = check_int_list(arch, "cfg", cfg, length=3 * n)
+            cfg = check_int_sequence(option(arch, "cfg"), cfg, length=3 * n)
         return CifarResNet(depth, num_classes, in_channels, tuple(widths), cfg)
 
     build.__name__ = build.__qualname__ = arch
@@ -204,8 +203,8 @@ class ResNet(nn.Module):
 def _imagenet_resnet(arch: str, block: str, layers: tuple[int, ...]):
     def build(num_classes=10, in_channels=3, *, width_mult=1.0, small_input=False, **opts):
         reject_unknown(arch, opts, ["width_mult", "small_input"])
-        width_mult = check_width_mult(arch, width_mult)
-        small_input = check_bool(arch, "small_input", small_input)
+        width_mult = check_positive(option(arch, "width_mult"), width_mult)
+        small_input = check_bool(option(arch, "small_input"), small_input)
         return ResNet(block, layers, num_classes, in_channels, width_mult, small_input)
 
     build.__name__ = build.__qualname__ = arch

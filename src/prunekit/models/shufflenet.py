@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 from prunekit.errors import ConfigError
-from prunekit.models._common import (
-    channel_shuffle, check_bool, check_width_mult, init_weights, make_divisible, reject_unknown,
-)
+from prunekit.models._common import channel_shuffle, init_weights, make_divisible, option, reject_unknown
+from prunekit.validate import check_bool, check_choice, check_int, check_positive
 from prunekit.models.registry import register_model
 
 #: Output channels of stages 2-4 for each group count (paper, Table 1).
@@ -122,8 +121,9 @@ def shufflenet_v1(num_classes=10, in_channels=3, *, groups=3, width_mult=1.0, sm
         small_input: stem stride 1 without max pool.
     """
     reject_unknown("shufflenet_v1", opts, ["groups", "width_mult", "small_input"])
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups not in STAGE_WIDTHS:
-        raise ConfigError(f"shufflenet_v1: option 'groups' must be one of {sorted(STAGE_WIDTHS)}, got {groups!r}")
-    width_mult = check_width_mult("shufflenet_v1", width_mult)
-    small_input = check_bool("shufflenet_v1", "small_input", small_input)
+    # an integer first: True == 1 would otherwise pass as one of the choices
+    groups = check_choice(option("shufflenet_v1", "groups"), check_int(option("shufflenet_v1", "groups"), groups),
+                          sorted(STAGE_WIDTHS))
+    width_mult = check_positive(option("shufflenet_v1", "width_mult"), width_mult)
+    small_input = check_bool(option("shufflenet_v1", "small_input"), small_input)
     return ShuffleNetV1(num_classes, in_channels, groups, width_mult, small_input)

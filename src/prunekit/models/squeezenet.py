@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from prunekit.models._common import check_dropout, reject_unknown
+from prunekit.models._common import option, reject_unknown
+from prunekit.validate import check_fraction
 from prunekit.models.registry import register_model
 
 
@@ -97,4 +98,4 @@ def squeezenet1_1(num_classes=10, in_channels=3, *, dropout=0.5, **opts):
         dropout: dropout probability before the classifier conv.
     """
     reject_unknown("squeezenet1_1", opts, ["dropout"])
-    return SqueezeNet(num_classes, in_channels, check_dropout("squeezenet1_1", dropout))
+    return SqueezeNet(num_classes, in_channels, check_fraction(option("squeezenet1_1", "dropout"), dropout))

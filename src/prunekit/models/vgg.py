@@ -17,6 +17,7 @@ from torch import nn
 
 from prunekit.errors import ConfigError
 from prunekit.models._common import init_weights, reject_unknown
+from prunekit.validate import check_int
 from prunekit.models.registry import register_model
 
 #: Default channel configurations ('M' = 2x2 max pool), as in Network Slimming.
@@ -37,10 +38,13 @@ def check_vgg_cfg(arch: str, cfg) -> list:
         raise ConfigError(f"{arch}: option 'cfg' must be a list of channel counts and 'M', got {cfg!r}")
     out = []
     for i, v in enumerate(cfg):
-        if v == "M" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        if v == "M":
             out.append(v)
-        else:
-            raise ConfigError(f"{arch}: option 'cfg'[{i}] must be a positive integer or 'M', got {v!r}")
+            continue
+        try:
+            out.append(check_int(f"{arch}: option 'cfg'[{i}]", v))
+        except ConfigError:  # the same check, with the message saying 'M' is allowed too
+            raise ConfigError(f"{arch}: option 'cfg'[{i}] must be a positive integer or 'M', got {v!r}") from None
     if not any(v != "M" for v in out):
         raise ConfigError(f"{arch}: option 'cfg' has no convolution (only 'M' entries)")
     return out
