@@ -104,7 +104,7 @@ def test_split_train_val_errors():
     x, y = torch.zeros(5, 1), torch.tensor([0, 0, 0, 0, 1])
     with pytest.raises(DataError, match="cannot make a stratified split"):
         split_train_val(x, y, 0.4, seed=0)
-    with pytest.raises(DataError, match=r"fraction must be in \(0, 1\)"):
+    with pytest.raises(DataError, match=r"split fraction must be a number in \(0, 1\), got 1.5"):
         split_train_val(x, y, 1.5, seed=0)
     with pytest.raises(DataError, match="x has 5 samples but y has 4"):
         split_train_val(x, y[:4], 0.5, seed=0)

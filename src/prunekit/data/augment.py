@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.registry import Registry
+from prunekit.validate import check_fraction, check_int, check_int_sequence
 
 AUGMENTS: Registry[type] = Registry("augmentation")
 
@@ -59,10 +60,8 @@ class Augment:
 
 
 def _pair(value, name: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise PrunekitError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return pair
+    h, w = check_int_sequence(name, value, length=2, minimum=None, allow_scalar=True, error=PrunekitError)
+    return h, w
 
 
 @AUGMENTS.register("random_crop")
@@ -88,9 +87,7 @@ class RandomCrop(Augment):
 
     def __init__(self, size=None, padding=0, fill: float = 0.0) -> None:
         self.size = None if size is None else _pair(size, "RandomCrop size")
-        if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-            raise PrunekitError(f"RandomCrop padding must be an int >= 0, got {padding!r}")
-        self.padding = padding
+        self.padding = check_int("RandomCrop padding", padding, minimum=0, error=PrunekitError)
         if self.size is not None and min(self.size) < 1:
             raise PrunekitError(f"RandomCrop size must be positive, got {size!r}")
         self.fill = float(fill)
@@ -125,9 +122,7 @@ class RandomHorizontalFlip(Augment):
     kind = "random_hflip"
 
     def __init__(self, p: float = 0.5) -> None:
-        if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-            raise PrunekitError(f"RandomHorizontalFlip p must be in [0, 1], got {p!r}")
-        self.p = float(p)
+        self.p = check_fraction("RandomHorizontalFlip p", p, allow_one=True, error=PrunekitError)
 
     def params(self) -> dict:
         return {"p": self.p}

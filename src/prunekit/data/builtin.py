@@ -12,6 +12,7 @@ import numpy as np
 from prunekit.data.registry import register_dataset
 from prunekit.data.splits import DatasetSplits, make_splits, stratified_indices
 from prunekit.errors import DataError
+from prunekit.validate import check_fraction, check_int, check_int_sequence
 
 # The mnist5k split is fixed forever: 1,000 test images (100 per class), seed 0.
 MNIST5K_TEST_SIZE = 1000
@@ -95,12 +96,6 @@ def digits(normalize: bool = True) -> DatasetSplits:
                        class_names=[str(d) for d in range(10)])
 
 
-def _check_positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise DataError(f"synthetic: {name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 @register_dataset("synthetic", description="random class-dependent images of any shape (for tests and timing)")
 def synthetic(num_samples: int = 1000, num_classes: int = 10, shape=(3, 32, 32), seed: int = 0,
               test_fraction: float = 0.2, noise: float = 1.0, normalize: bool = True) -> DatasetSplits:
@@ -123,15 +118,12 @@ def synthetic(num_samples: int = 1000, num_classes: int = 10, shape=(3, 32, 32),
     import torch
     import torch.nn.functional as F
 
-    n = _check_positive_int("num_samples", num_samples, 2)
-    k = _check_positive_int("num_classes", num_classes, 1)
-    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
-        raise DataError(f"synthetic: shape must be (C, H, W), got {shape!r}")
-    c, h, w = (_check_positive_int("shape", v) for v in shape)
-    if not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
-        raise DataError(f"synthetic: test_fraction must be in (0, 1), got {test_fraction!r}")
+    n = check_int("synthetic: num_samples", num_samples, minimum=2, error=DataError)
+    k = check_int("synthetic: num_classes", num_classes, minimum=1, error=DataError)
+    c, h, w = check_int_sequence("synthetic: shape (C, H, W)", shape, length=3, error=DataError)
+    test_fraction = check_fraction("synthetic: test_fraction", test_fraction, allow_zero=False, error=DataError)
     n_test = min(max(round(n * test_fraction), 1), n - 1)
-    g = torch.Generator().manual_seed(_check_positive_int("seed", seed, 0))
+    g = torch.Generator().manual_seed(check_int("synthetic: seed", seed, minimum=0, error=DataError))
     low = torch.randn(k, c, max(1, h // 8), max(1, w // 8), generator=g)
     protos = F.interpolate(low, size=(h, w), mode="bilinear", align_corners=False)
 

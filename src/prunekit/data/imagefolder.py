@@ -17,6 +17,7 @@ import numpy as np
 from prunekit.data.registry import register_dataset
 from prunekit.data.splits import DatasetSplits, make_splits, stratified_indices
 from prunekit.errors import DataError
+from prunekit.validate import check_int_sequence
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
@@ -43,10 +44,9 @@ def _scan(root: Path) -> dict[str, list[Path]]:
 def _size(image_size) -> tuple[int, int] | None:
     if image_size is None:
         return None
-    size = (image_size, image_size) if isinstance(image_size, int) else image_size
-    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-        raise DataError(f"imagefolder: image_size must be an int or (height, width), got {image_size!r}")
-    return tuple(size)
+    h, w = check_int_sequence("imagefolder: image_size (an int or height, width)", image_size, length=2,
+                              allow_scalar=True, error=DataError)
+    return h, w
 
 
 def read_images(files: list[Path], size: tuple[int, int] | None, grayscale: bool,

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from prunekit.errors import DataError, PrunekitError
+from prunekit.validate import check_int
 
 
 def derive_seed(*key: int) -> int:
@@ -70,8 +71,7 @@ class TensorLoader:
             raise DataError(f"TensorLoader: x has {len(x)} samples but y has {len(y)}")
         for name, value, low in (("batch_size", batch_size, 1), ("world_size", world_size, 1),
                                  ("seed", seed, 0), ("rank", rank, 0)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise PrunekitError(f"TensorLoader: {name} must be an integer >= {low}, got {value!r}")
+            check_int(f"TensorLoader: {name}", value, minimum=low, error=PrunekitError)
         if rank >= world_size:
             raise PrunekitError(f"TensorLoader: rank {rank} is not below world_size {world_size}")
         if augment is not None and not callable(augment):
@@ -92,8 +92,7 @@ class TensorLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration use ``epoch`` (its shuffle order and augmentation)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise PrunekitError(f"TensorLoader: epoch must be an integer >= 0, got {epoch!r}")
+        check_int("TensorLoader: epoch", epoch, minimum=0, error=PrunekitError)
         self._epoch = epoch
 
     @property

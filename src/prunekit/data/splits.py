@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from prunekit.errors import DataError
+from prunekit.validate import check_fraction, check_int
 
 # What default_augment does depends on the kind of images, not on the loader:
 # "digits" must not be flipped, "natural" photos may be.
@@ -147,14 +149,10 @@ def stratified_indices(y: Sequence[int] | np.ndarray, test_size: float | int,
 
     labels = np.asarray(y)
     n = len(labels)
-    if isinstance(test_size, np.integer):
-        test_size = int(test_size)
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, float)):
-        raise DataError(f"{what}: split size must be a fraction or a count, got {test_size!r}")
-    if isinstance(test_size, float) and not 0.0 < test_size < 1.0:
-        raise DataError(f"{what}: split fraction must be in (0, 1), got {test_size}")
-    if isinstance(test_size, int) and not 0 < test_size < n:
-        raise DataError(f"{what}: split count must be in [1, {n - 1}], got {test_size}")
+    if isinstance(test_size, numbers.Integral) and not isinstance(test_size, bool):  # a count (numpy ints too)
+        test_size = check_int(f"{what}: split count", test_size, minimum=1, maximum=n - 1, error=DataError)
+    else:  # anything else must be a fraction
+        test_size = check_fraction(f"{what}: split fraction", test_size, allow_zero=False, error=DataError)
     try:
         train_idx, test_idx = train_test_split(np.arange(n), test_size=test_size,
                                                random_state=seed, stratify=labels)
