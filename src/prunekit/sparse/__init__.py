@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import importlib
 
-from prunekit.sparse.apply import MaskGuard, apply_masks, zero_masked_grads
+from prunekit.sparse.apply import MaskedParams, MaskGuard, apply_masks, zero_masked_grads
 from prunekit.sparse.ckpt import load_with_masks, masks_from_train_state, save_with_masks
 from prunekit.sparse.export import (
     SparseCheckpoint, from_sparse_state_dict, load_sparse, save_sparse, sparse_nbytes, to_sparse_state_dict,
@@ -58,7 +58,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "LayerSparsity", "MaskCallback", "MaskGuard", "SparseCheckpoint", "SparseLinear", "SparsityReport",
+    "LayerSparsity", "MaskCallback", "MaskGuard", "MaskedParams", "SparseCheckpoint", "SparseLinear", "SparsityReport",
     "apply_masks", "check_masks", "fraction_for_target", "from_sparse_state_dict", "intersect_masks",
     "iterative_schedule", "load_sparse", "load_with_masks", "magnitude_masks", "masks_from_train_state",
     "masks_sparsity", "prunable_names", "quality_for_sparsity", "save_sparse", "save_with_masks",

@@ -61,12 +61,13 @@ def zero_masked_grads(model, masks: Mapping) -> None:
             p.grad.masked_fill_(~m, 0.0)
 
 
-class _MaskedParams:
+class MaskedParams:
     """Pre-resolved (parameter, float mask) lists so the per-step work is one fused multiply.
 
     Multiplying by a float 0/1 mask with ``torch._foreach_mul_`` is one kernel
     launch for all layers; this is what keeps the masking overhead of a
-    LeNet-300-100 step small (see ``bench/sparse_overhead.py``).
+    LeNet-300-100 step small (see ``bench/sparse_overhead.py``). Used by
+    :class:`MaskGuard` and :class:`~prunekit.sparse.callbacks.MaskCallback`.
     """
 
     def __init__(self, model, masks: Mapping) -> None:
@@ -127,7 +128,7 @@ class MaskGuard:
         """Apply the masks and install the hooks (idempotent)."""
         if self._handles:
             return self
-        self._masked = _MaskedParams(self.model, self.masks)
+        self._masked = MaskedParams(self.model, self.masks)
         self._masked.zero_weights()
         for p, f in zip(self._masked.params, self._masked.factors):
             # Runs once the gradient is accumulated into p.grad, so it can be masked in place

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from prunekit.sparse.apply import _MaskedParams
+from prunekit.sparse.apply import MaskedParams
 from prunekit.sparse.masks import check_masks, masks_sparsity
 from prunekit.train.callbacks import Callback
 
@@ -34,14 +34,14 @@ class MaskCallback(Callback):
 
     def __init__(self, masks: Mapping) -> None:
         self.masks = {k: v for k, v in masks.items()}
-        self._masked: _MaskedParams | None = None
+        self._masked: MaskedParams | None = None
         self._model = None
 
     def bind(self, model) -> None:
         """Resolve the masked parameters of ``model`` and zero the pruned weights."""
         check_masks(dict(model.named_parameters()), self.masks)
         self._model = model
-        self._masked = _MaskedParams(model, self.masks)
+        self._masked = MaskedParams(model, self.masks)
         self._masked.zero_weights()
 
     def set_masks(self, masks: Mapping) -> None:

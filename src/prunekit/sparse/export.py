@@ -38,6 +38,7 @@ from typing import Any, Mapping
 
 from prunekit.errors import CheckpointError, PrunekitError
 from prunekit.sparse.masks import check_masks
+from prunekit.validate import check_choice
 
 STATE_FORMAT = "prunekit.sparse_state"
 FILE_FORMAT = "prunekit.sparse_checkpoint"
@@ -72,8 +73,7 @@ def encode_tensor(t, mask, layout: str = "coo") -> dict:
     """
     import torch
 
-    if layout not in LAYOUTS:
-        raise PrunekitError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    check_choice("layout", layout, LAYOUTS, error=PrunekitError)
     t = t.detach().cpu()
     mask = mask.cpu()
     shape = list(t.shape)
@@ -144,8 +144,7 @@ def to_sparse_state_dict(model_or_state, masks: Mapping, layout: str = "coo") ->
     """
     state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else dict(model_or_state)
     check_masks(state, masks)
-    if layout not in LAYOUTS:
-        raise PrunekitError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    check_choice("layout", layout, LAYOUTS, error=PrunekitError)
     dense = {k: v.detach().cpu() for k, v in state.items() if k not in masks}
     sparse = {k: encode_tensor(state[k], masks[k], layout) for k in masks}
     return {"format": STATE_FORMAT, "version": VERSION, "layout": layout, "dense": dense, "sparse": sparse}

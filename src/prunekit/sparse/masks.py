@@ -26,6 +26,7 @@ import math
 from typing import Iterable, Mapping, Union
 
 from prunekit.errors import PrunekitError
+from prunekit.validate import check_choice, check_fraction, check_int, check_number
 
 Masks = dict  # dict[str, torch.BoolTensor]; kept as a plain alias so annotations stay import-free
 SparsityArg = Union[float, Mapping[str, float]]
@@ -104,12 +105,6 @@ def check_masks(params: Mapping, masks: Mapping) -> None:
                                 f"{tuple(params[name].shape)}")
 
 
-def _check_fraction(p: float, what: str) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
-        raise PrunekitError(f"{what} must be a number in [0, 1], got {p!r}")
-    return float(p)
-
-
 def _n_prune(p: float, n: int) -> int:
     # Round half up (not Python's banker's rounding) so counts are predictable.
     return min(n, int(math.floor(p * n + 0.5)))
@@ -164,17 +159,17 @@ def magnitude_masks(model_or_params, sparsity: SparsityArg, scope: str = "layer"
     params = select_params(model_or_params, layers)
     existing = dict(existing or {})
     check_masks(params, {k: v for k, v in existing.items() if k in params})
-    if scope not in ("layer", "global"):
-        raise PrunekitError(f"scope must be 'layer' or 'global', got {scope!r}")
+    check_choice("scope", scope, ("layer", "global"), error=PrunekitError)
     if isinstance(sparsity, Mapping):
         if scope != "layer":
             raise PrunekitError("a per-layer sparsity dict needs scope='layer'")
         unknown = sorted(set(sparsity) - set(params))
         if unknown:
             raise PrunekitError(f"sparsity given for unknown or unselected layer(s) {unknown}")
-        per_layer = {n: _check_fraction(p, f"sparsity[{n!r}]") for n, p in sparsity.items()}
+        per_layer = {n: check_fraction(f"sparsity[{n!r}]", p, allow_one=True, error=PrunekitError)
+                     for n, p in sparsity.items()}
     else:
-        p = _check_fraction(sparsity, "sparsity")
+        p = check_fraction("sparsity", sparsity, allow_one=True, error=PrunekitError)
         per_layer = {n: p for n in params}
 
     masks = {}
@@ -246,8 +241,7 @@ def std_threshold_masks(model_or_params, quality: SparsityArg, layers: Iterable[
             masks[name] = alive.clone()
             continue
         q = per_layer[name]
-        if isinstance(q, bool) or not isinstance(q, (int, float)) or q < 0:
-            raise PrunekitError(f"quality for {name!r} must be a non-negative number, got {q!r}")
+        check_number(f"quality for {name!r}", q, minimum=0, error=PrunekitError)
         vals = w[alive].to(torch.float64)
         if vals.numel() < 2:
             masks[name] = alive.clone()
@@ -268,7 +262,7 @@ def quality_for_sparsity(model_or_params, target_sparsity: float, layers: Iterab
     sparsity is within one weight per layer of ``target`` in practice (the
     count is a step function of ``q``); ``tol`` bounds the bisection width.
     """
-    t = _check_fraction(target_sparsity, "target_sparsity")
+    t = check_fraction("target_sparsity", target_sparsity, allow_one=True, error=PrunekitError)
 
     def sparsity_at(q: float) -> float:
         return masks_sparsity(std_threshold_masks(model_or_params, q, layers=layers, existing=existing))
@@ -294,8 +288,8 @@ def fraction_for_target(current_sparsity: float, target_sparsity: float) -> floa
         >>> fraction_for_target(0.5, 0.75)
         0.5
     """
-    c = _check_fraction(current_sparsity, "current_sparsity")
-    t = _check_fraction(target_sparsity, "target_sparsity")
+    c = check_fraction("current_sparsity", current_sparsity, allow_one=True, error=PrunekitError)
+    t = check_fraction("target_sparsity", target_sparsity, allow_one=True, error=PrunekitError)
     if t < c:
         raise PrunekitError(f"target sparsity {t} is below the current sparsity {c}; pruning never revives weights")
     if c >= 1.0:
@@ -314,9 +308,8 @@ def iterative_schedule(target_sparsity: float, rounds: int) -> list[float]:
         >>> iterative_schedule(0.75, 2)
         [0.5, 0.75]
     """
-    t = _check_fraction(target_sparsity, "target_sparsity")
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise PrunekitError(f"rounds must be a positive integer, got {rounds!r}")
+    t = check_fraction("target_sparsity", target_sparsity, allow_one=True, error=PrunekitError)
+    check_int("rounds", rounds, error=PrunekitError)
     out = [1.0 - (1.0 - t) ** (i / rounds) for i in range(1, rounds)]
     return out + [t]
 
