@@ -51,6 +51,7 @@ from torch import nn
 from prunekit.binary.layers import BINARY_LAYERS, BinaryConv2d, BinaryLinear, check_mode
 from prunekit.errors import CheckpointError, ConfigError
 from prunekit.surgery import replace_module
+from prunekit.validate import check_bool
 
 TRANSFORM_KIND = "binarize"
 
@@ -82,8 +83,7 @@ class BinarizeOptions:
     def __post_init__(self):
         check_mode(self.mode)
         for key in ("keep_first_last", "reorder"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"binarize option {key!r} must be true or false, got {getattr(self, key)!r}")
+            check_bool(f"binarize option {key!r}", getattr(self, key))
         if isinstance(self.exclude, str) or not all(isinstance(e, str) for e in self.exclude):
             raise ConfigError(f"binarize option 'exclude' must be a list of layer names, got {self.exclude!r}")
         object.__setattr__(self, "exclude", tuple(self.exclude))

@@ -30,15 +30,14 @@ from torch import nn
 from prunekit.binary import functional as BF
 from prunekit.errors import ConfigError
 from prunekit.measure.macs import register_op_counter
+from prunekit.validate import check_choice
 
 MODES = ("bwn", "xnor")
 
 
 def check_mode(mode: str) -> str:
     """Return ``mode`` if it is ``"bwn"`` or ``"xnor"``; raise ConfigError otherwise."""
-    if mode not in MODES:
-        raise ConfigError(f"binarization mode must be one of {', '.join(MODES)}; got {mode!r}")
-    return mode
+    return check_choice("binarization mode", mode, MODES)
 
 
 class BinaryConv2d(nn.Conv2d):
