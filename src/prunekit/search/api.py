@@ -32,6 +32,7 @@ from typing import Optional
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.search.evolution import EvolutionConfig
 from prunekit.train import FinetuneConfig, as_finetune, finetune_field
+from prunekit.validate import check_choice, check_fraction, check_int, check_positive
 
 METHODS = ("metapruning", "autoslim")
 
@@ -130,34 +131,20 @@ class SearchConfig:
     latency_table: Optional[str] = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
-        if self.init not in ("original", "supernet", "scratch"):
-            raise ConfigError(f"init must be 'original', 'supernet' or 'scratch', got {self.init!r}")
+        check_choice("method", self.method, METHODS)
+        check_choice("init", self.init, ("original", "supernet", "scratch"))
         for k in ("macs", "params"):
-            v = getattr(self, k)
-            if v is not None and (isinstance(v, bool) or not 0.0 < float(v) <= 1.0):
-                raise ConfigError(f"{k} must be a fraction in (0, 1], got {v!r}")
-        if self.latency_ms is not None and not float(self.latency_ms) > 0:
-            raise ConfigError(f"latency_ms must be positive, got {self.latency_ms!r}")
-        if isinstance(self.budget_floor, bool) or not 0.0 <= float(self.budget_floor) < 1.0:
-            raise ConfigError(f"budget_floor must be a fraction in [0, 1), got {self.budget_floor!r}")
-        if self.latency_mode not in ("median", "fastest"):
-            raise ConfigError(f"latency_mode must be 'median' or 'fastest', got {self.latency_mode!r}")
-        if isinstance(self.latency_rounds, bool) or not isinstance(self.latency_rounds, int) or self.latency_rounds < 1:
-            raise ConfigError(f"latency_rounds must be a positive integer, got {self.latency_rounds!r}")
+            check_fraction(k, getattr(self, k), allow_zero=False, allow_one=True, allow_none=True)
+        check_positive("latency_ms", self.latency_ms, allow_none=True)
+        check_fraction("budget_floor", self.budget_floor)
+        check_choice("latency_mode", self.latency_mode, ("median", "fastest"))
+        check_int("latency_rounds", self.latency_rounds)
         if self.macs is None and self.params is None and self.latency_ms is None:
             raise ConfigError("give a budget: macs, params and/or latency_ms")
-        if isinstance(self.greedy_moves, bool) or not isinstance(self.greedy_moves, int) or self.greedy_moves < 1:
-            raise ConfigError(f"greedy_moves must be a positive integer, got {self.greedy_moves!r}")
-        for k in ("hidden", "rank"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"{k} must be a positive integer, got {v!r}")
-        if self.workers is not None and (isinstance(self.workers, bool) or self.workers < 1):
-            raise ConfigError(f"workers must be a positive integer, got {self.workers!r}")
-        if not 0.0 < float(self.val_fraction) < 1.0:
-            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        for k in ("greedy_moves", "hidden", "rank"):
+            check_int(k, getattr(self, k))
+        check_int("workers", self.workers, allow_none=True)
+        check_fraction("val_fraction", self.val_fraction, allow_zero=False)
         from prunekit.config import from_dict
         from prunekit.train import TrainConfig
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from prunekit.errors import PrunekitError
+from prunekit.validate import check_int
 
 
 def recalibrate_bn(model, batches) -> int:
@@ -104,8 +105,7 @@ class ParallelScorer:
     """
 
     def __init__(self, data: EvalData, workers: int = 1, ray_address: str | None = None) -> None:
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise PrunekitError(f"workers must be a positive integer, got {workers!r}")
+        check_int("workers", workers, error=PrunekitError)
         self.data, self.workers, self.ray_address = data, workers, ray_address
         self._pool = None
         self._ray = None

@@ -18,7 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from prunekit.errors import ConfigError, PrunekitError
+from prunekit.errors import PrunekitError
+from prunekit.validate import check_fraction, check_int
 
 
 @dataclass
@@ -36,15 +37,10 @@ class EvolutionConfig:
 
     def __post_init__(self) -> None:
         for k in ("population", "top_k", "iterations", "max_tries"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ConfigError(f"evolution: {k} must be a positive integer, got {v!r}")
+            check_int(f"evolution: {k}", getattr(self, k))
         for k in ("mutation_num", "crossover_num", "seed"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ConfigError(f"evolution: {k} must be a non-negative integer, got {v!r}")
-        if isinstance(self.mutation_prob, bool) or not 0.0 <= float(self.mutation_prob) <= 1.0:
-            raise ConfigError(f"evolution: mutation_prob must be in [0, 1], got {self.mutation_prob!r}")
+            check_int(f"evolution: {k}", getattr(self, k), minimum=0)
+        check_fraction("evolution: mutation_prob", self.mutation_prob, allow_one=True)
 
 
 # ---------------------------------------------------------------------- pure operators

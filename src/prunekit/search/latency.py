@@ -35,6 +35,7 @@ from pathlib import Path
 import torch
 
 from prunekit.errors import PrunekitError
+from prunekit.validate import check_choice, check_int
 
 BACKENDS = ("torch", "onnxruntime")
 #: "median": each timing is a median (the typical latency); "fastest": the whole grid is timed
@@ -105,12 +106,9 @@ class LatencyTable:
         ``mode="fastest"`` times the whole grid up front in ``rounds`` interleaved passes
         and keeps every entry's fastest pass (and the fastest of the calibration rounds).
         """
-        if mode not in MODES:
-            raise PrunekitError(f"latency table mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise PrunekitError(f"latency table rounds must be a positive integer, got {rounds!r}")
-        if backend not in BACKENDS:
-            raise PrunekitError(f"latency backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        check_choice("latency table mode", mode, MODES, error=PrunekitError)
+        check_int("latency table rounds", rounds, error=PrunekitError)
+        check_choice("latency backend", backend, BACKENDS, error=PrunekitError)
         if backend == "onnxruntime":
             try:
                 import onnxruntime  # noqa: F401

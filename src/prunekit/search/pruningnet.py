@@ -43,6 +43,7 @@ from torch import nn
 
 from prunekit.errors import PrunekitError
 from prunekit.search.evolution import random_encoding
+from prunekit.validate import check_int
 
 
 class _Meta(nn.Module):
@@ -70,12 +71,6 @@ class _Meta(nn.Module):
         return torch.addmv(self.fc2.bias, self.fc2.weight, h).view(self.shape)
 
 
-def _check_width(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise PrunekitError(f"PruningNet: {name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 class PruningNet(nn.Module):
     """Weights of every sub-network of ``space`` generated from its encoding (MetaPruning).
 
@@ -93,7 +88,8 @@ class PruningNet(nn.Module):
 
     def __init__(self, model, space, hidden: int = 32, seed: int = 0, rank: int = 8) -> None:
         super().__init__()
-        hidden, rank = _check_width("hidden", hidden), _check_width("rank", rank)
+        hidden = check_int("PruningNet: hidden", hidden, error=PrunekitError)
+        rank = check_int("PruningNet: rank", rank, error=PrunekitError)
         self.net = copy.deepcopy(model)
         self.space = space
         self.rng = np.random.default_rng(seed)

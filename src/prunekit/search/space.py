@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from prunekit.errors import PrunekitError
+from prunekit.validate import check_fraction, check_int
 
 DEFAULT_RATIOS = tuple(round(0.1 * k, 1) for k in range(1, 11))
 
@@ -89,10 +90,11 @@ class SearchSpace:
         from prunekit.engine.policy import CostModel
 
         ratios = tuple(ratios)
-        if not ratios or any(isinstance(r, bool) or not 0.0 < float(r) <= 1.0 for r in ratios):
-            raise PrunekitError(f"search ratios must be numbers in (0, 1], got {ratios!r}")
-        if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
-            raise PrunekitError(f"round_to must be a positive integer, got {round_to!r}")
+        if not ratios:
+            raise PrunekitError("search ratios must not be empty")
+        for i, r in enumerate(ratios):
+            check_fraction(f"search ratios[{i}]", r, allow_zero=False, allow_one=True, error=PrunekitError)
+        check_int("round_to", round_to, error=PrunekitError)
         ignored = set(ignored_layers or ())
         an = analyze(model, example_inputs)
         groups = [g for g in an.groups if g.size > 1 and not (set(g.producers) & ignored)]
