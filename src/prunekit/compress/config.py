@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar, Literal, Optional, Union
 
 from prunekit.errors import ConfigError
 from prunekit.train import FinetuneConfig, as_finetune, finetune_field
+from prunekit.validate import check_fraction, check_int, check_number
 
 
 @dataclass
@@ -133,16 +135,12 @@ class CompressConfig:
             raise ConfigError(f"lane_len: must be >= 1, got {self.lane_len}")
         if self.prune_sparsity is not None and self.quality is not None:
             raise ConfigError("give at most one of prune_sparsity and quality")
-        for key, ok, rule in (("prune_sparsity", lambda v: 0.0 <= v < 1.0, "in [0, 1)"),
-                              ("quality", lambda v: v >= 0.0, ">= 0")):
+        for key, check in (("prune_sparsity", check_fraction), ("quality", partial(check_number, minimum=0.0))):
             value = getattr(self, key)
             items = value.items() if isinstance(value, dict) else ([(None, value)] if value is not None else [])
             for layer, v in items:
-                where = f"{key}[{layer!r}]" if layer is not None else key
-                if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(float(v)):
-                    raise ConfigError(f"{where}: must be a number {rule}, got {v!r}")
-        if isinstance(self.prune_rounds, bool) or not isinstance(self.prune_rounds, int) or self.prune_rounds < 1:
-            raise ConfigError(f"prune_rounds: must be an integer >= 1, got {self.prune_rounds!r}")
+                check(f"{key}[{layer!r}]" if layer is not None else key, v)
+        check_int("prune_rounds", self.prune_rounds)
         self.retrain = as_finetune(self.retrain, CompressRetrain, "retrain")
         self.finetune = as_finetune(self.finetune, CompressFinetune, "finetune")
 
@@ -162,8 +160,7 @@ class CompressConfig:
 
 
 def _check_bits(name: str, value, lo: int, hi: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{name}: must be an integer in [{lo}, {hi}], got {value!r}")
+    check_int(name, value, minimum=lo, maximum=hi)
 
 
 def _lookup(table: dict, name: str, default: int) -> int:
