@@ -73,6 +73,11 @@ def get_step(name: str) -> Step:
     return STEPS.get(name)
 
 
+def step_names() -> list[str]:
+    """Every recipe step name, built-in (imported on use) or registered, sorted (for help and error texts)."""
+    return sorted(set(_STEP_MODULES) | set(STEPS.names()))
+
+
 @dataclass
 class ModelSource:
     """Where the recipe's model comes from: a checkpoint, or a zoo name built fresh."""

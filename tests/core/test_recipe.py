@@ -176,3 +176,10 @@ def test_structured_admm_step_makes_the_model_smaller_and_reloads(tmp_path):
     reloaded = checkpoint.load(tmp_path / "run" / "model.pt").model.eval()
     x = torch.randn(2, 1, 8, 8)
     assert torch.equal(reloaded(x), state.model.eval()(x))
+
+
+def test_step_names_is_the_public_list_of_steps():
+    from prunekit.recipe import step_names
+
+    assert step_names() == ["binarize", "compress", "eval", "finetune", "profile", "prune", "sparsify", "structured",
+                            "train"]

@@ -6,13 +6,13 @@ import json
 
 def add_parser(subparsers):
     """Register the ``run`` sub-command."""
-    from prunekit.recipe import _STEP_MODULES
+    from prunekit.recipe import step_names
 
     p = subparsers.add_parser(
         "run", help="run a YAML recipe (train, prune, fine-tune, sparsify, compress, binarize, eval)",
         description="Run the steps of a YAML recipe in order and write the final model, the recipe, "
                     "report.json and report.md into the recipe's 'out' directory. "
-                    f"Steps: {', '.join(sorted(_STEP_MODULES))}. See README.md, section 'Recipes'.")
+                    f"Steps: {', '.join(step_names())}. See README.md, section 'Recipes'.")
     p.add_argument("recipe", help="path of the YAML recipe")
     p.add_argument("--overwrite", action="store_true",
                    help="reuse an output directory that already holds files (the previous run's outputs are removed)")
