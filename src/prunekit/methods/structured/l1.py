@@ -17,6 +17,7 @@ import numpy as np
 
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.methods.structured._common import CommonConfig, calib_batch, example_input, skeleton
+from prunekit.validate import check_fraction, check_number
 
 
 @dataclass
@@ -37,10 +38,11 @@ class L1Config(CommonConfig):
 
     def check(self) -> None:
         super().check()
-        if not self.sensitivity_ratios or any(not 0.0 < r < 1.0 for r in self.sensitivity_ratios):
+        if not self.sensitivity_ratios:
             raise ConfigError("config key 'sensitivity_ratios' must be a non-empty list of numbers in (0, 1)")
-        if self.tolerance < 0:
-            raise ConfigError(f"config key 'tolerance' must be >= 0, got {self.tolerance}")
+        for i, r in enumerate(self.sensitivity_ratios):
+            check_fraction(f"config key 'sensitivity_ratios'[{i}]", r, allow_zero=False)
+        check_number("config key 'tolerance'", self.tolerance, minimum=0)
 
 
 def sensitivity_analysis(model, x_eval, y_eval, example, ratios=(0.1, 0.3, 0.5, 0.7, 0.9), base=None,

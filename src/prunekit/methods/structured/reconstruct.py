@@ -43,13 +43,14 @@ import copy
 import warnings
 from dataclasses import dataclass, field
 
-from prunekit.errors import ConfigError, PrunekitError
+from prunekit.errors import PrunekitError
 from prunekit.methods.structured import lasso_math as lm
 from prunekit.methods.structured._common import (CommonConfig, budget_counts, calib_batch, example_input,
                                                  gather_outputs, gather_patches, layer_input, layer_weight,
                                                  plan_from_removed, prunable_layers, sample_positions, skeleton,
                                                  write_reconstructed)
 from prunekit.methods.structured.wide_inputs import joint_counts, wide_input_layers
+from prunekit.validate import check_choice, check_int
 
 #: channel selectors of the reconstruction methods
 SELECTORS = ("lasso", "first_k", "max_response", "thinet")
@@ -83,13 +84,10 @@ class ChannelPruningConfig(CommonConfig):
 
     def check(self) -> None:
         super().check()
-        if self.selector not in ("lasso", "first_k", "max_response"):
-            raise ConfigError(f"config key 'selector' must be lasso, first_k or max_response, got {self.selector!r}")
-        if self.lasso_solver not in ("cd", "fista"):
-            raise ConfigError(f"config key 'lasso_solver' must be cd or fista, got {self.lasso_solver!r}")
+        check_choice("config key 'selector'", self.selector, ("lasso", "first_k", "max_response"))
+        check_choice("config key 'lasso_solver'", self.lasso_solver, ("cd", "fista"))
         for key in ("points_per_image", "n_alphas", "lasso_iters", "max_points"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
+            check_int(f"config key {key!r}", getattr(self, key))
 
 
 @dataclass
@@ -112,8 +110,7 @@ class ThiNetConfig(CommonConfig):
     def check(self) -> None:
         super().check()
         for key in ("points_per_image", "max_points"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"config key {key!r} must be >= 1, got {getattr(self, key)}")
+            check_int(f"config key {key!r}", getattr(self, key))
 
 
 @dataclass

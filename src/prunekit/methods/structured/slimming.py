@@ -23,6 +23,7 @@ import numpy as np
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.methods.structured._common import CommonConfig, example_input, plan_from_removed, skeleton
 from prunekit.train import Callback
+from prunekit.validate import check_number
 
 
 @dataclass
@@ -49,8 +50,7 @@ class SlimmingConfig(CommonConfig):
             raise ConfigError(f"config key 'sparsity' must be >= 0, got {self.sparsity}")
         if self.sparsity_epochs < 0:
             raise ConfigError(f"config key 'sparsity_epochs' must be >= 0, got {self.sparsity_epochs}")
-        if not 0.0 <= self.percentile < 100.0:
-            raise ConfigError(f"config key 'percentile' must be in [0, 100), got {self.percentile}")
+        check_number("config key 'percentile'", self.percentile, minimum=0, maximum=100, high_open=True)
 
 
 def _bn_types():
