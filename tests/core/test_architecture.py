@@ -11,7 +11,8 @@ The rules (README, "Architecture"; issue 13):
     the two units both ways;
 (d) every third-party module imported anywhere is a declared dependency in pyproject.toml (a required one,
     or an optional extra, which may only be imported inside functions so that ``import prunekit.x`` works
-    without the extra).
+    without the extra);
+and progress bars all go through ``prunekit.utils.progress`` (no carriage-return frames in log files).
 
 ``ALLOWED`` lists the violations that remain in files other helpers are changing in the same refactor. Each
 entry names its owner; the coordinator deletes an entry when that work is merged, and the test then keeps the
@@ -273,6 +274,14 @@ def test_d_third_party_imports_are_declared_dependencies():
         why = "an optional extra imported at module level" if top in extras else "not declared in pyproject.toml"
         bad.append(f"{imp.file}:{imp.line}: {imp.module} ({why})")
     assert bad == [], "\n".join(bad)
+
+
+def test_progress_bars_go_through_one_helper():
+    """tqdm is imported only by utils/progress.py, which keeps bars off when stderr is not a terminal."""
+    _, all_imports = _found()
+    bad = [f"{i.file}:{i.line}" for i in all_imports
+           if i.module.split(".")[0] == "tqdm" and i.file != "utils/progress.py"]
+    assert bad == [], "use prunekit.utils.progress.progress_bar: " + ", ".join(bad)
 
 
 def test_allow_list_is_not_stale():
