@@ -45,9 +45,10 @@ def run(args) -> int:
     from prunekit.measure import profile
     from prunekit.runs import RunDir, Section, command_line, provenance
     from prunekit.train import TrainConfig, Trainer, evaluate
+    from prunekit.validate import check_int
 
-    if args.epochs < 1 or args.finetune_epochs < 0:
-        raise PrunekitError("--epochs must be >= 1 and --finetune-epochs >= 0")
+    check_int("--epochs", args.epochs, error=PrunekitError)
+    check_int("--finetune-epochs", args.finetune_epochs, minimum=0, error=PrunekitError)
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -43,10 +43,10 @@ def run(args) -> int:
     from prunekit import checkpoint, data
     from prunekit.errors import PrunekitError
     from prunekit.measure.threads import check_threads, env_threads, num_threads
+    from prunekit.validate import check_int
     from prunekit.train import evaluate
 
-    if args.batch_size < 1:
-        raise PrunekitError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_int("--batch-size", args.batch_size, error=PrunekitError)
     threads = check_threads(args.threads) if args.threads is not None else env_threads()
     ckpt = checkpoint.load(args.checkpoint)
     name = dataset_name(ckpt.meta, args.data, ckpt.path)

@@ -56,13 +56,9 @@ def build_config(args):
         if value is not None:
             base[key] = value
     if args.threads is None and base.get("num_threads") is None and os.environ.get("PRUNEKIT_NUM_THREADS"):
-        try:
-            base["num_threads"] = int(os.environ["PRUNEKIT_NUM_THREADS"])
-        except ValueError:
-            from prunekit.errors import ConfigError
+        from prunekit.measure.threads import env_threads
 
-            raise ConfigError(f"PRUNEKIT_NUM_THREADS must be an integer, got "
-                              f"{os.environ['PRUNEKIT_NUM_THREADS']!r}") from None
+        base["num_threads"] = env_threads()
     base["progress"] = not args.no_progress and not args.json and sys.stderr.isatty()
     return TrainConfig.from_dict(base)
 
