@@ -25,14 +25,13 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
-
 from prunekit.binary.convert import (
     BinarizeOptions, ReorderPlan, apply_binarize_transform, binarizable_layers, binarize, binary_layers,
     plan_reorder, select_layers,
 )
 from prunekit.binary.layers import BinaryConv2d, BinaryLinear, layer_op_counts
 from prunekit.checkpoint import TRANSFORMS as _TRANSFORMS
+from prunekit.utils.lazy import lazy_exports
 
 # Checkpoints recording {"kind": "binarize", ...} import this package to replay it.
 if "binarize" not in _TRANSFORMS:
@@ -56,14 +55,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'prunekit.binary' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

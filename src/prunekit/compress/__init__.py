@@ -23,7 +23,7 @@ See ``docs/compress.md``.
 """
 from __future__ import annotations
 
-import importlib
+from prunekit.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "CompressConfig": "prunekit.compress.config",
@@ -53,14 +53,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'prunekit.compress' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

@@ -15,7 +15,7 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
+from prunekit.utils.lazy import lazy_exports
 
 _EXPORTS = {
     "SearchSpace": "space", "candidate_counts": "space", "DEFAULT_RATIOS": "space",
@@ -32,9 +32,5 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name):
-    # lazy: keeps ``import prunekit`` light (torch.func, matplotlib load only when used)
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module 'prunekit.search' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"prunekit.search.{mod}"), name)
+# lazy: keeps ``import prunekit`` light (torch.func, matplotlib load only when used)
+__getattr__, __dir__ = lazy_exports(__name__, {name: f"prunekit.search.{mod}" for name, mod in _EXPORTS.items()})

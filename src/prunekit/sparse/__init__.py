@@ -29,8 +29,6 @@ Example:
 """
 from __future__ import annotations
 
-import importlib
-
 from prunekit.sparse.apply import MaskedParams, MaskGuard, apply_masks, zero_masked_grads
 from prunekit.sparse.ckpt import load_with_masks, masks_from_train_state, save_with_masks
 from prunekit.sparse.export import (
@@ -41,6 +39,7 @@ from prunekit.sparse.masks import (
     prunable_names, quality_for_sparsity, select_params, std_threshold_masks,
 )
 from prunekit.sparse.report import LayerSparsity, SparsityReport, sparsity_report
+from prunekit.utils.lazy import lazy_exports
 
 # Defined in modules that import prunekit.train (heavier, and written in parallel):
 # resolved on first access.
@@ -51,10 +50,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'prunekit.sparse' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
