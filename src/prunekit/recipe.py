@@ -126,7 +126,7 @@ class Recipe:
                 raise ConfigError(f"recipe: steps[{i}] must be a mapping with one step name, e.g. {{prune: {{...}}}}")
             (name, params), = entry.items()
             if not isinstance(name, str) or (name not in _STEP_MODULES and name not in STEPS):
-                known_steps = ", ".join(sorted(set(_STEP_MODULES) | set(STEPS.names())))
+                known_steps = ", ".join(step_names())
                 raise ConfigError(f"recipe: steps[{i}]: unknown step {name!r}; known: {known_steps}")
             step = get_step(name)
             steps.append((name, from_dict(step.config_cls, params or {}, where=f"steps[{i}].{name}")))

@@ -36,15 +36,6 @@ SRC = ROOT / "src" / "prunekit"
 # (rule, file relative to src/prunekit, what): every entry must still match something, so a fixed violation
 # cannot linger here unnoticed (see test_allow_list_is_not_stale).
 ALLOWED = {
-    # engine: prunekit.plan / prunekit.prune become plain functions in the new engine package
-    ("a", "plan.py", "self-replacing module"): "engine",
-    ("a", "prune.py", "self-replacing module"): "engine",
-    # engine: plan.py <-> prune.py import each other (the planner moves to engine/); the other direction is
-    # prune.py's module-level import of plan.py
-    ("c", "plan.py", "prunekit.prune"): "engine",
-    # engine: checkpoint.py <-> models/ (ModelSpec moves to a leaf module); the other direction is
-    # checkpoint.py's lazy ``from prunekit import models``
-    ("c", "models/__init__.py", "prunekit.checkpoint"): "engine",
     # runs: methods/_report.py is replaced by the public runs/ package
     ("b", "cli/cmd_sparsify.py", "prunekit.methods._report"): "runs",
     # graph: the graph engine stops importing scipy (not a dependency)
