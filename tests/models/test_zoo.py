@@ -115,3 +115,15 @@ def test_weights_are_initialised_sensibly():
     # He-normal, fan-out mode: std = sqrt(2 / (out_channels * k * k)) = sqrt(2 / 144)
     std = net.layer1[0].conv1.weight.std().item()
     assert 0.8 * (2 / 144) ** 0.5 < std < 1.2 * (2 / 144) ** 0.5
+
+
+def test_create_checks_class_and_channel_counts():
+    import numpy as np
+
+    net = create("lenet5", num_classes=np.int64(7), in_channels=1)
+    recorded = net.prunekit_spec.arch["kwargs"]["num_classes"]
+    assert recorded == 7 and type(recorded) is int  # a plain int in the spec (JSON), not a numpy scalar
+    with pytest.raises(ConfigError, match=r"^num_classes must be an integer, got True$"):
+        create("lenet5", num_classes=True)
+    with pytest.raises(ValueError, match=r"^in_channels must be an integer >= 1, got 0$"):  # ConfigError is one
+        create("lenet5", in_channels=0)

@@ -12,6 +12,7 @@ import importlib
 
 from prunekit.models.registry import MODELS, ModelInfo, register_model
 from prunekit.spec import ModelSpec, attach_spec
+from prunekit.validate import check_int
 
 # Modules that define models; importing them fills the registry.
 _MODEL_MODULES = (
@@ -62,10 +63,9 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, input_size=No
         **kwargs: architecture-specific options (e.g. ``cfg`` for VGG, ``width_mult``).
     """
     info = model_info(name)
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if not isinstance(in_channels, int) or in_channels < 1:
-        raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}")
+    # ConfigError is a ValueError too; bools are refused (``num_classes: true`` is a typo, not 1)
+    num_classes = check_int("num_classes", num_classes)
+    in_channels = check_int("in_channels", in_channels)
     size = tuple(input_size) if input_size is not None else info.input_size
     if "input_size" in info.fn.__code__.co_varnames[: info.fn.__code__.co_argcount + info.fn.__code__.co_kwonlyargcount]:
         kwargs["input_size"] = size
