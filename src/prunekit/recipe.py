@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 from prunekit.config import from_dict, load_yaml, to_dict
 from prunekit.errors import ConfigError
 from prunekit.registry import Registry
+from prunekit.validate import check_int
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,8 @@ class Recipe:
         model = from_dict(ModelSource, raw["model"], where="model")
         if not isinstance(raw["out"], str) or not isinstance(raw["data"], str):
             raise ConfigError("recipe: 'out' and 'data' must be strings")
-        seed = raw.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"recipe: seed must be an integer, got {seed!r}")
-        threads = raw.get("threads")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise ConfigError(f"recipe: threads must be a positive integer, got {threads!r}")
+        seed = check_int("recipe: seed", raw.get("seed", 0), minimum=None)
+        threads = check_int("recipe: threads", raw.get("threads"), allow_none=True)
         return cls(out=raw["out"], data=raw["data"], model=model, steps=steps, seed=seed, threads=threads)
 
     @classmethod

@@ -183,3 +183,14 @@ def test_step_names_is_the_public_list_of_steps():
 
     assert step_names() == ["binarize", "compress", "eval", "finetune", "profile", "prune", "sparsify", "structured",
                             "train"]
+
+
+@pytest.mark.parametrize("extra, match", [
+    ({"seed": True}, r"^recipe: seed must be an integer, got True$"),
+    ({"threads": 0}, r"^recipe: threads must be an integer >= 1, got 0$"),
+])
+def test_recipe_seed_and_threads_are_checked(extra, match):
+    raw = {"out": "runs/x", "data": "digits", "model": {"name": "lenet5"}, "steps": ["eval"], **extra}
+    with pytest.raises(ConfigError, match=match):
+        Recipe.from_dict(raw)
+    assert Recipe.from_dict({**raw, "seed": -3, "threads": None}).seed == -3
