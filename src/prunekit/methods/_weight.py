@@ -5,9 +5,8 @@ Not public API: import the methods from :mod:`prunekit.methods`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
-from prunekit.errors import ConfigError
 from prunekit.train import FinetuneConfig
 
 

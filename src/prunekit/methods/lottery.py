@@ -32,9 +32,7 @@ from typing import ClassVar, Optional
 
 from prunekit.errors import ConfigError
 from prunekit.methods import register_method
-from prunekit.methods._weight import (
-    PruneResult,
-)
+from prunekit.methods._weight import PruneResult
 from prunekit.train import Callback, FinetuneConfig, as_finetune, finetune_field, reinitialize
 from prunekit.utils.progress import progress_bar
 from prunekit.validate import check_choice, check_fraction, check_int

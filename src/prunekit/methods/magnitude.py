@@ -29,10 +29,7 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from prunekit.methods import register_method
-from prunekit.methods._weight import (
-    PruneResult, WeightFinetune, evaluate_test,
-    train_with_masks,
-)
+from prunekit.methods._weight import PruneResult, WeightFinetune, evaluate_test, train_with_masks
 from prunekit.train import as_finetune, finetune_field
 from prunekit.utils.progress import progress_bar
 from prunekit.validate import check_choice, check_fraction, check_int
