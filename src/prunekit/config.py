@@ -49,7 +49,21 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _convert(value: Any, tp, where: str):
+def convert(value: Any, tp, where: str):
+    """``value`` checked against the annotation ``tp`` (and converted: ints count as floats, lists as tuples).
+
+    The one type check of configs: :func:`from_dict` uses it on every key, and dataclasses that check their
+    own fields in ``__post_init__`` (``TrainConfig``) call it directly. ``where`` names the value in the
+    ConfigError (``"steps[0].train.epochs"``).
+
+    Example:
+        >>> convert(3, float, "lr")
+        3.0
+        >>> convert("3", int, "epochs")
+        Traceback (most recent call last):
+        ...
+        prunekit.errors.ConfigError: epochs: expected an integer, got '3'
+    """
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -62,7 +76,7 @@ def _convert(value: Any, tp, where: str):
             if a is type(None):
                 continue
             try:
-                return _convert(value, a, where)
+                return convert(value, a, where)
             except ConfigError as e:
                 errors.append(str(e))
         raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
@@ -76,9 +90,9 @@ def _convert(value: Any, tp, where: str):
         if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
             if len(args) != len(value):
                 raise ConfigError(f"{where}: expected {len(args)} items, got {len(value)}")
-            return tuple(_convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(convert(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
         item = args[0] if args else Any
-        out = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        out = [convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(out) if (origin is tuple or tp is tuple) else out
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
@@ -128,7 +142,7 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
         raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(prefix + k for k in unknown)} for {cls.__name__}; "
                           f"known: {', '.join(sorted(fields))}")
-    kwargs = {name: _convert(value, hints[name], prefix + name) for name, value in data.items()}
+    kwargs = {name: convert(value, hints[name], prefix + name) for name, value in data.items()}
     try:
         obj = cls(**kwargs)
     except TypeError as e:

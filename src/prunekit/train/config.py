@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from prunekit.config import convert
 from prunekit.errors import ConfigError
-from prunekit.validate import check_positive
+from prunekit.validate import check_choice, check_fraction, check_int, check_number, check_positive
 
 OPTIMIZER_NAMES = ("sgd", "adam", "adamw")
 SCHEDULE_NAMES = ("cosine", "step", "constant")
@@ -103,37 +104,27 @@ class TrainConfig:
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
-            setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+            setattr(self, f.name, convert(getattr(self, f.name), hints[f.name], f"train config key {f.name!r}"))
         self._check_values()
 
     def _check_values(self) -> None:
-        if self.epochs < 0:
-            raise ConfigError(f"train config key 'epochs' must be >= 0, got {self.epochs}")
-        for key in ("batch_size", "eval_batch_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train config key {key!r} must be >= 1, got {getattr(self, key)}")
-        if self.optimizer not in OPTIMIZER_NAMES:
-            raise ConfigError(f"train config key 'optimizer' must be one of {', '.join(OPTIMIZER_NAMES)}; "
-                              f"got {self.optimizer!r}")
-        if self.schedule not in SCHEDULE_NAMES:
-            raise ConfigError(f"train config key 'schedule' must be one of {', '.join(SCHEDULE_NAMES)}; "
-                              f"got {self.schedule!r}")
-        if not self.lr > 0:
-            raise ConfigError(f"train config key 'lr' must be > 0, got {self.lr}")
-        for key in ("momentum", "weight_decay", "warmup_epochs", "gamma"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"train config key {key!r} must be >= 0, got {getattr(self, key)}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ConfigError(f"train config key 'label_smoothing' must be in [0, 1), got {self.label_smoothing}")
-        for key in ("eval_every", "checkpoint_every"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"train config key {key!r} must be >= 0, got {getattr(self, key)}")
-        if self.grad_clip is not None:
-            check_positive("train config key 'grad_clip'", self.grad_clip)
-        if self.seed is not None and self.seed < 0:  # None: FinetuneConfig's "the holder's seed"
-            raise ConfigError(f"train config key 'seed' must be >= 0, got {self.seed}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ConfigError(f"train config key 'num_threads' must be >= 1 or null, got {self.num_threads}")
+        def key(name: str) -> str:
+            return f"train config key {name!r}"
+
+        check_int(key("epochs"), self.epochs, minimum=0)
+        for k in ("batch_size", "eval_batch_size"):
+            check_int(key(k), getattr(self, k))
+        check_choice(key("optimizer"), self.optimizer, OPTIMIZER_NAMES)
+        check_choice(key("schedule"), self.schedule, SCHEDULE_NAMES)
+        check_positive(key("lr"), self.lr)
+        for k in ("momentum", "weight_decay", "warmup_epochs", "gamma"):
+            check_number(key(k), getattr(self, k), minimum=0)
+        check_fraction(key("label_smoothing"), self.label_smoothing)
+        for k in ("eval_every", "checkpoint_every"):
+            check_int(key(k), getattr(self, k), minimum=0)
+        check_positive(key("grad_clip"), self.grad_clip, allow_none=True)
+        check_int(key("seed"), self.seed, minimum=0, allow_none=True)  # None: FinetuneConfig's "the holder's seed"
+        check_int(key("num_threads"), self.num_threads, allow_none=True)
         if any(m < 1 for m in self.milestones) or list(self.milestones) != sorted(self.milestones):
             raise ConfigError("train config key 'milestones' must be increasing positive epochs, "
                               f"got {self.milestones}")
@@ -179,38 +170,3 @@ class TrainConfig:
             return cls.from_dict(data)
         except ConfigError as e:
             raise ConfigError(f"{Path(path)}: {e}") from None
-
-
-# ---- validation helpers (pure) -------------------------------------------------------------------
-
-
-def _coerce(key: str, value, hint):
-    """Check ``value`` against the annotation ``hint``; ints are accepted for floats."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is typing.Union and type(None) in args:  # Optional[X]
-        if value is None:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner)
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"train config key {key!r} must be a list, got {type(value).__name__} {value!r}")
-        return [_coerce(key, v, args[0]) for v in value]
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"train config key {key!r} must be true/false, got {type(value).__name__} {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"train config key {key!r} must be an integer, got {type(value).__name__} {value!r}")
-        return int(value)
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"train config key {key!r} must be a number, got {type(value).__name__} {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"train config key {key!r} must be a string, got {type(value).__name__} {value!r}")
-        return value
-    raise TypeError(f"unsupported annotation {hint!r} for {key}")  # a bug in this file, not user input
