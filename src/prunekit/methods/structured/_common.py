@@ -15,6 +15,7 @@ import numpy as np
 
 from prunekit.errors import PrunekitError
 from prunekit.train import FinetuneConfig, as_finetune, finetune_field
+from prunekit.validate import check_fraction, check_int
 
 
 @dataclass
@@ -75,14 +76,9 @@ class CommonConfig:
 
     def check(self) -> None:
         """Raise ConfigError for out-of-range values (types are checked by ``prunekit.config``)."""
-        from prunekit.errors import ConfigError
-
-        if self.macs is not None and not 0.0 < self.macs <= 1.0:
-            raise ConfigError(f"config key 'macs' must be in (0, 1], got {self.macs}")
-        if self.ratio is not None and not 0.0 <= self.ratio < 1.0:
-            raise ConfigError(f"config key 'ratio' must be in [0, 1), got {self.ratio}")
-        if self.calib_images < 1:
-            raise ConfigError(f"config key 'calib_images' must be >= 1, got {self.calib_images}")
+        check_fraction("config key 'macs'", self.macs, allow_zero=False, allow_one=True, allow_none=True)
+        check_fraction("config key 'ratio'", self.ratio, allow_none=True)
+        check_int("config key 'calib_images'", self.calib_images)
 
 
 def example_input(data):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from prunekit.errors import ConfigError
 from prunekit.methods.structured._common import CommonConfig, calib_batch, example_input
+from prunekit.validate import check_int
 
 
 @dataclass
@@ -33,12 +34,9 @@ class IterativeConfig(CommonConfig):
 
     def check(self) -> None:
         super().check()
-        if self.steps < 1:
-            raise ConfigError(f"config key 'steps' must be >= 1, got {self.steps}")
-        if self.epochs_per_step < 0:
-            raise ConfigError(f"config key 'epochs_per_step' must be >= 0, got {self.epochs_per_step}")
-        if self.taylor_batches < 1:
-            raise ConfigError(f"config key 'taylor_batches' must be >= 1, got {self.taylor_batches}")
+        check_int("config key 'steps'", self.steps)
+        check_int("config key 'epochs_per_step'", self.epochs_per_step, minimum=0)
+        check_int("config key 'taylor_batches'", self.taylor_batches)
 
 
 def step_targets(macs: float, steps: int) -> list[float]:

@@ -20,10 +20,10 @@ from typing import Optional
 
 import numpy as np
 
-from prunekit.errors import ConfigError, PrunekitError
+from prunekit.errors import PrunekitError
 from prunekit.methods.structured._common import CommonConfig, example_input, plan_from_removed, skeleton
 from prunekit.train import Callback
-from prunekit.validate import check_number
+from prunekit.validate import check_int, check_number
 
 
 @dataclass
@@ -46,10 +46,8 @@ class SlimmingConfig(CommonConfig):
 
     def check(self) -> None:
         super().check()
-        if self.sparsity < 0:
-            raise ConfigError(f"config key 'sparsity' must be >= 0, got {self.sparsity}")
-        if self.sparsity_epochs < 0:
-            raise ConfigError(f"config key 'sparsity_epochs' must be >= 0, got {self.sparsity_epochs}")
+        check_number("config key 'sparsity'", self.sparsity, minimum=0)
+        check_int("config key 'sparsity_epochs'", self.sparsity_epochs, minimum=0)
         check_number("config key 'percentile'", self.percentile, minimum=0, maximum=100, high_open=True)
 
 
