@@ -6,13 +6,12 @@ Reports are built by :func:`prunekit.measure.profile` and compared with
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-from prunekit.errors import ConfigError, PrunekitError
+from prunekit.errors import ConfigError
 from prunekit.measure.format import human_bytes, human_count, human_ms, markdown_table, text_table
 from prunekit.measure.latency import LatencyResult
 from prunekit.measure.macs import MacsReport
@@ -117,24 +116,17 @@ class ProfileReport:
 
     def save_json(self, path: str | os.PathLike, overwrite: bool = True) -> Path:
         """Write :meth:`to_dict` as indented JSON, atomically; ``overwrite=False`` refuses an existing file."""
-        from prunekit.utils.io import atomic_write, check_overwrite
+        from prunekit.utils.io import check_overwrite, write_json
 
-        p = check_overwrite(path, overwrite)
-        with atomic_write(p, "w") as f:
-            json.dump(self.to_dict(), f, indent=2)
-            f.write("\n")
-        return p
+        return write_json(check_overwrite(path, overwrite), self.to_dict(), indent=2)
 
     @classmethod
     def load_json(cls, path: str | os.PathLike) -> "ProfileReport":
         """Read a report written by :meth:`save_json`; errors name the file."""
+        from prunekit.utils.io import read_json
+
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise PrunekitError(f"{p}: no such report file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise PrunekitError(f"{p}: not a JSON profile report ({e})") from None
+        data = read_json(p, "report")
         try:
             return cls.from_dict(data)
         except ConfigError as e:

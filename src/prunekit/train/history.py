@@ -7,7 +7,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -48,24 +47,17 @@ class History(list):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the history as JSON, atomically."""
-        from prunekit.utils.io import atomic_write
+        from prunekit.utils.io import write_json
 
-        p = Path(path)
-        with atomic_write(p, "w") as f:
-            json.dump(self.to_list(), f, indent=1)
-            f.write("\n")
-        return p
+        return write_json(path, self.to_list(), indent=1)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "History":
         """Read a history written by :meth:`save`."""
+        from prunekit.utils.io import read_json
+
         p = Path(path)
-        try:
-            data = json.loads(p.read_text())
-        except FileNotFoundError:
-            raise PrunekitError(f"{p}: no such history file") from None
-        except json.JSONDecodeError as e:
-            raise PrunekitError(f"{p}: not a JSON history ({e})") from None
+        data = read_json(p, "history")
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise PrunekitError(f"{p}: a history is a JSON list of per-epoch objects")
         return cls(data)

@@ -1,4 +1,4 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename.
+"""Atomic file writes (write to a temporary file in the same folder, then rename) and JSON files.
 
 A crash or Ctrl-C mid-write never leaves a half-written file under the final
 name, and the previous file stays intact until the new one is complete.
@@ -47,6 +47,37 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike, obj, indent: int | None = 1) -> Path:
+    """Write ``obj`` as JSON (with a final newline) through :func:`atomic_write`; returns the path."""
+    import json
+
+    p = Path(path)
+    with atomic_write(p, "w") as f:
+        json.dump(obj, f, indent=indent)
+        f.write("\n")
+    return p
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """The JSON value in ``path``; a missing, unreadable or malformed file raises PrunekitError naming it and ``what``.
+
+    Example:
+        >>> read_json("/nonexistent.json", "history")
+        Traceback (most recent call last):
+        ...
+        prunekit.errors.PrunekitError: /nonexistent.json: no such history file
+    """
+    import json
+
+    p = Path(path)
+    try:
+        return json.loads(p.read_text())
+    except FileNotFoundError:
+        raise PrunekitError(f"{p}: no such {what} file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PrunekitError(f"{p}: not a JSON {what} ({e})") from None
 
 
 def atomic_save_torch(obj, path: str | os.PathLike) -> None:
