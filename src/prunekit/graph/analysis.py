@@ -7,8 +7,8 @@ never change (``sink.fix``). After the walk, connected components of the ids are
 the *coupled channels*; channels that touch the same set of parameter
 dimensions form one :class:`Group`.
 
-The analysis is a single pass over the graph plus one scipy connected-components
-call, so its cost grows linearly with the number of nodes and channels.
+The analysis is a single pass over the graph plus one connected-components
+computation (:func:`prunekit.graph.labels.connected_components`), so its cost grows linearly with the number of nodes and channels.
 """
 from __future__ import annotations
 
