@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import prunekit
+from prunekit.errors import UnsupportedModelError
 from tests.graph.arch_models import CONSTRUCTS
 from tests.graph.breadth_models import BREADTH
 from tests.graph.helpers import flat_outputs, make_inputs, randomize, rel_err
@@ -120,15 +121,34 @@ def test_unknown_op_fixes_channels_and_warns():
         def __init__(self):
             super().__init__()
             self.a, self.b, self.c = torch.nn.Conv2d(3, 8, 1), torch.nn.Conv2d(8, 8, 1), torch.nn.Conv2d(8, 4, 1)
+            self.d, self.e = torch.nn.Conv2d(4, 6, 1), torch.nn.Conv2d(6, 4, 1)  # prunable after the unknown op
 
         def forward(self, x):
-            return self.c(torch.logcumsumexp(self.a(x), 1) + self.b(self.a(x)))
+            return self.e(self.d(self.c(torch.logcumsumexp(self.a(x), 1) + self.b(self.a(x)))))
 
     with warnings.catch_warnings(record=True) as rec:
         warnings.simplefilter("always")
         plan = prunekit.plan(Rolled(), torch.randn(1, 3, 4, 4), ratio=0.5)
     assert len(rec) == 1 and "logcumsumexp" in str(rec[0].message)
-    assert plan.num_removed == 0
+    # the channels around the unknown op are kept, the rest is pruned
+    assert {m.module for g in plan.groups for m in g.members} == {"c", "d", "e"}  # a, b: kept
+    assert plan.num_removed == 2 + 3
+
+
+def test_unknown_op_everywhere_is_one_clear_error():
+    class Rolled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b, self.c = torch.nn.Conv2d(3, 8, 1), torch.nn.Conv2d(8, 8, 1), torch.nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            return self.c(torch.logcumsumexp(self.a(x), 1) + self.b(self.a(x)))
+
+    with pytest.raises(UnsupportedModelError) as e:
+        prunekit.plan(Rolled(), torch.randn(1, 3, 4, 4), ratio=0.5)
+    msg = str(e.value)
+    assert "nothing in Rolled can be pruned" in msg and "torch.logcumsumexp" in msg
+    assert "test_constructs.py:" in msg  # the source line of the op
 
 
 def test_roll_over_channels_keeps_them_and_over_space_does_not():

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from prunekit.errors import PrunekitError, UnsupportedModelError
 from prunekit.graph.capture import AttrTag, TaggedInt
 from prunekit.graph.labels import FIXED, Labels, UnionSink, rigid
 
@@ -116,6 +117,38 @@ class Binding:
     comps: np.ndarray  # component of each index along the bound dimension
 
 
+@dataclass(frozen=True)
+class FrozenRegion:
+    """A place whose channels the analysis keeps, and why.
+
+    Recorded for every op the engine cannot follow (no handler, an argument form
+    its handler does not support, an untraceable submodule) and for every Python
+    value that pins a channel count (a size compared with a constant, an
+    attribute used outside a reshape...). Only the channels that touch the region
+    are kept; the rest of the model is still pruned.
+
+    Attributes:
+        op: the op as written in the model (``torch.einsum``, ``.foo()``, ``module Foo``).
+        module: qualified name of the module whose ``forward`` holds it (``""``: the root).
+        line: ``path/file.py:LINE`` of the source line, ``""`` when unknown.
+        reason: why its channels are kept.
+    """
+
+    op: str
+    module: str
+    line: str
+    reason: str
+
+    def describe(self) -> str:
+        """One line: ``op in module (file:line): reason``."""
+        where = f" ({self.line})" if self.line else ""
+        module = repr(self.module) if self.module else "<root>"
+        return f"{self.op} in {module}{where}: {self.reason}"
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, "module": self.module, "line": self.line, "reason": self.reason}
+
+
 @dataclass
 class Analysis:
     """Result of :func:`analyze`: the groups plus what the planner needs.
@@ -131,6 +164,7 @@ class Analysis:
         warnings: one message per unsupported op or opaque module.
         opaque: user modules kept whole because fx could not trace them.
         graph_ops: number of graph nodes.
+        frozen: every :class:`FrozenRegion`, in graph order.
     """
 
     groups: list[Group]
@@ -144,6 +178,7 @@ class Analysis:
     opaque: dict
     graph_ops: int
     output_meta: object = None
+    frozen: list = field(default_factory=list)
 
 
 class Context:
@@ -165,6 +200,8 @@ class Context:
         self.size_constraints: list = []
         self.count_attrs: list = []
         self.macs_terms: list = []
+        self.frozen: list[FrozenRegion] = []
+        self.current_node = None
         owner = model if self.param_placeholders else gm  # exported graphs take parameters as inputs
         self.modules = dict(owner.named_modules())
         self.params = dict(owner.named_parameters(remove_duplicate=False))
@@ -198,10 +235,18 @@ class Context:
         return a
 
     def shape(self, node) -> tuple:
+        """Recorded shape of a tensor-valued node.
+
+        A handler that asks for the shape of a node whose value is not a tensor
+        (an int, a bool, a tuple) met an op form it does not know: that is
+        :class:`NotHandled`, so the op is frozen instead of crashing the analysis.
+        """
+        from prunekit.graph.ops import NotHandled
+
         m = self.meta.get(node)
         if isinstance(m, tuple) and m and m[0] == "tensor":
             return m[1]
-        raise KeyError(f"no tensor shape recorded for node {node.name}")
+        raise NotHandled
 
     def rigid_like(self, meta):
         """Rigid labels mirroring a recorded value (tensor, tuple of tensors, int...)."""
@@ -259,6 +304,39 @@ class Context:
         elif isinstance(value, slice):
             self.fix_sizes([value.start, value.stop, value.step])
 
+    def freeze(self, op: str, reason: str, value=None, node=None, module: str | None = None,
+               line: str | None = None) -> None:
+        """Keep every channel in ``value`` and record why, with where it happened (warned once per region).
+
+        ``node`` (default: the node being analysed) gives the module path and the
+        source line; ``module``/``line`` override them (opaque modules).
+        """
+        if value is not None:
+            self.fix(value)
+        node = node if node is not None else self.current_node
+        if node is not None:
+            m, ln = node_origin(node)
+            module = m if module is None else module
+            line = ln if line is None else line
+        region = FrozenRegion(op, module or "", line or "", reason)
+        if region not in self.frozen:
+            self.frozen.append(region)
+
+    def frozen_warnings(self) -> list[str]:
+        """One message per kind of frozen region (same op and reason), naming the first place and the count.
+
+        A model repeats its blocks: twelve ``einsum`` calls are one problem, not
+        twelve warnings; :attr:`Analysis.frozen` keeps every place.
+        """
+        kinds: dict = {}
+        for r in self.frozen:
+            kinds.setdefault((r.op, r.reason), []).append(r)
+        out = []
+        for regions in kinds.values():
+            more = f" (and {len(regions) - 1} more places like it)" if len(regions) > 1 else ""
+            out.append(regions[0].describe() + more)
+        return out
+
     def warn(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -270,7 +348,7 @@ class Context:
 
     def add_size_constraint(self, pair) -> None:
         """``(src, rep)``: a size measured on ``src`` shapes the dim whose ids are ``rep``."""
-        self.size_constraints.append((pair[0], pair[1], getattr(self, "current_node", "?")))
+        self.size_constraints.append((pair[0], pair[1], self.current_node))
 
     def count_attr(self, module: str, attr: str, value: int, ids) -> None:
         """Module attribute equal to the number of kept channels among ``ids`` (``num_features``...)."""
@@ -306,14 +384,34 @@ def analyze(model, example_inputs, *, leaf_names=(), tracer: str = "auto") -> An
                            "Python branches on shapes are assumed not to depend on pruned widths)")
     for name, why in cap.opaque.items():
         if why != "requested":
-            ctx.warn(f"opaque:{name}", f"module {name!r} ({why}) cannot be traced by torch.fx; it is kept "
-                                       "whole and the channels at its inputs and outputs are not pruned")
+            ctx.freeze(f"module {type(ctx.modules[name]).__name__}" if name in ctx.modules else "module",
+                       f"torch.fx cannot trace it ({why}); its input and output channels are kept",
+                       module=name, line=module_line(ctx.modules.get(name)))
     nodes = list(cap.gm.graph.nodes)
-    for node in nodes:
-        ctx.env[node] = ops.run_node(ctx, node)
-    _finish_bindings(ctx)
-    _check_size_constraints(ctx)
-    result = _extract(ctx, cap, len(nodes))
+    try:
+        for node in nodes:
+            ctx.env[node] = ops.run_node(ctx, node)
+        _finish_bindings(ctx)
+        _check_size_constraints(ctx)
+        result = _extract(ctx, cap, len(nodes))
+    except PrunekitError:
+        raise
+    except Exception as e:  # noqa: BLE001 - the analysis boundary: no internal error reaches a user raw
+        # run_node already turns a failing handler into a frozen op; this is the
+        # last guard (a bug in the walk itself), so name where it stopped
+        node = ctx.current_node
+        where = ""
+        if node is not None:
+            module, line = node_origin(node)
+            where = f" at {ops.op_name(ctx, node)} in {module or '<root>'}" + (f" ({line})" if line else "")
+        raise UnsupportedModelError(
+            f"the pruning engine failed on {type(model).__name__}{where}: {type(e).__name__}: {e}. "
+            "Pass that module in ignored_layers=[...] to keep it whole") from e
+    if not result.groups and ctx.frozen:
+        first = ctx.frozen[0]
+        raise UnsupportedModelError(
+            f"nothing in {type(model).__name__} can be pruned: {first.describe()}"
+            + (f" (and {len(ctx.frozen) - 1} more frozen regions)" if len(ctx.frozen) > 1 else ""))
     for w in result.warnings:
         warnings.warn(w, UserWarning, stacklevel=3)
     return result
@@ -321,6 +419,7 @@ def analyze(model, example_inputs, *, leaf_names=(), tracer: str = "auto") -> An
 
 def _finish_bindings(ctx: Context) -> None:
     """Tie all sites of one attribute together, or keep them whole when that is impossible."""
+    ctx.current_node = None
     for key, sites in ctx.binding_sites.items():
         tag = sites[0][0]
         lengths = {len(rep) for _, rep, _ in sites}
@@ -329,8 +428,11 @@ def _finish_bindings(ctx: Context) -> None:
                 if free:
                     ctx.sink.fix(rep)
             if tag.misused:
-                ctx.warn(f"tag:{key}", f"attribute {key[0] or '<root>'}.{key[1]} sizes a reshape but is also "
-                                       f"used otherwise ({', '.join(tag.reasons)}); that dimension is kept")
+                # the attribute would go stale after pruning wherever it is used
+                # outside a reshape (arithmetic, a comparison): keep its dimension
+                ctx.freeze(f"attribute {key[0] or '<root>'}.{key[1]}",
+                           f"sizes a reshape but is also used otherwise ({', '.join(tag.reasons)}); "
+                           "that dimension is kept", module=key[0], line="")
             continue
         first = sites[0][1]
         for _, rep, _ in sites[1:]:
@@ -365,11 +467,11 @@ def _check_size_constraints(ctx: Context) -> None:
             if len(src) == len(rep):
                 ctx.sink.unify(src, rep)
             else:
-                ctx.sink.fix(src)
-                ctx.sink.fix(rep)
-                ctx.warn(f"size:{where}", f"node {where} shapes a tensor with a size read from another tensor "
-                                          "whose channels are pruned differently; both are kept (write -1 "
-                                          "there to let them be pruned)")
+                name = where.name if where is not None else "?"
+                ctx.freeze(f"size argument of node {name}",
+                           "shapes a tensor with a size read from another tensor whose channels are pruned "
+                           "differently; both are kept (write -1 there to let them be pruned)",
+                           [src, rep], node=where)
         if not changed:
             return
 
@@ -460,6 +562,47 @@ def _extract(ctx: Context, cap, n_nodes: int) -> Analysis:
     shapes = {k: tuple(v.shape) for k, v in ctx.params.items()}
     return Analysis(groups=groups, members=members, comp_of=comp_of, group_of_comp=group_of_comp,
                     bindings=bindings, macs_terms=ctx.macs_terms, param_shapes=shapes,
-                    warnings=list(ctx.warnings), opaque=dict(cap.opaque), graph_ops=n_nodes,
-                    output_meta=_output_meta(cap))
+                    warnings=list(ctx.warnings) + ctx.frozen_warnings(), opaque=dict(cap.opaque), graph_ops=n_nodes,
+                    output_meta=_output_meta(cap), frozen=list(ctx.frozen))
+
+
+def node_origin(node) -> tuple[str, str]:
+    """``(module path, "file.py:LINE")`` of a traced node; either is ``""`` when unknown.
+
+    The module is the innermost one whose ``forward`` created the node (fx and
+    torch.export both record the module stack); the line is the one recorded at
+    capture (see :mod:`prunekit.graph.capture`) or, for torch.export graphs, the
+    last frame of the recorded stack trace outside torch.
+    """
+    if node.op == "call_module":
+        module = str(node.target)
+    else:
+        stack = node.meta.get("nn_module_stack") or {}
+        module = ""
+        if stack:
+            last = list(stack.values())[-1]
+            module = str(last[0]) if isinstance(last, tuple) else str(last)
+            if module.startswith("L['self']"):  # torch.export spelling of the root
+                module = module[len("L['self']"):].lstrip(".")
+    line = node.meta.get("prunekit_line", "")
+    if not line and node.meta.get("stack_trace"):
+        from prunekit.graph.capture import last_user_frame
+
+        line = last_user_frame(node.meta["stack_trace"])
+    return module, line
+
+
+def module_line(module) -> str:
+    """``file.py:LINE`` of a module's ``forward`` definition (for opaque modules), or ``""``."""
+    import inspect
+
+    from prunekit.graph.capture import short_path
+
+    if module is None:
+        return ""
+    try:
+        fwd = type(module).forward
+        return f"{short_path(inspect.getsourcefile(fwd))}:{inspect.getsourcelines(fwd)[1]}"
+    except (TypeError, OSError):  # built-ins and classes defined without source
+        return ""
 

@@ -20,6 +20,7 @@ Shapes come from running the traced graph once on the example inputs under
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from prunekit.errors import UnsupportedModelError
@@ -153,6 +154,14 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
             super().__init__()
             self.failed = None
 
+        def create_node(self, *args, **kwargs):
+            # remember the user's source line of every node (cheaper than fx's
+            # record_stack_traces, which formats the whole stack each time): a
+            # frozen region then names the line that made it
+            node = super().create_node(*args, **kwargs)
+            node.meta["prunekit_line"] = _caller_line()
+            return node
+
         def is_leaf_module(self, m, qualname):
             if qualname in opaque:
                 return True
@@ -272,6 +281,56 @@ def _concrete(v):
     if isinstance(v, torch.SymInt):
         return int(v)
     return v
+
+
+@functools.lru_cache(maxsize=1)
+def _skip_dirs() -> tuple:
+    """Source folders whose frames are machinery, not the model's code (torch, prunekit itself)."""
+    import os
+
+    import torch
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return (os.path.dirname(os.path.abspath(torch.__file__)) + os.sep, here + os.sep)
+
+
+def _caller_line() -> str:
+    """``file.py:LINE`` of the innermost frame outside torch and prunekit (the model's code)."""
+    import sys
+
+    skip = _skip_dirs()
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(skip):
+        f = f.f_back
+    return f"{short_path(f.f_code.co_filename)}:{f.f_lineno}" if f is not None else ""
+
+
+def last_user_frame(stack_trace: str) -> str:
+    """``file.py:LINE`` of the last frame outside torch/prunekit in a formatted stack trace, or ``""``."""
+    import re
+
+    skip = _skip_dirs()
+    found = ""
+    for path, line in re.findall(r'File "([^"]+)", line (\d+)', stack_trace):
+        if not path.startswith(skip):
+            found = f"{short_path(path)}:{line}"
+    return found
+
+
+def short_path(path: str | None) -> str:
+    """A source path as users read it: relative to its ``sys.path`` entry (``timm/models/vit.py``)."""
+    import os
+    import sys
+
+    if not path:
+        return ""
+    path = os.path.abspath(path)
+    best = None
+    for entry in sys.path:
+        root = os.path.abspath(entry or ".") + os.sep
+        if path.startswith(root) and (best is None or len(root) > len(best)):
+            best = root
+    return path[len(best):] if best else path
 
 
 def _first_line(e) -> str:

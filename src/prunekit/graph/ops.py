@@ -103,17 +103,41 @@ def _aten_fallback(target):
     return None
 
 
-def _op_name(ctx, node) -> str:
+def op_name(ctx, node) -> str:
+    """The op of ``node`` as the user wrote it: ``torch.einsum``, ``.foo()``, ``module MultiheadAttention``."""
     if node.op == "call_module":
-        return f"module {node.target!r} ({type(ctx.modules[node.target]).__name__})"
+        mod = ctx.modules.get(node.target)
+        return f"module {type(mod).__name__}" if mod is not None else f"module {node.target}"
     if node.op == "call_method":
         return f"tensor method .{node.target}()"
     t = node.target
     return f"function {getattr(t, '__module__', '') or ''}.{getattr(t, '__name__', str(t))}".replace("None.", "")
 
 
+def _find_handler(ctx, node):
+    """``(handler, module)`` for a call node; handler is None when no table has the target."""
+    if node.op == "call_module":
+        module = ctx.modules[node.target]
+        return module_handler(module), module
+    if node.op == "call_function":
+        try:
+            handler = FUNCTION_HANDLERS.get(node.target)
+        except TypeError:  # an unhashable callable object as target
+            handler = None
+        return (handler if handler is not None else _aten_fallback(node.target)), None
+    if node.op == "call_method":
+        return METHOD_HANDLERS.get(node.target), None
+    return None, None
+
+
 def run_node(ctx, node):
-    """Labels of ``node``'s output, recording unions in ``ctx``."""
+    """Labels of ``node``'s output, recording unions in ``ctx``.
+
+    Never raises for a model construct: an op without a handler, one whose
+    handler rejects its arguments (:class:`NotHandled`) or one whose handler
+    fails is *frozen* (its channels kept, a :class:`FrozenRegion` recorded), so a
+    local problem costs only the channels that touch it.
+    """
     _load()
     meta = ctx.meta.get(node)
     if node.op == "placeholder":
@@ -126,23 +150,16 @@ def run_node(ctx, node):
     if node.op == "output":
         ctx.fix(ctx.val(node.args))
         return None
-    ctx.current_node = node.name
+    ctx.current_node = node
     args = ctx.val(node.args)
     kwargs = ctx.val(dict(node.kwargs))
-    handler = None
-    module = None
-    if node.op == "call_module":
-        module = ctx.modules[node.target]
-        handler = module_handler(module)
-    elif node.op == "call_function":
-        try:
-            handler = FUNCTION_HANDLERS.get(node.target)
-        except TypeError:  # unhashable target
-            handler = None
-        if handler is None:
-            handler = _aten_fallback(node.target)
-    elif node.op == "call_method":
-        handler = METHOD_HANDLERS.get(node.target)
+    handler, module = _find_handler(ctx, node)
+    if module is None and not tensors_in([args, kwargs]) and not _holds_tensor(meta):
+        # Python values computed from sizes, flags and constants (``x.ndim == 4``,
+        # ``C // heads``, ``_assert(...)``): no channels flow through them, only
+        # sizes, which python_value() follows or pins
+        if handler is None or handler not in SIZE_AWARE:
+            return python_value(ctx, node, args, kwargs)
     if handler is not None:
         try:
             out = handler(ctx, node, module, args, kwargs) if module is not None else handler(ctx, node, args, kwargs)
@@ -150,15 +167,79 @@ def run_node(ctx, node):
                 ctx.fix_sizes([args, kwargs])
             return out
         except NotHandled:
-            pass
-    name = _op_name(ctx, node)
+            reason = "not understood by the pruning engine in this form"
+        except Exception as e:  # noqa: BLE001 - a handler bug must cost channels, not the whole model
+            reason = f"its handler failed ({type(e).__name__}: {str(e)[:120]})"
+    else:
+        reason = "not understood by the pruning engine"
     if node.op == "call_module" and node.target in ctx.opaque:
-        ctx.fix([args, kwargs])  # already warned about at capture
+        ctx.fix([args, kwargs])  # recorded as a frozen region at capture
         return ctx.rigid_like(meta)
-    ctx.warn(f"unknown:{name}", f"{name} is not understood by the pruning engine (node {node.name}); "
-                                "the channels at its inputs and outputs are kept")
-    ctx.fix([args, kwargs])
+    ctx.freeze(op_name(ctx, node), reason + "; the channels at its inputs and outputs are kept", [args, kwargs])
     return ctx.rigid_like(meta)
+
+
+def _holds_tensor(meta) -> bool:
+    """Does a recorded value (see :func:`prunekit.graph.capture.summarize`) contain a tensor?"""
+    if isinstance(meta, tuple) and meta and meta[0] == "tensor":
+        return True
+    if isinstance(meta, (list, tuple)):
+        return any(_holds_tensor(m) for m in meta)
+    if isinstance(meta, dict):
+        return any(_holds_tensor(m) for m in meta.values())
+    return False
+
+
+_COMPARISONS = {operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge}
+_COMPARISON_METHODS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"}
+
+
+def python_value(ctx, node, args, kwargs):
+    """A node whose inputs and output are plain Python values (ints, bools, tuples, None, strings).
+
+    The result is carried as the constant recorded on the example inputs. What
+    matters is whether a *size measured from a prunable dimension* feeds it:
+
+    * ``a == b`` on two such sizes: they must stay equal, so both dimensions
+      lose the same number of channels (a size constraint, like a reshape's).
+    * any other use (compared with a literal, ``int()``, ``math.sqrt``, a
+      ``range``...): the value would go stale after pruning, so that dimension
+      is kept, and the plan names the node and line.
+    * sizes of unlabelled dimensions (batch, spatial, ``x.ndim``) never matter.
+    """
+    value = ctx.rigid_like(ctx.meta.get(node))
+    is_cmp = node.target in _COMPARISONS or (node.op == "call_method" and node.target in _COMPARISON_METHODS)
+    sized = [a for a in _sizes_in([args, kwargs]) if a.src is not None]
+    if not sized:
+        for a in _sizes_in([args, kwargs]):
+            if a.tag is not None:
+                a.tag.misuse(f"Python value ({op_name(ctx, node)})")
+        return value
+    if is_cmp and node.target in (operator.eq, operator.ne, "__eq__", "__ne__") and len(args) == 2 \
+            and all(isinstance(a, Sz) and a.src is not None for a in args):
+        # an equality check between two measured sizes (``x.size(1) == y.size(1)``):
+        # it keeps holding if both shrink in step
+        ctx.add_size_constraint((args[0].src, args[1].src))
+        return value
+    what = "compared with a value that does not follow pruning" if is_cmp else "used in a Python expression"
+    ctx.freeze(op_name(ctx, node), f"a channel count is {what}; that dimension is kept", sized)
+    return value
+
+
+def _sizes_in(values) -> list:
+    """Every :class:`Sz` inside nested lists/tuples/dicts/slices."""
+    out = []
+    if isinstance(values, Sz):
+        out.append(values)
+    elif isinstance(values, (list, tuple)):
+        for v in values:
+            out.extend(_sizes_in(v))
+    elif isinstance(values, dict):
+        for v in values.values():
+            out.extend(_sizes_in(v))
+    elif isinstance(values, slice):
+        out.extend(_sizes_in([values.start, values.stop, values.step]))
+    return out
 
 
 def _param_labels(ctx, name):
@@ -294,27 +375,36 @@ def to_method(ctx, node, args, kwargs):
 
 
 def arith_or_elementwise(ctx, node, args, kwargs):
-    """``+ - * / //`` on ints measured from tensors (sizes), or element-wise on tensors."""
+    """``+ - * / //`` on ints measured from tensors (sizes), or element-wise on tensors.
+
+    A size ``c`` measured on a prunable dimension stays meaningful through
+    ``c * k``, ``c // k`` and ``c / k`` (it shrinks in proportion, e.g. channels
+    per head), so the result keeps ``c``'s source. Any other arithmetic on it
+    (``k // c``, ``c + 1``, two measured sizes together) gives a number that
+    would go stale after pruning: that dimension is kept and the reason recorded.
+    """
     if tensors_in([args, kwargs]):
         return elementwise(ctx, node, args, kwargs)
     value = ctx.meta.get(node)
-    if not isinstance(value, int) or isinstance(value, bool):
-        ctx.fix_sizes([args, kwargs])
-        return value if not isinstance(value, (list, tuple, dict)) else None
     szs = [a for a in args if isinstance(a, Sz)]
     srcs = [a for a in szs if a.src is not None]
     for a in szs:
         if a.tag is not None:
             a.tag.misuse(f"arithmetic ({getattr(node.target, '__name__', node.target)})")
+    if not isinstance(value, int) or isinstance(value, bool):
+        if srcs:  # a float or a container from a channel count (``c ** -0.5``)
+            ctx.freeze(op_name(ctx, node), "a channel count is used in arithmetic that does not follow "
+                                           "pruning; that dimension is kept", srcs)
+        return ctx.rigid_like(value)
     linear = node.target in (operator.floordiv, operator.mul, operator.truediv)
     if len(srcs) == 1 and linear and not any(a.src is not None or a.tag is not None for a in szs if a is not srcs[0]):
-        if node.target is operator.truediv or node.target is operator.floordiv:
-            if args[0] is not srcs[0]:  # k // c is not proportional to c
-                ctx.fix(srcs[0])
-                return Sz(value)
-        return Sz(value, src=srcs[0].src, derived=True)
-    for a in srcs:
-        ctx.fix(a)
+        if (node.target is operator.truediv or node.target is operator.floordiv) and args[0] is not srcs[0]:
+            pass  # k // c is not proportional to c: falls through to freezing it
+        else:
+            return Sz(value, src=srcs[0].src, derived=True)
+    if srcs:
+        ctx.freeze(op_name(ctx, node), "a channel count is used in arithmetic that does not follow pruning; "
+                                       "that dimension is kept", srcs)
     return Sz(value)
 
 
