@@ -25,6 +25,9 @@ def add_parser(subparsers):
     p.add_argument("--out", help="output checkpoint (required unless --dry-run)")
     p.add_argument("--save-plan", metavar="PLAN_JSON", help="also write the plan as JSON")
     p.add_argument("--dry-run", action="store_true", help="print the plan only; write nothing")
+    p.add_argument("--explain", action="store_true",
+                   help="list the frozen regions (ops and modules whose channels are kept, with the source line "
+                        "and why); write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --save-plan file")
     p.add_argument("--show-indices", action="store_true", help="list the removed channel indices per layer")
     p.add_argument("--latency", action="store_true", help="also time both models (slower)")
@@ -112,16 +115,17 @@ def run(args) -> int:
 
         return run_method(args)
     options = None if args.plan else planner_options(args)  # checked before anything is loaded
-    if not args.dry_run and not args.out:
+    dry = args.dry_run or args.explain
+    if not dry and not args.out:
         raise PrunekitError("--out is required (or pass --dry-run to only print the plan)")
     run_dir = None
-    if args.out and not args.dry_run:
+    if args.out and not dry:
         # the checkpoint and its OUT.report.json / OUT.report.md are one run's outputs
         out_path = Path(args.out)
         run_dir = RunDir.open(out_path.parent, [out_path.name], overwrite=args.overwrite, shared=True,
                               prefix=f"{out_path.name}.", what="a prune run's outputs",
                               keep=[args.checkpoint, args.plan])
-    if args.save_plan and not args.dry_run:
+    if args.save_plan and not dry:
         check_overwrite(args.save_plan, args.overwrite)
     ckpt = checkpoint.load(args.checkpoint)
     model = ckpt.model
@@ -130,6 +134,12 @@ def run(args) -> int:
         plan = PruningPlan.load(args.plan)
     else:
         plan = make_plan(model, x, options)
+    if args.explain:
+        if args.json:
+            print(json.dumps({"frozen": plan.frozen}))
+        else:
+            print("\n".join(plan.frozen_lines()) or "no frozen regions: the engine follows every op of this model")
+        return 0
     if args.dry_run:
         if args.json:
             print(json.dumps({"plan": plan.summary(), "layers": plan.layer_rows()}))

@@ -221,7 +221,8 @@ def _assemble(an, cost, removed: dict, info: dict, scores: dict | None = None) -
                  "params_after": cost.params(rem), "warnings": list(an.warnings),
                  "output_shapes": _shapes(an.output_meta)})
     return PruningPlan(groups=out_groups, attrs=_attribute_updates(an, removed_comp),
-                       tensor_shapes={p: list(an.param_shapes[p]) for p in sorted(touched)}, info=info)
+                       tensor_shapes={p: list(an.param_shapes[p]) for p in sorted(touched)}, info=info,
+                       frozen=[f.to_dict() for f in an.frozen])
 
 
 def plan_from_channels(model, example_inputs, removed: dict, *, info: dict | None = None,

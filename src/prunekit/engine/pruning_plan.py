@@ -125,12 +125,15 @@ class PruningPlan:
             ``{"module", "attr", "before", "after"}``.
         tensor_shapes: original shape of every tensor the plan touches (checked on apply).
         info: how the plan was made (criterion, ratio, targets, estimates).
+        frozen: places whose channels the engine keeps, each ``{"op", "module",
+            "line", "reason"}`` (see :class:`prunekit.graph.analysis.FrozenRegion`).
     """
 
     groups: list[PlanGroup]
     attrs: list[dict] = field(default_factory=list)
     tensor_shapes: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    frozen: list[dict] = field(default_factory=list)
 
     # ------------------------------------------------------------------ derived views
     def removed_indices(self) -> dict:
@@ -219,9 +222,12 @@ class PruningPlan:
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict:
-        return {"format": PLAN_FORMAT, "version": PLAN_VERSION, "info": _jsonable(self.info),
-                "tensor_shapes": {k: [int(s) for s in v] for k, v in self.tensor_shapes.items()},
-                "attrs": [dict(a) for a in self.attrs], "groups": [g.to_dict() for g in self.groups]}
+        d = {"format": PLAN_FORMAT, "version": PLAN_VERSION, "info": _jsonable(self.info),
+             "tensor_shapes": {k: [int(s) for s in v] for k, v in self.tensor_shapes.items()},
+             "attrs": [dict(a) for a in self.attrs], "groups": [g.to_dict() for g in self.groups]}
+        if self.frozen:  # optional key: plans without frozen regions read as before
+            d["frozen"] = [dict(f) for f in self.frozen]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "PruningPlan":
@@ -229,14 +235,18 @@ class PruningPlan:
             raise ConfigError(f"not a prunekit pruning plan (expected format {PLAN_FORMAT!r})")
         if d.get("version") != PLAN_VERSION:
             raise ConfigError(f"pruning plan version {d.get('version')!r} is not supported")
-        _check_keys(d, {"groups", "tensor_shapes"}, {"format", "version", "info", "attrs"}, "pruning plan")
+        _check_keys(d, {"groups", "tensor_shapes"}, {"format", "version", "info", "attrs", "frozen"}, "pruning plan")
         attrs = []
         for a in d.get("attrs", []):
             _check_keys(a, {"module", "attr", "before", "after"}, set(), "plan attribute")
             attrs.append(dict(a))
+        frozen = []
+        for f in d.get("frozen", []):
+            _check_keys(f, {"op", "module", "line", "reason"}, set(), "plan frozen region")
+            frozen.append({k: str(f[k]) for k in ("op", "module", "line", "reason")})
         return cls(groups=[PlanGroup.from_dict(g) for g in d["groups"]], attrs=attrs,
                    tensor_shapes={k: [int(s) for s in v] for k, v in d["tensor_shapes"].items()},
-                   info=dict(d.get("info", {})))
+                   info=dict(d.get("info", {})), frozen=frozen)
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -303,13 +313,27 @@ class PruningPlan:
         lines = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(b) for b in body]
         if max_rows and len(rows) > max_rows:
             lines.append(f"... {len(rows) - max_rows} more rows")
+        if self.frozen:
+            lines += ["", f"kept whole ({len(self.frozen)} frozen regions; channels touching them are not pruned):"]
+            lines += ["  " + line for line in self.frozen_lines()]
         return "\n".join(lines)
+
+    def frozen_lines(self) -> list[str]:
+        """One line per frozen region: ``op in 'module' (file:line): reason`` (what ``prunekit prune --explain`` prints)."""
+        out = []
+        for f in self.frozen:
+            where = f" ({f['line']})" if f.get("line") else ""
+            module = repr(f["module"]) if f.get("module") else "<root>"
+            out.append(f"{f['op']} in {module}{where}: {f['reason']}")
+        return out
 
     def summary(self) -> dict:
         total = sum(g.size for g in self.groups)
         removed = self.num_removed
         d = {"groups": len(self.groups), "channels": total, "removed": removed,
              "pruned_groups": sum(1 for g in self.groups if g.removed)}
+        if self.frozen:
+            d["frozen_regions"] = len(self.frozen)
         for k in ("criterion", "macs_before", "macs_after", "params_before", "params_after"):
             if k in self.info:
                 d[k] = self.info[k]

@@ -1,0 +1,182 @@
+"""Non-tensor values in the graph and graceful degradation: frozen regions named by op, module and line."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+import prunekit
+from prunekit import checkpoint, models
+from prunekit.graph import analyze
+from prunekit import PruningPlan
+from tests.graph.helpers import rel_err
+
+
+
+def _quiet_plan(model, x, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return prunekit.plan(model, x, **kw)
+
+
+class Checks(nn.Module):
+    """Python checks on tensor attributes inside forward, as timm writes them."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 6, 1), nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        torch._assert(x.ndim == 4, "expected a 4D input")
+        y = self.a(x)
+        torch._assert(y.dim() == 4, "four dims")
+        torch._assert(y.size(0) >= 1, "a batch")
+        z = self.b(y)
+        n, c = z.shape[0], z.shape[1]
+        torch._assert(z.size(1) == c, "same width")  # two measured sizes: stays true when pruned in step
+        return self.c(z.reshape(n, c, -1).reshape(z.shape))
+
+
+def test_python_checks_are_constants_and_everything_stays_prunable():
+    net = Checks().eval()
+    x = torch.randn(2, 3, 5, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing is frozen, so nothing is warned
+        plan = prunekit.plan(net, x, ratio=0.5)
+    assert plan.frozen == []
+    assert sorted((g.size, len(g.removed)) for g in plan.groups) == [(6, 3), (8, 4)]
+    small = plan.apply(net)
+    with torch.no_grad():
+        assert rel_err(small(x), plan.apply_masks(net)(x)) < 1e-5
+
+
+class Stale(nn.Module):
+    """A channel count compared with a literal: pruning would break the check, so that width is kept."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 6, 1), nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        torch._assert(y.shape[1] == 8, "eight channels")
+        return self.c(self.b(y))
+
+
+def test_size_compared_with_literal_keeps_that_dimension_and_says_where():
+    plan = _quiet_plan(Stale().eval(), torch.randn(1, 3, 4, 4), ratio=0.5)
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(6, 3)]  # a's 8 channels are kept
+    (f,) = plan.frozen
+    assert f["op"] == "function _operator.eq" and f["module"] == ""
+    assert f["line"].endswith(f"test_frozen.py:{Stale.forward.__code__.co_firstlineno + 2}")
+    assert "compared with a value that does not follow pruning" in f["reason"]
+
+
+class WithEinsum(nn.Module):
+    """One block the engine cannot follow (einsum over channels) next to one it can."""
+
+    def __init__(self):
+        super().__init__()
+        self.mix = Mix()
+        self.b, self.c = nn.Conv2d(8, 6, 1), nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        return self.c(self.b(self.mix(x)))
+
+
+class Mix(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.w = nn.Parameter(torch.randn(8, 8))
+
+    def forward(self, x):
+        return torch.einsum("bchw,cd->bdhw", self.a(x), self.w)
+
+
+def test_unknown_op_is_a_frozen_region_and_the_rest_is_pruned():
+    net = WithEinsum().eval()
+    x = torch.randn(1, 3, 4, 4)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        plan = prunekit.plan(net, x, ratio=0.5)
+    assert len(rec) == 1 and "einsum in 'mix'" in str(rec[0].message)
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(6, 3)]
+    (f,) = plan.frozen
+    assert f["op"].endswith(".einsum") and f["module"] == "mix"
+    assert f["line"].endswith(f"test_frozen.py:{Mix.forward.__code__.co_firstlineno + 1}")
+    # the plan carries its frozen regions through JSON and shows them
+    again = PruningPlan.from_json(plan.to_json())
+    assert again.frozen == plan.frozen
+    table = plan.table()
+    assert "kept whole (1 frozen regions" in table and "einsum in 'mix'" in table
+    assert plan.summary()["frozen_regions"] == 1
+    with torch.no_grad():
+        assert rel_err(plan.apply(net)(x), plan.apply_masks(net)(x)) < 1e-5
+
+
+def test_plan_without_frozen_key_still_loads():
+    d = _quiet_plan(nn.Sequential(nn.Conv2d(3, 4, 1), nn.Conv2d(4, 2, 1)), torch.randn(1, 3, 2, 2)).to_dict()
+    assert "frozen" not in d
+    assert PruningPlan.from_dict(d).frozen == []
+
+
+def test_repeated_frozen_op_is_one_warning_but_every_place_is_recorded():
+    net = nn.Sequential(WithEinsum(), nn.Conv2d(4, 4, 1))
+    net[0].mix2 = Mix()  # unused: only traced modules count
+    x = torch.randn(1, 3, 4, 4)
+
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.m1, self.m2 = Mix(), Mix()
+            self.b = nn.Conv2d(16, 4, 1)
+            self.c = nn.Conv2d(4, 2, 1)
+
+        def forward(self, x):
+            return self.c(self.b(torch.cat([self.m1(x), self.m2(x)], 1)))
+
+    an = None
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        an = analyze(Twice().eval(), x)
+    assert [f.module for f in an.frozen] == ["m1", "m2"]
+    assert len(rec) == 1 and "and 1 more places like it" in str(rec[0].message)
+
+
+def test_explain_lists_frozen_regions_and_writes_nothing(tmp_path, cli_env):
+    path = checkpoint.save(tmp_path / "r20.pt", models.create("resnet20", num_classes=10, in_channels=3))
+    r = subprocess.run([sys.executable, "-m", "prunekit", "prune", str(path), "--explain"], capture_output=True,
+                       text=True, env=cli_env, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "no frozen regions: the engine follows every op of this model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r20.pt"]
+
+
+def test_internal_error_in_a_handler_costs_only_local_channels(monkeypatch):
+    from prunekit.graph import ops
+
+    ops._load()
+
+    def broken(ctx, node, args, kwargs):
+        raise IndexError("boom")
+
+    monkeypatch.setitem(ops.FUNCTION_HANDLERS, torch.flatten, broken)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 6, 1)
+            self.fc = nn.Linear(6 * 4, 2)
+
+        def forward(self, x):
+            return self.fc(torch.flatten(self.b(self.a(x)), 1))
+
+    plan = _quiet_plan(Net().eval(), torch.randn(1, 3, 2, 2), ratio=0.5)
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(8, 4)]
+    (f,) = plan.frozen
+    assert f["op"] == "function torch.flatten" and "IndexError: boom" in f["reason"]
