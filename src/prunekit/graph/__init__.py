@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 from prunekit.graph.analysis import Analysis, Group, GroupMember, analyze
+from prunekit.graph.frozen import FrozenRegion
 
 
 def build_groups(model, example_inputs, *, leaf_names=(), tracer: str = "auto") -> list[Group]:
@@ -23,4 +24,4 @@ def build_groups(model, example_inputs, *, leaf_names=(), tracer: str = "auto") 
     return analyze(model, example_inputs, leaf_names=leaf_names, tracer=tracer).groups
 
 
-__all__ = ["Analysis", "Group", "GroupMember", "analyze", "build_groups"]
+__all__ = ["Analysis", "FrozenRegion", "Group", "GroupMember", "analyze", "build_groups"]

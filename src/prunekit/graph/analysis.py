@@ -19,6 +19,7 @@ import numpy as np
 
 from prunekit.errors import PrunekitError, UnsupportedModelError
 from prunekit.graph.capture import AttrTag, TaggedInt
+from prunekit.graph.frozen import FrozenRegion, frozen_warnings, module_line, node_origin
 from prunekit.graph.labels import FIXED, Labels, UnionSink, rigid
 
 
@@ -115,38 +116,6 @@ class Binding:
     attr: str
     value: int
     comps: np.ndarray  # component of each index along the bound dimension
-
-
-@dataclass(frozen=True)
-class FrozenRegion:
-    """A place whose channels the analysis keeps, and why.
-
-    Recorded for every op the engine cannot follow (no handler, an argument form
-    its handler does not support, an untraceable submodule) and for every Python
-    value that pins a channel count (a size compared with a constant, an
-    attribute used outside a reshape...). Only the channels that touch the region
-    are kept; the rest of the model is still pruned.
-
-    Attributes:
-        op: the op as written in the model (``torch.einsum``, ``.foo()``, ``module Foo``).
-        module: qualified name of the module whose ``forward`` holds it (``""``: the root).
-        line: ``path/file.py:LINE`` of the source line, ``""`` when unknown.
-        reason: why its channels are kept.
-    """
-
-    op: str
-    module: str
-    line: str
-    reason: str
-
-    def describe(self) -> str:
-        """One line: ``op in module (file:line): reason``."""
-        where = f" ({self.line})" if self.line else ""
-        module = repr(self.module) if self.module else "<root>"
-        return f"{self.op} in {module}{where}: {self.reason}"
-
-    def to_dict(self) -> dict:
-        return {"op": self.op, "module": self.module, "line": self.line, "reason": self.reason}
 
 
 @dataclass
@@ -321,21 +290,6 @@ class Context:
         region = FrozenRegion(op, module or "", line or "", reason)
         if region not in self.frozen:
             self.frozen.append(region)
-
-    def frozen_warnings(self) -> list[str]:
-        """One message per kind of frozen region (same op and reason), naming the first place and the count.
-
-        A model repeats its blocks: twelve ``einsum`` calls are one problem, not
-        twelve warnings; :attr:`Analysis.frozen` keeps every place.
-        """
-        kinds: dict = {}
-        for r in self.frozen:
-            kinds.setdefault((r.op, r.reason), []).append(r)
-        out = []
-        for regions in kinds.values():
-            more = f" (and {len(regions) - 1} more places like it)" if len(regions) > 1 else ""
-            out.append(regions[0].describe() + more)
-        return out
 
     def warn(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -562,47 +516,5 @@ def _extract(ctx: Context, cap, n_nodes: int) -> Analysis:
     shapes = {k: tuple(v.shape) for k, v in ctx.params.items()}
     return Analysis(groups=groups, members=members, comp_of=comp_of, group_of_comp=group_of_comp,
                     bindings=bindings, macs_terms=ctx.macs_terms, param_shapes=shapes,
-                    warnings=list(ctx.warnings) + ctx.frozen_warnings(), opaque=dict(cap.opaque), graph_ops=n_nodes,
+                    warnings=list(ctx.warnings) + frozen_warnings(ctx.frozen), opaque=dict(cap.opaque), graph_ops=n_nodes,
                     output_meta=_output_meta(cap), frozen=list(ctx.frozen))
-
-
-def node_origin(node) -> tuple[str, str]:
-    """``(module path, "file.py:LINE")`` of a traced node; either is ``""`` when unknown.
-
-    The module is the innermost one whose ``forward`` created the node (fx and
-    torch.export both record the module stack); the line is the one recorded at
-    capture (see :mod:`prunekit.graph.capture`) or, for torch.export graphs, the
-    last frame of the recorded stack trace outside torch.
-    """
-    if node.op == "call_module":
-        module = str(node.target)
-    else:
-        stack = node.meta.get("nn_module_stack") or {}
-        module = ""
-        if stack:
-            last = list(stack.values())[-1]
-            module = str(last[0]) if isinstance(last, tuple) else str(last)
-            if module.startswith("L['self']"):  # torch.export spelling of the root
-                module = module[len("L['self']"):].lstrip(".")
-    line = node.meta.get("prunekit_line", "")
-    if not line and node.meta.get("stack_trace"):
-        from prunekit.graph.capture import last_user_frame
-
-        line = last_user_frame(node.meta["stack_trace"])
-    return module, line
-
-
-def module_line(module) -> str:
-    """``file.py:LINE`` of a module's ``forward`` definition (for opaque modules), or ``""``."""
-    import inspect
-
-    from prunekit.graph.capture import short_path
-
-    if module is None:
-        return ""
-    try:
-        fwd = type(module).forward
-        return f"{short_path(inspect.getsourcefile(fwd))}:{inspect.getsourcelines(fwd)[1]}"
-    except (TypeError, OSError):  # built-ins and classes defined without source
-        return ""
-

@@ -1,64 +1,96 @@
 """Op handlers: how each traced op moves, ties or fixes channel labels.
 
-Three tables map fx targets to handlers: :data:`MODULE_HANDLERS` (module type ->
-``fn(ctx, node, module, args, kwargs)``), :data:`FUNCTION_HANDLERS` (callable ->
-``fn(ctx, node, args, kwargs)``) and :data:`METHOD_HANDLERS` (tensor method name
--> same). They are filled once at import by the ``ops_*`` modules.
+Every handler is registered with one decorator, :func:`handles`, placed on its
+definition and naming the ops it covers: tensor-method names as strings
+(``"view"``), ``nn.Module`` subclasses (``nn.Conv2d``), any other callable
+(``torch.cat``, ``operator.add``, an aten overload). Module handlers are called
+``fn(ctx, node, module, args, kwargs)``, the others ``fn(ctx, node, args,
+kwargs)``; ``args``/``kwargs`` hold :class:`~prunekit.graph.labels.Labels` for
+tensors, :class:`~prunekit.graph.analysis.Sz` for ints, and plain values.
 
-An op with no handler, or whose handler does not recognise its arguments, is
-*unknown*: every channel at its inputs is fixed and its outputs are rigid, with
-one warning naming it. That is what keeps the engine sound on models it has
-never seen: the worst case is channels left unpruned, never a wrong model.
+An op with no handler, or whose handler does not recognise its arguments
+(:class:`NotHandled`), is *frozen*: every channel at its inputs is kept and its
+outputs are rigid, recorded as a :class:`~prunekit.graph.analysis.FrozenRegion`.
+That is what keeps the engine sound on models it has never seen: the worst case
+is channels left unpruned, never a wrong model.
 """
 from __future__ import annotations
 
-import builtins
 import operator
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from prunekit.graph.analysis import Sz
 from prunekit.graph.labels import Labels, broadcast_unify, rigid
 
+# The three tables are private to the graph package and filled only by handles();
+# run_node() looks a node up in the one its kind (call_module / call_function /
+# call_method) selects.
 MODULE_HANDLERS: dict = {}
 FUNCTION_HANDLERS: dict = {}
 METHOD_HANDLERS: dict = {}
-SIZE_AWARE: set = set()  # handlers that deal with size (Sz) arguments themselves
+# Handlers that read size (Sz) arguments themselves. For every other handler the
+# sizes among its arguments are fixed after it runs: an op we do not model
+# exactly must not see a channel count that later shrinks.
+SIZE_AWARE: set = set()
 
 
 class NotHandled(Exception):
-    """Raised by a handler whose op form it does not support: the op is then treated as unknown."""
+    """Raised by a handler whose op form it does not support: the op is then frozen."""
 
 
-def handles_modules(*types, sizes: bool = False):
+def handles(*targets, sizes: bool = False):
+    """Register the decorated function as the handler of ``targets``.
+
+    Args:
+        targets: tensor-method names (str), ``nn.Module`` subclasses, or callables;
+            ``None`` entries are skipped (ops missing from this torch version).
+        sizes: the handler reads :class:`Sz` size arguments itself (a property of
+            the handler, so any registration of it may set it).
+
+    Raises:
+        ValueError: a target already has a handler (one op, one meaning).
+
+    Example:
+        >>> @handles(torch.roll, "roll")            # doctest: +SKIP
+        ... def roll(ctx, node, args, kwargs): ...
+    """
     def deco(fn):
-        for t in types:
-            MODULE_HANDLERS[t] = fn
+        for t in targets:
+            if t is None:
+                continue
+            if isinstance(t, str):
+                table = METHOD_HANDLERS
+            elif isinstance(t, type) and issubclass(t, torch.nn.Module):
+                table = MODULE_HANDLERS
+            else:
+                table = FUNCTION_HANDLERS
+            if t in table and table[t] is not fn:
+                raise ValueError(f"{t!r} already has the handler {table[t].__name__}; cannot add {fn.__name__}")
+            table[t] = fn
         if sizes:
             SIZE_AWARE.add(fn)
         return fn
+
     return deco
 
 
-def handles_functions(*fns, sizes: bool = False):
-    def deco(fn):
-        for f in fns:
-            if f is not None:
-                FUNCTION_HANDLERS[f] = fn
-        if sizes:
-            SIZE_AWARE.add(fn)
-        return fn
-    return deco
+def existing(names, *namespaces) -> list:
+    """The callables ``ns.name`` that exist, for every name and namespace, without repeats.
 
-
-def handles_methods(*names, sizes: bool = False):
-    def deco(fn):
-        for n in names:
-            METHOD_HANDLERS[n] = fn
-        if sizes:
-            SIZE_AWARE.add(fn)
-        return fn
-    return deco
+    ``torch.relu`` and ``torch.nn.functional.relu`` can be one object or two
+    depending on the torch version; registering both spellings once each keeps
+    :func:`handles` strict about duplicates.
+    """
+    out = []
+    for name in names:
+        for ns in namespaces:
+            f = getattr(ns, name, None)
+            if f is not None and not any(f is g for g in out):
+                out.append(f)
+    return out
 
 
 def module_handler(module):
@@ -82,7 +114,7 @@ _LOADED = []
 
 def _load():
     if not _LOADED:
-        from prunekit.graph import ops_aten, ops_matmul, ops_nn, ops_shape  # noqa: F401  (fill the tables)
+        from prunekit.graph import ops_aten, ops_matmul, ops_nn, ops_shape, ops_values  # noqa: F401  (fill the tables)
 
         _LOADED.append(True)
 
@@ -93,9 +125,11 @@ def noop(ctx, node, args, kwargs):
 
 
 def _aten_fallback(target):
-    """Aten ops (torch.export graphs) tagged point-wise are element-wise; ``*_assert`` calls are no-ops."""
-    import torch
+    """Aten ops (torch.export graphs) tagged point-wise are element-wise; ``*_assert`` calls are no-ops.
 
+    A rule rather than table entries: there are hundreds of point-wise aten
+    overloads and their tag says exactly what the handler needs to know.
+    """
     if getattr(target, "__name__", "") in ("_assert", "_assert_async", "_assert_scalar"):
         return noop
     if isinstance(target, torch._ops.OpOverload) and torch.Tag.pointwise in target.tags:
@@ -159,6 +193,8 @@ def run_node(ctx, node):
         # ``C // heads``, ``_assert(...)``): no channels flow through them, only
         # sizes, which python_value() follows or pins
         if handler is None or handler not in SIZE_AWARE:
+            from prunekit.graph.ops_values import python_value
+
             return python_value(ctx, node, args, kwargs)
     if handler is not None:
         try:
@@ -188,58 +224,6 @@ def _holds_tensor(meta) -> bool:
     if isinstance(meta, dict):
         return any(_holds_tensor(m) for m in meta.values())
     return False
-
-
-_COMPARISONS = {operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge}
-_COMPARISON_METHODS = {"__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__"}
-
-
-def python_value(ctx, node, args, kwargs):
-    """A node whose inputs and output are plain Python values (ints, bools, tuples, None, strings).
-
-    The result is carried as the constant recorded on the example inputs. What
-    matters is whether a *size measured from a prunable dimension* feeds it:
-
-    * ``a == b`` on two such sizes: they must stay equal, so both dimensions
-      lose the same number of channels (a size constraint, like a reshape's).
-    * any other use (compared with a literal, ``int()``, ``math.sqrt``, a
-      ``range``...): the value would go stale after pruning, so that dimension
-      is kept, and the plan names the node and line.
-    * sizes of unlabelled dimensions (batch, spatial, ``x.ndim``) never matter.
-    """
-    value = ctx.rigid_like(ctx.meta.get(node))
-    is_cmp = node.target in _COMPARISONS or (node.op == "call_method" and node.target in _COMPARISON_METHODS)
-    sized = [a for a in _sizes_in([args, kwargs]) if a.src is not None]
-    if not sized:
-        for a in _sizes_in([args, kwargs]):
-            if a.tag is not None:
-                a.tag.misuse(f"Python value ({op_name(ctx, node)})")
-        return value
-    if is_cmp and node.target in (operator.eq, operator.ne, "__eq__", "__ne__") and len(args) == 2 \
-            and all(isinstance(a, Sz) and a.src is not None for a in args):
-        # an equality check between two measured sizes (``x.size(1) == y.size(1)``):
-        # it keeps holding if both shrink in step
-        ctx.add_size_constraint((args[0].src, args[1].src))
-        return value
-    what = "compared with a value that does not follow pruning" if is_cmp else "used in a Python expression"
-    ctx.freeze(op_name(ctx, node), f"a channel count is {what}; that dimension is kept", sized)
-    return value
-
-
-def _sizes_in(values) -> list:
-    """Every :class:`Sz` inside nested lists/tuples/dicts/slices."""
-    out = []
-    if isinstance(values, Sz):
-        out.append(values)
-    elif isinstance(values, (list, tuple)):
-        for v in values:
-            out.extend(_sizes_in(v))
-    elif isinstance(values, dict):
-        for v in values.values():
-            out.extend(_sizes_in(v))
-    elif isinstance(values, slice):
-        out.extend(_sizes_in([values.start, values.stop, values.step]))
-    return out
 
 
 def _param_labels(ctx, name):
@@ -303,28 +287,10 @@ def dims_arg(v, ndim):
 # ----------------------------------------------------------------------------- element-wise
 
 
-def elementwise(ctx, node, args, kwargs):
-    """Any op whose tensor inputs broadcast together into an output of the broadcast shape."""
-    labs = tensors_in([args, kwargs])
-    shape = out_shape(ctx, node)
-    if not labs:
-        return rigid(shape)
-    for lab in labs:
-        if lab.ndim > len(shape) or any(s not in (1, o) for s, o in zip(lab.shape[::-1], shape[::-1])):
-            raise NotHandled
-    return broadcast_unify(labs, shape, ctx.sink)
-
-
-def first_only(ctx, node, args, kwargs):
-    """Ops acting on their first tensor alone (``x.type_as(y)``, ``x.to(y)``)."""
-    lab = need_labels(args[0])
-    if tuple(out_shape(ctx, node)) != lab.shape:
-        raise NotHandled
-    return lab
-
-
-_UNARY_FUNCS = []
-_UNARY_NAMES = [
+# Element-wise ops by name, looked up in torch, torch.nn.functional and torch.special
+# (whichever spellings exist in this torch version). Comparisons are element-wise
+# on tensors; on Python ints they never reach a handler (see run_node).
+_ELEMENTWISE_NAMES = [
     "relu", "relu_", "relu6", "gelu", "silu", "mish", "hardswish", "hardsigmoid", "sigmoid", "tanh", "elu", "selu",
     "celu", "leaky_relu", "softplus", "softsign", "hardtanh", "logsigmoid", "tanhshrink", "hardshrink", "softshrink",
     "threshold", "rrelu", "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout",
@@ -335,85 +301,50 @@ _UNARY_NAMES = [
     "silu_", "hardswish_", "relu6_", "gelu_", "log1p", "expm1", "logit", "isnan", "isinf", "logical_not",
     "bitwise_not", "eq", "ne", "lt", "le", "gt", "ge", "mul_", "add_", "sub_", "div_", "clamp_", "abs_",
 ]
-_UNARY_METHODS = _UNARY_NAMES + [
-    "contiguous", "clone", "detach", "float", "half", "double", "bfloat16", "int", "long", "bool", "to", "cpu",
+# Tensor methods that keep the shape and act per element (dtype/device casts included).
+_ELEMENTWISE_METHODS = _ELEMENTWISE_NAMES + [
+    "contiguous", "clone", "detach", "float", "half", "double", "bfloat16", "int", "long", "bool", "cpu",
     "cuda", "requires_grad_", "masked_fill_", "fill_", "zero_", "type", "__and__", "__or__",
 ]
+_OTHER_OPERATORS = [operator.iadd, operator.isub, operator.imul, operator.itruediv, operator.and_, operator.or_,
+                    operator.eq, operator.ne, operator.lt, operator.gt, operator.le, operator.ge, operator.invert]
 
 
-def _register_elementwise():
-    import torch
-    import torch.nn.functional as F
+@handles(*_OTHER_OPERATORS, *existing(_ELEMENTWISE_NAMES, torch, F, torch.special), *_ELEMENTWISE_METHODS)
+def elementwise(ctx, node, args, kwargs):
+    """Any op whose tensor inputs broadcast together into an output of the broadcast shape.
 
-    fns = [operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.iadd,
-           operator.isub, operator.imul, operator.itruediv, operator.neg, operator.pow, operator.mod,
-           operator.and_, operator.or_, operator.eq, operator.ne, operator.lt, operator.gt, operator.le, operator.ge,
-           operator.invert]
-    for name in _UNARY_NAMES:
-        for ns in (torch, F, torch.special):
-            f = getattr(ns, name, None)
-            if f is not None and f not in fns:
-                fns.append(f)
-    size_ops = {operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.mod,
-                operator.neg, operator.pow}
-    for f in fns:
-        if f in size_ops:
-            FUNCTION_HANDLERS[f] = arith_or_elementwise
-        else:
-            FUNCTION_HANDLERS[f] = elementwise
-    for name in _UNARY_METHODS:
-        METHOD_HANDLERS[name] = elementwise
-    METHOD_HANDLERS["type_as"] = first_only
-    METHOD_HANDLERS["to"] = to_method
+    Channel ``i`` of every input that has the channel dimension is tied to
+    channel ``i`` of the output; a size-1 (broadcast) dimension carries nothing.
+    """
+    labs = tensors_in([args, kwargs])
+    shape = out_shape(ctx, node)
+    if not labs:
+        return rigid(shape)
+    for lab in labs:
+        if lab.ndim > len(shape) or any(s not in (1, o) for s, o in zip(lab.shape[::-1], shape[::-1])):
+            raise NotHandled
+    return broadcast_unify(labs, shape, ctx.sink)
 
 
-def to_method(ctx, node, args, kwargs):
+@handles("type_as", "to")
+def first_only(ctx, node, args, kwargs):
+    """Ops acting on their first tensor alone (``x.type_as(y)``, ``x.to(y)``): the other argument is a dtype source."""
     lab = need_labels(args[0])
     if tuple(out_shape(ctx, node)) != lab.shape:
         raise NotHandled
     return lab
 
 
-def arith_or_elementwise(ctx, node, args, kwargs):
-    """``+ - * / //`` on ints measured from tensors (sizes), or element-wise on tensors.
-
-    A size ``c`` measured on a prunable dimension stays meaningful through
-    ``c * k``, ``c // k`` and ``c / k`` (it shrinks in proportion, e.g. channels
-    per head), so the result keeps ``c``'s source. Any other arithmetic on it
-    (``k // c``, ``c + 1``, two measured sizes together) gives a number that
-    would go stale after pruning: that dimension is kept and the reason recorded.
-    """
-    if tensors_in([args, kwargs]):
-        return elementwise(ctx, node, args, kwargs)
-    value = ctx.meta.get(node)
-    szs = [a for a in args if isinstance(a, Sz)]
-    srcs = [a for a in szs if a.src is not None]
-    for a in szs:
-        if a.tag is not None:
-            a.tag.misuse(f"arithmetic ({getattr(node.target, '__name__', node.target)})")
-    if not isinstance(value, int) or isinstance(value, bool):
-        if srcs:  # a float or a container from a channel count (``c ** -0.5``)
-            ctx.freeze(op_name(ctx, node), "a channel count is used in arithmetic that does not follow "
-                                           "pruning; that dimension is kept", srcs)
-        return ctx.rigid_like(value)
-    linear = node.target in (operator.floordiv, operator.mul, operator.truediv)
-    if len(srcs) == 1 and linear and not any(a.src is not None or a.tag is not None for a in szs if a is not srcs[0]):
-        if (node.target is operator.truediv or node.target is operator.floordiv) and args[0] is not srcs[0]:
-            pass  # k // c is not proportional to c: falls through to freezing it
-        else:
-            return Sz(value, src=srcs[0].src, derived=True)
-    if srcs:
-        ctx.freeze(op_name(ctx, node), "a channel count is used in arithmetic that does not follow pruning; "
-                                       "that dimension is kept", srcs)
-    return Sz(value)
-
-
-SIZE_AWARE.add(arith_or_elementwise)
-
-_register_elementwise()
-
-
 # ----------------------------------------------------------------------------- reductions
+
+
+# Reductions over a dim (``dim=None``: over everything) and ops that mix values
+# along one dim without changing the shape (softmax): channels along that dim
+# are noted as cross-channel (masking and removal then differ by design).
+_REDUCTIONS = ["sum", "mean", "amax", "amin", "max", "min", "std", "var", "norm", "prod", "logsumexp", "argmax",
+               "argmin", "any", "all", "nansum", "nanmean", "median"]
+_ALONG_DIM = ["softmax", "log_softmax", "cumsum", "cumprod", "softmin"]
 
 
 def reduce_labels(ctx, lab: Labels, dims, keepdim: bool, new_shape, why: str) -> Labels:
@@ -459,6 +390,7 @@ def reduction(ctx, node, args, kwargs):
     raise NotHandled
 
 
+@handles(*existing(_ALONG_DIM, torch, F), *_ALONG_DIM)
 def along_dim(ctx, node, args, kwargs):
     """``softmax/log_softmax/cumsum(x, dim)``: shape kept, values mix along ``dim``."""
     lab = need_labels(args[0])
@@ -474,87 +406,9 @@ def along_dim(ctx, node, args, kwargs):
     return lab
 
 
-def _register_reductions():
-    import torch
-    import torch.nn.functional as F
-
-    names = ["sum", "mean", "amax", "amin", "max", "min", "std", "var", "norm", "prod", "logsumexp", "argmax",
-             "argmin", "any", "all", "nansum", "nanmean", "median"]
-    for n in names:
-        f = getattr(torch, n, None)
-        if f is not None:
-            FUNCTION_HANDLERS[f] = reduction_or_binary
-        METHOD_HANDLERS[n] = reduction_or_binary
-    for n in ("softmax", "log_softmax", "cumsum", "cumprod", "softmin"):
-        for ns in (torch, F):
-            f = getattr(ns, n, None)
-            if f is not None:
-                FUNCTION_HANDLERS[f] = along_dim
-        METHOD_HANDLERS[n] = along_dim
-
-
+@handles(*existing(_REDUCTIONS, torch), *_REDUCTIONS)
 def reduction_or_binary(ctx, node, args, kwargs):
-    """``torch.max(x, dim)`` reduces, ``torch.max(x, y)`` is element-wise."""
+    """``torch.max(x, dim)`` reduces, ``torch.max(x, y)`` is element-wise (one name, two ops)."""
     if len(args) > 1 and isinstance(args[1], Labels) or isinstance(kwargs.get("other"), Labels):
         return elementwise(ctx, node, args, kwargs)
     return reduction(ctx, node, args, kwargs)
-
-
-_register_reductions()
-
-
-# ----------------------------------------------------------------------------- sizes
-
-
-def size_of(ctx, lab: Labels, d: int) -> Sz:
-    blk = lab.block_of(d)
-    if blk is None:
-        return Sz(lab.shape[d])
-    dims, ids = blk
-    axis = dims.index(d)
-    rep = np.moveaxis(ids, axis, 0).reshape(ids.shape[axis], -1)[:, 0]
-    return Sz(lab.shape[d], src=rep)
-
-
-def size_method(ctx, node, args, kwargs):
-    lab = need_labels(args[0])
-    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-    if dim is None:
-        return tuple(size_of(ctx, lab, d) for d in range(lab.ndim))
-    return size_of(ctx, lab, int_of(dim) % lab.ndim)
-
-
-def getattr_fn(ctx, node, args, kwargs):
-    obj, name = args[0], args[1]
-    if isinstance(obj, Labels):
-        if name == "shape":
-            return tuple(size_of(ctx, obj, d) for d in range(obj.ndim))
-        if name in ("ndim",):
-            return Sz(obj.ndim)
-        if name in ("dtype", "device", "is_cuda", "requires_grad", "layout"):
-            return None
-        if name in ("T", "mT"):
-            from prunekit.graph.labels import permute
-
-            perm = list(range(obj.ndim))[::-1] if name == "T" else list(range(obj.ndim - 2)) + [obj.ndim - 1, obj.ndim - 2]
-            return permute(obj, perm, out_shape(ctx, node))
-    raise NotHandled
-
-
-def dim_method(ctx, node, args, kwargs):
-    lab = need_labels(args[0])
-    return Sz(lab.ndim)
-
-
-def numel_method(ctx, node, args, kwargs):
-    lab = need_labels(args[0])
-    ctx.fix(lab)  # the element count would change with any channel: keep them all
-    return Sz(int(np.prod(lab.shape, dtype=np.int64)))
-
-
-FUNCTION_HANDLERS[builtins.getattr] = getattr_fn
-METHOD_HANDLERS["size"] = size_method
-METHOD_HANDLERS["dim"] = dim_method
-METHOD_HANDLERS["numel"] = numel_method
-METHOD_HANDLERS["nelement"] = numel_method
-SIZE_AWARE.update({size_method, getattr_fn, dim_method, numel_method})

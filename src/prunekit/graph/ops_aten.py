@@ -6,18 +6,37 @@ treats every op tagged ``pointwise`` as element-wise.
 """
 from __future__ import annotations
 
+import torch
+
 from prunekit.graph.labels import Labels
 from prunekit.graph.ops import (
-    FUNCTION_HANDLERS, SIZE_AWARE, NotHandled, along_dim, elementwise, first_only, int_of, need_labels, reduction,
+    NotHandled, along_dim, elementwise, first_only, handles, int_of, need_labels, reduction,
 )
 from prunekit.graph.ops_matmul import linear_fn, matmul_fn, sdpa_fn
 from prunekit.graph.ops_nn import batch_norm_fn, conv_fn, embedding_fn, group_norm_fn, layer_norm_fn
 from prunekit.graph.ops_shape import (
-    _getitem_tensor, cat_fn, channelwise, chunk_fn, expand_m, free_reshape, narrow_fn, permute_m, select_fn,
+    cat_fn, channelwise, chunk_fn, expand_m, free_reshape, narrow_fn, permute_m, select_fn,
     split_fn, stack_fn, t_m, transpose_m, unbind_fn, view,
 )
+from prunekit.graph.ops_shape import getitem_tensor
 
 
+def aten(*names) -> list:
+    """The aten overloads ``"packet.overload"`` (or every overload of ``"packet"``) that exist in this torch."""
+    out = []
+    for name in names:
+        pkt_name, _, ov = name.partition(".")
+        pkt = getattr(torch.ops.aten, pkt_name, None)
+        if pkt is None:
+            continue
+        for o in ([ov] if ov else pkt.overloads()):
+            op = getattr(pkt, o, None)
+            if op is not None:
+                out.append(op)
+    return out
+
+
+@handles(*aten("convolution.default"))
 def convolution(ctx, node, args, kwargs):
     """``aten.convolution(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups)``."""
     if len(args) < 9 or args[6] is True:
@@ -41,11 +60,13 @@ def native_bn(ctx, node, args, kwargs):
     return batch_norm_fn(ctx, node, args, kwargs)
 
 
+@handles(*aten("embedding.default"))
 def embedding(ctx, node, args, kwargs):
     """``aten.embedding(weight, indices)``: arguments swapped relative to ``F.embedding``."""
     return embedding_fn(ctx, node, [args[1], args[0]], {})
 
 
+@handles(*aten("prelu.default", "_prelu_kernel.default"))
 def prelu(ctx, node, args, kwargs):
     x, w = need_labels(args[0]), need_labels(args[1])
     if w.shape in ((1,), ()):
@@ -62,6 +83,7 @@ def prelu(ctx, node, args, kwargs):
     return Labels(x.shape, x2.blocks)
 
 
+@handles(*aten("slice.Tensor"), sizes=True)
 def slice_tensor(ctx, node, args, kwargs):
     """``aten.slice.Tensor(x, dim, start, end, step)`` as ``x[..., start:end:step]``."""
     lab = need_labels(args[0])
@@ -70,50 +92,38 @@ def slice_tensor(ctx, node, args, kwargs):
     end = args[3] if len(args) > 3 else kwargs.get("end")
     step = args[4] if len(args) > 4 else kwargs.get("step")
     index = (slice(None),) * d + (slice(start, end, step),)
-    return _getitem_tensor(ctx, node, lab, index)
+    return getitem_tensor(ctx, node, lab, index)
 
 
-def _register():
-    import torch
-
-    a = torch.ops.aten
-    table = {
-        "conv1d.default": conv_fn, "conv2d.default": conv_fn, "conv3d.default": conv_fn,
-        "convolution.default": convolution, "linear.default": linear_fn,
-        "batch_norm.default": batch_norm_fn,
-        "_native_batch_norm_legit_no_training.default": with_stats(native_bn),
-        "layer_norm.default": layer_norm_fn, "native_layer_norm.default": with_stats(layer_norm_fn),
-        "group_norm.default": group_norm_fn, "embedding.default": embedding, "prelu.default": prelu,
-        "_prelu_kernel.default": prelu,
-        "cat.default": cat_fn, "stack.default": stack_fn, "view.default": view, "reshape.default": view,
-        "_unsafe_view.default": view, "flatten.using_ints": free_reshape, "unsqueeze.default": free_reshape,
-        "squeeze.dim": free_reshape, "squeeze.dims": free_reshape, "squeeze.default": free_reshape,
-        "permute.default": permute_m, "transpose.int": transpose_m, "t.default": t_m, "expand.default": expand_m,
-        "slice.Tensor": slice_tensor, "select.int": select_fn, "split.Tensor": split_fn,
-        "split_with_sizes.default": split_fn, "chunk.default": chunk_fn, "unbind.int": unbind_fn,
-        "narrow.default": narrow_fn, "mean.dim": reduction, "sum.dim_IntList": reduction, "amax.default": reduction,
-        "softmax.int": along_dim, "_softmax.default": along_dim, "log_softmax.int": along_dim,
-        "matmul.default": matmul_fn, "mm.default": matmul_fn, "bmm.default": matmul_fn,
-        "scaled_dot_product_attention.default": sdpa_fn, "dropout.default": elementwise,
-        "contiguous.default": first_only, "alias.default": first_only, "detach.default": first_only,
-        "_to_copy.default": first_only,
-    }
-    for name in ("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "max_pool1d", "max_pool2d",
-                 "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "upsample_nearest2d",
-                 "upsample_bilinear2d", "constant_pad_nd", "pad", "max_pool2d_with_indices",
-                 "adaptive_max_pool2d"):
-        pkt = getattr(a, name, None)
-        if pkt is None:
-            continue
-        for ov in pkt.overloads():
-            FUNCTION_HANDLERS[getattr(pkt, ov)] = channelwise
-    for key, fn in table.items():
-        pkt_name, _, ov = key.partition(".")
-        pkt = getattr(a, pkt_name, None)
-        op = getattr(pkt, ov, None) if pkt is not None else None
-        if op is not None:
-            FUNCTION_HANDLERS[op] = fn
-    SIZE_AWARE.add(slice_tensor)
-
-
-_register()
+# Aten ops whose handler is the one of their torch.nn.functional / tensor-method
+# form (same arguments): registered here rather than on those handlers so that
+# everything torch.export-specific stays in this module.
+handles(*aten("conv1d.default", "conv2d.default", "conv3d.default"))(conv_fn)
+handles(*aten("linear.default"))(linear_fn)
+handles(*aten("batch_norm.default"))(batch_norm_fn)
+handles(*aten("_native_batch_norm_legit_no_training.default"))(with_stats(native_bn))
+handles(*aten("native_layer_norm.default"))(with_stats(layer_norm_fn))
+handles(*aten("layer_norm.default"))(layer_norm_fn)
+handles(*aten("group_norm.default"))(group_norm_fn)
+handles(*aten("cat.default"))(cat_fn)
+handles(*aten("stack.default"))(stack_fn)
+handles(*aten("view.default", "reshape.default", "_unsafe_view.default"))(view)
+handles(*aten("flatten.using_ints", "unsqueeze.default", "squeeze.dim", "squeeze.dims", "squeeze.default"))(free_reshape)
+handles(*aten("permute.default"))(permute_m)
+handles(*aten("transpose.int"))(transpose_m)
+handles(*aten("t.default"))(t_m)
+handles(*aten("expand.default"))(expand_m)
+handles(*aten("select.int"))(select_fn)
+handles(*aten("split.Tensor", "split_with_sizes.default"))(split_fn)
+handles(*aten("chunk.default"))(chunk_fn)
+handles(*aten("unbind.int"))(unbind_fn)
+handles(*aten("narrow.default"))(narrow_fn)
+handles(*aten("mean.dim", "sum.dim_IntList", "amax.default"))(reduction)
+handles(*aten("softmax.int", "_softmax.default", "log_softmax.int"))(along_dim)
+handles(*aten("matmul.default", "mm.default", "bmm.default"))(matmul_fn)
+handles(*aten("scaled_dot_product_attention.default"))(sdpa_fn)
+handles(*aten("dropout.default"))(elementwise)
+handles(*aten("contiguous.default", "alias.default", "detach.default", "_to_copy.default"))(first_only)
+handles(*aten("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "max_pool1d", "max_pool2d",
+              "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "upsample_nearest2d", "upsample_bilinear2d",
+              "constant_pad_nd", "pad", "max_pool2d_with_indices", "adaptive_max_pool2d"))(channelwise)

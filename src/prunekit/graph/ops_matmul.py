@@ -4,9 +4,11 @@ from __future__ import annotations
 import operator
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from prunekit.graph.labels import Labels, broadcast_unify, permute, squeeze_block_dims
-from prunekit.graph.ops import FUNCTION_HANDLERS, METHOD_HANDLERS, NotHandled, need_labels, out_shape
+from prunekit.graph.ops import NotHandled, handles, need_labels, out_shape
 
 
 def matmul_labels(ctx, a: Labels, b: Labels, shape) -> Labels:
@@ -105,11 +107,13 @@ def matmul_labels(ctx, a: Labels, b: Labels, shape) -> Labels:
     return squeeze_block_dims(Labels(tuple(shape), blocks), ctx.sink)
 
 
+@handles(torch.matmul, torch.bmm, torch.mm, operator.matmul, "matmul", "bmm", "mm", "__matmul__")
 def matmul_fn(ctx, node, args, kwargs):
     a, b = need_labels(args[0]), need_labels(args[1])
     return matmul_labels(ctx, a, b, out_shape(ctx, node))
 
 
+@handles(F.linear)
 def linear_fn(ctx, node, args, kwargs):
     """``F.linear(x, weight, bias)`` with the weight used directly (shared or functional weights)."""
     x = need_labels(args[0])
@@ -124,6 +128,7 @@ def linear_fn(ctx, node, args, kwargs):
     return out
 
 
+@handles(F.scaled_dot_product_attention)
 def sdpa_fn(ctx, node, args, kwargs):
     """``F.scaled_dot_product_attention(q, k, v, attn_mask=...)``: heads of q, k, v stay together."""
     q, k, v = (need_labels(x) for x in args[:3])
@@ -134,18 +139,3 @@ def sdpa_fn(ctx, node, args, kwargs):
     if isinstance(mask, Labels):
         s = broadcast_unify([s, mask], sshape, ctx.sink)
     return matmul_labels(ctx, s, v, out_shape(ctx, node))
-
-
-def _register():
-    import torch
-    import torch.nn.functional as F
-
-    for f in (torch.matmul, torch.bmm, torch.mm, operator.matmul):
-        FUNCTION_HANDLERS[f] = matmul_fn
-    for n in ("matmul", "bmm", "mm", "__matmul__"):
-        METHOD_HANDLERS[n] = matmul_fn
-    FUNCTION_HANDLERS[F.linear] = linear_fn
-    FUNCTION_HANDLERS[F.scaled_dot_product_attention] = sdpa_fn
-
-
-_register()

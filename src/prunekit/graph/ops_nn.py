@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from prunekit.graph.labels import Labels, rigid
-from prunekit.graph.ops import (
-    FUNCTION_HANDLERS, NotHandled, handles_modules, int_of, need_labels, out_shape,
-)
+from prunekit.graph.ops import NotHandled, handles, int_of, need_labels, out_shape
 from prunekit.graph.ops_shape import channelwise, free_reshape, isolate, reshape_with_sizes
 
 
@@ -71,6 +72,7 @@ def conv_core(ctx, x_ids, w_out, w_in, groups: int, c_in: int):
     s.unify(grid[:1], grid)
 
 
+@handles(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def conv_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -91,6 +93,7 @@ def conv_module(ctx, node, module, args, kwargs):
     return Labels(tuple(shape), [((d,), w_out)])
 
 
+@handles(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def conv_transpose_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -136,6 +139,7 @@ def conv_transpose_module(ctx, node, module, args, kwargs):
     return rigid(shape)
 
 
+@handles(nn.Linear, nn.modules.linear.NonDynamicallyQuantizableLinear)
 def linear_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -185,17 +189,20 @@ def _stats_norm(ctx, node, module, x, d):
     return out
 
 
+@handles(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 def batchnorm_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     return _stats_norm(ctx, node, module, x, 1 if x.ndim >= 2 else 0)
 
 
+@handles(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 def instancenorm_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     nsp = {"InstanceNorm1d": 1, "InstanceNorm2d": 2, "InstanceNorm3d": 3}.get(type(module).__name__, x.ndim - 2)
     return _stats_norm(ctx, node, module, x, x.ndim - nsp - 1)
 
 
+@handles(nn.GroupNorm)
 def groupnorm_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     names = [("weight", "norm"), ("bias", "bias")] if module.weight is not None else []
@@ -212,6 +219,7 @@ def groupnorm_module(ctx, node, module, args, kwargs):
     return out
 
 
+@handles(nn.LayerNorm)
 def layernorm_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -231,6 +239,7 @@ def layernorm_module(ctx, node, module, args, kwargs):
     return out
 
 
+@handles(getattr(nn, "RMSNorm", None))  # torch >= 2.4
 def rmsnorm_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -242,6 +251,7 @@ def rmsnorm_module(ctx, node, module, args, kwargs):
     return out
 
 
+@handles(nn.PReLU)
 def prelu_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     if module.num_parameters == 1:
@@ -250,6 +260,7 @@ def prelu_module(ctx, node, module, args, kwargs):
     return out
 
 
+@handles(nn.Embedding)
 def embedding_module(ctx, node, module, args, kwargs):
     need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -257,6 +268,7 @@ def embedding_module(ctx, node, module, args, kwargs):
     return Labels(tuple(shape), [((len(shape) - 1,), w)])
 
 
+@handles(nn.LocalResponseNorm)
 def lrn_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     blk = x.block_of(1)
@@ -265,10 +277,27 @@ def lrn_module(ctx, node, module, args, kwargs):
     return x
 
 
+# Modules that act on each channel alone (activations, dropout, pooling, padding,
+# resizing): output channel i is input channel i.
+_PASSTHROUGH = [
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
+    nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.LogSigmoid, nn.Tanhshrink,
+    nn.Hardshrink, nn.Softshrink, nn.Threshold, nn.RReLU, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
+    nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
+    nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d, nn.Upsample,
+    nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
+    nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d, nn.ReplicationPad1d,
+    nn.ReplicationPad2d, nn.ReplicationPad3d,
+]
+
+
+@handles(*_PASSTHROUGH)
 def passthrough_module(ctx, node, module, args, kwargs):
     return channelwise(ctx, node, args, kwargs)
 
 
+@handles(nn.Softmax, nn.LogSoftmax, nn.Softmin)
 def softmax_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     if module.dim is None:
@@ -279,10 +308,12 @@ def softmax_module(ctx, node, module, args, kwargs):
     return x
 
 
+@handles(nn.Flatten)
 def flatten_module(ctx, node, module, args, kwargs):
     return free_reshape(ctx, node, args[:1], {})
 
 
+@handles(nn.Unflatten)
 def unflatten_module(ctx, node, module, args, kwargs):
     from prunekit.graph.analysis import Sz
 
@@ -292,6 +323,7 @@ def unflatten_module(ctx, node, module, args, kwargs):
     return reshape_with_sizes(ctx, x, out_shape(ctx, node), sizes)
 
 
+@handles(nn.ChannelShuffle)
 def channel_shuffle_module(ctx, node, module, args, kwargs):
     x = need_labels(args[0])
     x2, ids = isolate(ctx, x, 1)
@@ -303,6 +335,7 @@ def channel_shuffle_module(ctx, node, module, args, kwargs):
     return _with_channel(x2, 1, np.ascontiguousarray(grid.T).reshape(-1), out_shape(ctx, node))
 
 
+@handles(nn.MultiheadAttention)
 def mha_module(ctx, node, module, args, kwargs):
     """``nn.MultiheadAttention``: heads are pruned whole, and the embedding width follows them.
 
@@ -343,47 +376,10 @@ def mha_module(ctx, node, module, args, kwargs):
     return (out_main, weights)
 
 
-def _register():
-    import torch.nn as nn
-
-    for t in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
-        handles_modules(t)(conv_module)
-    for t in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
-        handles_modules(t)(conv_transpose_module)
-    handles_modules(nn.Linear, nn.modules.linear.NonDynamicallyQuantizableLinear)(linear_module)
-    handles_modules(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)(batchnorm_module)
-    handles_modules(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)(instancenorm_module)
-    handles_modules(nn.GroupNorm)(groupnorm_module)
-    handles_modules(nn.LayerNorm)(layernorm_module)
-    if hasattr(nn, "RMSNorm"):
-        handles_modules(nn.RMSNorm)(rmsnorm_module)
-    handles_modules(nn.PReLU)(prelu_module)
-    handles_modules(nn.Embedding)(embedding_module)
-    handles_modules(nn.LocalResponseNorm)(lrn_module)
-    handles_modules(nn.Softmax, nn.LogSoftmax, nn.Softmin)(softmax_module)
-    handles_modules(nn.Flatten)(flatten_module)
-    handles_modules(nn.Unflatten)(unflatten_module)
-    handles_modules(nn.ChannelShuffle)(channel_shuffle_module)
-    handles_modules(nn.MultiheadAttention)(mha_module)
-    passthrough = [
-        nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish,
-        nn.Hardsigmoid, nn.Sigmoid, nn.Tanh, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.LogSigmoid, nn.Tanhshrink,
-        nn.Hardshrink, nn.Softshrink, nn.Threshold, nn.RReLU, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d,
-        nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d,
-        nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-        nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.LPPool1d, nn.LPPool2d, nn.Upsample,
-        nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d, nn.ZeroPad2d, nn.ConstantPad1d, nn.ConstantPad2d,
-        nn.ConstantPad3d, nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d, nn.ReplicationPad1d,
-        nn.ReplicationPad2d, nn.ReplicationPad3d,
-    ]
-    for t in passthrough:
-        handles_modules(t)(passthrough_module)
-    _register_functional()
-
-
 # ----------------------------------------------------------------------------- functional forms
 
 
+@handles(F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d)
 def conv_fn(ctx, node, args, kwargs):
     x = need_labels(args[0])
     w = need_labels(args[1] if len(args) > 1 else kwargs["weight"])
@@ -418,6 +414,7 @@ def _vec_ids(v):
     return None
 
 
+@handles(F.batch_norm)
 def batch_norm_fn(ctx, node, args, kwargs):
     x = need_labels(args[0])
     x2, x_ids = isolate(ctx, x, 1)
@@ -432,6 +429,7 @@ def batch_norm_fn(ctx, node, args, kwargs):
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)
 
 
+@handles(F.layer_norm)
 def layer_norm_fn(ctx, node, args, kwargs):
     x = need_labels(args[0])
     ns = args[1] if len(args) > 1 else kwargs["normalized_shape"]
@@ -449,6 +447,7 @@ def layer_norm_fn(ctx, node, args, kwargs):
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)
 
 
+@handles(F.group_norm)
 def group_norm_fn(ctx, node, args, kwargs):
     x = need_labels(args[0])
     g = int_of(args[1] if len(args) > 1 else kwargs["num_groups"])
@@ -470,6 +469,7 @@ def group_norm_fn(ctx, node, args, kwargs):
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)
 
 
+@handles(F.embedding)
 def embedding_fn(ctx, node, args, kwargs):
     need_labels(args[0])
     w = need_labels(args[1] if len(args) > 1 else kwargs["weight"])
@@ -478,18 +478,3 @@ def embedding_fn(ctx, node, args, kwargs):
     if b0 is not None:
         ctx.sink.fix(b0[1])
     return Labels(tuple(shape), [((len(shape) - 1,), b1[1])] if b1 is not None else [])
-
-
-def _register_functional():
-    import torch
-    import torch.nn.functional as F
-
-    for f in (F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d):
-        FUNCTION_HANDLERS[f] = conv_fn
-    FUNCTION_HANDLERS[F.batch_norm] = batch_norm_fn
-    FUNCTION_HANDLERS[F.layer_norm] = layer_norm_fn
-    FUNCTION_HANDLERS[F.group_norm] = group_norm_fn
-    FUNCTION_HANDLERS[F.embedding] = embedding_fn
-
-
-_register()

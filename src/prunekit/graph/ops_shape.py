@@ -4,14 +4,14 @@ from __future__ import annotations
 import operator
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from prunekit.graph.analysis import Sz
 from prunekit.graph.labels import (
     Labels, broadcast_unify, index_along, permute, project, reshape, squeeze_block_dims,
 )
-from prunekit.graph.ops import (
-    FUNCTION_HANDLERS, METHOD_HANDLERS, SIZE_AWARE, NotHandled, dims_arg, handles_methods, int_of, need_labels, out_shape,
-)
+from prunekit.graph.ops import NotHandled, dims_arg, existing, handles, int_of, need_labels, out_shape
 
 
 def size_rep(blk, d: int) -> np.ndarray:
@@ -79,16 +79,14 @@ def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
     return out
 
 
-@handles_methods("view", "reshape", sizes=True)
+@handles("view", "reshape", torch.reshape, sizes=True)
 def view(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     return reshape_with_sizes(ctx, lab, out_shape(ctx, node), _sizes_from(args, kwargs))
 
 
-def _torch_reshape(ctx, node, args, kwargs):
-    return view(ctx, node, args, kwargs)
-
-
+@handles(torch.flatten, torch.squeeze, torch.unsqueeze, "flatten", "squeeze", "unsqueeze", "squeeze_",
+         "unsqueeze_", "ravel")
 def free_reshape(ctx, node, args, kwargs):
     """Reshapes that only merge dims or add/remove size-1 dims (flatten, squeeze, unsqueeze)."""
     lab = need_labels(args[0])
@@ -97,7 +95,7 @@ def free_reshape(ctx, node, args, kwargs):
     return reshape(lab, shape, set(range(len(shape))), ctx.sink)
 
 
-@handles_methods("unflatten", sizes=True)
+@handles("unflatten", torch.unflatten, sizes=True)
 def unflatten(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -110,14 +108,14 @@ def unflatten(ctx, node, args, kwargs):
     return reshape_with_sizes(ctx, lab, shape, sizes)
 
 
-@handles_methods("permute", sizes=False)
+@handles("permute", torch.permute)
 def permute_m(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     perm = _sizes_from(args, kwargs) if len(args) > 1 else list(kwargs["dims"])
     return permute(lab, [int_of(p) for p in perm], out_shape(ctx, node))
 
 
-@handles_methods("transpose", "swapaxes", "swapdims")
+@handles("transpose", "swapaxes", "swapdims", torch.transpose, torch.swapaxes, torch.swapdims)
 def transpose_m(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     d0 = int_of(args[1] if len(args) > 1 else kwargs["dim0"]) % lab.ndim
@@ -127,13 +125,13 @@ def transpose_m(ctx, node, args, kwargs):
     return permute(lab, perm, out_shape(ctx, node))
 
 
-@handles_methods("t")
+@handles("t", torch.t)
 def t_m(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     return permute(lab, list(range(lab.ndim))[::-1], out_shape(ctx, node))
 
 
-@handles_methods("movedim", "moveaxis")
+@handles("movedim", "moveaxis", torch.movedim, torch.moveaxis)
 def movedim_m(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     src = dims_arg(args[1], lab.ndim)
@@ -145,7 +143,7 @@ def movedim_m(ctx, node, args, kwargs):
     return permute(lab, perm, out_shape(ctx, node))
 
 
-@handles_methods("expand", sizes=True)
+@handles("expand", sizes=True)
 def expand_m(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -181,24 +179,24 @@ def expand_m(ctx, node, args, kwargs):
     return Labels(tuple(shape), blocks)
 
 
-@handles_methods("expand_as")
+@handles("expand_as")
 def expand_as_m(ctx, node, args, kwargs):
     a, b = need_labels(args[0]), need_labels(args[1])
     return broadcast_unify([a, b], out_shape(ctx, node), ctx.sink)
 
 
-@handles_methods("view_as", "reshape_as")
+@handles("view_as", "reshape_as", sizes=True)
 def view_as_m(ctx, node, args, kwargs):
     a, b = need_labels(args[0]), need_labels(args[1])
     shape = out_shape(ctx, node)
     if a.shape == tuple(shape):
         return broadcast_unify([a, b], shape, ctx.sink)
-    from prunekit.graph.ops import size_of
+    from prunekit.graph.ops_values import size_of
 
     return reshape_with_sizes(ctx, a, shape, [size_of(ctx, b, d) for d in range(b.ndim)])
 
 
-@handles_methods("repeat", "tile")
+@handles("repeat", "tile")
 def repeat_m(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     shape = out_shape(ctx, node)
@@ -216,7 +214,7 @@ def repeat_m(ctx, node, args, kwargs):
 # ----------------------------------------------------------------------------- indexing
 
 
-def _getitem_tensor(ctx, node, lab: Labels, index):
+def getitem_tensor(ctx, node, lab: Labels, index):
     if not isinstance(index, tuple):
         index = (index,)
     n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
@@ -277,10 +275,11 @@ def _getitem_tensor(ctx, node, lab: Labels, index):
     return squeeze_block_dims(Labels(expect, cur.blocks), ctx.sink)
 
 
+@handles(operator.getitem, sizes=True)
 def getitem_fn(ctx, node, args, kwargs):
     obj, index = args[0], args[1]
     if isinstance(obj, Labels):
-        return _getitem_tensor(ctx, node, obj, index)
+        return getitem_tensor(ctx, node, obj, index)
     if isinstance(obj, (list, tuple)):
         if isinstance(index, Sz):
             return obj[index.value]
@@ -291,13 +290,12 @@ def getitem_fn(ctx, node, args, kwargs):
     raise NotHandled
 
 
-FUNCTION_HANDLERS[operator.getitem] = getitem_fn
-SIZE_AWARE.add(getitem_fn)
 
 
 # ----------------------------------------------------------------------------- cat / stack / split
 
 
+@handles(torch.cat, torch.concat, getattr(torch, "concatenate", None))
 def cat_fn(ctx, node, args, kwargs):
     tensors = list(args[0] if args else kwargs["tensors"])
     dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else Sz(0)))
@@ -329,6 +327,7 @@ def cat_fn(ctx, node, args, kwargs):
     return Labels(tuple(shape), blocks)
 
 
+@handles(torch.stack)
 def stack_fn(ctx, node, args, kwargs):
     tensors = list(args[0] if args else kwargs["tensors"])
     dim = kwargs.get("dim", args[1] if len(args) > 1 else Sz(0))
@@ -365,6 +364,7 @@ def _pieces(ctx, node, lab: Labels, d: int, equal_ok: bool, size_arg=None):
     return tuple(out)
 
 
+@handles(torch.chunk, "chunk", sizes=True)
 def chunk_fn(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     dim = kwargs.get("dim", args[2] if len(args) > 2 else Sz(0))
@@ -376,6 +376,7 @@ def chunk_fn(ctx, node, args, kwargs):
     return _pieces(ctx, node, lab, int_of(dim) % lab.ndim, True)
 
 
+@handles(torch.split, "split", sizes=True)
 def split_fn(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     spec = args[1] if len(args) > 1 else kwargs.get("split_size_or_sections", kwargs.get("split_size"))
@@ -414,6 +415,7 @@ def _pick_along(ctx, lab: Labels, d: int) -> None:
     ctx.sink.unify(moved[:1], moved)  # index i of d keeps the same channels for every i
 
 
+@handles(torch.unbind, "unbind")
 def unbind_fn(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     dim = kwargs.get("dim", args[1] if len(args) > 1 else Sz(0))
@@ -426,6 +428,7 @@ def unbind_fn(ctx, node, args, kwargs):
     return tuple(outs)
 
 
+@handles(torch.narrow, "narrow", sizes=True)
 def narrow_fn(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     d = int_of(args[1]) % lab.ndim
@@ -447,6 +450,7 @@ def narrow_fn(ctx, node, args, kwargs):
     return index_along(lab, d, np.arange(start, start + length), tuple(sh), ctx.sink, drop=False)
 
 
+@handles(torch.select, "select")
 def select_fn(ctx, node, args, kwargs):
     lab = need_labels(args[0])
     d = int_of(args[1]) % lab.ndim
@@ -459,6 +463,15 @@ def select_fn(ctx, node, args, kwargs):
 # ----------------------------------------------------------------------------- channel-wise
 
 
+# Functional pooling, resizing and padding: spatial dims change, channel i stays channel i.
+_CHANNELWISE = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+                "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+                "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample",
+                "upsample_nearest", "upsample_bilinear", "pad", "max_pool1d_with_indices", "max_pool2d_with_indices",
+                "max_pool3d_with_indices"]
+
+
+@handles(*existing(_CHANNELWISE, F, torch))
 def channelwise(ctx, node, args, kwargs):
     """Pooling, interpolation, padding: dims whose size is unchanged keep their channels."""
     lab = need_labels(args[0])
@@ -478,6 +491,7 @@ def channelwise(ctx, node, args, kwargs):
     return out
 
 
+@handles(torch.roll, torch.flip, "roll", "flip")
 def roll_flip(ctx, node, args, kwargs):
     """``roll``/``flip``: permute positions along some dims; channels survive on the other dims."""
     lab = need_labels(args[0])
@@ -493,52 +507,3 @@ def roll_flip(ctx, node, args, kwargs):
         else:
             blocks.append((bd, ids))
     return Labels(lab.shape, blocks)
-
-
-def _register():
-    import torch
-    import torch.nn.functional as F
-
-    for f in (torch.roll, torch.flip):
-        FUNCTION_HANDLERS[f] = roll_flip
-    METHOD_HANDLERS["roll"] = roll_flip
-    METHOD_HANDLERS["flip"] = roll_flip
-
-    for f in (torch.reshape,):
-        FUNCTION_HANDLERS[f] = view
-    for f in (torch.flatten, torch.squeeze, torch.unsqueeze):
-        FUNCTION_HANDLERS[f] = free_reshape
-    for n in ("flatten", "squeeze", "unsqueeze", "squeeze_", "unsqueeze_", "ravel"):
-        METHOD_HANDLERS[n] = free_reshape
-    FUNCTION_HANDLERS[torch.permute] = permute_m
-    FUNCTION_HANDLERS[torch.transpose] = transpose_m
-    FUNCTION_HANDLERS[torch.swapaxes] = transpose_m
-    FUNCTION_HANDLERS[torch.t] = t_m
-    FUNCTION_HANDLERS[torch.movedim] = movedim_m
-    for f in (torch.cat, torch.concat, getattr(torch, "concatenate", None)):
-        if f is not None:
-            FUNCTION_HANDLERS[f] = cat_fn
-    FUNCTION_HANDLERS[torch.stack] = stack_fn
-    FUNCTION_HANDLERS[torch.chunk] = chunk_fn
-    METHOD_HANDLERS["chunk"] = chunk_fn
-    FUNCTION_HANDLERS[torch.split] = split_fn
-    METHOD_HANDLERS["split"] = split_fn
-    FUNCTION_HANDLERS[torch.unbind] = unbind_fn
-    METHOD_HANDLERS["unbind"] = unbind_fn
-    FUNCTION_HANDLERS[torch.narrow] = narrow_fn
-    METHOD_HANDLERS["narrow"] = narrow_fn
-    FUNCTION_HANDLERS[torch.select] = select_fn
-    METHOD_HANDLERS["select"] = select_fn
-    for n in ("max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
-              "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-              "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d", "lp_pool2d", "interpolate", "upsample",
-              "upsample_nearest", "upsample_bilinear", "pad", "max_pool1d_with_indices", "max_pool2d_with_indices",
-              "max_pool3d_with_indices"):
-        for ns in (F, torch):
-            f = getattr(ns, n, None)
-            if f is not None:
-                FUNCTION_HANDLERS[f] = channelwise
-    SIZE_AWARE.update({view, unflatten, expand_m, view_as_m, split_fn, chunk_fn, narrow_fn})
-
-
-_register()
