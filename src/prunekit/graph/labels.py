@@ -219,6 +219,8 @@ def broadcast_unify(labs: list[Labels], out_shape, sink: UnionSink) -> Labels:
         for dims, _ in a.blocks:
             if dims not in all_dimsets:
                 all_dimsets.append(dims)
+    # several inputs can label the same dims (x + y): channel i of each is the
+    # same channel of the output, so their ids are unified index by index
     handled: set[int] = set()
     for dims in all_dimsets:
         if handled & set(dims):
@@ -259,7 +261,7 @@ def broadcast_unify(labs: list[Labels], out_shape, sink: UnionSink) -> Labels:
                     sink.fix(m)
             continue
         if not members:
-            continue
+            continue  # every labelled input was broadcast from size 1 and fixed above
         first = members[0]
         for m in members[1:]:
             sink.unify(first, m)
@@ -299,6 +301,8 @@ def match_chunks(in_shape, out_shape):
     in_shape, out_shape = list(in_shape), list(out_shape)
     if int(np.prod(in_shape, dtype=np.int64)) != int(np.prod(out_shape, dtype=np.int64)):
         raise ValueError(f"cannot reshape {in_shape} to {out_shape}")
+    # two-pointer walk: grow whichever side has the smaller product until both
+    # sides hold the same number of elements; that is one independent chunk
     chunks = []
     i = j = 0
     while i < len(in_shape) or j < len(out_shape):
@@ -369,24 +373,30 @@ def reshape(lab: Labels, out_shape, free_dims: set[int], sink: UnionSink, bindin
         if not own:
             continue
         if len(own) > 1:
+            # two independent channel sets mixed into one chunk: removing from
+            # either would leave a ragged grid the reshape cannot express
             for _, ids in own:
                 sink.fix(ids)
             continue
         dims, ids = own[0]
+        # give every element of the chunk the id of its channel, then reshape the
+        # ids exactly as the tensor is reshaped: each output element knows its channel
         sizes = [lab.shape[d] for d in ci]
         view_shape = [lab.shape[d] if d in dims else 1 for d in ci]
         full = np.broadcast_to(ids.reshape(view_shape), sizes)
         arr = full.reshape([out_shape[d] for d in cj])
         keep = [k for k, d in enumerate(cj) if out_shape[d] > 1]
         if not keep:
-            sink.fix(ids)
+            sink.fix(ids)  # everything collapsed to size 1: nothing left to shrink
             continue
         arr = arr.reshape([out_shape[cj[k]] for k in keep])
         out_dims = [cj[k] for k in keep]
         free = [k for k, d in enumerate(out_dims) if d in free_dims]
         if not free:
-            sink.fix(arr)
+            sink.fix(arr)  # every output size is a constant: the reshape would break
             continue
+        # only one output dim can shrink (the outermost free one); ids along the
+        # others are tied to it so a removed channel removes a whole slice
         axis = free[0]
         sink.union_along(arr, axis)
         if bindings is not None:

@@ -23,6 +23,10 @@ def matmul_labels(ctx, a: Labels, b: Labels, shape) -> Labels:
         r[x.ndim - 2], r[x.ndim - 1] = last2
         return r
 
+    # name every dim by its role in the product: "b" batch (matched right-aligned,
+    # broadcast), "n" rows of a, "m" columns of b, "k" the contracted dim. Roles
+    # decide what a channel becomes: a "k" channel must be removed from both
+    # operands at once, an "n"/"m" channel simply carries to the output.
     ra, rb = roles(a, ("n", "k")), roles(b, ("k", "m"))
     size_a = {ra[d]: a.shape[d] for d in range(a.ndim)}
     size_b = {rb[d]: b.shape[d] for d in range(b.ndim)}
@@ -33,6 +37,8 @@ def matmul_labels(ctx, a: Labels, b: Labels, shape) -> Labels:
             rr = tuple(r[d] for d in dims)
             (private if all(q in ("n", "m") for q in rr) else shared).append((rr, ids))
         if len(shared) > 1:
+            # two channel sets both touching the batch/contracted dims cannot be
+            # matched against the other operand one to one: keep them
             for _, ids in shared:
                 ctx.sink.fix(ids)
             shared = []
@@ -64,6 +70,8 @@ def matmul_labels(ctx, a: Labels, b: Labels, shape) -> Labels:
             ctx.sink.unify(arr[..., :1], arr)
         return tuple(rr[k] for k in keep_axes), arr[..., 0]
 
+    # a channel on a contracted or batch dim of both operands: the same index
+    # goes from both (attention heads in q @ k^T, hidden units in x @ W)
     if A is not None and B is not None:
         sh = [q for q in A[0] if q in B[0] and q not in ("n", "m")]
         if sh:
