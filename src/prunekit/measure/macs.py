@@ -228,7 +228,7 @@ def count_macs(model, example_input, *, op_counters: Mapping[type, OpCounterFn] 
     layer_types: dict[str, str] = {}
 
     def make_hooks(name: str, module):
-        counter = find_op_counter(module, op_counters)
+        counter = find_op_counter(module, op_counters) or _builtin_counter(module)
 
         def pre_hook(mod, args):
             inside = bool(stack) and (stack[-1].counter is not None or stack[-1].inside_custom)
@@ -268,7 +268,7 @@ def count_macs(model, example_input, *, op_counters: Mapping[type, OpCounterFn] 
             pre, post = make_hooks(name, module)
             handles.append(module.register_forward_pre_hook(pre))
             handles.append(module.register_forward_hook(post))
-        with eval_mode(model), torch.no_grad(), flop_counter:
+        with eval_mode(model), torch.no_grad(), _params_not_requiring_grad(model), flop_counter:
             call_model(model, example_input)
     finally:
         for h in handles:
@@ -276,3 +276,58 @@ def count_macs(model, example_input, *, op_counters: Mapping[type, OpCounterFn] 
     per_layer_plain = dict(per_layer)
     return MacsReport(total=sum(per_layer_plain.values()), per_layer=per_layer_plain,
                       layer_types=layer_types, extra_ops=extra, batch_size=batch_size_of(example_input))
+
+
+def _builtin_counter(module) -> OpCounterFn | None:
+    """Counters prunekit needs for torch.nn layers whose eval-mode kernels the flop counter cannot see."""
+    import torch
+
+    if isinstance(module, torch.nn.MultiheadAttention):
+        return mha_macs
+    return None
+
+
+def mha_macs(module, inputs: tuple, output) -> dict:
+    """MACs of one ``nn.MultiheadAttention`` call, computed from its shapes.
+
+    In eval mode under ``no_grad`` the module runs its fused fast path
+    (``torch._native_multi_head_attention``), which the flop counter does not
+    count: attention would weigh 0 MACs and MACs targets would ignore it. The
+    count here is what the flop counter measures on the slow path: the q/k/v
+    projections, ``q @ k^T``, ``attn @ v`` and the output projection.
+    Returns ``{}`` (keep the measured count) when q/k/v were not passed positionally.
+    """
+    if len(inputs) < 3:
+        return {}
+    q, k, v = inputs[:3]
+    unbatched = q.dim() == 2
+    seq = 0 if unbatched or not module.batch_first else 1
+    batch = 1 if unbatched else q.shape[1 - seq]
+    lq, ls = q.shape[seq], k.shape[seq]
+    e = module.embed_dim
+    macs = lq * e * e + ls * module.kdim * e + ls * module.vdim * e  # in-projections
+    macs += 2 * lq * ls * e  # scores and the weighted sum, over all heads
+    macs += lq * e * e  # out_proj
+    return {"macs": int(batch * macs)}
+
+
+class _params_not_requiring_grad:
+    """Parameters temporarily marked ``requires_grad=False`` while counting.
+
+    The flop counter's module tracker hooks every module input that requires
+    grad; a parameter passed straight into a submodule (timm's CaiT and PiT pass
+    their class token) has no autograd node under ``no_grad`` and makes it fail
+    ("Expected gradient function to be set"). Counting needs no gradients.
+    """
+
+    def __init__(self, model):
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def __enter__(self):
+        for p in self.params:
+            p.requires_grad_(False)
+
+    def __exit__(self, *exc):
+        for p in self.params:
+            p.requires_grad_(True)
+        return False
