@@ -180,3 +180,27 @@ def test_internal_error_in_a_handler_costs_only_local_channels(monkeypatch):
     assert [(g.size, len(g.removed)) for g in plan.groups] == [(8, 4)]
     (f,) = plan.frozen
     assert f["op"] == "function torch.flatten" and "IndexError: boom" in f["reason"]
+
+
+class StdConv(nn.Conv2d):
+    """Weight-standardised conv (timm's ScaledStdConv2d): the weight is normalised over its input channels."""
+
+    def forward(self, x):
+        w = torch.nn.functional.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                                           training=True, momentum=0.0, eps=1e-5).reshape_as(self.weight)
+        return torch.nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def test_computed_grouped_weight_keeps_its_input_channels_and_the_pruned_model_runs():
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), StdConv(8, 6, 3, padding=1, groups=2), nn.ReLU(), nn.Conv2d(6, 4, 1))
+    net.eval()
+    x = torch.randn(1, 3, 6, 6)
+    plan = _quiet_plan(net, x, ratio=0.5)
+    # 0 -> 1: the standardised weight has no channel labels on its input dim, so those 8 stay;
+    # 1 -> 3: output channels of the grouped conv, one per group position, are prunable
+    # (before the fix, conv 0's output was pruned and the pruned model failed: "expected 8 channels")
+    assert [(g.size, len(g.removed), sorted({m.module for m in g.members})) for g in plan.groups] == \
+        [(3, 1, ["1", "3"])]
+    small = plan.apply(net)
+    with torch.no_grad():
+        assert small(x).shape == net(x).shape

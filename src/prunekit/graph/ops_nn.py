@@ -395,7 +395,14 @@ def conv_fn(ctx, node, args, kwargs):
         if dims not in ((0,), (1,)):
             ctx.sink.fix(ids)
     x2, x_ids = isolate(ctx, x, d)
-    w_in = w1[1] if w1 is not None else ctx.sink.new_ids(w.shape[1])
+    if w1 is not None:
+        w_in = w1[1]
+    else:
+        # the weight's input dim carries no channel (it was computed, e.g. a
+        # standardised weight whose statistics mix its input channels): it cannot
+        # shrink, so neither can the input channels tied to it
+        w_in = ctx.sink.new_ids(w.shape[1])
+        ctx.sink.fix(w_in)
     conv_core(ctx, x_ids, w0[1], w_in, groups, x.shape[d])
     if isinstance(bias, Labels):
         b = bias.block_of(0)
@@ -426,6 +433,14 @@ def batch_norm_fn(ctx, node, args, kwargs):
                 ctx.sink.fix(ids)
             else:
                 ctx.sink.unify(ids, x_ids)
+    training = args[5] if len(args) > 5 else kwargs.get("training", False)
+    if training is True:
+        # batch statistics are taken over every other dim: channels there are
+        # normalised together (weight standardisation reshapes a conv weight to
+        # (1, out, in*k*k)), so removing them and zeroing them differ by design
+        for dims, ids in x2.blocks:
+            if 1 not in dims:
+                ctx.note_cross(ids, "batch_norm statistics over channels")
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)
 
 
