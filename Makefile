@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
+	# timm for the sampled coverage tests: --no-deps, because its declared torchvision
+	# dependency would pull a second (CUDA) torch; its other needs are in the dev extra
+	$(PY) -m pip install --quiet --no-deps timm
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 

@@ -204,3 +204,37 @@ def test_computed_grouped_weight_keeps_its_input_channels_and_the_pruned_model_r
     small = plan.apply(net)
     with torch.no_grad():
         assert small(x).shape == net(x).shape
+
+
+class BlurAttr(nn.Module):
+    """Anti-aliased downsampling as TResNet writes it: a depthwise filter, ``groups`` from an attribute."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.channels = c
+        self.register_buffer("filt", torch.ones(c, 1, 3, 3) / 9)
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.filt, stride=2, padding=1, groups=self.channels)
+
+
+class BlurShape(BlurAttr):
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.filt, stride=2, padding=1, groups=x.shape[1])
+
+
+def test_functional_depthwise_conv_prunes_only_when_groups_follow_the_input():
+    x = torch.randn(1, 3, 8, 8)
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), BlurShape(8), nn.Conv2d(8, 4, 1)).eval()
+    plan = _quiet_plan(net, x, ratio=0.5)
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(8, 4)] and plan.frozen == []
+    with torch.no_grad():
+        assert plan.apply(net)(x).shape == (1, 4, 4, 4)
+    # groups=self.channels would stay 8 after pruning (the pruned TResNet failed to run): kept, and said so
+    net = nn.Sequential(nn.Conv2d(3, 8, 1), BlurAttr(8), nn.Conv2d(8, 6, 1), nn.Conv2d(6, 4, 1)).eval()
+    plan = _quiet_plan(net, x, ratio=0.5)
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(6, 3)]
+    (f,) = plan.frozen
+    assert f["module"] == "1" and "groups argument is a constant" in f["reason"]
+    with torch.no_grad():
+        assert plan.apply(net)(x).shape == (1, 4, 4, 4)

@@ -379,12 +379,24 @@ def mha_module(ctx, node, module, args, kwargs):
 # ----------------------------------------------------------------------------- functional forms
 
 
-@handles(F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d)
+@handles(F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d, sizes=True)
 def conv_fn(ctx, node, args, kwargs):
+    """``F.conv*d(x, weight, bias, stride, padding, dilation, groups)`` with the weight used directly.
+
+    Unlike a Conv module, whose ``groups`` the surgery updates, a functional
+    call's ``groups`` argument is whatever the Python code computes. A depthwise
+    conv (one input channel per group) changes its group count when pruned, so
+    it is prunable only when ``groups`` is read from the input's channel count
+    (``groups=x.shape[1]``); a literal or an attribute keeps its channels.
+    """
+    from prunekit.graph.analysis import Sz
+
     x = need_labels(args[0])
     w = need_labels(args[1] if len(args) > 1 else kwargs["weight"])
     bias = args[2] if len(args) > 2 else kwargs.get("bias")
-    groups = int_of(args[6] if len(args) > 6 else kwargs.get("groups"), 1)
+    g_arg = args[6] if len(args) > 6 else kwargs.get("groups")
+    groups = int_of(g_arg, 1)
+    g_follows = isinstance(g_arg, Sz) and g_arg.src is not None and not g_arg.derived
     shape = out_shape(ctx, node)
     nsp = w.ndim - 2
     d = x.ndim - nsp - 1
@@ -404,6 +416,23 @@ def conv_fn(ctx, node, args, kwargs):
         w_in = ctx.sink.new_ids(w.shape[1])
         ctx.sink.fix(w_in)
     conv_core(ctx, x_ids, w0[1], w_in, groups, x.shape[d])
+    depthwise = groups > 1 and x.shape[d] // groups == 1
+    if depthwise and not g_follows and _conv_module_weight(ctx, w0[1]):
+        # the weight of a Conv module called functionally (a subclass forward, or a
+        # torch.export graph): the surgery updates that module's ``groups``
+        ctx.fix_sizes([args, kwargs])
+    elif depthwise and g_follows:
+        # groups=x.shape[1]: the size shrinks with the very channels conv_core tied
+        ctx.sink.unify(g_arg.src, x_ids if x_ids is not None else g_arg.src)
+        ctx.fix_sizes([args[2:6], args[7:], {k: v for k, v in kwargs.items() if k != "groups"}])
+    else:
+        if depthwise:
+            from prunekit.graph.ops import op_name
+
+            ctx.sink.fix(w0[1])
+            ctx.freeze(op_name(ctx, node), "a depthwise conv whose groups argument is a constant (not read from "
+                                           "the input's channel count); its channels are kept")
+        ctx.fix_sizes([args, kwargs])
     if isinstance(bias, Labels):
         b = bias.block_of(0)
         if b is not None:
@@ -412,6 +441,17 @@ def conv_fn(ctx, node, args, kwargs):
         if d not in dims:
             ctx.sink.fix(ids)
     return Labels(tuple(shape), [((d,), w0[1])])
+
+
+def _conv_module_weight(ctx, out_ids) -> bool:
+    """Do the output-channel ids ``out_ids`` belong to the weight of an ``nn.Conv*`` module?"""
+    if out_ids.size == 0:
+        return False
+    first = int(out_ids.reshape(-1)[0])
+    for m in ctx.member_order:
+        if m.dim == 0 and m.ids.size and int(m.ids.reshape(-1)[0]) == first:
+            return isinstance(ctx.modules.get(m.module), nn.modules.conv._ConvNd) and m.param.endswith("weight")
+    return False
 
 
 def _vec_ids(v):
