@@ -82,6 +82,8 @@ def install_torchvision_stub() -> bool:
             return _Placeholder(name, (), {})
 
     class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        prunekit_stub = True
+
         def find_spec(self, fullname, path, target=None):
             if fullname == "torchvision" or fullname.startswith("torchvision."):
                 return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
@@ -97,6 +99,14 @@ def install_torchvision_stub() -> bool:
 
     sys.meta_path.append(_Finder())
     return True
+
+
+def remove_torchvision_stub() -> None:
+    """Undo :func:`install_torchvision_stub` (transformers reads torchvision's version when it looks importable)."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "prunekit_stub", False)]
+    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+        if type(sys.modules[name]).__name__ == "_StubModule":
+            del sys.modules[name]
 
 
 def import_timm():
@@ -186,6 +196,8 @@ HF_MODELS = ("hf_bert", "hf_vit", "hf_gpt2", "hf_llama_gqa", "hf_qwen2_gqa", "hf
 def build_hf(name: str):
     """A small-config HF transformers model wrapped to return its logits, with its example input and head."""
     import torch
+
+    remove_torchvision_stub()  # timm models are built already; transformers must not see a fake torchvision
     import transformers as tf
 
     torch.manual_seed(0)
@@ -233,10 +245,10 @@ def _make_logits():
 
         def forward(self, x, decoder_input_ids=None):
             if decoder_input_ids is not None:
-                return self.model(input_ids=x, decoder_input_ids=decoder_input_ids).logits
+                return self.model(input_ids=x, decoder_input_ids=decoder_input_ids, use_cache=False).logits
             if x.is_floating_point():
                 return self.model(pixel_values=x).logits
-            return self.model(input_ids=x).logits
+            return self.model(input_ids=x, use_cache=False).logits  # no KV cache: one forward pass
 
     return Logits
 

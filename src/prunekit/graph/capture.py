@@ -196,12 +196,12 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
     root_name = type(model).__name__
     graph = None
     for _ in range(_MAX_RETRIES):
-        tracer = Tracer()
+        tr = Tracer()
         try:
-            graph = tracer.trace(model)
+            graph = tr.trace(model)
             break
         except Exception as e:  # fx raises many types on untraceable Python
-            failed = tracer.failed
+            failed = tr.failed
             if failed is None or failed[0] in opaque or failed[0] == "":
                 if tracer == "fx":
                     raise UnsupportedModelError(
@@ -212,7 +212,17 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
             opaque[failed[0]] = f"{failed[1]}: {_first_line(failed[2])}"
     if graph is None:
         raise UnsupportedModelError(f"tracing {root_name} did not converge after {_MAX_RETRIES} retries")
-    gm = fx.GraphModule(tracer.root, graph, root_name)
+    if tracer == "auto" and _mostly_opaque(model, opaque):
+        # fx could only trace around the bulk of the model (HF transformers models,
+        # whose forwards branch on tensor properties): torch.export sees inside it.
+        # Its sizes are constants, so it prunes less per op, but far more than a
+        # model kept whole; when it fails too, the fx capture stands.
+        try:
+            return _capture_export(model, example_inputs, root_name,
+                                   f"{len(opaque)} submodules holding most parameters are untraceable")
+        except UnsupportedModelError:
+            pass
+    gm = fx.GraphModule(tr.root, graph, root_name)
 
     meta: dict = {}
 
@@ -228,13 +238,46 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
         with torch.no_grad():
             Recorder(gm).run(*example_inputs)
     except Exception as e:
-        raise UnsupportedModelError(
-            f"running {root_name} on the example inputs failed ({type(e).__name__}: {_first_line(e)}); "
-            "check that example_inputs have the shapes the model expects") from None
+        graph_error = f"{type(e).__name__}: {_first_line(e)}"
+        eager_error = _eager_error(model, example_inputs)
+        if eager_error is not None:
+            raise UnsupportedModelError(
+                f"running {root_name} on the example inputs failed ({eager_error}); "
+                "check that example_inputs have the shapes the model expects") from None
+        # the model runs but its fx graph does not: tracing specialised a Python
+        # branch the example inputs take differently (e.g. on an optional argument)
+        if tracer == "fx":
+            raise UnsupportedModelError(
+                f"the torch.fx graph of {root_name} does not run on the example inputs ({graph_error}); "
+                "use tracer='auto' to fall back to torch.export") from None
+        return _capture_export(model, example_inputs, root_name, f"its fx graph does not run ({graph_error})")
     finally:
         for m, t in training.items():
             m.training = t
     return Capture(gm=gm, meta=meta, opaque=opaque, tags=tags)
+
+
+def _mostly_opaque(model, opaque: dict) -> bool:
+    """Do the untraceable (not user-requested) submodules hold more than half of the parameters?"""
+    names = [n for n, why in opaque.items() if why != "requested"]
+    if not names:
+        return False
+    modules = dict(model.named_modules())
+    total = sum(p.numel() for p in model.parameters())
+    inside = {id(p): p.numel() for n in names if n in modules for p in modules[n].parameters()}
+    return total > 0 and 2 * sum(inside.values()) > total
+
+
+def _eager_error(model, example_inputs) -> str | None:
+    """The error of running ``model`` itself on the inputs (eval, no grad), or None when it runs."""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(*example_inputs)
+    except Exception as e:  # noqa: BLE001 - reported to the user
+        return f"{type(e).__name__}: {_first_line(e)}"
+    return None
 
 
 def _capture_export(model, example_inputs, root_name: str, fx_error: str) -> Capture:

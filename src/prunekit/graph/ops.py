@@ -130,8 +130,9 @@ def _aten_fallback(target):
     A rule rather than table entries: there are hundreds of point-wise aten
     overloads and their tag says exactly what the handler needs to know.
     """
-    if getattr(target, "__name__", "") in ("_assert", "_assert_async", "_assert_scalar"):
-        return noop
+    name = getattr(target, "__name__", "")
+    if name.startswith("_assert") or name.startswith("aten._assert") or name.startswith("sym_constrain"):
+        return noop  # runtime checks (shapes, dtypes) export inserts: no channels involved
     if isinstance(target, torch._ops.OpOverload) and torch.Tag.pointwise in target.tags:
         return elementwise
     return None

@@ -123,7 +123,10 @@ handles(*aten("softmax.int", "_softmax.default", "log_softmax.int"))(along_dim)
 handles(*aten("matmul.default", "mm.default", "bmm.default"))(matmul_fn)
 handles(*aten("scaled_dot_product_attention.default"))(sdpa_fn)
 handles(*aten("dropout.default"))(elementwise)
-handles(*aten("contiguous.default", "alias.default", "detach.default", "_to_copy.default"))(first_only)
+handles(*aten("contiguous.default", "alias.default", "detach.default", "detach_.default", "_to_copy.default", "to",
+              "type_as.default",
+              "clone.default"))(first_only)
+handles(*aten("where"))(elementwise)
 handles(*aten("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "max_pool1d", "max_pool2d",
               "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "upsample_nearest2d", "upsample_bilinear2d",
               "constant_pad_nd", "pad", "max_pool2d_with_indices", "adaptive_max_pool2d"))(channelwise)

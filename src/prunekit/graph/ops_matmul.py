@@ -147,3 +147,13 @@ def sdpa_fn(ctx, node, args, kwargs):
     if isinstance(mask, Labels):
         s = broadcast_unify([s, mask], sshape, ctx.sink)
     return matmul_labels(ctx, s, v, out_shape(ctx, node))
+
+
+@handles(torch.addmm, "addmm", *[getattr(torch.ops.aten.addmm, "default", None)])
+def addmm_fn(ctx, node, args, kwargs):
+    """``addmm(bias, a, b)`` = ``bias + a @ b``: GPT-2's ``Conv1D`` (a linear layer with a transposed weight)."""
+    bias, a, b = args[0], need_labels(args[1]), need_labels(args[2])
+    out = matmul_labels(ctx, a, b, out_shape(ctx, node))
+    if isinstance(bias, Labels):
+        out = broadcast_unify([out, bias], out.shape, ctx.sink)
+    return out

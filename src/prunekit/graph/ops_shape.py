@@ -301,6 +301,9 @@ def cat_fn(ctx, node, args, kwargs):
     dim = kwargs.get("dim", kwargs.get("axis", args[1] if len(args) > 1 else Sz(0)))
     if not tensors or not all(isinstance(t, Labels) for t in tensors):
         raise NotHandled
+    # torch.cat skips 1-D empty tensors whatever the rank of the others (the
+    # legacy "empty" that KV caches start from): they contribute nothing
+    tensors = [t for t in tensors if t.shape != (0,)] or tensors
     shape = out_shape(ctx, node)
     d = int_of(dim) % len(shape)
     parts, others = [], []

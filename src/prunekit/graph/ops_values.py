@@ -164,3 +164,53 @@ def numel_method(ctx, node, args, kwargs):
     ctx.fix(lab)  # the element count would change with any channel: keep them all
     return Sz(int(np.prod(lab.shape, dtype=np.int64)))
 
+
+# Tensors made from sizes and constants (position ids, masks, buffers built in
+# forward): no channel flows in, so the result is rigid; a size argument measured
+# on a prunable dimension would be stale after pruning, so that dimension is kept.
+_FACTORIES = ["arange", "zeros", "ones", "full", "empty", "rand", "randn", "randint", "eye", "linspace", "tensor",
+              "scalar_tensor"]
+_ATEN_FACTORIES = ["arange.default", "arange.start", "arange.start_step", "zeros.default", "ones.default",
+                   "full.default", "empty.memory_format", "scalar_tensor.default", "eye.default",
+                   "lift_fresh_copy.default"]
+
+
+def _aten_ops(names) -> list:
+    import torch
+
+    out = []
+    for name in names:
+        pkt, _, ov = name.partition(".")
+        op = getattr(getattr(torch.ops.aten, pkt, None), ov, None)
+        if op is not None:
+            out.append(op)
+    return out
+
+
+def _torch_fns(names) -> list:
+    import torch
+
+    return [getattr(torch, n) for n in names if getattr(torch, n, None) is not None]
+
+
+@handles(*_torch_fns(_FACTORIES), *_aten_ops(_ATEN_FACTORIES), "new_zeros", "new_ones", "new_full", "new_empty",
+         "new_tensor", sizes=True)
+def factory(ctx, node, args, kwargs):
+    """``torch.zeros(B, C)``, ``torch.arange(n)``, ``x.new_zeros(...)``: a rigid tensor built from sizes."""
+    sized = [a for a in _sizes_in([args[1:] if node.op == "call_method" else args, kwargs]) if a.src is not None]
+    if sized:
+        ctx.freeze(op_name(ctx, node), "a tensor is built with a channel count that would go stale after "
+                                       "pruning; that dimension is kept", sized)
+    return ctx.rigid_like(ctx.meta.get(node))
+
+
+_LIKE = ["zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like"]
+
+
+@handles(*_torch_fns(_LIKE), *_aten_ops([f"{n}.default" for n in _LIKE]))
+def like(ctx, node, args, kwargs):
+    """``torch.zeros_like(x)``: x's shape, so x's channel labels (a removed channel is removed from both)."""
+    lab = need_labels(args[0])
+    if tuple(out_shape(ctx, node)) != lab.shape:
+        raise NotHandled
+    return lab
