@@ -218,7 +218,9 @@ def getitem_tensor(ctx, node, lab: Labels, index):
     if not isinstance(index, tuple):
         index = (index,)
     n_real = sum(1 for i in index if i is not None and i is not Ellipsis)
-    if any(isinstance(i, Labels) for i in index) or n_real > lab.ndim:
+    if any(isinstance(i, Labels) for i in index):
+        return _gather_one_dim(ctx, node, lab, index)
+    if n_real > lab.ndim:
         raise NotHandled
     expanded = []
     for i in index:
@@ -273,6 +275,44 @@ def getitem_tensor(ctx, node, lab: Labels, index):
     if tuple(shape_now) != expect:
         raise NotHandled
     return squeeze_block_dims(Labels(expect, cur.blocks), ctx.sink)
+
+
+def _gather_one_dim(ctx, node, lab: Labels, index):
+    """``x[..., idx, ...]`` with one index tensor and full slices elsewhere (advanced indexing on one dim).
+
+    The common case is a table lookup: timm's relative position bias
+    ``table[index.view(-1)]`` (BEiT, Swin), LeViT's ``biases[:, idxs]``. The
+    output holds ``idx.shape`` in place of the indexed dim; the other dims keep
+    their channels, which is what lets attention heads of such a table be pruned.
+    The indexed dim itself cannot lose channels (the index values point into it).
+    """
+    if sum(1 for i in index if isinstance(i, Labels)) != 1 or any(i is None for i in index):
+        raise NotHandled
+    if index.count(Ellipsis) > 1:
+        raise NotHandled
+    if Ellipsis in index:
+        e = index.index(Ellipsis)
+        index = index[:e] + (slice(None),) * (lab.ndim - len(index) + 1) + index[e + 1:]
+    index = tuple(index) + (slice(None),) * (lab.ndim - len(index))
+    if len(index) != lab.ndim:
+        raise NotHandled
+    k = next(n for n, i in enumerate(index) if isinstance(i, Labels))
+    for n, i in enumerate(index):
+        if n != k and not (isinstance(i, slice) and i.start is None and i.stop is None and i.step is None):
+            raise NotHandled
+    idx = index[k]
+    ctx.fix(idx)  # the index values are positions, not channels
+    expect = tuple(out_shape(ctx, node))
+    if expect != lab.shape[:k] + idx.shape + lab.shape[k + 1:]:
+        raise NotHandled
+    shift_by = idx.ndim - 1
+    blocks = []
+    for dims, ids in lab.blocks:
+        if k in dims:
+            ctx.sink.fix(ids)
+        else:
+            blocks.append((tuple(d if d < k else d + shift_by for d in dims), ids))
+    return Labels(expect, blocks)
 
 
 @handles(operator.getitem, sizes=True)
