@@ -488,6 +488,22 @@ def markdown(rows: list[dict], totals: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_page(totals: dict, command: str, table: str) -> str:
+    """The totals, for BENCHMARKS.md (the per-model table stays in ``table``)."""
+    lines = ["# Coverage of third-party models (`bench/coverage.py`)", "",
+             f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, random init, 50% of channels, "
+             "task head ignored, prunekit and Torch-Pruning 1.6.1 in the same run on the same list. "
+             f"Per-model rows with the reason for every model not pruned: [{Path(table).name}](../{Path(table).name}).",
+             "", "| library | built | prunekit really prunes | frozen everything | errors | apply = masks (no norm "
+             "coupling) | Torch-Pruning really prunes | TP errors |", "|---|---|---|---|---|---|---|---|"]
+    for lib, t in totals.items():
+        lines.append(f"| {lib} | {t['built']} | {t['prunekit_really_pruned']} | {t['prunekit_frozen_everything']} | "
+                     f"{t['prunekit_errors']} | {t['prunekit_exact_apply_vs_masks']}/{t['prunekit_exact_candidates']} | "
+                     f"{t['tp_really_pruned']} | {t['tp_errors']} |")
+    lines += ["", "\"Really prunes\": MACs after/before <= 0.6, output shape kept, finite output."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sel = ap.add_mutually_exclusive_group()
@@ -501,6 +517,8 @@ def main(argv=None) -> int:
     ap.add_argument("--mem-gb", type=float, default=8, help="address-space limit per model process (0: none)")
     ap.add_argument("--out", default="docs/coverage.md")
     ap.add_argument("--json", default="docs/coverage.json")
+    ap.add_argument("--summary", default="docs/bench/coverage.md",
+                    help="totals page collected into BENCHMARKS.md by scripts/build_reports.py ('' to skip)")
     args = ap.parse_args(argv)
     timm = import_timm()
     if args.models:
@@ -527,6 +545,8 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(markdown(rows, totals, command.strip()))
     Path(args.json).write_text(json.dumps({"ratio": RATIO, "totals": totals, "rows": rows}, indent=1, default=str))
+    if args.summary:
+        Path(args.summary).write_text(summary_page(totals, command.strip(), args.out))
     print(json.dumps(totals, indent=1))
     return 0
 

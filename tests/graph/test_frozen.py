@@ -238,3 +238,29 @@ def test_functional_depthwise_conv_prunes_only_when_groups_follow_the_input():
     assert f["module"] == "1" and "groups argument is a constant" in f["reason"]
     with torch.no_grad():
         assert plan.apply(net)(x).shape == (1, 4, 4, 4)
+
+
+class ShapeBranch(nn.Module):
+    """Most of the model, behind a Python branch on a shape (fx cannot trace it, torch.export can)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 32, 3, padding=1), nn.Conv2d(32, 8, 3, padding=1)
+
+    def forward(self, x):
+        if x.shape[-1] > 2:
+            x = self.a(x)
+        return self.b(torch.relu(x))
+
+
+def test_mostly_untraceable_model_is_analysed_with_torch_export():
+    net = nn.Sequential(ShapeBranch(), nn.Conv2d(8, 2, 1)).eval()
+    x = torch.randn(1, 3, 6, 6)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        plan = prunekit.plan(net, x, ratio=0.5)
+    assert any("torch.export" in str(w.message) for w in rec)
+    # fx alone would keep the whole block (it holds most parameters); export sees inside it
+    assert sorted((g.size, len(g.removed)) for g in plan.groups) == [(8, 4), (32, 16)]
+    with torch.no_grad():
+        assert rel_err(plan.apply(net)(x), plan.apply_masks(net)(x)) < 1e-5
