@@ -160,7 +160,7 @@ def test_explain_lists_frozen_regions_and_writes_nothing(tmp_path, cli_env):
 def test_internal_error_in_a_handler_costs_only_local_channels(monkeypatch):
     from prunekit.graph import ops
 
-    ops._load()
+    ops.load_handlers()
 
     def broken(ctx, node, args, kwargs):
         raise IndexError("boom")

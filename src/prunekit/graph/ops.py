@@ -16,6 +16,7 @@ is channels left unpruned, never a wrong model.
 """
 from __future__ import annotations
 
+import functools
 import operator
 
 import numpy as np
@@ -95,7 +96,7 @@ def existing(names, *namespaces) -> list:
 
 def module_handler(module):
     """Handler for a module instance: exact torch.nn types, or user subclasses that keep the parent's forward."""
-    _load()
+    load_handlers()
     for cls in type(module).__mro__:
         h = MODULE_HANDLERS.get(cls)
         if h is not None:
@@ -109,14 +110,12 @@ def is_handled_module(module) -> bool:
     return module_handler(module) is not None
 
 
-_LOADED = []
-
-
-def _load():
-    if not _LOADED:
-        from prunekit.graph import ops_aten, ops_matmul, ops_nn, ops_shape, ops_values  # noqa: F401  (fill the tables)
-
-        _LOADED.append(True)
+@functools.lru_cache(maxsize=1)
+def load_handlers() -> None:
+    """Import every ``ops_*`` module once, so that their ``@handles`` registrations fill the tables."""
+    from prunekit.graph import (  # noqa: F401  (importing them fills the tables)
+        ops_aten, ops_functional, ops_index, ops_matmul, ops_nn, ops_shape, ops_values,
+    )
 
 
 def noop(ctx, node, args, kwargs):
@@ -173,7 +172,7 @@ def run_node(ctx, node):
     fails is *frozen* (its channels kept, a :class:`FrozenRegion` recorded), so a
     local problem costs only the channels that touch it.
     """
-    _load()
+    load_handlers()
     meta = ctx.meta.get(node)
     if node.op == "placeholder":
         fqn = ctx.param_placeholders.get(node.target)

@@ -13,12 +13,12 @@ from prunekit.graph.ops import (
     NotHandled, along_dim, elementwise, first_only, handles, int_of, need_labels, reduction,
 )
 from prunekit.graph.ops_matmul import linear_fn, matmul_fn, sdpa_fn
-from prunekit.graph.ops_nn import batch_norm_fn, conv_fn, embedding_fn, group_norm_fn, layer_norm_fn
+from prunekit.graph.ops_functional import batch_norm_fn, conv_fn, embedding_fn, group_norm_fn, layer_norm_fn
 from prunekit.graph.ops_shape import (
     cat_fn, channelwise, chunk_fn, expand_m, free_reshape, narrow_fn, permute_m, select_fn,
     split_fn, stack_fn, t_m, transpose_m, unbind_fn, view,
 )
-from prunekit.graph.ops_shape import getitem_tensor
+from prunekit.graph.ops_index import getitem_tensor
 
 
 def aten(*names) -> list:

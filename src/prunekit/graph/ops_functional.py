@@ -1,0 +1,174 @@
+"""Functional forms of the torch.nn layers (``F.conv2d``, ``F.batch_norm``, ``F.layer_norm``...).
+
+Used when a model calls them with its own parameters (a Conv subclass with a
+custom ``forward``, weight standardisation, shared weights) and for torch.export
+graphs, where every layer is a functional aten call. They follow the module
+rules of :mod:`prunekit.graph.ops_nn`, except that attributes such as ``groups``
+are arguments here, which the surgery cannot update.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from prunekit.graph.labels import Labels
+from prunekit.graph.ops import NotHandled, handles, int_of, need_labels, out_shape
+from prunekit.graph.ops_nn import conv_core
+from prunekit.graph.ops_shape import isolate
+
+
+@handles(F.conv1d, F.conv2d, F.conv3d, torch.conv1d, torch.conv2d, torch.conv3d, sizes=True)
+def conv_fn(ctx, node, args, kwargs):
+    """``F.conv*d(x, weight, bias, stride, padding, dilation, groups)`` with the weight used directly.
+
+    Unlike a Conv module, whose ``groups`` the surgery updates, a functional
+    call's ``groups`` argument is whatever the Python code computes. A depthwise
+    conv (one input channel per group) changes its group count when pruned, so
+    it is prunable only when ``groups`` is read from the input's channel count
+    (``groups=x.shape[1]``); a literal or an attribute keeps its channels.
+    """
+    from prunekit.graph.analysis import Sz
+
+    x = need_labels(args[0])
+    w = need_labels(args[1] if len(args) > 1 else kwargs["weight"])
+    bias = args[2] if len(args) > 2 else kwargs.get("bias")
+    g_arg = args[6] if len(args) > 6 else kwargs.get("groups")
+    groups = int_of(g_arg, 1)
+    g_follows = isinstance(g_arg, Sz) and g_arg.src is not None and not g_arg.derived
+    shape = out_shape(ctx, node)
+    nsp = w.ndim - 2
+    d = x.ndim - nsp - 1
+    w0, w1 = w.block_of(0), w.block_of(1)
+    if w0 is None or w0[0] != (0,) or (w1 is not None and w1[0] != (1,)):
+        raise NotHandled
+    for dims, ids in w.blocks:
+        if dims not in ((0,), (1,)):
+            ctx.sink.fix(ids)
+    x2, x_ids = isolate(ctx, x, d)
+    if w1 is not None:
+        w_in = w1[1]
+    else:
+        # the weight's input dim carries no channel (it was computed, e.g. a
+        # standardised weight whose statistics mix its input channels): it cannot
+        # shrink, so neither can the input channels tied to it
+        w_in = ctx.sink.new_ids(w.shape[1])
+        ctx.sink.fix(w_in)
+    conv_core(ctx, x_ids, w0[1], w_in, groups, x.shape[d])
+    depthwise = groups > 1 and x.shape[d] // groups == 1
+    if depthwise and not g_follows and _conv_module_weight(ctx, w0[1]):
+        # the weight of a Conv module called functionally (a subclass forward, or a
+        # torch.export graph): the surgery updates that module's ``groups``
+        ctx.fix_sizes([args, kwargs])
+    elif depthwise and g_follows:
+        # groups=x.shape[1]: the size shrinks with the very channels conv_core tied
+        ctx.sink.unify(g_arg.src, x_ids if x_ids is not None else g_arg.src)
+        ctx.fix_sizes([args[2:6], args[7:], {k: v for k, v in kwargs.items() if k != "groups"}])
+    else:
+        if depthwise:
+            from prunekit.graph.ops import op_name
+
+            ctx.sink.fix(w0[1])
+            ctx.freeze(op_name(ctx, node), "a depthwise conv whose groups argument is a constant (not read from "
+                                           "the input's channel count); its channels are kept")
+        ctx.fix_sizes([args, kwargs])
+    if isinstance(bias, Labels):
+        b = bias.block_of(0)
+        if b is not None:
+            ctx.sink.unify(b[1], w0[1])
+    for dims, ids in x2.blocks:
+        if d not in dims:
+            ctx.sink.fix(ids)
+    return Labels(tuple(shape), [((d,), w0[1])])
+
+
+def _conv_module_weight(ctx, out_ids) -> bool:
+    """Do the output-channel ids ``out_ids`` belong to the weight of an ``nn.Conv*`` module?"""
+    if out_ids.size == 0:
+        return False
+    first = int(out_ids.reshape(-1)[0])
+    for m in ctx.member_order:
+        if m.dim == 0 and m.ids.size and int(m.ids.reshape(-1)[0]) == first:
+            return isinstance(ctx.modules.get(m.module), nn.modules.conv._ConvNd) and m.param.endswith("weight")
+    return False
+
+
+def _vec_ids(v):
+    if isinstance(v, Labels):
+        b = v.block_of(0)
+        return b[1] if b is not None and b[0] == (0,) else None
+    return None
+
+
+@handles(F.batch_norm)
+def batch_norm_fn(ctx, node, args, kwargs):
+    x = need_labels(args[0])
+    x2, x_ids = isolate(ctx, x, 1)
+    vecs = list(args[1:5]) + [kwargs.get(k) for k in ("running_mean", "running_var", "weight", "bias")]
+    for v in vecs:
+        ids = _vec_ids(v)
+        if ids is not None:
+            if x_ids is None:
+                ctx.sink.fix(ids)
+            else:
+                ctx.sink.unify(ids, x_ids)
+    training = args[5] if len(args) > 5 else kwargs.get("training", False)
+    if training is True:
+        # batch statistics are taken over every other dim: channels there are
+        # normalised together (weight standardisation reshapes a conv weight to
+        # (1, out, in*k*k)), so removing them and zeroing them differ by design
+        for dims, ids in x2.blocks:
+            if 1 not in dims:
+                ctx.note_cross(ids, "batch_norm statistics over channels")
+    return Labels(tuple(out_shape(ctx, node)), x2.blocks)
+
+
+@handles(F.layer_norm)
+def layer_norm_fn(ctx, node, args, kwargs):
+    x = need_labels(args[0])
+    ns = args[1] if len(args) > 1 else kwargs["normalized_shape"]
+    if not isinstance(ns, (list, tuple)) or len(ns) != 1:
+        raise NotHandled
+    x2, x_ids = isolate(ctx, x, x.ndim - 1)
+    for v in list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]:
+        ids = _vec_ids(v)
+        if ids is not None:
+            if x_ids is None:
+                ctx.sink.fix(ids)
+            else:
+                ctx.sink.unify(ids, x_ids)
+    ctx.note_cross(x_ids, "layer_norm")
+    return Labels(tuple(out_shape(ctx, node)), x2.blocks)
+
+
+@handles(F.group_norm)
+def group_norm_fn(ctx, node, args, kwargs):
+    x = need_labels(args[0])
+    g = int_of(args[1] if len(args) > 1 else kwargs["num_groups"])
+    x2, x_ids = isolate(ctx, x, 1)
+    if x_ids is not None:
+        a = x.shape[1] // g
+        if a > 1 and g > 1:
+            grid = x_ids.reshape(g, a)
+            ctx.sink.unify(grid[:1], grid)
+        if a > 1:
+            ctx.note_cross(x_ids, "group_norm")
+    for v in list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]:
+        ids = _vec_ids(v)
+        if ids is not None:
+            if x_ids is None:
+                ctx.sink.fix(ids)
+            else:
+                ctx.sink.unify(ids, x_ids)
+    return Labels(tuple(out_shape(ctx, node)), x2.blocks)
+
+
+@handles(F.embedding)
+def embedding_fn(ctx, node, args, kwargs):
+    need_labels(args[0])
+    w = need_labels(args[1] if len(args) > 1 else kwargs["weight"])
+    shape = out_shape(ctx, node)
+    b0, b1 = w.block_of(0), w.block_of(1)
+    if b0 is not None:
+        ctx.sink.fix(b0[1])
+    return Labels(tuple(shape), [((len(shape) - 1,), b1[1])] if b1 is not None else [])
