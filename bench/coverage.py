@@ -360,8 +360,13 @@ def run_torch_pruning(model, x, heads) -> dict:
             "really_pruned": bool(ratio <= 0.6 and shape_kept and finite), "seconds": round(seconds, 2)}
 
 
-def evaluate(name: str, with_tp: bool = True) -> dict:
-    """Build ``name`` (a timm architecture or one of :data:`HF_MODELS`) and prune it with both tools."""
+def evaluate(name: str, tool: str = "prunekit") -> dict:
+    """Build ``name`` (a timm architecture or one of :data:`HF_MODELS`) and prune it with ``tool``.
+
+    ``tool`` is ``"prunekit"`` or ``"torch_pruning"``; each runs in its own
+    process (see :func:`evaluate_isolated`) so that one tool's timeout does not
+    hide the other's result.
+    """
     import torch
 
     torch.set_num_threads(1)
@@ -375,30 +380,27 @@ def evaluate(name: str, with_tp: bool = True) -> dict:
     row.update(build="ok", input=[list(t.shape) for t in _as_tuple(x)], build_s=round(time.perf_counter() - t0, 2))
     if row["library"] == "timm":
         row["family"] = timm_family(import_timm(), name)
-    row["prunekit"] = run_prunekit(model, x, heads)
-    if with_tp:
-        row["torch_pruning"] = run_torch_pruning(model, x, heads)
+    row[tool] = (run_prunekit if tool == "prunekit" else run_torch_pruning)(model, x, heads)
     return row
 
 
-def _child(name, with_tp, mem_gb, conn):
+def _child(name, tool, mem_gb, conn):
     if mem_gb:
         import resource
 
         limit = int(mem_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        conn.send(evaluate(name, with_tp))
+        conn.send(evaluate(name, tool))
     except BaseException as e:  # noqa: BLE001 - MemoryError included
         conn.send({"model": name, "build": "failed", "reason": f"{type(e).__name__}: {str(e)[:200]}"})
     conn.close()
 
 
-def evaluate_isolated(name: str, with_tp: bool, timeout: float, mem_gb: float | None) -> dict:
-    """:func:`evaluate` in a forked process, killed after ``timeout`` seconds."""
+def _run_forked(name: str, tool: str, timeout: float, mem_gb: float | None) -> dict | None:
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(name, with_tp, mem_gb, child))
+    p = ctx.Process(target=_child, args=(name, tool, mem_gb, child))
     p.start()
     child.close()
     row = None
@@ -413,7 +415,19 @@ def evaluate_isolated(name: str, with_tp: bool, timeout: float, mem_gb: float | 
         p.join()
     if row is None:
         why = f"timeout after {timeout:.0f} s" if p.exitcode in (None, -9) else f"process died (exit {p.exitcode})"
-        row = {"model": name, "build": "skipped", "reason": why}
+        return {"status": "skipped", "reason": why}
+    return row
+
+
+def evaluate_isolated(name: str, with_tp: bool, timeout: float, mem_gb: float | None) -> dict:
+    """:func:`evaluate` for prunekit, then for Torch-Pruning, each in a forked process killed after ``timeout`` s."""
+    row = _run_forked(name, "prunekit", timeout, mem_gb)
+    if "build" not in row:  # the prunekit process timed out or died
+        row = {"model": name, "build": "skipped", "reason": row["reason"]}
+    if with_tp and row.get("build") == "ok":
+        tp = _run_forked(name, "torch_pruning", timeout, mem_gb)
+        row["torch_pruning"] = tp.get("torch_pruning", {"status": tp.get("status", "error"),
+                                                         "reason": tp.get("reason", "")})
     return row
 
 
