@@ -469,7 +469,9 @@ def markdown(rows: list[dict], totals: dict, command: str) -> str:
              "in the same run, same ratio, same MACs counter). `really` = MACs after/before <= 0.6, output "
              "shape kept, finite. `apply/masks` = relative difference between removing and zeroing the "
              "channels (`~` marks plans that prune channels a LayerNorm-style op normalises over, where the "
-             "two differ by design). Seconds are wall time on a shared machine: indicative only.", ""]
+             "two differ by design). Torch-Pruning runs with its defaults (`MagnitudePruner`, L1, no `num_heads` "
+             "map, so attention models often fail in its reshapes); a model whose tool exceeded the time limit is "
+             "`skipped`. Seconds are wall time on a shared machine: indicative only.", ""]
     for lib, t in totals.items():
         lines.append(f"**{lib}**: {t['built']} built ({t['not_built']} did not build within the limits); "
                      f"prunekit really prunes {t['prunekit_really_pruned']}/{t['built']} "
@@ -506,7 +508,8 @@ def summary_page(totals: dict, command: str, table: str) -> str:
     """The totals, for BENCHMARKS.md (the per-model table stays in ``table``)."""
     lines = ["# Coverage of third-party models (`bench/coverage.py`)", "",
              f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, random init, 50% of channels, "
-             "task head ignored, prunekit and Torch-Pruning 1.6.1 in the same run on the same list. "
+             "task head ignored, prunekit and Torch-Pruning 1.6.1 (its defaults: `MagnitudePruner`, L1) in the same run "
+             "on the same list. "
              f"Per-model rows with the reason for every model not pruned: [{Path(table).name}](../{Path(table).name}).",
              "", "| library | built | prunekit really prunes | frozen everything | errors | apply = masks (no norm "
              "coupling) | Torch-Pruning really prunes | TP errors |", "|---|---|---|---|---|---|---|---|"]

@@ -268,7 +268,7 @@ def count_macs(model, example_input, *, op_counters: Mapping[type, OpCounterFn] 
             pre, post = make_hooks(name, module)
             handles.append(module.register_forward_pre_hook(pre))
             handles.append(module.register_forward_hook(post))
-        with eval_mode(model), torch.no_grad(), _params_not_requiring_grad(model), flop_counter:
+        with eval_mode(model), torch.no_grad(), _ParamsWithoutGrad(model), flop_counter:
             call_model(model, example_input)
     finally:
         for h in handles:
@@ -311,7 +311,7 @@ def mha_macs(module, inputs: tuple, output) -> dict:
     return {"macs": int(batch * macs)}
 
 
-class _params_not_requiring_grad:
+class _ParamsWithoutGrad:
     """Parameters temporarily marked ``requires_grad=False`` while counting.
 
     The flop counter's module tracker hooks every module input that requires
