@@ -41,8 +41,9 @@ from prunekit.registry import Registry
 from prunekit.spec import ModelSpec, attach_spec, get_spec
 from prunekit.utils.io import atomic_save_torch, check_overwrite
 
-__all__ = ["Checkpoint", "ModelSpec", "TRANSFORMS", "apply_transform", "build", "build_base", "get_spec", "load",
-           "read_raw", "read_versioned", "save", "transform_function"]
+__all__ = ["Checkpoint", "ModelSpec", "TRANSFORMS", "apply_transform", "build", "build_base", "check_base_size", "check_payload",
+           "check_factory_name", "factory_name", "get_spec", "load", "read_raw", "read_versioned", "rebuild",
+           "resolve_factory", "save", "transform_function", "weights_digest"]
 
 FORMAT = "prunekit.checkpoint"
 VERSION = 1
@@ -71,36 +72,165 @@ def transform_function(kind) -> Callable:
     return TRANSFORMS.get(kind)
 
 
-def build_base(spec: ModelSpec):
-    """Build the dense base architecture of ``spec`` with freshly initialised weights."""
-    kwargs = dict(spec.arch.get("kwargs", {}))
+# Zoo models are built on the meta device first (no memory) to count their values: a file
+# may make prunekit allocate at most this many values, or MAX_GROWTH times what it stores
+# (a pruned model's dense base is larger than its weights), whichever is more. This stops
+# a few-byte file from asking for a VGG with a width of 10**9.
+MAX_GROWTH = 1024
+MIN_BASE_VALUES = 1 << 26
+
+
+def factory_name(fn: Callable) -> str:
+    """The ``"module:function"`` name a checkpoint stores for the factory ``fn``.
+
+    Example:
+        >>> import collections
+        >>> factory_name(collections.OrderedDict)
+        'collections:OrderedDict'
+    """
+    return f"{fn.__module__}:{fn.__qualname__}"
+
+
+def check_factory_name(name) -> str:
+    """``name`` if it has the form ``"module:function"``, else CheckpointError naming it."""
+    if not isinstance(name, str) or name.count(":") != 1 or not all(name.partition(":")[::2]):
+        raise CheckpointError(f"a trusted model factory is named 'module:function', got {name!r}")
+    return name
+
+
+def _trusted(trusted_factories) -> tuple:
+    if trusted_factories is None:
+        return ()
+    if isinstance(trusted_factories, str) or callable(trusted_factories):
+        trusted_factories = (trusted_factories,)  # one name or callable given bare
+    return tuple(t if callable(t) else check_factory_name(t) for t in trusted_factories)
+
+
+def _untrusted(target: str) -> CheckpointError:
+    return CheckpointError(
+        f"model factory {target!r} is not trusted: a prunekit file may only build zoo models or "
+        f"factories you allow, because building one runs its code (Python: trusted_factories=[{target!r}]; "
+        f"CLI: --trust-factory {target})")
+
+
+def resolve_factory(target, trusted_factories=()) -> Callable:
+    """The callable behind the factory name ``target``, if the caller trusts it.
+
+    ``trusted_factories`` holds ``"module:function"`` names and callables; a
+    callable matches when :func:`factory_name` of it equals ``target`` and is
+    then called as given (nothing is imported). A name that no entry matches is
+    refused with a CheckpointError naming it and how to allow it: the name comes
+    from a file, and importing and calling what a file names runs its code.
+    """
+    if not isinstance(target, str):
+        raise CheckpointError(f"model spec: 'factory' must be a 'module:function' string, got {target!r}")
+    for t in _trusted(trusted_factories):
+        if callable(t) and factory_name(t) == target:
+            return t
+        if t == target:
+            mod_name, _, fn_name = target.partition(":")
+            try:
+                obj = importlib.import_module(mod_name)
+                for part in fn_name.split("."):
+                    obj = getattr(obj, part)
+            except (ImportError, AttributeError) as e:
+                raise CheckpointError(f"cannot import model factory {target!r}: {e}") from None
+            return obj
+    raise _untrusted(target)
+
+
+def _arch_kwargs(arch: dict) -> dict:
+    kwargs = arch.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise CheckpointError(f"model spec: 'kwargs' must be a mapping of option names, got {kwargs!r}")
+    return dict(kwargs)
+
+
+def build_base(spec: ModelSpec, *, trusted_factories=()):
+    """Build the dense base architecture of ``spec`` with freshly initialised weights.
+
+    A zoo model (``arch["model"]``) is always built; a factory (``arch["factory"]``)
+    only if ``trusted_factories`` allows it (see :func:`resolve_factory`).
+    Bad options (unknown or of the wrong type) are CheckpointErrors.
+    """
+    kwargs = _arch_kwargs(spec.arch)
     if "model" in spec.arch:
         from prunekit import models
 
-        return models.create(spec.arch["model"], **kwargs)
-    if "factory" in spec.arch:
-        target = spec.arch["factory"]
-        mod_name, _, fn_name = target.partition(":")
+        name = spec.arch["model"]
+        if not isinstance(name, str) or name not in models.list_models():
+            raise CheckpointError(f"model spec names an unknown zoo model {name!r}")
         try:
-            fn = getattr(importlib.import_module(mod_name), fn_name)
-        except (ImportError, AttributeError) as e:
-            raise CheckpointError(f"cannot import model factory {target!r}: {e}") from None
+            return models.create(name, **kwargs)
+        except (TypeError, ValueError, OverflowError, RuntimeError) as e:  # bad or unknown stored options
+            raise CheckpointError(f"cannot build zoo model {name!r} with the stored options: {e}") from None
+    if "factory" in spec.arch:
+        fn = resolve_factory(spec.arch["factory"], trusted_factories)
         return attach_spec(fn(**kwargs), spec.base())
     raise CheckpointError(f"model spec has neither 'model' nor 'factory': {spec.arch}")
 
 
-def build(spec: ModelSpec):
+def check_base_size(spec: ModelSpec, stored_values: int, where: str = "model spec") -> None:
+    """Refuse a zoo architecture far larger than the weights stored for it, before allocating it.
+
+    The base is built on the meta device (no memory); it may hold at most
+    ``max(MIN_BASE_VALUES, MAX_GROWTH * stored_values)`` values. Factories are
+    the caller's own trusted code and are not checked.
+    """
+    if "model" not in spec.arch:
+        return
+    import torch
+
+    with torch.device("meta"):
+        base = build_base(spec)
+    n = sum(t.numel() for t in base.state_dict().values())
+    limit = max(MIN_BASE_VALUES, MAX_GROWTH * int(stored_values))
+    if n > limit:
+        raise CheckpointError(f"{where}: the stored architecture has {n:,} values for {stored_values:,} stored "
+                              f"weights (more than {limit:,}); refusing to allocate it")
+
+
+def build(spec: ModelSpec, *, trusted_factories=()):
     """The model ``spec`` describes: base architecture with every transform applied, ready for ``load_state_dict``.
+
+    ``trusted_factories``: names (``"module:function"``) or callables of the
+    factories ``spec`` may use (see :func:`resolve_factory`); zoo models need none.
 
     Example:
         >>> spec = ModelSpec(arch={"model": "lenet5", "kwargs": {"in_channels": 1}}, input_shape=[1, 28, 28])
         >>> build(spec).conv1.in_channels                   # doctest: +SKIP
         1
     """
-    model = attach_spec(build_base(spec), spec.base())
+    model = attach_spec(build_base(spec, trusted_factories=trusted_factories), spec.base())
+    if not isinstance(spec.transforms, list):
+        raise CheckpointError(f"model spec: 'transforms' must be a list, got {spec.transforms!r}")
     for t in spec.transforms:
-        model = apply_transform(model, t)
+        if not isinstance(t, dict) or not isinstance(t.get("kind"), str):
+            raise CheckpointError(f"model spec: malformed transform {t!r} (a mapping with a 'kind' is expected)")
+        if t["kind"] not in TRANSFORM_SOURCES and t["kind"] not in TRANSFORMS:
+            known = ", ".join(sorted(set(TRANSFORM_SOURCES) | set(TRANSFORMS.names())))
+            raise CheckpointError(f"model spec: unknown checkpoint transform {t['kind']!r} (known: {known})")
+        try:
+            model = apply_transform(model, t)
+        except CheckpointError:
+            raise
+        except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as e:  # a malformed stored transform
+            raise CheckpointError(f"model spec: cannot apply the stored {t['kind']!r} transform: "
+                                  f"{type(e).__name__}: {e}") from None
     return model
+
+
+def rebuild(model):
+    """A freshly initialised model of the same architecture as ``model``, built from its ``prunekit_spec``.
+
+    ``model`` is already in memory, so the factory its spec names (if any) was
+    already trusted by whoever built it; it is trusted again here.
+    """
+    spec = get_spec(model)
+    if spec is None:
+        raise CheckpointError("model has no prunekit_spec to rebuild it from")
+    factory = spec.arch.get("factory")
+    return build(spec, trusted_factories=(factory,) if factory else ())
 
 
 def apply_transform(model, transform: dict):
@@ -147,8 +277,9 @@ def save(path: str | os.PathLike, model, *, spec: ModelSpec | None = None, meta:
         json.dumps(meta)
     except TypeError as e:
         raise CheckpointError(f"meta must be JSON-serialisable: {e}") from None
-    payload = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(),
-               "state_dict": model.state_dict(), "meta": meta}
+    state = model.state_dict()
+    payload = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), "state_dict": state, "meta": meta,
+               "weights_sha256": weights_digest(state)}
     if train_state is not None:
         payload["train_state"] = train_state
     atomic_save_torch(payload, p)
@@ -187,8 +318,12 @@ def read_raw(path: str | os.PathLike) -> dict:
                           "plain state_dicts need the architecture: see prunekit.checkpoint.save")
 
 
-def load(path: str | os.PathLike, *, strict: bool = True) -> Checkpoint:
+def load(path: str | os.PathLike, *, strict: bool = True, trusted_factories=()) -> Checkpoint:
     """Rebuild the model stored at ``path`` and load its weights.
+
+    ``trusted_factories``: names (``"module:function"``) or callables of the model
+    factories the file may use; a file naming any other factory is refused (building
+    it would run its code). Zoo models need none.
 
     Raises:
         CheckpointError: the file is missing, corrupt, not a prunekit checkpoint,
@@ -196,12 +331,65 @@ def load(path: str | os.PathLike, *, strict: bool = True) -> Checkpoint:
     """
     p = Path(path)
     payload = read_raw(p)
-    spec = ModelSpec.from_dict(payload["spec"])
-    model = build(spec)
+    state = check_payload(payload, p)
     try:
-        model.load_state_dict(payload["state_dict"], strict=strict)
+        spec = ModelSpec.from_dict(payload["spec"])
+        check_base_size(spec, sum(t.numel() for t in state.values()), str(p))
+        model = build(spec, trusted_factories=trusted_factories)
+    except CheckpointError as e:
+        raise CheckpointError(e if str(e).startswith(str(p)) else f"{p}: {e}") from None
+    try:
+        model.load_state_dict(state, strict=strict)
     except RuntimeError as e:
         raise CheckpointError(f"{p}: weights do not fit the stored architecture: {str(e).splitlines()[0]}") from None
     model.eval()
-    return Checkpoint(model=model, spec=get_spec(model) or spec, meta=dict(payload.get("meta", {})),
+    return Checkpoint(model=model, spec=get_spec(model) or spec, meta=dict(payload.get("meta") or {}),
                       train_state=payload.get("train_state"), path=p)
+
+
+def weights_digest(state_dict) -> str:
+    """SHA-256 (hex) of a state dict's names, dtypes, shapes and bytes, in name order.
+
+    Stored by :func:`save` as ``weights_sha256`` and checked by :func:`load`:
+    ``torch.load`` does not verify the zip CRCs, so a flipped byte inside a weight
+    would otherwise load silently as a different weight.
+    """
+    import hashlib
+
+    import torch
+
+    h = hashlib.sha256()
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        h.update(name.encode("utf-8") + b"\0")
+        if isinstance(t, torch.Tensor):
+            t = t.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{list(t.shape)}".encode())
+            if t.numel():
+                h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+        else:
+            h.update(repr(t).encode("utf-8"))
+    return h.hexdigest()
+
+
+def check_payload(payload: dict, path) -> dict:
+    """The state dict of a raw checkpoint payload after checking its fields' types and its weights' checksum.
+
+    Raises a one-line CheckpointError naming ``path`` and the field.
+    """
+    import torch
+
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path}: 'state_dict' must map names to tensors, got {type(state).__name__}")
+    if not isinstance(payload.get("spec"), dict):
+        raise CheckpointError(f"{path}: 'spec' must be a mapping, got {type(payload.get('spec')).__name__}")
+    if not isinstance(payload.get("meta", {}), dict):
+        raise CheckpointError(f"{path}: 'meta' must be a mapping, got {type(payload.get('meta')).__name__}")
+    if payload.get("train_state") is not None and not isinstance(payload["train_state"], dict):
+        raise CheckpointError(f"{path}: 'train_state' must be a mapping, got {type(payload['train_state']).__name__}")
+    stored = payload.get("weights_sha256")
+    if stored is not None and stored != weights_digest(state):  # absent in checkpoints written before it existed
+        raise CheckpointError(f"{path}: weights checksum mismatch: the file was altered or corrupted")
+    return state

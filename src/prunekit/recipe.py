@@ -172,12 +172,14 @@ OUTPUT_FILES = ("model.pt", "recipe.json", "model.pkz", "model.pkb", "compress_r
 
 
 def run_recipe(recipe: Recipe, *, overwrite: bool = False, progress: bool = True,
-               provenance: dict | None = None) -> RecipeState:
+               provenance: dict | None = None, trusted_factories=()) -> RecipeState:
     """Run every step of ``recipe`` in order; writes ``report.json``/``report.md`` and ``model.pt`` to ``recipe.out``.
 
     The folder must be empty unless ``overwrite``, which first removes the previous run's outputs
     (files the user put there stay). ``provenance``: what the caller knows of the run's origin (the
-    command line), see :func:`prunekit.runs.provenance`.
+    command line), see :func:`prunekit.runs.provenance`. ``trusted_factories``: the model factories a
+    ``model: {checkpoint: ...}`` file may use (see :func:`prunekit.checkpoint.load`); a recipe cannot trust one
+    itself, it is a file too (CLI: --trust-factory).
     """
     import torch
 
@@ -195,7 +197,7 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, progress: bool = True
     seed_everything(recipe.seed)
     data = load_dataset(recipe.data)
     if recipe.model.checkpoint:
-        model = checkpoint.load(recipe.model.checkpoint).model
+        model = checkpoint.load(recipe.model.checkpoint, trusted_factories=trusted_factories).model
     else:
         from prunekit import models
 

@@ -14,6 +14,8 @@ FACTORY_SRC = textwrap.dedent("""
         return nn.Sequential(nn.Conv2d(1, width, 3), nn.ReLU(), nn.Flatten(), nn.Linear(width * 4 * 4, num_classes))
 """)
 
+TRUST = ["my_nets:build"]  # the factory below; a file may only name factories the caller trusts
+
 
 @pytest.fixture
 def factory(tmp_path, monkeypatch):
@@ -23,10 +25,10 @@ def factory(tmp_path, monkeypatch):
 
 
 def test_user_factory_round_trip(tmp_path, factory):
-    model = checkpoint.build(factory)
+    model = checkpoint.build(factory, trusted_factories=TRUST)
     assert model[0].out_channels == 5
     path = checkpoint.save(tmp_path / "m.pt", model, meta={"data": "digits", "top1": 12.5})
-    ck = checkpoint.load(path)
+    ck = checkpoint.load(path, trusted_factories=TRUST)
     x = torch.randn(2, 1, 6, 6)
     assert torch.equal(ck.model(x), model.eval()(x))
     assert ck.meta == {"data": "digits", "top1": 12.5}
@@ -42,7 +44,7 @@ def test_refuses_overwrite_when_asked(tmp_path, factory):
     p = tmp_path / "m.pt"
     p.write_bytes(b"user data")
     with pytest.raises(Exception, match="already exists"):
-        checkpoint.save(p, checkpoint.build(factory), overwrite=False)
+        checkpoint.save(p, checkpoint.build(factory, trusted_factories=TRUST), overwrite=False)
     assert p.read_bytes() == b"user data"
 
 
@@ -66,11 +68,11 @@ def test_plain_state_dict_is_rejected(tmp_path):
 
 
 def test_truncated_checkpoint(tmp_path, factory):
-    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory))
+    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory, trusted_factories=TRUST))
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="m.pt"):
-        checkpoint.load(p)
+        checkpoint.load(p, trusted_factories=TRUST)
 
 
 def test_missing_file(tmp_path):
@@ -79,21 +81,21 @@ def test_missing_file(tmp_path):
 
 
 def test_unknown_version(tmp_path, factory):
-    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory))
+    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory, trusted_factories=TRUST))
     payload = torch.load(p, weights_only=True)
     payload["version"] = 99
     torch.save(payload, p)
     with pytest.raises(CheckpointError, match="version 99"):
-        checkpoint.load(p)
+        checkpoint.load(p, trusted_factories=TRUST)
 
 
 def test_weights_that_do_not_fit(tmp_path, factory):
-    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory))
+    p = checkpoint.save(tmp_path / "m.pt", checkpoint.build(factory, trusted_factories=TRUST))
     payload = torch.load(p, weights_only=True)
     payload["spec"]["arch"]["kwargs"]["width"] = 7
     torch.save(payload, p)
     with pytest.raises(CheckpointError, match="do not fit"):
-        checkpoint.load(p)
+        checkpoint.load(p, trusted_factories=TRUST)
 
 
 def test_spec_transforms_are_copied_not_shared():
@@ -107,4 +109,4 @@ def test_spec_transforms_are_copied_not_shared():
 def test_unknown_transform_kind(tmp_path, factory):
     spec = factory.with_transform({"kind": "teleport"})
     with pytest.raises(Exception, match="unknown checkpoint transform 'teleport'"):
-        checkpoint.build(spec)
+        checkpoint.build(spec, trusted_factories=TRUST)

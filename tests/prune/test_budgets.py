@@ -119,7 +119,7 @@ def _prune(args, capsys):
     """``prunekit prune ARGS`` in process: (exit status, stderr, budget warnings)."""
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
-        rc = main(["prune", *args])
+        rc = main(["prune", *args, "--trust-factory", "tests.prune.test_budgets:three_filters"])
     return rc, capsys.readouterr().err, [str(w.message) for w in seen if issubclass(w.category, BudgetWarning)]
 
 

@@ -115,7 +115,7 @@ def test_transformer_checkpoint_round_trip(tmp_path):
     x = torch.randn(2, 3, 16, 16)
     small = prunekit.prune(net, x, ratio=0.5)
     path = checkpoint.save(tmp_path / "vit.pt", small)
-    back = checkpoint.load(path).model
+    back = checkpoint.load(path, trusted_factories=[ViT]).model
     assert back.blocks[0].attn.num_heads == small.blocks[0].attn.num_heads == 2
     with torch.no_grad():
         assert torch.allclose(back(x), small(x), atol=1e-6)

@@ -356,8 +356,10 @@ def save_packed(model: nn.Module, path: str | os.PathLike, *, meta: dict | None 
     return p
 
 
-def load_packed(path: str | os.PathLike, *, kernel: str = "auto", threads: int | None = None):
+def load_packed(path: str | os.PathLike, *, kernel: str = "auto", threads: int | None = None, trusted_factories=()):
     """Load a ``.pkb`` file as a runnable packed model (eval mode).
+
+    ``trusted_factories``: the model factories the file may use (see :func:`prunekit.checkpoint.load`).
 
     Returns:
         :class:`prunekit.checkpoint.Checkpoint` with ``model`` (packed layers), ``spec``,
@@ -380,7 +382,7 @@ def load_packed(path: str | os.PathLike, *, kernel: str = "auto", threads: int |
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{p}: packed format version {payload.get('version')!r} is not supported")
     spec = ModelSpec.from_dict(payload["spec"])
-    model = pack_model(build(spec), kernel=kernel, threads=threads)
+    model = pack_model(build(spec, trusted_factories=trusted_factories), kernel=kernel, threads=threads)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as e:

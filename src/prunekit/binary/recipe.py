@@ -144,11 +144,12 @@ def _check_source(source) -> None:
                             f"(known models: {', '.join(models.list_models())})")
 
 
-def resolve_model(source, splits, from_scratch: bool, seed: int = 0):
+def resolve_model(source, splits, from_scratch: bool, seed: int = 0, trusted_factories=()):
     """The starting model: an ``nn.Module``, a checkpoint path, or a zoo name (always from scratch).
 
     A checkpoint ``from_scratch`` is re-initialised by :func:`prunekit.train.reinitialize` with ``seed``.
     Returns ``(model, from_scratch, description)``; ``from_scratch`` is forced True for zoo names.
+    ``trusted_factories``: the model factories a checkpoint may use (see :func:`prunekit.checkpoint.load`).
     """
     from torch import nn
 
@@ -158,7 +159,7 @@ def resolve_model(source, splits, from_scratch: bool, seed: int = 0):
     if isinstance(source, nn.Module):
         model, desc = source, type(source).__name__
     elif isinstance(source, (str, os.PathLike)) and Path(source).exists():
-        ckpt = checkpoint.load(source)
+        ckpt = checkpoint.load(source, trusted_factories=trusted_factories)
         model, desc = ckpt.model, str(source)
         if from_scratch:
             model = reinitialize(model, seed)
@@ -206,7 +207,7 @@ def verify_packed(bmodel, splits, *, kernel: str = "auto", threads: int | None =
 
 
 def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = False, progress: bool = True,
-                 callbacks=(), meta: dict | None = None) -> dict:
+                 callbacks=(), meta: dict | None = None, trusted_factories=()) -> dict:
     """Binarize, train, pack and verify a model; write ``model.pt``, ``model.pkb`` and reports to ``out_dir``.
 
     Args:
@@ -216,6 +217,7 @@ def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = F
         progress: tqdm bars during training.
         callbacks: extra :class:`prunekit.train.Callback` objects.
         meta: JSON-able extras stored in the checkpoints (e.g. the command line).
+        trusted_factories: the model factories a checkpoint ``source`` may use (see :func:`prunekit.checkpoint.load`).
 
     Returns:
         The report dict also written to ``report.json``.
@@ -236,7 +238,7 @@ def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = F
     tcfg = config.finetune.resolve(progress=progress)
     _check_source(source)  # before the (slower) dataset load
     splits = load_dataset(config.data)
-    model, from_scratch, desc = resolve_model(source, splits, config.from_scratch, tcfg.seed)
+    model, from_scratch, desc = resolve_model(source, splits, config.from_scratch, tcfg.seed, trusted_factories)
     if binary_layers(model):
         raise PrunekitError(f"{desc}: the model is already binarized")
     seed_everything(tcfg.seed)

@@ -37,6 +37,9 @@ def add_parser(subparsers):
     add_finetune_arguments(p, what="training of the binarized network (default Adam, lr 0.002, 10 epochs)",
                            aliases={"epochs": ["--epochs"], "lr": ["--lr"], "batch_size": ["--batch-size"],
                                     "seed": ["--seed"]})
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -79,6 +82,7 @@ def build_config(args):
 def run(args) -> int:
     """Binarize, train, pack and report."""
     from prunekit.binary.recipe import run_binarize
+    from prunekit.cli.trust import trusted
     from prunekit.runs import command_line
 
     cfg = build_config(args)
@@ -89,7 +93,7 @@ def run(args) -> int:
         torch.set_num_threads(int(threads))
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     report = run_binarize(args.ckpt, cfg, args.out, overwrite=args.overwrite, progress=progress,
-                          meta={"command": command_line(args)})
+                          meta={"command": command_line(args)}, trusted_factories=trusted(args))
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k not in ("history",)}, default=str))
         return 0

@@ -46,6 +46,9 @@ def add_parser(subparsers):
 
     add_finetune_arguments(p, prefix="retrain", what="masked retraining after pruning (needs --data)")
     add_finetune_arguments(p, what="centroid fine-tuning after sharing (needs --data)")
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -95,7 +98,9 @@ def run(args) -> int:
                           what="a compress run's outputs", keep=[args.checkpoint, args.config])
     config = build_config(args)
     _threads(args)
-    ckpt, masks = sparse.load_with_masks(args.checkpoint)
+    from prunekit.cli.trust import trusted
+
+    ckpt, masks = sparse.load_with_masks(args.checkpoint, trusted_factories=trusted(args))
     if config.prune_sparsity is not None or config.quality is not None:
         masks = None   # prune afresh (weights already zero are the smallest and go first)
     data = None

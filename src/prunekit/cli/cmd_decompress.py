@@ -16,6 +16,9 @@ def add_parser(subparsers):
     p.add_argument("-o", "--output", required=True, help="the checkpoint to write (.pt)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -30,7 +33,9 @@ def run(args) -> int:
     run_dir = RunDir.open(out.parent, [out.name], overwrite=args.overwrite, shared=True, prefix=f"{out.name}.",
                           what="a decompress run's outputs", keep=[args.pkz])
     contents = compress.read(args.pkz)
-    model = contents.build_model()
+    from prunekit.cli.trust import trusted
+
+    model = contents.build_model(trusted_factories=trusted(args))
     meta = dict(contents.meta)
     meta["decompressed_from"] = str(args.pkz)
     path = checkpoint.save(run_dir.file(out.name), model, meta=meta, overwrite=args.overwrite)

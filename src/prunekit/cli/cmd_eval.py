@@ -20,6 +20,9 @@ def add_parser(subparsers):
     p.add_argument("--batch-size", type=int, default=512, help="samples per forward pass (default 512)")
     p.add_argument("--threads", type=int, help="torch threads (default: $PRUNEKIT_NUM_THREADS or torch's)")
     p.add_argument("--json", action="store_true", help="print one JSON object: top1, top5, loss, n, data, checkpoint")
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -48,7 +51,9 @@ def run(args) -> int:
 
     check_int("--batch-size", args.batch_size, error=PrunekitError)
     threads = check_threads(args.threads) if args.threads is not None else env_threads()
-    ckpt = checkpoint.load(args.checkpoint)
+    from prunekit.cli.trust import trusted
+
+    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
     name = dataset_name(ckpt.meta, args.data, ckpt.path)
     splits = data.load_dataset(name)
     sample = tuple(splits.test_x.shape[1:])

@@ -33,6 +33,9 @@ def add_parser(subparsers):
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--per-layer", action="store_true", help="also print MACs and parameters per layer")
     p.add_argument("--json", action="store_true", help="print the full report as one JSON object")
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -44,7 +47,9 @@ def run(args) -> int:
 
     sizes = parse_batch_sizes(args.batch_sizes)
     threads = check_threads(args.threads) if args.threads is not None else env_threads()
-    ckpt = checkpoint.load(args.checkpoint)
+    from prunekit.cli.trust import trusted
+
+    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
     report = profile(ckpt.model, ckpt.spec.input_shape, batch_sizes=sizes, latency=not args.no_latency,
                      threads=threads, file=ckpt.path, warmup=args.warmup, repeats=args.repeats,
                      name=ckpt.path.name, progress=not args.json and sys.stderr.isatty())

@@ -36,6 +36,9 @@ def add_parser(subparsers):
 
     # --method runs a whole pipeline (sparsity training, pruning, fine-tuning) into the directory --out
     add_method_arguments(p)
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -127,7 +130,9 @@ def run(args) -> int:
                               keep=[args.checkpoint, args.plan])
     if args.save_plan and not dry:
         check_overwrite(args.save_plan, args.overwrite)
-    ckpt = checkpoint.load(args.checkpoint)
+    from prunekit.cli.trust import trusted
+
+    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
     model = ckpt.model
     x = torch.randn(1, *ckpt.spec.input_shape, generator=torch.Generator().manual_seed(0))
     if args.plan:

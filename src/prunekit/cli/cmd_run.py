@@ -19,6 +19,9 @@ def add_parser(subparsers):
     p.add_argument("--check", action="store_true", help="only validate the recipe and print its steps")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the final records as one JSON object")
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -31,8 +34,10 @@ def run(args) -> int:
     if args.check:
         print(json.dumps(recipe.to_dict(), indent=2))
         return 0
+    from prunekit.cli.trust import trusted
+
     state = run_recipe(recipe, overwrite=args.overwrite, progress=not args.no_progress,
-                       provenance={"command": command_line(args)})
+                       provenance={"command": command_line(args)}, trusted_factories=trusted(args))
     if args.json:
         print(json.dumps({"out": str(state.out_dir), "records": state.records}))
     else:

@@ -53,6 +53,9 @@ def add_parser(subparsers):
     from prunekit.cli.finetune_flags import add_finetune_arguments
 
     add_finetune_arguments(p, what="fine-tuning of the found network")
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -103,7 +106,9 @@ def run(args) -> int:
     from prunekit.search import SearchConfig, search
 
     cfg = SearchConfig.from_dict(_config(args))
-    ckpt = checkpoint.load(args.checkpoint)
+    from prunekit.cli.trust import trusted
+
+    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
     data = load_dataset(args.data)
     res = search(ckpt.model, data, cfg, args.out, resume=args.resume, progress=not args.no_progress,
                  overwrite=args.overwrite, supernet=args.supernet,

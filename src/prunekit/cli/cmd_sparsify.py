@@ -53,6 +53,9 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true", help="reuse an --out directory that already holds files")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -114,7 +117,9 @@ def run(args) -> int:
     out = Path(args.out)
     run_dir = RunDir.open(out, OUTPUT_FILES, overwrite=args.overwrite, require_empty=True,
                           keep=[args.checkpoint, args.config])
-    ckpt = checkpoint.load(args.checkpoint)
+    from prunekit.cli.trust import trusted
+
+    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
     data = load_dataset(args.data)
     if list(ckpt.spec.input_shape) != list(data.input_shape):
         raise PrunekitError(f"{args.checkpoint} expects inputs of shape {list(ckpt.spec.input_shape)} but "

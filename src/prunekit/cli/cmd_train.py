@@ -40,6 +40,9 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true", help="start afresh in an --out that holds checkpoints")
     p.add_argument("--no-progress", action="store_true", help="hide the per-epoch progress bars")
     p.add_argument("--json", action="store_true", help="print one JSON object (final metrics, paths) only")
+    from prunekit.cli.trust import add_trust_flag
+
+    add_trust_flag(p)
     return p
 
 
@@ -89,7 +92,7 @@ def _write_report(run_dir, summary: dict, history, args) -> None:
                                             dataset=summary["data"], source=source))
 
 
-def build_model(name: str, splits):
+def build_model(name: str, splits, trusted_factories=()):
     """A zoo model sized for ``splits``, or the model stored in a checkpoint file."""
     from prunekit import models
     from prunekit.errors import PrunekitError
@@ -97,7 +100,7 @@ def build_model(name: str, splits):
     if name.endswith(".pt") or os.path.sep in name:
         from prunekit import checkpoint
 
-        ckpt = checkpoint.load(name)
+        ckpt = checkpoint.load(name, trusted_factories=trusted_factories)
         if tuple(ckpt.spec.input_shape) != tuple(splits.input_shape):
             raise PrunekitError(f"{name}: the model takes inputs {tuple(ckpt.spec.input_shape)} but dataset "
                                 f"{splits.name!r} has {tuple(splits.input_shape)}")
@@ -121,7 +124,9 @@ def run(args) -> int:
     run_dir = RunDir.open(args.out, OUTPUT_FILES, overwrite=args.overwrite, resume=args.resume, resumable=True,
                           what="a training run", keep=[args.model, args.config])
     splits = data.load_dataset(args.data)
-    model = build_model(args.model, splits)
+    from prunekit.cli.trust import trusted
+
+    model = build_model(args.model, splits, trusted(args))
     callbacks = [] if args.json else [EpochLogger()]
     trainer = Trainer(model, splits, cfg, callbacks=callbacks, out_dir=args.out, resume=args.resume,
                       overwrite=args.overwrite,

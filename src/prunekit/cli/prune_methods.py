@@ -118,9 +118,10 @@ def run_method(args) -> int:
     method, data_name, cfg = resolve(args)
     if not getattr(args, "out", None):
         raise PrunekitError("--out DIR is required with --method (the run directory)")
+    from prunekit.cli.trust import trusted
     from prunekit.runs import command_line, provenance
 
-    ckpt = checkpoint.load(args.checkpoint)
+    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
     data = load_dataset(data_name)
     res = run_structured(ckpt.model, data, method, cfg, args.out, progress=getattr(args, "progress", True),
                          overwrite=bool(getattr(args, "overwrite", False)),

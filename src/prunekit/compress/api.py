@@ -42,15 +42,21 @@ class PkzContents:
     file_bytes: int
     path: Path | None = None
 
-    def build_model(self):
-        """The architecture with the decoded weights loaded, in eval mode."""
-        from prunekit.checkpoint import build
+    def build_model(self, *, trusted_factories=()):
+        """The architecture with the decoded weights loaded, in eval mode.
+
+        ``trusted_factories``: the model factories (``"module:function"`` names or
+        callables) the file may use; zoo models need none (see
+        :func:`prunekit.checkpoint.resolve_factory`).
+        """
+        from prunekit.checkpoint import build, check_base_size
         from prunekit.errors import PrunekitError
 
         where = str(self.path) if self.path else "<bytes>"
         try:
-            model = build(self.spec)
-        except (PrunekitError, TypeError, KeyError) as e:  # e.g. unknown zoo name, bad kwargs
+            check_base_size(self.spec, sum(t.numel() for t in self.state_dict.values()), where)
+            model = build(self.spec, trusted_factories=trusted_factories)
+        except (PrunekitError, TypeError, KeyError) as e:  # e.g. unknown zoo name, bad kwargs, untrusted factory
             raise PkzError(f"{where}: cannot rebuild the stored architecture: {e}") from None
         try:
             model.load_state_dict(self.state_dict, strict=True)
@@ -165,14 +171,15 @@ def reads(data: bytes) -> PkzContents:
     return _contents(header, payload, len(data), "<bytes>", None)
 
 
-def load(path: str | os.PathLike):
+def load(path: str | os.PathLike, *, trusted_factories=()):
     """The runnable model stored in a ``.pkz`` file (eval mode).
 
     Its outputs equal those of the quantized model that was saved, exactly.
+    ``trusted_factories``: see :meth:`PkzContents.build_model`.
     """
-    return read(path).build_model()
+    return read(path).build_model(trusted_factories=trusted_factories)
 
 
-def loads(data: bytes):
+def loads(data: bytes, *, trusted_factories=()):
     """:func:`load` for ``.pkz`` contents already in memory."""
-    return reads(data).build_model()
+    return reads(data).build_model(trusted_factories=trusted_factories)

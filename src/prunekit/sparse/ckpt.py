@@ -60,12 +60,15 @@ def masks_from_train_state(train_state: Mapping | None) -> dict | None:
     return dict(masks)
 
 
-def load_with_masks(path: str | os.PathLike):
-    """``(Checkpoint, masks or None)`` for a checkpoint written by :func:`save_with_masks`."""
+def load_with_masks(path: str | os.PathLike, *, trusted_factories=()):
+    """``(Checkpoint, masks or None)`` for a checkpoint written by :func:`save_with_masks`.
+
+    ``trusted_factories``: the model factories the file may use (see :func:`prunekit.checkpoint.load`).
+    """
     from prunekit import checkpoint
     from prunekit.sparse.masks import check_masks
 
-    ckpt = checkpoint.load(path)
+    ckpt = checkpoint.load(path, trusted_factories=trusted_factories)
     masks = masks_from_train_state(ckpt.train_state)
     if masks is not None:
         try:

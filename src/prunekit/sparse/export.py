@@ -218,8 +218,10 @@ def save_sparse(path: str | os.PathLike, model, masks: Mapping, *, layout: str =
     return p
 
 
-def load_sparse(path: str | os.PathLike) -> SparseCheckpoint:
+def load_sparse(path: str | os.PathLike, *, trusted_factories=()) -> SparseCheckpoint:
     """Read a file written by :func:`save_sparse` (weights only, no code executed).
+
+    ``trusted_factories``: the model factories the file may use (see :func:`prunekit.checkpoint.load`).
 
     Raises:
         CheckpointError: missing, corrupt, not a sparse checkpoint, or weights that do not fit.
@@ -231,7 +233,7 @@ def load_sparse(path: str | os.PathLike) -> SparseCheckpoint:
                              "dense checkpoints are read by prunekit.checkpoint.load")
     spec = ModelSpec.from_dict(payload["spec"])
     state, masks = from_sparse_state_dict(payload["sparse_state"])
-    model = build(spec)
+    model = build(spec, trusted_factories=trusted_factories)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -164,14 +164,15 @@ def reinitialize(model, seed: int = 0):
 
     import torch
 
-    from prunekit.checkpoint import build, get_spec
+    from prunekit.checkpoint import get_spec, rebuild
 
     new = copy.deepcopy(model)
     spec = get_spec(model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         if spec is not None:
-            new.load_state_dict(build(spec).state_dict())
+            # the spec comes from a model in memory: its factory (if any) was trusted when it was built
+            new.load_state_dict(rebuild(model).state_dict())
         else:
             for m in new.modules():
                 if hasattr(m, "reset_parameters"):
