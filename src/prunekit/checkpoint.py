@@ -38,7 +38,7 @@ from typing import Any, Callable
 
 from prunekit.errors import CheckpointError
 from prunekit.registry import Registry
-from prunekit.spec import ModelSpec, attach_spec, get_spec
+from prunekit.spec import MAX_NESTING, ModelSpec, attach_spec, get_spec, nesting_depth
 from prunekit.utils.io import atomic_save_torch, check_overwrite
 
 __all__ = ["Checkpoint", "ModelSpec", "TRANSFORMS", "apply_transform", "build", "build_base", "check_base_size", "check_payload",
@@ -78,6 +78,7 @@ def transform_function(kind) -> Callable:
 # a few-byte file from asking for a VGG with a width of 10**9.
 MAX_GROWTH = 1024
 MIN_BASE_VALUES = 1 << 26
+MAX_ZOO_LIST = 1024   # entries of a list option (layer widths): every entry builds modules
 
 
 def factory_name(fn: Callable) -> str:
@@ -160,6 +161,10 @@ def build_base(spec: ModelSpec, *, trusted_factories=()):
         name = spec.arch["model"]
         if not isinstance(name, str) or name not in models.list_models():
             raise CheckpointError(f"model spec names an unknown zoo model {name!r}")
+        long = [k for k, v in kwargs.items() if isinstance(v, (list, tuple)) and len(v) > MAX_ZOO_LIST]
+        if long:  # e.g. a VGG cfg of a million layers: each entry builds a module
+            raise CheckpointError(f"model spec: zoo option {long[0]!r} of {name!r} has more than {MAX_ZOO_LIST} "
+                                  "entries")
         try:
             return models.create(name, **kwargs)
         except (TypeError, ValueError, OverflowError, RuntimeError) as e:  # bad or unknown stored options
@@ -387,6 +392,8 @@ def check_payload(payload: dict, path) -> dict:
         raise CheckpointError(f"{path}: 'spec' must be a mapping, got {type(payload.get('spec')).__name__}")
     if not isinstance(payload.get("meta", {}), dict):
         raise CheckpointError(f"{path}: 'meta' must be a mapping, got {type(payload.get('meta')).__name__}")
+    if nesting_depth(payload.get("meta", {})) > MAX_NESTING:
+        raise CheckpointError(f"{path}: 'meta' is nested deeper than {MAX_NESTING} levels")
     if payload.get("train_state") is not None and not isinstance(payload["train_state"], dict):
         raise CheckpointError(f"{path}: 'train_state' must be a mapping, got {type(payload['train_state']).__name__}")
     stored = payload.get("weights_sha256")

@@ -19,7 +19,27 @@ from dataclasses import dataclass, field
 
 from prunekit.errors import CheckpointError
 
-__all__ = ["ModelSpec", "attach_spec", "get_spec"]
+__all__ = ["MAX_INPUT_VALUES", "MAX_NESTING", "ModelSpec", "attach_spec", "get_spec", "nesting_depth"]
+
+MAX_INPUT_VALUES = 1 << 28   # values in one input sample (a 16k x 16k RGB image is 2**29.6: refused)
+MAX_NESTING = 64             # nesting of the lists and dicts a file may hold (recursive code walks them)
+
+
+def nesting_depth(obj, limit: int = MAX_NESTING) -> int:
+    """Nesting depth of a JSON-like value, counted without recursion and stopping past ``limit``.
+
+    Example:
+        >>> nesting_depth({"a": [1, [2]]})
+        3
+    """
+    depth, level = 0, [obj] if isinstance(obj, (dict, list, tuple)) else []
+    while level and depth <= limit:
+        nxt = []
+        for v in level:
+            nxt.extend(v.values() if isinstance(v, dict) else v)
+        depth += 1
+        level = [v for v in nxt if isinstance(v, (dict, list, tuple))]
+    return depth
 
 
 @dataclass
@@ -45,12 +65,22 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
-        """Inverse of :meth:`to_dict`; raises CheckpointError on missing keys."""
+        """Inverse of :meth:`to_dict`; raises CheckpointError on missing keys or an impossible input shape."""
+        if nesting_depth(d) > MAX_NESTING:
+            raise CheckpointError(f"malformed model spec: nested deeper than {MAX_NESTING} levels")
         try:
-            return cls(arch=dict(d["arch"]), input_shape=[int(s) for s in d["input_shape"]],
+            spec = cls(arch=dict(d["arch"]), input_shape=[int(s) for s in d["input_shape"]],
                        transforms=list(d.get("transforms", [])))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise CheckpointError(f"malformed model spec: {e}") from None
+        # commands build example inputs of this shape: a file must not make them allocate without bound
+        n = 1
+        for s in spec.input_shape:
+            n *= s
+        if not 1 <= len(spec.input_shape) <= 8 or min(spec.input_shape) < 1 or n > MAX_INPUT_VALUES:
+            raise CheckpointError(f"malformed model spec: input_shape {spec.input_shape} (1 to 8 positive sizes, "
+                                  f"at most {MAX_INPUT_VALUES} values per sample)")
+        return spec
 
     def with_transform(self, transform: dict) -> "ModelSpec":
         """A copy with one more transform appended (specs are never mutated in place)."""

@@ -151,7 +151,7 @@ def _contents(header: dict, payload, size: int, where: str, path: Path | None) -
     except CheckpointError as e:
         raise PkzError(f"{where}: {e}") from None
     try:
-        state = codec.decode_tensors(header["tensors"], payload)
+        state = codec.decode_tensors(header["tensors"], payload, max_values=codec.max_decoded_values(size))
     except StreamFormatError as e:
         raise PkzError(f"{where}: {e}") from None
     meta = header.get("meta") if isinstance(header.get("meta"), dict) else {}

@@ -16,6 +16,43 @@ class StreamFormatError(CheckpointError):
     """A coded stream is malformed (truncated table, impossible value, bad lane layout)."""
 
 
+MAX_VARINT = 1 << 63      # every stored integer fits a signed 64-bit value
+MAX_LANE_LEN = 1 << 32    # longer lanes than any encoder writes; bounds the lane arithmetic
+MAX_ALPHABET = 1 << 15    # the decoders emit int16 symbols
+
+
+def read_alphabet(r: "Reader") -> int:
+    """A stream's alphabet size, checked against :data:`MAX_ALPHABET`."""
+    size = r.varint()
+    if size > MAX_ALPHABET:
+        raise StreamFormatError(f"{r.what}: alphabet of {size} symbols exceeds {MAX_ALPHABET}")
+    return size
+
+
+def read_lane_len(r: "Reader", n_symbols: int) -> int:
+    """The lane length of a stream of ``n_symbols``, checked to lie in [1, MAX_LANE_LEN]."""
+    lane_len = r.varint()
+    if not 1 <= lane_len <= MAX_LANE_LEN:
+        raise StreamFormatError(f"{r.what}: lane length {lane_len} out of range [1, {MAX_LANE_LEN}]")
+    return lane_len
+
+
+def lockstep_too_large(streams) -> bool:
+    """Whether decoding ``streams`` together needs a (steps x lanes) matrix much larger than their symbols.
+
+    Lockstep decoding allocates one row per symbol position of the longest lane and
+    one column per lane of every stream. Streams of one file share their lane length,
+    so this is about their symbol count; a crafted mix of one long lane and many
+    short ones would make it quadratic, and is then decoded one stream at a time.
+    """
+    live = [s for s in streams if s.n_symbols]
+    if len(live) < 2:
+        return False
+    steps = max(min(s.lane_len, s.n_symbols) for s in live)
+    lanes = sum(-(-s.n_symbols // s.lane_len) for s in live)
+    return steps * lanes > 2 * sum(s.n_symbols for s in live) + (1 << 16)
+
+
 def symbol_stream(symbols, alphabet_size: int, counts=None):
     """``symbols`` as a flat int64 array checked to lie in ``[0, alphabet_size)``, with its histogram.
 
@@ -67,7 +104,7 @@ class Reader:
                                     f"has {len(self.data) - self.pos})")
 
     def varint(self) -> int:
-        """One LEB128 value (at most 10 bytes, i.e. < 2**70)."""
+        """One LEB128 value; values of 2**63 and more are refused (they would overflow int64 arithmetic)."""
         shift = 0
         value = 0
         for _ in range(10):
@@ -76,6 +113,8 @@ class Reader:
             self.pos += 1
             value |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if value >= MAX_VARINT:
+                    raise StreamFormatError(f"{self.what}: value {value} at offset {self.pos} is out of range")
                 return value
             shift += 7
         raise StreamFormatError(f"{self.what}: varint longer than 10 bytes at offset {self.pos}")

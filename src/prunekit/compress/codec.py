@@ -145,7 +145,7 @@ def encode_shared(st: SharedTensor, payload: Payload, coder: str = "huffman", la
 
 
 def _dtype(name: str, what: str) -> torch.dtype:
-    if name not in _RAW_DTYPES:
+    if not isinstance(name, str) or name not in _RAW_DTYPES:
         raise StreamFormatError(f"{what}: unsupported dtype {name!r}")
     return getattr(torch, name)
 
@@ -161,17 +161,108 @@ def encode_raw(name: str, tensor: torch.Tensor, payload: Payload) -> tuple[dict,
     return rec, {"name": name, "n": int(t.numel()), "bytes": len(blob)}
 
 
-def _slice(payload: memoryview, ref, what: str) -> memoryview:
-    if (not isinstance(ref, list) or len(ref) != 2 or not all(isinstance(v, int) and v >= 0 for v in ref)
-            or ref[0] + ref[1] > len(payload)):
+# A file may decode to at most this many weights, or VALUES_PER_BYTE per byte of the file, whichever is more:
+# a constant tensor codes to almost nothing, so the file's size alone does not bound what it decodes to.
+MIN_DECODED_VALUES = 1 << 24
+VALUES_PER_BYTE = 1024
+MAX_DIM = 1 << 31
+
+
+def max_decoded_values(file_bytes: int) -> int:
+    """How many weights a ``.pkz`` file of ``file_bytes`` bytes may decode to (checked before any allocation)."""
+    return max(MIN_DECODED_VALUES, VALUES_PER_BYTE * int(file_bytes))
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _ref(ref, size: int, what: str) -> tuple[int, int]:
+    if (not isinstance(ref, list) or len(ref) != 2 or not all(_is_int(v) and v >= 0 for v in ref)
+            or ref[0] + ref[1] > size):
         raise StreamFormatError(f"{what}: data reference {ref!r} lies outside the payload")
-    return payload[ref[0]:ref[0] + ref[1]]
+    return ref[0], ref[1]
+
+
+def _slice(payload: memoryview, ref, what: str) -> memoryview:
+    start, length = _ref(ref, len(payload), what)
+    return payload[start:start + length]
 
 
 def _numel(shape, what: str) -> int:
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
+    if (not isinstance(shape, list) or len(shape) > 16
+            or not all(_is_int(s) and 0 <= s <= MAX_DIM for s in shape)):
         raise StreamFormatError(f"{what}: bad shape {shape!r}")
-    return int(np.prod(shape, dtype=np.int64))
+    n = 1
+    for s in shape:   # Python ints: no overflow
+        n *= s
+    return n
+
+
+def _refs(rec: dict, what: str) -> list:
+    """Every ``[offset, length]`` a record points to, after checking the record's structure."""
+    enc = rec.get("enc")
+    if enc == "raw":
+        return [rec.get("at")]
+    if enc != "shared":
+        raise StreamFormatError(f"{what}: unknown encoding {enc!r}")
+    layout = rec.get("layout")
+    if layout not in ("sparse", "dense"):
+        raise StreamFormatError(f"{what}: unknown layout {layout!r}")
+    cb = rec.get("codebook")
+    if (not isinstance(cb, dict) or not isinstance(cb.get("dtype"), str) or cb["dtype"] not in _CODEBOOK_DTYPES
+            or not _is_int(cb.get("n")) or cb["n"] < 1):
+        raise StreamFormatError(f"{what}: missing or malformed codebook")
+    refs = [cb.get("at")]
+    for key in ("gaps", "values") if layout == "sparse" else ("values",):
+        st = rec.get(key)
+        if not isinstance(st, dict) or not isinstance(st.get("coder"), str) or st["coder"] not in CODERS:
+            raise StreamFormatError(f"{what} {key} stream: missing or unknown coder")
+        if not _is_int(st.get("n")) or not _is_int(st.get("crc")):
+            raise StreamFormatError(f"{what} {key} stream: malformed record")
+        refs.append(st.get("at"))
+    return refs
+
+
+def check_records(records, payload_size: int, max_values: int | None = None) -> None:
+    """Validate a file's tensor records before anything is allocated for them.
+
+    Checks each record's structure, unique names, shapes (sizes computed without
+    overflow), stream lengths against their tensor (dense: one index per weight;
+    sparse: at most one entry per weight), the total number of weights against
+    ``max_values``, and that the data references tile the payload exactly: every
+    byte belongs to exactly one blob, so no tensor can alias another's bytes.
+    """
+    if not isinstance(records, list):
+        raise StreamFormatError("the tensor records are not a list")
+    names, spans, total = set(), [], 0
+    for i, rec in enumerate(records):
+        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
+            raise StreamFormatError(f"tensor record {i} is malformed")
+        what = f"tensor {rec['name']!r}"
+        if rec["name"] in names:
+            raise StreamFormatError(f"{what}: stored twice")
+        names.add(rec["name"])
+        refs = _refs(rec, what)
+        n = _numel(rec.get("shape"), what)
+        if rec["enc"] == "shared":
+            total += n
+            values_n = rec["values"]["n"]
+            if rec["layout"] == "dense" and values_n != n:
+                raise StreamFormatError(f"{what}: {values_n} indices for {n} weights")
+            if rec["layout"] == "sparse" and (values_n != rec["gaps"]["n"] or values_n > n):
+                raise StreamFormatError(f"{what}: positions and values disagree or run past the tensor")
+        spans.extend(_ref(r, payload_size, what) for r in refs)
+    if max_values is not None and total > max_values:
+        raise StreamFormatError(f"the records describe {total:,} shared weights, more than the {max_values:,} "
+                                "this file's size allows")
+    pos = 0
+    for start, length in sorted(spans):
+        if start != pos:
+            raise StreamFormatError(f"data references overlap or leave a gap at payload offset {min(start, pos)}")
+        pos += length
+    if pos != payload_size:
+        raise StreamFormatError(f"data references cover {pos} of the payload's {payload_size} bytes")
 
 
 def _decode_raw(rec: dict, payload: memoryview) -> torch.Tensor:
@@ -184,37 +275,36 @@ def _decode_raw(rec: dict, payload: memoryview) -> torch.Tensor:
         raise StreamFormatError(f"{what}: {len(data)} bytes for {n} values of {rec['dtype']}")
     if n == 0:
         return torch.zeros(rec["shape"], dtype=dtype)
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype).reshape(rec["shape"]).clone()
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    if dtype == torch.bool and bool((raw > 1).any()):  # other bytes are not valid bools
+        raise StreamFormatError(f"{what}: bool values other than 0 and 1")
+    return raw.view(dtype).reshape(rec["shape"]).clone()
 
 
-def decode_tensors(records: list[dict], payload) -> dict[str, torch.Tensor]:
-    """Rebuild every tensor of a file's records; raises :class:`StreamFormatError` on any inconsistency."""
+def decode_tensors(records: list[dict], payload, *, max_values: int | None = None) -> dict[str, torch.Tensor]:
+    """Rebuild every tensor of a file's records; raises :class:`StreamFormatError` on any inconsistency.
+
+    ``max_values``: the most shared weights the records may describe (see :func:`max_decoded_values`);
+    every record is checked by :func:`check_records` before anything is decoded.
+    """
     _check_byteorder()
     payload = memoryview(payload)
+    check_records(records, len(payload), max_values)
     out: dict[str, torch.Tensor] = {}
     # 1. parse every stream, grouped by coder, so each coder decodes all its streams in one pass
     jobs: dict[str, list] = {}
     for i, rec in enumerate(records):
-        if not isinstance(rec, dict) or not isinstance(rec.get("name"), str):
-            raise StreamFormatError(f"tensor record {i} is malformed")
-        if rec.get("enc") == "raw":
+        if rec["enc"] == "raw":
             out[rec["name"]] = _decode_raw(rec, payload)
-        elif rec.get("enc") == "shared":
-            keys = ("gaps", "values") if rec.get("layout") == "sparse" else ("values",)
-            if rec.get("layout") not in ("sparse", "dense"):
-                raise StreamFormatError(f"tensor {rec['name']!r}: unknown layout {rec.get('layout')!r}")
-            for key in keys:
-                s = rec.get(key)
-                what = f"tensor {rec['name']!r} {key} stream"
-                if not isinstance(s, dict) or s.get("coder") not in CODERS:
-                    raise StreamFormatError(f"{what}: missing or unknown coder")
-                coder = CODERS.get(s["coder"])
-                parsed = coder.parse(_slice(payload, s.get("at"), what), what)
-                if parsed.n_symbols != s.get("n"):
-                    raise StreamFormatError(f"{what}: holds {parsed.n_symbols} symbols, the record says {s.get('n')}")
-                jobs.setdefault(s["coder"], []).append((i, key, parsed))
-        else:
-            raise StreamFormatError(f"tensor {rec['name']!r}: unknown encoding {rec.get('enc')!r}")
+            continue
+        for key in ("gaps", "values") if rec["layout"] == "sparse" else ("values",):
+            s = rec[key]
+            what = f"tensor {rec['name']!r} {key} stream"
+            coder = CODERS.get(s["coder"])
+            parsed = coder.parse(_slice(payload, s.get("at"), what), what)
+            if parsed.n_symbols != s["n"]:
+                raise StreamFormatError(f"{what}: holds {parsed.n_symbols} symbols, the record says {s['n']}")
+            jobs.setdefault(s["coder"], []).append((i, key, parsed))
     decoded: dict[tuple[int, str], np.ndarray] = {}
     for name, items in jobs.items():
         arrays = CODERS.get(name).decode_many([p for _, _, p in items], f"{name} streams")
@@ -237,7 +327,7 @@ def _rebuild_shared(key_i: int, rec: dict, payload: memoryview, decoded: dict) -
         raise StreamFormatError(f"{what}: missing or malformed codebook")
     dt = _CODEBOOK_DTYPES[cbr["dtype"]]
     raw = _slice(payload, cbr.get("at"), what)
-    if len(raw) != dt.itemsize * cbr.get("n", -1):
+    if len(raw) != dt.itemsize * cbr["n"]:
         raise StreamFormatError(f"{what}: codebook size does not match its record")
     codebook = torch.from_numpy(np.frombuffer(raw, dtype=dt).astype(np.float32))
     for key in ("values", "gaps") if rec["layout"] == "sparse" else ("values",):

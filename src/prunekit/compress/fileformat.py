@@ -31,6 +31,7 @@ import zlib
 from pathlib import Path
 
 from prunekit.errors import CheckpointError
+from prunekit.spec import MAX_NESTING, nesting_depth
 
 MAGIC = b"\x89PKZ\r\n\x1a\n"
 VERSION = 1
@@ -50,43 +51,83 @@ def pack(header: dict, payload: bytes) -> bytes:
     return body + hashlib.sha256(body).digest()
 
 
-def unpack(data: bytes, source: str = "<bytes>") -> tuple[dict, memoryview]:
-    """Validate file contents and return ``(header, payload)``; raises :class:`PkzError`."""
-    mv = memoryview(data)
-    if len(mv) < len(MAGIC) or bytes(mv[:len(MAGIC)]) != MAGIC:
+MAX_HEADER_BYTES = 16 << 20   # inflated JSON header; a zlib bomb stops here
+MAX_JSON_DEPTH = MAX_NESTING     # nesting of the header's lists and objects
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse_header(blob, source: str) -> dict:
+    """Inflate (at most :data:`MAX_HEADER_BYTES`) and parse the JSON header; raises :class:`PkzError`."""
+    try:
+        d = zlib.decompressobj()
+        raw = d.decompress(bytes(blob), MAX_HEADER_BYTES)
+        if d.unconsumed_tail:
+            raise PkzError(f"{source}: the .pkz header inflates to more than {MAX_HEADER_BYTES} bytes")
+        if not d.eof or d.unused_data:
+            raise PkzError(f"{source}: unreadable .pkz header (truncated or trailing compressed data)")
+        # NaN/Infinity are not JSON; huge integers, deep nesting and bad UTF-8 are refused by json itself
+        header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (zlib.error, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise PkzError(f"{source}: unreadable .pkz header ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise PkzError(f"{source}: the header does not describe a '{FORMAT}' file")
+    if nesting_depth(header) > MAX_JSON_DEPTH:
+        raise PkzError(f"{source}: the .pkz header nests deeper than {MAX_JSON_DEPTH} levels")
+    if not isinstance(header.get("tensors"), list) or not isinstance(header.get("spec"), dict):
+        raise PkzError(f"{source}: the header lacks the model spec or the tensor records")
+    return header
+
+
+def check_fixed(fixed: bytes, size: int, source: str) -> tuple[int, int]:
+    """Check the fixed header (magic, version, flags) against a file of ``size`` bytes: ``(H, P)``."""
+    if len(fixed) < len(MAGIC) or bytes(fixed[:len(MAGIC)]) != MAGIC:
         raise PkzError(f"{source}: not a prunekit .pkz file (wrong magic bytes)")
-    if len(mv) < _FIXED.size:
-        raise PkzError(f"{source}: truncated .pkz file ({len(mv)} bytes, shorter than its fixed header)")
-    _, version, flags, hlen, plen = _FIXED.unpack_from(mv)
+    if len(fixed) < _FIXED.size:
+        raise PkzError(f"{source}: truncated .pkz file ({size} bytes, shorter than its fixed header)")
+    _, version, flags, hlen, plen = _FIXED.unpack_from(fixed)
     if version != VERSION:
         raise PkzError(f"{source}: .pkz format version {version} is not supported (this prunekit reads "
                        f"version {VERSION}; a newer prunekit may read it)")
     expected = _FIXED.size + hlen + plen + _DIGEST
-    if len(mv) < expected:
-        raise PkzError(f"{source}: truncated .pkz file ({len(mv)} bytes, its header says {expected})")
-    if len(mv) > expected:
-        raise PkzError(f"{source}: {len(mv) - expected} unexpected bytes after the end of the .pkz data")
+    if size < expected:
+        raise PkzError(f"{source}: truncated .pkz file ({size} bytes, its header says {expected})")
+    if size > expected:
+        raise PkzError(f"{source}: {size - expected} unexpected bytes after the end of the .pkz data")
+    return hlen, plen
+
+
+def unpack(data: bytes, source: str = "<bytes>") -> tuple[dict, memoryview]:
+    """Validate file contents and return ``(header, payload)``; raises :class:`PkzError`."""
+    mv = memoryview(data)
+    hlen, plen = check_fixed(mv[:_FIXED.size], len(mv), source)
+    flags = _FIXED.unpack_from(mv)[2]
+    expected = _FIXED.size + hlen + plen + _DIGEST
     body = mv[:expected - _DIGEST]
     if hashlib.sha256(body).digest() != bytes(mv[expected - _DIGEST:]):
         raise PkzError(f"{source}: checksum mismatch: the file was altered or corrupted")
     if flags != 0:
         raise PkzError(f"{source}: unknown flags {flags:#x} in the .pkz header")
-    try:
-        header = json.loads(zlib.decompress(bytes(mv[_FIXED.size:_FIXED.size + hlen])).decode("utf-8"))
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PkzError(f"{source}: unreadable .pkz header ({e})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise PkzError(f"{source}: the header does not describe a '{FORMAT}' file")
-    if not isinstance(header.get("tensors"), list) or not isinstance(header.get("spec"), dict):
-        raise PkzError(f"{source}: the header lacks the model spec or the tensor records")
+    header = parse_header(mv[_FIXED.size:_FIXED.size + hlen], source)
     return header, mv[_FIXED.size + hlen:_FIXED.size + hlen + plen]
 
 
 def read(path: str | os.PathLike) -> tuple[dict, memoryview, int]:
-    """Read and validate the file at ``path``: ``(header, payload, file size)``."""
+    """Read and validate the file at ``path``: ``(header, payload, file size)``.
+
+    The fixed header is read and checked against the file's size first, so a file
+    that is not a .pkz (or whose lengths do not match its size) is refused without
+    reading the rest.
+    """
     p = Path(path)
     if not p.is_file():
         raise PkzError(f"{p}: no such .pkz file")
-    data = p.read_bytes()
+    with p.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        check_fixed(f.read(_FIXED.size), size, str(p))
+        f.seek(0)
+        data = f.read()
     header, payload = unpack(data, str(p))
     return header, payload, len(data)

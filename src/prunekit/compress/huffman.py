@@ -39,7 +39,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prunekit.compress.bitio import Reader, StreamFormatError, lane_layout, symbol_stream, write_varints
+from prunekit.compress.bitio import (
+    Reader, StreamFormatError, lane_layout, lockstep_too_large, read_alphabet, read_lane_len, symbol_stream,
+    write_varints,
+)
 
 MAX_LEN = 15          # longest code (fits a nibble); a stream's decoder table has 2**(its longest code) entries
 DEFAULT_LANE_LEN = 4096
@@ -210,24 +213,30 @@ def parse(blob, what: str = "huffman stream") -> ParsedHuffman:
     """Read a blob written by :func:`encode`; raises :class:`StreamFormatError` if it is malformed."""
     r = Reader(blob, what)
     n = r.varint()
-    size = r.varint()
+    size = read_alphabet(r)
     if n == 0:
         if r.pos != len(r.data):
             raise StreamFormatError(f"{what}: trailing bytes after an empty stream")
         return ParsedHuffman(0, np.zeros(0, np.uint8), 1, np.zeros(0, np.int64), b"")
+    if n > 8 * len(r.data):  # every symbol takes at least one bit: checked before any size is derived from n
+        raise StreamFormatError(f"{what}: {n} symbols cannot fit in {len(r.data)} bytes")
     lengths = _unpack_nibbles(r.bytes((size + 1) // 2), size)
     _check_kraft(lengths, what)
-    lane_len = r.varint()
-    if lane_len < 1:
-        raise StreamFormatError(f"{what}: lane length must be positive")
+    lane_len = read_lane_len(r, n)
     n_lanes = -(-n // lane_len)
     lane_bits = r.varints(n_lanes)
     data = bytes(r.rest())
+    if len(lengths) == 0 or not lengths.any():
+        raise StreamFormatError(f"{what}: {n} symbols but an empty code table")
+    # each lane holds between (symbols x shortest code) and (symbols x longest code) bits; this also keeps
+    # every sum below in int64
+    _, lane_n = lane_layout(n, lane_len)
+    used = lengths[lengths > 0]
+    if np.any(lane_bits < lane_n * int(used.min())) or np.any(lane_bits > lane_n * int(used.max())):
+        raise StreamFormatError(f"{what}: a lane's bit count does not fit its symbols")
     total = int(lane_bits.sum())
     if len(data) != (total + 7) // 8:
         raise StreamFormatError(f"{what}: {len(data)} data bytes, the lanes need {(total + 7) // 8}")
-    if len(lengths) == 0 or not lengths.any():
-        raise StreamFormatError(f"{what}: {n} symbols but an empty code table")
     return ParsedHuffman(n, lengths, lane_len, lane_bits, data)
 
 
@@ -251,6 +260,8 @@ def decode_many(streams: list[ParsedHuffman], what: str = "huffman stream") -> l
     Returns one int64 array per stream. Raises :class:`StreamFormatError` when a
     lane's bits do not decode to exactly its recorded length.
     """
+    if lockstep_too_large(streams):
+        return [decode_many([s], what)[0] for s in streams]
     results: list[np.ndarray | None] = [None] * len(streams)
     bufs, tables = [], []
     lane_pos, lane_end, lane_n, lane_sh, lane_mask, lane_tbase, lane_owner = [], [], [], [], [], [], []

@@ -43,7 +43,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from prunekit.compress.bitio import Reader, StreamFormatError, lane_layout, symbol_stream, write_varints
+from prunekit.compress.bitio import (
+    Reader, StreamFormatError, lane_layout, lockstep_too_large, read_alphabet, read_lane_len, symbol_stream,
+    write_varints,
+)
 
 MAX_PREC = 16             # frequencies sum to 2**p, p <= MAX_PREC
 _L = 1 << 16              # lower bound of the state; words are 16 bits (L must be a multiple of 2**p)
@@ -163,7 +166,7 @@ def parse(blob, what: str = "rans stream") -> ParsedRans:
     """Read a blob written by :func:`encode`; raises :class:`StreamFormatError` if it is malformed."""
     r = Reader(blob, what)
     n = r.varint()
-    size = r.varint()
+    size = read_alphabet(r)
     if n == 0:
         if r.pos != len(r.data):
             raise StreamFormatError(f"{what}: trailing bytes after an empty stream")
@@ -173,17 +176,17 @@ def parse(blob, what: str = "rans stream") -> ParsedRans:
     if not 1 <= prec <= MAX_PREC:
         raise StreamFormatError(f"{what}: precision {prec} out of range")
     freq = r.varints(size)
-    if int(freq.sum()) != (1 << prec):
-        raise StreamFormatError(f"{what}: frequencies sum to {int(freq.sum())}, not {1 << prec}")
-    lane_len = r.varint()
-    if lane_len < 1:
-        raise StreamFormatError(f"{what}: lane length must be positive")
+    if np.any(freq > (1 << prec)) or int(freq.sum()) != (1 << prec):  # the first test keeps the sum in int64
+        raise StreamFormatError(f"{what}: frequencies do not sum to {1 << prec}")
+    lane_len = read_lane_len(r, n)
     n_lanes = -(-n // lane_len)
     info = r.varints(2 * n_lanes).reshape(n_lanes, 2)
     states, n_words = info[:, 0], info[:, 1]
     if np.any(states < _L) or np.any(states >= (1 << 32)):
         raise StreamFormatError(f"{what}: lane state out of range")
     rest = r.rest()
+    if np.any(n_words > len(rest) // 2):  # keeps the sum below in int64
+        raise StreamFormatError(f"{what}: a lane has more words than the stream holds")
     if len(rest) != 2 * int(n_words.sum()):
         raise StreamFormatError(f"{what}: {len(rest)} data bytes, the lanes need {2 * int(n_words.sum())}")
     words = np.frombuffer(rest, dtype="<u2").astype(np.int64)
@@ -192,6 +195,8 @@ def parse(blob, what: str = "rans stream") -> ParsedRans:
 
 def decode_many(streams: list[ParsedRans], what: str = "rans stream") -> list[np.ndarray]:
     """Decode several parsed streams together, one vectorised step per symbol position in a lane."""
+    if lockstep_too_large(streams):
+        return [decode_many([s], what)[0] for s in streams]
     results: list[np.ndarray | None] = [None] * len(streams)
     slot_tabs, freqs, cums, words = [], [], [], []
     l_state, l_ptr, l_end, l_n, l_sbase, l_fbase, l_owner, l_prec = [], [], [], [], [], [], [], []
