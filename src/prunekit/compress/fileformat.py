@@ -61,16 +61,19 @@ def _no_constant(name: str):
 
 def parse_header(blob, source: str) -> dict:
     """Inflate (at most :data:`MAX_HEADER_BYTES`) and parse the JSON header; raises :class:`PkzError`."""
+    d = zlib.decompressobj()
     try:
-        d = zlib.decompressobj()
         raw = d.decompress(bytes(blob), MAX_HEADER_BYTES)
-        if d.unconsumed_tail:
-            raise PkzError(f"{source}: the .pkz header inflates to more than {MAX_HEADER_BYTES} bytes")
-        if not d.eof or d.unused_data:
-            raise PkzError(f"{source}: unreadable .pkz header (truncated or trailing compressed data)")
+    except zlib.error as e:
+        raise PkzError(f"{source}: unreadable .pkz header (zlib: {e})") from None
+    if d.unconsumed_tail:
+        raise PkzError(f"{source}: the .pkz header inflates to more than {MAX_HEADER_BYTES} bytes")
+    if not d.eof or d.unused_data:
+        raise PkzError(f"{source}: unreadable .pkz header (truncated or trailing compressed data)")
+    try:
         # NaN/Infinity are not JSON; huge integers, deep nesting and bad UTF-8 are refused by json itself
         header = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
-    except (zlib.error, ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise PkzError(f"{source}: unreadable .pkz header ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise PkzError(f"{source}: the header does not describe a '{FORMAT}' file")
