@@ -360,11 +360,25 @@ def _reuse_supernet(source, cfg: SearchConfig, space) -> dict:
     if not meta.is_file():
         raise PrunekitError(f"supernet: {meta} is missing, so {src} cannot be checked against this search")
     _check_identity(meta, cfg, space, f"supernet: {src} was trained", "train a new one or use matching settings")
-    return torch.load(src, weights_only=True)
+    try:
+        state = torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises assorted types on files that are not weights
+        raise PrunekitError(f"supernet: {src} is not a readable weights file ({type(e).__name__}); give the "
+                            "supernet.pt of an earlier search") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise PrunekitError(f"supernet: {src} does not hold a super-network's weights (a state dict); give the "
+                            "supernet.pt of an earlier search")
+    return state
 
 
 def _check_identity(meta: Path, cfg: SearchConfig, space, who: str, advice: str) -> None:
-    saved = json.loads(meta.read_text())
+    try:
+        saved = json.loads(meta.read_text())
+    except (ValueError, OSError) as e:
+        raise PrunekitError(f"{meta}: not a readable supernet record ({type(e).__name__}: {e})") from None
+    if not isinstance(saved, dict):
+        raise PrunekitError(f"{meta}: not a supernet record (a JSON object is expected)")
     for k, v in _supernet_identity(cfg, space).items():
         if saved.get(k) != v:
             what = "the search grid (groups and candidate widths)" if k == "groups" else repr(k)
@@ -391,7 +405,11 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
         net = copy.deepcopy(model)
         callbacks = (SandwichRule(space, cfg.num_random, seed=cfg.seed),)
     if source is not None:
-        net.load_state_dict(_reuse_supernet(source, cfg, space))
+        try:
+            net.load_state_dict(_reuse_supernet(source, cfg, space))
+        except RuntimeError as e:  # weights of another network
+            raise PrunekitError(f"supernet: {source} does not fit this search's super-network: "
+                                f"{str(e).splitlines()[0]}") from None
         if Path(source).resolve() != path.resolve():
             atomic_save_torch(net.state_dict(), path)
     elif resume and path.exists():
