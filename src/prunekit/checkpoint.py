@@ -308,14 +308,15 @@ def read_versioned(path: str | os.PathLike, fmt: str, version: int, what: str, h
         payload = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # torch's unpickler raises assorted types on garbage input
         text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip()   # torch's messages carry terminal colour codes
-        if "Weights only load failed" in text:
+        if "Weights only load failed" in text and "Unsupported global" in text:
             # a readable torch file that pickles Python objects: typically torch.save(model) of a whole module
             raise CheckpointError(
                 f"{p}: a pickled Python object (e.g. a whole model written by torch.save(model)), not a {what}; "
                 "prunekit never unpickles objects because that can run code. To convert it, where you trust the "
                 "file: model = torch.load(path, weights_only=False), then prunekit.checkpoint.save('model.pt', "
                 "model) (spec=ModelSpec(...) for a model not built by prunekit)") from None
-        detail = text.splitlines()[0][:200] if text else type(e).__name__
+        unpickler = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)   # the cause, not torch's advice
+        detail = (unpickler.group(1) if unpickler else text.splitlines()[0] if text else type(e).__name__)[:200]
         raise CheckpointError(f"{p}: not a readable {what} (corrupt or not a torch file: {detail})") from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise CheckpointError(f"{p}: not a {what} (no '{fmt}' header); {hint}")
