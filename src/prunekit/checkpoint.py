@@ -42,7 +42,7 @@ from prunekit.registry import Registry
 from prunekit.spec import MAX_NESTING, ModelSpec, attach_spec, get_spec, nesting_depth
 from prunekit.utils.io import atomic_save_torch, check_overwrite
 
-__all__ = ["Checkpoint", "ModelSpec", "TRANSFORMS", "apply_transform", "build", "build_base", "check_base_size", "check_payload",
+__all__ = ["Checkpoint", "ModelSpec", "TRANSFORMS", "apply_transform", "build", "build_base", "check_base_size", "check_finite", "check_payload",
            "check_factory_name", "factory_name", "get_spec", "load", "read_raw", "read_versioned", "rebuild",
            "resolve_factory", "save", "transform_function", "weights_digest"]
 
@@ -359,6 +359,22 @@ def load(path: str | os.PathLike, *, strict: bool = True, trusted_factories=()) 
     model.eval()
     return Checkpoint(model=model, spec=get_spec(model) or spec, meta=dict(payload.get("meta") or {}),
                       train_state=payload.get("train_state"), path=p)
+
+
+def check_finite(model, where: str) -> None:
+    """Raise CheckpointError if a floating-point weight or buffer of ``model`` holds NaN or infinity.
+
+    Pruning ranks and compression clusters weights by value: on NaN they silently
+    pick arbitrary channels or codebooks, so callers refuse such a model first.
+    """
+    import torch
+
+    for name, t in model.state_dict().items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise CheckpointError(f"{where}: {name} holds {bad} non-finite value(s) (NaN or infinity); the model "
+                                      "diverged or the file is damaged, so it cannot be pruned or compressed")
 
 
 def weights_digest(state_dict) -> str:

@@ -18,9 +18,20 @@ COMMANDS = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``prunekit: error: ...`` and a pointer to ``--help``, exit status 2.
+
+    argparse prints the whole usage before an error (11-16 lines for most commands),
+    which buries the one line that matters; sub-parsers inherit this class.
+    """
+
+    def error(self, message):
+        self.exit(2, f"prunekit: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="prunekit",
         description="Make trained PyTorch networks smaller and faster: prune, compress, binarize, "
                     "search, and measure accuracy, size and latency.",
@@ -61,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("prunekit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``prunekit models --json | head``): stop quietly like other tools; stdout is
+        # pointed at /dev/null so that flushing it at exit does not raise again
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     finally:
         warnings.formatwarning = plain
 

@@ -101,6 +101,9 @@ def run(args) -> int:
     from prunekit.cli.trust import trusted
 
     ckpt, masks = sparse.load_with_masks(args.checkpoint, trusted_factories=trusted(args))
+    from prunekit.checkpoint import check_finite
+
+    check_finite(ckpt.model, str(ckpt.path))
     if config.prune_sparsity is not None or config.quality is not None:
         masks = None   # prune afresh (weights already zero are the smallest and go first)
     data = None

@@ -133,6 +133,7 @@ def run(args) -> int:
     from prunekit.cli.trust import trusted
 
     ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
+    checkpoint.check_finite(ckpt.model, str(ckpt.path))
     model = ckpt.model
     x = torch.randn(1, *ckpt.spec.input_shape, generator=torch.Generator().manual_seed(0))
     if args.plan:

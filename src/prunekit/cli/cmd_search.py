@@ -109,6 +109,7 @@ def run(args) -> int:
     from prunekit.cli.trust import trusted
 
     ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
+    checkpoint.check_finite(ckpt.model, str(ckpt.path))
     data = load_dataset(args.data)
     res = search(ckpt.model, data, cfg, args.out, resume=args.resume, progress=not args.no_progress,
                  overwrite=args.overwrite, supernet=args.supernet,

@@ -120,6 +120,7 @@ def run(args) -> int:
     from prunekit.cli.trust import trusted
 
     ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
+    checkpoint.check_finite(ckpt.model, str(ckpt.path))
     data = load_dataset(args.data)
     if list(ckpt.spec.input_shape) != list(data.input_shape):
         raise PrunekitError(f"{args.checkpoint} expects inputs of shape {list(ckpt.spec.input_shape)} but "

@@ -126,6 +126,9 @@ def run(args) -> int:
     splits = data.load_dataset(args.data)
     from prunekit.cli.trust import trusted
 
+    from prunekit.utils.seed import seed_everything
+
+    seed_everything(cfg.seed or 0)   # the initial weights too: the same command gives the same model
     model = build_model(args.model, splits, trusted(args))
     callbacks = [] if args.json else [EpochLogger()]
     trainer = Trainer(model, splits, cfg, callbacks=callbacks, out_dir=args.out, resume=args.resume,
@@ -137,7 +140,8 @@ def run(args) -> int:
     if not trainer.is_main:
         return 0
     final, best = history.last, history.best()
-    paths = {"last": str(trainer.last_path), "best": str(trainer.best_path) if trainer.best_path.exists() else None,
+    # only files that exist: --epochs 0 trains nothing and writes no checkpoint
+    paths = {"last": str(trainer.last_path) if trainer.last_path.exists() else None, "best": str(trainer.best_path) if trainer.best_path.exists() else None,
              "history": str(trainer.out_dir / "history.json"), "config": str(trainer.out_dir / "config.yaml")}
     summary = {"model": args.model, "data": splits.name, "epochs": trainer.epochs_done,
                "world_size": trainer.world_size, "seconds": seconds, "final": final, "best": best,
@@ -147,7 +151,7 @@ def run(args) -> int:
         print(json.dumps(summary))
         return 0
     if final is None:
-        print(f"nothing to train (epochs={cfg.epochs}); {paths['last']}")
+        print(f"nothing to train (epochs={cfg.epochs})" + (f"; {paths['last']}" if paths["last"] else ""))
         return 0
     line = f"trained {args.model} on {splits.name} for {trainer.epochs_done} epochs in {seconds:.1f} s"
     if final.get("test_top1") is not None:

@@ -122,6 +122,7 @@ def run_method(args) -> int:
     from prunekit.runs import command_line, provenance
 
     ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
+    checkpoint.check_finite(ckpt.model, str(ckpt.path))
     data = load_dataset(data_name)
     res = run_structured(ckpt.model, data, method, cfg, args.out, progress=getattr(args, "progress", True),
                          overwrite=bool(getattr(args, "overwrite", False)),

@@ -11,6 +11,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 import warnings
@@ -131,6 +132,11 @@ class Trainer:
                 self.callbacks.call("on_epoch_begin", self, epoch)
                 lr = _base_lr(self.optimizer) * lr_factor(self.config, self.global_step, self.steps_per_epoch)
                 train_metrics = self._train_epoch(epoch)
+                if not math.isfinite(train_metrics["train_loss"]):
+                    # a diverged model is not a result: stop before it is written as last.pt / best.pt
+                    raise PrunekitError(f"training diverged: the training loss became {train_metrics['train_loss']} "
+                                        f"in epoch {epoch + 1}; lower the learning rate or momentum (or set "
+                                        "grad_clip)")
                 D.broadcast_buffers(self.model, self._dist)
                 record = {"epoch": epoch, "lr": lr, **train_metrics, **self._maybe_evaluate(epoch)}
                 record["seconds"] = time.perf_counter() - t0

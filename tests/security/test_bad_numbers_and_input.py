@@ -1,0 +1,98 @@
+"""Bad numbers and bad input (issue 15): non-finite weights and losses stop with a clear error; argument errors are
+one line; a closed pipe is not a traceback; the same train command gives the same model."""
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from prunekit import checkpoint, models
+from prunekit.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(args, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rc = main(args)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_diverging_training_stops_with_an_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    rc, _, err = _cli(["train", "--model", "lenet300_100", "--data", "digits", "--epochs", "2", "--lr", "1",
+                       "--momentum", "5", "--no-augment", "--out", str(out)], capsys)
+    assert rc == 2 and "training diverged: the training loss became nan in epoch 1" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert not (out / "best.pt").exists() and not (out / "last.pt").exists()
+
+
+@pytest.fixture
+def nan_ckpt(tmp_path):
+    torch.manual_seed(0)
+    net = models.create("lenet300_100", num_classes=10, in_channels=1, input_size=(8, 8))
+    with torch.no_grad():
+        net.features[0].weight[3, 5] = float("nan")
+    return checkpoint.save(tmp_path / "nan.pt", net, meta={"data": "digits"})
+
+
+@pytest.mark.parametrize("command", ["sparsify", "compress", "prune"])
+def test_non_finite_checkpoints_are_refused(nan_ckpt, tmp_path, capsys, command):
+    args = {"sparsify": ["sparsify", str(nan_ckpt), "--method", "magnitude", "--sparsity", "0.5", "--data", "digits",
+                         "--out", str(tmp_path / "sp")],
+            "compress": ["compress", str(nan_ckpt), "-o", str(tmp_path / "c.pkz")],
+            "prune": ["prune", str(nan_ckpt), "--ratio", "0.5", "--out", str(tmp_path / "p.pt")]}[command]
+    rc, _, err = _cli(args, capsys)
+    assert rc == 2 and "features.0.weight holds 1 non-finite value(s) (NaN or infinity)" in err, err
+    assert not (tmp_path / "c.pkz").exists() and not (tmp_path / "p.pt").exists()
+
+
+@pytest.mark.parametrize("argv", [["eval"], ["eval", "x.pt", "--bogus"], ["prune", "x.pt", "--macs", "abc"],
+                                  ["evl"], ["train", "--model", "lenet5", "--data", "digits", "--epochs", "x"]])
+def test_argument_errors_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("prunekit: error: ") and "--help" in lines[0], err
+
+
+def test_closed_pipe_is_not_a_traceback(cli_env):
+    env = dict(cli_env, PYTHONPATH=str(ROOT / "src") + os.pathsep + cli_env.get("PYTHONPATH", ""))
+    p = subprocess.Popen([sys.executable, "-m", "prunekit.cli", "models", "--json"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=env)
+    p.stdout.close()   # like `| head` exiting before prunekit writes
+    err = p.stderr.read().decode()
+    p.wait(timeout=120)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert p.returncode == 141
+
+
+def test_same_train_command_same_model(tmp_path, capsys):
+    states = []
+    for i in range(2):
+        out = tmp_path / f"r{i}"
+        rc, _, err = _cli(["train", "--model", "lenet300_100", "--data", "digits", "--epochs", "1", "--seed", "0",
+                           "--no-augment", "--threads", "1", "--out", str(out)], capsys)
+        assert rc == 0, err
+        torch.manual_seed(1234 + i)   # whatever the process did before must not matter
+        states.append(checkpoint.load(out / "last.pt").model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_zero_epochs_names_no_checkpoint_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "z"
+    rc, stdout, err = _cli(["train", "--model", "lenet300_100", "--data", "digits", "--epochs", "0", "--out", str(out)],
+                           capsys)
+    assert rc == 0, err
+    assert not (out / "last.pt").exists() and "last.pt" not in stdout and "nothing to train" in stdout
+    rc, stdout, err = _cli(["train", "--model", "lenet300_100", "--data", "digits", "--epochs", "0", "--out",
+                            str(tmp_path / "z2"), "--json"], capsys)
+    assert rc == 0 and json.loads(stdout)["paths"]["last"] is None
