@@ -368,7 +368,7 @@ def load_packed(path: str | os.PathLike, *, kernel: str = "auto", threads: int |
     Raises:
         CheckpointError: missing, corrupt or not a packed prunekit model.
     """
-    from prunekit.checkpoint import Checkpoint, ModelSpec, build
+    from prunekit.checkpoint import Checkpoint, ModelSpec, build, check_base_size
 
     p = Path(path)
     if not p.is_file():
@@ -382,6 +382,11 @@ def load_packed(path: str | os.PathLike, *, kernel: str = "auto", threads: int |
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{p}: packed format version {payload.get('version')!r} is not supported")
     spec = ModelSpec.from_dict(payload["spec"])
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{p}: 'state_dict' must map names to tensors")
+    # packed weights take 1/32 of their float size: the growth bound of check_base_size covers that
+    check_base_size(spec, sum(t.numel() for t in state.values()), str(p))
     model = pack_model(build(spec, trusted_factories=trusted_factories), kernel=kernel, threads=threads)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)

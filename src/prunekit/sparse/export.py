@@ -226,13 +226,14 @@ def load_sparse(path: str | os.PathLike, *, trusted_factories=()) -> SparseCheck
     Raises:
         CheckpointError: missing, corrupt, not a sparse checkpoint, or weights that do not fit.
     """
-    from prunekit.checkpoint import ModelSpec, build, get_spec, read_versioned
+    from prunekit.checkpoint import ModelSpec, build, check_base_size, get_spec, read_versioned
 
     p = Path(path)
     payload = read_versioned(p, FILE_FORMAT, VERSION, "prunekit sparse checkpoint",
                              "dense checkpoints are read by prunekit.checkpoint.load")
     spec = ModelSpec.from_dict(payload["spec"])
     state, masks = from_sparse_state_dict(payload["sparse_state"])
+    check_base_size(spec, sum(t.numel() for t in state.values() if hasattr(t, "numel")), str(p))
     model = build(spec, trusted_factories=trusted_factories)
     try:
         model.load_state_dict(state, strict=True)
