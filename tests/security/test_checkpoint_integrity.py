@@ -47,8 +47,8 @@ def _edit(path, fn):
 
 
 @pytest.mark.parametrize("edit,match", [
-    (lambda p: p["spec"]["arch"]["kwargs"].update(num_classes=0), "num_classes must be a positive integer"),
-    (lambda p: p["spec"]["arch"]["kwargs"].update(num_classes="ten"), "num_classes must be a positive integer"),
+    (lambda p: p["spec"]["arch"]["kwargs"].update(num_classes=0), "num_classes must be an integer"),
+    (lambda p: p["spec"]["arch"]["kwargs"].update(num_classes="ten"), "num_classes must be an integer"),
     (lambda p: p.update(state_dict=[1, 2]), "'state_dict' must map names to tensors, got list"),
     (lambda p: p.update(state_dict={"conv1.weight": "x"}), "'state_dict' must map names to tensors"),
     (lambda p: p.update(meta=[1]), "'meta' must be a mapping, got list"),

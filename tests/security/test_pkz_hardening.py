@@ -160,8 +160,8 @@ def test_raw_dtype_unhashable_and_coder_unhashable(seed):
              "missing or unknown coder")
 
 
-@pytest.mark.parametrize("kwargs,match", [({"num_classes": 0}, "num_classes must be a positive integer"),
-                                          ({"num_classes": "ten"}, "num_classes must be a positive integer"),
+@pytest.mark.parametrize("kwargs,match", [({"num_classes": 0}, "num_classes must be an integer"),
+                                          ({"num_classes": "ten"}, "num_classes must be an integer"),
                                           ({"wings": 2}, "unknown option"),
                                           ({"cfg": [1 << 20, 1 << 20]}, "refusing to allocate|cfg"),
                                           ({"cfg": list(range(1, 5000))}, "more than 1024 entries")])
