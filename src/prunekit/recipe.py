@@ -109,13 +109,13 @@ class Recipe:
         if not isinstance(raw, dict):
             raise ConfigError("a recipe must be a mapping with keys out, data, model, steps")
         raw = dict(raw)
+        known = {"out", "data", "model", "seed", "threads"}
+        unknown = sorted(map(str, set(raw) - known - {"steps"}))   # first: a typo such as 'step:' is named
+        if unknown:
+            raise ConfigError(f"recipe: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known | {'steps'}))}")
         raw_steps = raw.pop("steps", None)
         if not isinstance(raw_steps, list) or not raw_steps:
             raise ConfigError("recipe: 'steps' must be a non-empty list, e.g. [{train: {epochs: 5}}]")
-        known = {"out", "data", "model", "seed", "threads"}
-        unknown = sorted(set(raw) - known)
-        if unknown:
-            raise ConfigError(f"recipe: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(known | {'steps'}))}")
         for key in ("out", "data", "model"):
             if key not in raw:
                 raise ConfigError(f"recipe: missing required key '{key}'")

@@ -96,3 +96,28 @@ def test_zero_epochs_names_no_checkpoint_it_did_not_write(tmp_path, capsys):
     rc, stdout, err = _cli(["train", "--model", "lenet300_100", "--data", "digits", "--epochs", "0", "--out",
                             str(tmp_path / "z2"), "--json"], capsys)
     assert rc == 0 and json.loads(stdout)["paths"]["last"] is None
+
+
+def test_profile_bad_inputs_are_one_line(tmp_path, capsys):
+    from prunekit.spec import ModelSpec
+
+    net = models.create("lenet5", num_classes=10, in_channels=1)
+    good = checkpoint.save(tmp_path / "l5.pt", net)
+    rc, _, err = _cli(["profile", str(good), "--batch-sizes", "1000000000"], capsys)
+    assert rc == 2 and "--batch-sizes: 1000000000 is more than 65536 samples per batch" in err, err
+    bad = checkpoint.save(tmp_path / "shape.pt", net, spec=ModelSpec(arch=net.prunekit_spec.arch,
+                                                                     input_shape=[3, 28, 28]))
+    rc, _, err = _cli(["profile", str(bad), "--no-latency"], capsys)
+    assert rc == 2 and "does not accept inputs of its stored shape [3, 28, 28]" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_recipe_typos_and_broken_yaml_are_located(tmp_path, capsys):
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("out: o\ndata: digits\nmodel: {name: lenet5}\nstep:\n  - eval: {}\n")
+    rc, _, err = _cli(["run", str(typo), "--check"], capsys)
+    assert rc == 2 and "recipe: unknown key(s) step;" in err, err
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("out: o\ndata: digits\nmodel: {name: lenet5\nsteps:\n  - eval: {}\n")
+    rc, _, err = _cli(["run", str(broken), "--check"], capsys)
+    assert rc == 2 and "not valid YAML (line 4, column 6)" in err, err

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+MAX_BATCH = 1 << 16
+
 
 def parse_batch_sizes(text: str) -> list[int]:
     """``"1,32" -> [1, 32]``; anything else raises a PrunekitError naming the flag."""
@@ -15,7 +17,23 @@ def parse_batch_sizes(text: str) -> list[int]:
         sizes = []
     if not sizes or any(s < 1 for s in sizes):
         raise PrunekitError(f"--batch-sizes must be positive integers separated by commas, e.g. 1,32; got {text!r}")
+    if max(sizes) > MAX_BATCH:  # a typo must not ask for terabytes of input
+        raise PrunekitError(f"--batch-sizes: {max(sizes)} is more than {MAX_BATCH} samples per batch")
     return sizes
+
+
+def check_input_shape(model, shape, path) -> None:
+    """One forward pass on a zero sample of the stored input shape; a PrunekitError if the model rejects it."""
+    import torch
+
+    from prunekit.errors import PrunekitError
+
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, *shape))
+    except (RuntimeError, ValueError, IndexError) as e:   # what torch raises for mismatched shapes
+        raise PrunekitError(f"{path}: the model does not accept inputs of its stored shape {list(shape)}: "
+                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
 
 def add_parser(subparsers):
@@ -50,6 +68,7 @@ def run(args) -> int:
     from prunekit.cli.trust import trusted
 
     ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
+    check_input_shape(ckpt.model, ckpt.spec.input_shape, ckpt.path)
     report = profile(ckpt.model, ckpt.spec.input_shape, batch_sizes=sizes, latency=not args.no_latency,
                      threads=threads, file=ckpt.path, warmup=args.warmup, repeats=args.repeats,
                      name=ckpt.path.name, progress=not args.json and sys.stderr.isatty())
