@@ -121,3 +121,12 @@ def test_recipe_typos_and_broken_yaml_are_located(tmp_path, capsys):
     broken.write_text("out: o\ndata: digits\nmodel: {name: lenet5\nsteps:\n  - eval: {}\n")
     rc, _, err = _cli(["run", str(broken), "--check"], capsys)
     assert rc == 2 and "not valid YAML (line 4, column 6)" in err, err
+
+
+@pytest.mark.parametrize("ratios", ["", " , "])
+def test_search_empty_ratios_is_an_error(tmp_path, capsys, ratios):
+    net = models.create("lenet300_100", num_classes=10, in_channels=1, input_size=(8, 8))
+    ck = checkpoint.save(tmp_path / "n.pt", net)
+    rc, _, err = _cli(["search", str(ck), "--method", "autoslim", "--macs", "0.5", "--data", "digits", "--ratios",
+                       ratios, "--out", str(tmp_path / "s")], capsys)
+    assert rc == 2 and "--ratios must name at least one width ratio" in err, err

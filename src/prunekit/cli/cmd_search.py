@@ -68,13 +68,15 @@ def _config(args) -> dict:
         v = getattr(args, key)
         if v is not None:
             cfg[key] = v
-    if args.ratios:
+    if args.ratios is not None:   # an empty --ratios is a mistake, not a request for the default grid
+        from prunekit.errors import ConfigError
+
         try:
             cfg["ratios"] = [float(r) for r in args.ratios.split(",") if r.strip()]
         except ValueError:
-            from prunekit.errors import ConfigError
-
             raise ConfigError(f"--ratios must be comma-separated numbers, got {args.ratios!r}") from None
+        if not cfg["ratios"]:
+            raise ConfigError(f"--ratios must name at least one width ratio, e.g. 0.25,0.5,1.0; got {args.ratios!r}")
     cfg["round_to"] = args.round_to
     cfg["init"] = args.init
     if args.workers is not None:
