@@ -6,13 +6,16 @@ no pickled code is ever executed. It stores
 
 * ``arch``: how to build the dense base model, either a zoo name
   (``{"model": "resnet20", "kwargs": {...}}``) or an importable factory of the
-  user's own (``{"factory": "mypkg.nets:build", "kwargs": {...}}``);
+  user's own (``{"factory": "mypkg.nets:build", "kwargs": {...}}``), which is
+  imported and called only if the caller trusts it (``trusted_factories=``, CLI
+  ``--trust-factory``): a file must not be able to run code (docs/security.md);
 * ``input_shape``: the shape of one input sample, e.g. ``[1, 28, 28]``;
 * ``transforms``: an ordered list of structural changes applied to the base
   model before the weights fit, e.g. a pruning plan (``{"kind": "prune_plan", ...}``),
   binarization, or input-channel selection (``select_inputs``, see
   :mod:`prunekit.surgery.select`); each kind is registered in :data:`TRANSFORMS`;
-* ``state_dict`` and free-form JSON-able ``meta`` (dataset, metrics, ...);
+* ``state_dict`` with ``weights_sha256`` (checked on load; ``torch.load`` does not
+  verify the zip's CRCs) and free-form JSON-able ``meta`` (dataset, metrics, ...);
 * optionally ``train_state`` (optimizer, scheduler, epoch) to resume training.
 
 The model spec travels with a model as the attribute ``model.prunekit_spec``
