@@ -130,3 +130,15 @@ def test_search_empty_ratios_is_an_error(tmp_path, capsys, ratios):
     rc, _, err = _cli(["search", str(ck), "--method", "autoslim", "--macs", "0.5", "--data", "digits", "--ratios",
                        ratios, "--out", str(tmp_path / "s")], capsys)
     assert rc == 2 and "--ratios must name at least one width ratio" in err, err
+
+
+@pytest.mark.parametrize("criterion", ["fpgm", "l1"])
+def test_plan_refuses_nan_weights(criterion):
+    import prunekit
+    from prunekit.errors import PrunekitError
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
+    with torch.no_grad():
+        net[0].weight[5, 0, 1, 1] = float("nan")   # FPGM used to remove channels 0-3 silently
+    with pytest.raises(PrunekitError, match="0.weight holds NaN or infinite values"):
+        prunekit.plan(net, torch.randn(1, 1, 8, 8), criterion=criterion, ratio=0.5)

@@ -128,6 +128,11 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
         ratio = 0.5
     if not isinstance(model, torch.nn.Module):
         raise PrunekitError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, t in model.state_dict().items():
+        # criteria rank channels by value: on NaN (a diverged model) they would silently pick channels 0, 1, ...
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise PrunekitError(f"{name} holds NaN or infinite values: the model diverged or its file is damaged, "
+                                "so its channels cannot be ranked")
     score_fn = crit.get(opts.criterion)
     ignored = _resolve_modules(model, opts.ignored_layers, "ignored_layers")
     layer_ratios = _resolve_ratios(model, opts.ratios)
