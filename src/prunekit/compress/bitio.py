@@ -29,6 +29,45 @@ def read_alphabet(r: "Reader") -> int:
     return size
 
 
+def read_stream_head(blob, what: str) -> tuple["Reader", int, int]:
+    """Open a coded stream: ``(reader, symbol count, alphabet size)``, both shared by the Huffman and rANS formats.
+
+    An empty stream (0 symbols) must end right after this head, so each parser can
+    return its empty form when the count is 0 without reading further.
+    """
+    r = Reader(blob, what)
+    n = r.varint()
+    size = read_alphabet(r)
+    if n == 0 and r.pos != len(r.data):
+        raise StreamFormatError(f"{what}: trailing bytes after an empty stream")
+    return r, n, size
+
+
+def lockstep_order(n_per_lane: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(order, active)`` for decoding lanes in lockstep: lanes longest first, so that at symbol position
+    ``t`` the lanes still decoding are the prefix ``order[:active[t]]`` (one slice per step, no mask)."""
+    order = np.argsort(-n_per_lane, kind="stable")
+    n_sorted = n_per_lane[order]
+    steps = int(n_sorted[0])
+    active = len(n_sorted) - np.searchsorted(n_sorted[::-1], np.arange(steps), side="right")
+    return order, active
+
+
+def split_lanes(out: np.ndarray, order: np.ndarray, owner: np.ndarray, streams, results: list) -> list:
+    """Fill the ``None`` entries of ``results`` with each stream's symbols from the lockstep matrix ``out``.
+
+    ``out[t, j]`` is the ``t``-th symbol of lane ``order[j]``; ``owner[l]`` is the stream of lane ``l``
+    (lanes in stream order). A stream's lanes hold ``lane_len`` consecutive symbols each.
+    """
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(order))
+    for i, s in enumerate(streams):
+        if results[i] is None:
+            cols = inv[owner == i]   # this stream's lanes, in stream order
+            results[i] = out[:s.lane_len, cols].T.reshape(-1)[:s.n_symbols].astype(np.int64)
+    return results
+
+
 def read_lane_len(r: "Reader", n_symbols: int) -> int:
     """The lane length of a stream of ``n_symbols``, checked to lie in [1, MAX_LANE_LEN]."""
     lane_len = r.varint()

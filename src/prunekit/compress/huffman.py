@@ -40,8 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from prunekit.compress.bitio import (
-    Reader, StreamFormatError, lane_layout, lockstep_too_large, read_alphabet, read_lane_len, symbol_stream,
-    write_varints,
+    StreamFormatError, lane_layout, lockstep_order, lockstep_too_large, read_lane_len, read_stream_head,
+    split_lanes, symbol_stream, write_varints,
 )
 
 MAX_LEN = 15          # longest code (fits a nibble); a stream's decoder table has 2**(its longest code) entries
@@ -211,12 +211,8 @@ class ParsedHuffman:
 
 def parse(blob, what: str = "huffman stream") -> ParsedHuffman:
     """Read a blob written by :func:`encode`; raises :class:`StreamFormatError` if it is malformed."""
-    r = Reader(blob, what)
-    n = r.varint()
-    size = read_alphabet(r)
+    r, n, size = read_stream_head(blob, what)
     if n == 0:
-        if r.pos != len(r.data):
-            raise StreamFormatError(f"{what}: trailing bytes after an empty stream")
         return ParsedHuffman(0, np.zeros(0, np.uint8), 1, np.zeros(0, np.int64), b"")
     if n > 8 * len(r.data):  # every symbol takes at least one bit: checked before any size is derived from n
         raise StreamFormatError(f"{what}: {n} symbols cannot fit in {len(r.data)} bytes")
@@ -293,15 +289,13 @@ def decode_many(streams: list[ParsedHuffman], what: str = "huffman stream") -> l
     w32 = (buf[:-3] << 24) | (buf[1:-2] << 16) | (buf[2:-1] << 8) | buf[3:]
     table = np.concatenate(tables)
     n_per_lane = np.concatenate(lane_n)
-    order = np.argsort(-n_per_lane, kind="stable")   # longest lanes first: active lanes are a prefix
+    order, active = lockstep_order(n_per_lane)
     pos = np.concatenate(lane_pos)[order]
     end = np.concatenate(lane_end)[order]
-    n_sorted = n_per_lane[order]
     sh = np.concatenate(lane_sh)[order]
     mask = np.concatenate(lane_mask)[order]
     tbase = np.concatenate(lane_tbase)[order]
-    steps = int(n_sorted[0])
-    active = len(n_sorted) - np.searchsorted(n_sorted[::-1], np.arange(steps), side="right")
+    steps = len(active)
     out = np.zeros((steps, len(order)), dtype=np.int16)
     try:
         for t in range(steps):
@@ -314,16 +308,7 @@ def decode_many(streams: list[ParsedHuffman], what: str = "huffman stream") -> l
         raise StreamFormatError(f"{what}: code bits run past the end of the data") from None
     if not np.array_equal(pos, end):
         raise StreamFormatError(f"{what}: corrupt data (a lane does not end where its recorded length says)")
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
-    owner = np.concatenate(lane_owner)
-    for i, s in enumerate(streams):
-        if results[i] is not None:
-            continue
-        cols = inv[owner == i]   # this stream's lanes, in stream order
-        block = out[:s.lane_len, cols].T.reshape(-1)[:s.n_symbols]
-        results[i] = block.astype(np.int64)
-    return results  # type: ignore[return-value]
+    return split_lanes(out, order, np.concatenate(lane_owner), streams, results)
 
 
 def decode(blob) -> np.ndarray:

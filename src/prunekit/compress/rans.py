@@ -44,8 +44,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from prunekit.compress.bitio import (
-    Reader, StreamFormatError, lane_layout, lockstep_too_large, read_alphabet, read_lane_len, symbol_stream,
-    write_varints,
+    StreamFormatError, lane_layout, lockstep_order, lockstep_too_large, read_lane_len, read_stream_head,
+    split_lanes, symbol_stream, write_varints,
 )
 
 MAX_PREC = 16             # frequencies sum to 2**p, p <= MAX_PREC
@@ -164,12 +164,8 @@ class ParsedRans:
 
 def parse(blob, what: str = "rans stream") -> ParsedRans:
     """Read a blob written by :func:`encode`; raises :class:`StreamFormatError` if it is malformed."""
-    r = Reader(blob, what)
-    n = r.varint()
-    size = read_alphabet(r)
+    r, n, size = read_stream_head(blob, what)
     if n == 0:
-        if r.pos != len(r.data):
-            raise StreamFormatError(f"{what}: trailing bytes after an empty stream")
         return ParsedRans(0, MAX_PREC, np.zeros(0, np.int64), 1, np.zeros(0, np.int64), np.zeros(0, np.int64),
                           np.zeros(0, np.uint16))
     prec = r.varint()
@@ -230,7 +226,7 @@ def decode_many(streams: list[ParsedRans], what: str = "rans stream") -> list[np
     cum = np.concatenate(cums)
     wd = np.concatenate(words + [np.zeros(1, np.int64)])  # one spare word: reads past a lane are caught below
     n_per_lane = np.concatenate(l_n)
-    order = np.argsort(-n_per_lane, kind="stable")
+    order, active = lockstep_order(n_per_lane)
     x = np.concatenate(l_state)[order]
     ptr = np.concatenate(l_ptr)[order]
     end = np.concatenate(l_end)[order]
@@ -238,9 +234,7 @@ def decode_many(streams: list[ParsedRans], what: str = "rans stream") -> list[np
     fb = np.concatenate(l_fbase)[order]
     pr = np.concatenate(l_prec)[order]
     mk = (1 << pr) - 1
-    n_sorted = n_per_lane[order]
-    steps = int(n_sorted[0])
-    active = len(n_sorted) - np.searchsorted(n_sorted[::-1], np.arange(steps), side="right")
+    steps = len(active)
     out = np.zeros((steps, len(order)), dtype=np.int16)
     try:
         for t in range(steps):
@@ -261,15 +255,7 @@ def decode_many(streams: list[ParsedRans], what: str = "rans stream") -> list[np
         raise StreamFormatError(f"{what}: words run past the end of the data") from None
     if not (np.array_equal(ptr, end) and np.all(x == _L)):
         raise StreamFormatError(f"{what}: corrupt data (a lane does not return to the initial state)")
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(order))
-    owner = np.concatenate(l_owner)
-    for i, s in enumerate(streams):
-        if results[i] is not None:
-            continue
-        cols = inv[owner == i]
-        results[i] = out[:s.lane_len, cols].T.reshape(-1)[:s.n_symbols].astype(np.int64)
-    return results  # type: ignore[return-value]
+    return split_lanes(out, order, np.concatenate(l_owner), streams, results)
 
 
 def decode(blob) -> np.ndarray:
