@@ -100,11 +100,13 @@ def _vec_ids(v):
     return None
 
 
-@handles(F.batch_norm)
-def batch_norm_fn(ctx, node, args, kwargs):
-    x = need_labels(args[0])
-    x2, x_ids = isolate(ctx, x, 1)
-    vecs = list(args[1:5]) + [kwargs.get(k) for k in ("running_mean", "running_var", "weight", "bias")]
+def _tie_vectors(ctx, vecs, x_ids) -> None:
+    """Tie the per-channel vectors ``vecs`` of a normalisation (weight, bias, running stats) to its channels.
+
+    Shared by batch/layer/group norm: a vector with a channel label follows the input's channel ids
+    ``x_ids``; where the input's channel dim carries no labels (``x_ids`` is None) the vector cannot be
+    pruned alone, so it is fixed. Entries that are not labelled tensors (None, floats) are skipped.
+    """
     for v in vecs:
         ids = _vec_ids(v)
         if ids is not None:
@@ -112,6 +114,14 @@ def batch_norm_fn(ctx, node, args, kwargs):
                 ctx.sink.fix(ids)
             else:
                 ctx.sink.unify(ids, x_ids)
+
+
+@handles(F.batch_norm)
+def batch_norm_fn(ctx, node, args, kwargs):
+    x = need_labels(args[0])
+    x2, x_ids = isolate(ctx, x, 1)
+    vecs = list(args[1:5]) + [kwargs.get(k) for k in ("running_mean", "running_var", "weight", "bias")]
+    _tie_vectors(ctx, vecs, x_ids)
     training = args[5] if len(args) > 5 else kwargs.get("training", False)
     if training is True:
         # batch statistics are taken over every other dim: channels there are
@@ -130,13 +140,7 @@ def layer_norm_fn(ctx, node, args, kwargs):
     if not isinstance(ns, (list, tuple)) or len(ns) != 1:
         raise NotHandled
     x2, x_ids = isolate(ctx, x, x.ndim - 1)
-    for v in list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]:
-        ids = _vec_ids(v)
-        if ids is not None:
-            if x_ids is None:
-                ctx.sink.fix(ids)
-            else:
-                ctx.sink.unify(ids, x_ids)
+    _tie_vectors(ctx, list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")], x_ids)
     ctx.note_cross(x_ids, "layer_norm")
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)
 
@@ -153,13 +157,7 @@ def group_norm_fn(ctx, node, args, kwargs):
             ctx.sink.unify(grid[:1], grid)
         if a > 1:
             ctx.note_cross(x_ids, "group_norm")
-    for v in list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]:
-        ids = _vec_ids(v)
-        if ids is not None:
-            if x_ids is None:
-                ctx.sink.fix(ids)
-            else:
-                ctx.sink.unify(ids, x_ids)
+    _tie_vectors(ctx, list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")], x_ids)
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)
 
 
