@@ -70,39 +70,41 @@ def conv_core(ctx, x_ids, w_out, w_in, groups: int, c_in: int):
     s.unify(grid[:1], grid)
 
 
-@handles(nn.Conv1d, nn.Conv2d, nn.Conv3d)
-def conv_module(ctx, node, module, args, kwargs):
+def _conv_input(ctx, node, module, args):
+    """The input side shared by conv and transposed-conv modules: ``(x, out_shape, d, x_ids)``.
+
+    ``d`` is the channel dim of the input (0 for an unbatched input, else 1): it holds the channels,
+    isolated into ``x_ids``. Labels on the other (spatial or batch) dims are not expected and are fixed
+    because a convolution mixes those positions. Fixing only records an equality with FIXED, so doing it
+    before the handler's own unifications does not change the result.
+    """
     x = need_labels(args[0])
     shape = out_shape(ctx, node)
-    nsp = len(module.kernel_size)
-    d = x.ndim - nsp - 1
-    if d not in (0, 1):
-        raise NotHandled
-    x2, x_ids = isolate(ctx, x, d)
-    w_out = _pid(ctx, node, "weight", 0, "out")
-    w_in = _pid(ctx, node, "weight", 1, "in")
-    conv_core(ctx, x_ids, w_out, w_in, module.groups, module.in_channels)
-    if module.bias is not None:
-        ctx.sink.unify(_pid(ctx, node, "bias", 0, "bias"), w_out)
-    for dims, ids in x2.blocks:
-        if d not in dims:
-            ctx.sink.fix(ids)  # spatial labels: not expected
-    ctx.macs_terms.append((f"{node.target}.weight", int(np.prod(shape, dtype=np.int64)) // shape[d]))
-    return Labels(tuple(shape), [((d,), w_out)])
-
-
-@handles(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-def conv_transpose_module(ctx, node, module, args, kwargs):
-    x = need_labels(args[0])
-    shape = out_shape(ctx, node)
-    nsp = len(module.kernel_size)
-    d = x.ndim - nsp - 1
+    d = x.ndim - len(module.kernel_size) - 1
     if d not in (0, 1):
         raise NotHandled
     x2, x_ids = isolate(ctx, x, d)
     for dims, ids in x2.blocks:
         if d not in dims:
             ctx.sink.fix(ids)
+    return x, shape, d, x_ids
+
+
+@handles(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def conv_module(ctx, node, module, args, kwargs):
+    x, shape, d, x_ids = _conv_input(ctx, node, module, args)
+    w_out = _pid(ctx, node, "weight", 0, "out")
+    w_in = _pid(ctx, node, "weight", 1, "in")
+    conv_core(ctx, x_ids, w_out, w_in, module.groups, module.in_channels)
+    if module.bias is not None:
+        ctx.sink.unify(_pid(ctx, node, "bias", 0, "bias"), w_out)
+    ctx.macs_terms.append((f"{node.target}.weight", int(np.prod(shape, dtype=np.int64)) // shape[d]))
+    return Labels(tuple(shape), [((d,), w_out)])
+
+
+@handles(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def conv_transpose_module(ctx, node, module, args, kwargs):
+    x, shape, d, x_ids = _conv_input(ctx, node, module, args)
     w_in = _pid(ctx, node, "weight", 0, "in")
     w_out = _pid(ctx, node, "weight", 1, "out")
     bias = _pid(ctx, node, "bias", 0, "bias") if module.bias is not None else None
