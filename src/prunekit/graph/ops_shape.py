@@ -195,12 +195,13 @@ def view_as_m(ctx, node, args, kwargs):
     return reshape_with_sizes(ctx, a, shape, [size_of(ctx, b, d) for d in range(b.ndim)])
 
 
-@handles("repeat", "tile")
-def repeat_m(ctx, node, args, kwargs):
-    lab = need_labels(args[0])
-    shape = out_shape(ctx, node)
-    if len(shape) != lab.ndim:
-        raise NotHandled
+def keep_same_size_dims(ctx, lab: Labels, shape) -> Labels:
+    """Labels of an output of ``shape`` (rank of ``lab``): a dim keeps its channels where it keeps its size.
+
+    Used by ops that change some dims' sizes but never mix channels of a dim whose size stays (repeat/tile,
+    pooling, interpolation, padding): a block whose dims all keep their size passes through, any other block
+    is fixed since its channels are repeated, pooled or padded into positions that no longer match one-to-one.
+    """
     blocks = []
     for dims, ids in lab.blocks:
         if all(shape[d] == lab.shape[d] for d in dims):
@@ -208,6 +209,15 @@ def repeat_m(ctx, node, args, kwargs):
         else:
             ctx.sink.fix(ids)
     return Labels(tuple(shape), blocks)
+
+
+@handles("repeat", "tile")
+def repeat_m(ctx, node, args, kwargs):
+    lab = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    if len(shape) != lab.ndim:
+        raise NotHandled
+    return keep_same_size_dims(ctx, lab, shape)
 
 
 # ----------------------------------------------------------------------------- cat / stack / split
@@ -400,13 +410,7 @@ def channelwise(ctx, node, args, kwargs):
     meta = ctx.meta.get(node)
     if len(shape) != lab.ndim:
         raise NotHandled
-    blocks = []
-    for dims, ids in lab.blocks:
-        if all(shape[d] == lab.shape[d] for d in dims):
-            blocks.append((dims, ids))
-        else:
-            ctx.sink.fix(ids)
-    out = Labels(tuple(shape), blocks)
+    out = keep_same_size_dims(ctx, lab, shape)
     if isinstance(meta, tuple) and len(meta) == 2 and not (meta and meta[0] == "tensor"):
         return (out, Labels(out.shape, list(out.blocks)))  # max_pool with return_indices
     return out
