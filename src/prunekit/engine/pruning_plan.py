@@ -31,24 +31,19 @@ from pathlib import Path
 import numpy as np
 
 from prunekit.errors import ConfigError, PrunekitError
+from prunekit.graph import GroupMember
 
 PLAN_FORMAT = "prunekit.pruning_plan"
 PLAN_VERSION = 1
 
 
 @dataclass
-class PlanMember:
-    """Indices ``indices[k]`` of tensor ``param`` along ``dim`` belong to channel ``channels[k]`` of the group."""
+class PlanMember(GroupMember):
+    """Indices ``indices[k]`` of tensor ``param`` along ``dim`` belong to channel ``channels[k]`` of the group.
 
-    param: str
-    dim: int
-    role: str
-    indices: np.ndarray
-    channels: np.ndarray
-
-    @property
-    def module(self) -> str:
-        return self.param.rpartition(".")[0]
+    The same fields as the analysis's :class:`~prunekit.graph.GroupMember` (it is one), plus the JSON form
+    a saved plan needs.
+    """
 
     def to_dict(self) -> dict:
         d = {"param": self.param, "dim": int(self.dim), "role": self.role}

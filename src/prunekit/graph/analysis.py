@@ -41,33 +41,34 @@ class Sz:
 
 
 @dataclass
-class Member:
-    """One prunable dimension of one parameter or buffer."""
+class _TensorDim:
+    """Dimension ``dim`` of the parameter or buffer ``param`` (a qualified name such as ``"0.weight"``)."""
 
     param: str
     dim: int
-    size: int
-    role: str
-    ids: np.ndarray
 
     @property
     def module(self) -> str:
+        """Qualified name of the module that owns ``param`` (``"layer1.0.conv1"``; ``""`` for the root)."""
         return self.param.rpartition(".")[0]
 
 
 @dataclass
-class GroupMember:
+class Member(_TensorDim):
+    """One prunable dimension of one parameter or buffer."""
+
+    size: int
+    role: str
+    ids: np.ndarray
+
+
+@dataclass
+class GroupMember(_TensorDim):
     """A member's share of a group: ``indices[k]`` of ``param`` along ``dim`` belongs to channel ``channels[k]``."""
 
-    param: str
-    dim: int
     role: str
     indices: np.ndarray
     channels: np.ndarray
-
-    @property
-    def module(self) -> str:
-        return self.param.rpartition(".")[0]
 
 
 @dataclass
