@@ -1,5 +1,4 @@
 """ADMM pruning (Zhang et al. 2018): exact projections and schedule, the Z/U updates, both granularities."""
-import dataclasses
 
 import pytest
 import torch
@@ -12,12 +11,8 @@ T = torch.tensor
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from prunekit.data import load_dataset
-
-    d = load_dataset("digits")
-    return dataclasses.replace(d, train_x=d.train_x[:400], train_y=d.train_y[:400],
-                               test_x=d.test_x[:200], test_y=d.test_y[:200])
+def digits(digits_slice):
+    return digits_slice(400, 200)
 
 
 def test_projections_exact():

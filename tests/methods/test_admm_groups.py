@@ -1,5 +1,4 @@
 """Structured ADMM over the engine's coupling groups: exact projections, and coupled ResNet layers end to end."""
-import dataclasses
 
 import pytest
 import torch
@@ -77,12 +76,8 @@ def test_channel_groups_of_a_resnet_couple_the_residual_stream():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from prunekit.data import load_dataset
-
-    d = load_dataset("digits")
-    return dataclasses.replace(d, train_x=d.train_x[:300], train_y=d.train_y[:300],
-                               test_x=d.test_x[:100], test_y=d.test_y[:100])
+def digits(digits_slice):
+    return digits_slice(300, 100)
 
 
 @pytest.mark.parametrize("granularity", ["filter", "channel"])

@@ -1,5 +1,4 @@
 """AGP (Zhu & Gupta 2017): the cubic schedule exactly, and the callback inside the Trainer."""
-import dataclasses
 
 import pytest
 import torch
@@ -10,12 +9,8 @@ from prunekit.methods.agp import AGPCallback, AGPConfig, agp_prune, agp_sparsity
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from prunekit.data import load_dataset
-
-    d = load_dataset("digits")
-    return dataclasses.replace(d, train_x=d.train_x[:400], train_y=d.train_y[:400],
-                               test_x=d.test_x[:200], test_y=d.test_y[:200])
+def digits(digits_slice):
+    return digits_slice(400, 200)
 
 
 def test_cubic_schedule_exact():

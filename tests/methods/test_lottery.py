@@ -1,30 +1,19 @@
 """Lottery Ticket (Frankle & Carbin 2019): exact rewinding, round sparsities, the reinit control."""
-import dataclasses
 
 import pytest
 import torch
 
-from prunekit import models
 from prunekit.errors import ConfigError
 from prunekit.methods import lottery as L
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from prunekit.data import load_dataset
-
-    d = load_dataset("digits")
-    return dataclasses.replace(d, train_x=d.train_x[:400], train_y=d.train_y[:400],
-                               test_x=d.test_x[:200], test_y=d.test_y[:200])
+def digits(digits_slice):
+    return digits_slice(400, 200)
 
 
-def mlp(seed=0):
-    torch.manual_seed(seed)
-    return models.create("lenet300_100", in_channels=1, input_size=(8, 8))
-
-
-def test_rewind_restores_initial_values_exactly():
-    net = mlp()
+def test_rewind_restores_initial_values_exactly(make_mlp):
+    net = make_mlp(hidden=(300, 100))
     theta0 = L.snapshot(net)
     with torch.no_grad():
         for p in net.parameters():
@@ -40,8 +29,8 @@ def test_rewind_restores_initial_values_exactly():
             assert torch.equal(params[n].detach(), t)
 
 
-def test_prune_round_fractions_and_output_rate():
-    net = mlp()
+def test_prune_round_fractions_and_output_rate(make_mlp):
+    net = make_mlp(hidden=(300, 100))
     cfg = L.LotteryConfig(prune_fraction=0.2, output_fraction=0.1)
     m1 = L.prune_round(net, None, cfg)
     m2 = L.prune_round(net, m1, cfg)
@@ -52,8 +41,8 @@ def test_prune_round_fractions_and_output_rate():
     assert L.LotteryConfig(rounds=2, target_sparsity=0.75).fraction() == pytest.approx(0.5)
 
 
-def test_reinitialize_is_seeded_and_leaves_global_rng():
-    net = mlp()
+def test_reinitialize_is_seeded_and_leaves_global_rng(make_mlp):
+    net = make_mlp(hidden=(300, 100))
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
@@ -63,7 +52,7 @@ def test_reinitialize_is_seeded_and_leaves_global_rng():
     assert torch.equal(wa, wb) and not torch.equal(wa, wc) and not torch.equal(wa, w0)
 
 
-def test_lottery_ticket_rounds_rewind_and_control(digits, monkeypatch):
+def test_lottery_ticket_rounds_rewind_and_control(digits, monkeypatch, make_mlp):
     starts = []
     real = L._train_round
 
@@ -72,7 +61,7 @@ def test_lottery_ticket_rounds_rewind_and_control(digits, monkeypatch):
         return real(model, tune, test, tc, masks, capture_step, stage, rnd, records)
 
     monkeypatch.setattr(L, "_train_round", spy)
-    net = mlp()
+    net = make_mlp(hidden=(300, 100))
     theta0 = L.snapshot(net)
     cfg = L.LotteryConfig(rounds=2, prune_fraction=0.5, finetune={"epochs": 2, "weight_decay": 1e-3})
     res = L.lottery_ticket(net, digits, cfg, progress=False)
@@ -99,12 +88,12 @@ def test_lottery_ticket_rounds_rewind_and_control(digits, monkeypatch):
     assert stages == {"ticket", "reinit"}
 
 
-def test_late_rewinding_and_its_limit(digits):
-    net = mlp()
+def test_late_rewinding_and_its_limit(digits, make_mlp):
+    net = make_mlp(hidden=(300, 100))
     cfg = L.LotteryConfig(rounds=1, prune_fraction=0.5, rewind_step=3, reinit_control=False,
                           finetune={"epochs": 1})
     res = L.lottery_ticket(net, digits, cfg, progress=False)
     assert res.extra["rewind_step"] == 3 and len(res.rounds) == 2
     with pytest.raises(ConfigError, match="rewind_step"):
-        L.lottery_ticket(mlp(), digits, L.LotteryConfig(rounds=1, rewind_step=999, finetune={"epochs": 1}),
-                         progress=False)
+        L.lottery_ticket(make_mlp(hidden=(300, 100)), digits,
+                         L.LotteryConfig(rounds=1, rewind_step=999, finetune={"epochs": 1}), progress=False)

@@ -1,11 +1,9 @@
 """Magnitude pruning (Han et al. 2015) and the METHODS registry of the weight-pruning methods."""
-import dataclasses
 import json
 
 import pytest
 import torch
 
-from prunekit import models
 from prunekit.config import from_dict, to_dict
 from prunekit.errors import ConfigError
 from prunekit.methods import METHODS
@@ -14,18 +12,9 @@ WEIGHT_METHODS = ["magnitude", "agp", "lth", "admm"]
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from prunekit.data import load_dataset
-
-    d = load_dataset("digits")
+def digits(digits_slice):
     # a small slice keeps each training run well under a second
-    return dataclasses.replace(d, train_x=d.train_x[:400], train_y=d.train_y[:400],
-                               test_x=d.test_x[:200], test_y=d.test_y[:200])
-
-
-def mlp(seed=0):
-    torch.manual_seed(seed)
-    return models.create("lenet300_100", in_channels=1, input_size=(8, 8))
+    return digits_slice(400, 200)
 
 
 @pytest.mark.parametrize("name", WEIGHT_METHODS)
@@ -61,11 +50,11 @@ def test_config_errors(kwargs, msg):
         cls(**kwargs)
 
 
-def test_round_masks_follow_the_geometric_schedule():
+def test_round_masks_follow_the_geometric_schedule(make_mlp):
     from prunekit.methods.magnitude import MagnitudeConfig, round_masks
     from prunekit.sparse import masks_sparsity
 
-    net = mlp()
+    net = make_mlp(hidden=(300, 100))
     cfg = MagnitudeConfig(sparsity=0.75, schedule="iterative", rounds=2)
     m1 = round_masks(net, cfg, 0)
     for n, m in m1.items():  # every layer at exactly 50% (sizes are even)
@@ -75,11 +64,11 @@ def test_round_masks_follow_the_geometric_schedule():
     assert all(bool((m2[n] <= m1[n]).all()) for n in m1)  # never revives
 
 
-def test_std_criterion_reaches_target_sparsity():
+def test_std_criterion_reaches_target_sparsity(make_mlp):
     from prunekit.methods.magnitude import MagnitudeConfig, round_masks
     from prunekit.sparse import masks_sparsity, std_threshold_masks
 
-    net = mlp()
+    net = make_mlp(hidden=(300, 100))
     cfg = MagnitudeConfig(sparsity=0.8, criterion="std")
     assert masks_sparsity(round_masks(net, cfg, 0)) == pytest.approx(0.8, abs=2e-3)
     fixed = MagnitudeConfig(sparsity=0.8, criterion="std", quality=0.5)
@@ -88,10 +77,10 @@ def test_std_criterion_reaches_target_sparsity():
 
 
 @pytest.mark.parametrize("schedule, rounds, scope", [("oneshot", 1, "layer"), ("iterative", 2, "global")])
-def test_magnitude_prune_end_to_end(digits, schedule, rounds, scope):
+def test_magnitude_prune_end_to_end(digits, schedule, rounds, scope, make_mlp):
     from prunekit.methods.magnitude import MagnitudeConfig, magnitude_prune
 
-    net = mlp()
+    net = make_mlp(hidden=(300, 100))
     cfg = MagnitudeConfig(sparsity=0.9, scope=scope, schedule=schedule, rounds=rounds,
                           finetune={"epochs": 1, "weight_decay": 1e-2, "momentum": 0.9})
     res = magnitude_prune(net, digits, cfg, progress=False)

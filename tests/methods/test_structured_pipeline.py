@@ -16,13 +16,6 @@ FAST = {"l1": {"sensitivity_ratios": [0.25, 0.5, 0.75], "eval_samples": 120},
 
 
 @pytest.fixture(scope="module")
-def digits():
-    from prunekit.data import load_dataset
-
-    return load_dataset("digits")
-
-
-@pytest.fixture(scope="module")
 def trained(digits):
     from prunekit.train import TrainConfig, fit
 

@@ -6,16 +6,10 @@ import torch
 from torch import nn
 
 from prunekit import models
-from prunekit.data import load_dataset
 from prunekit.errors import PrunekitError
 from prunekit.search import (EvalData, ParallelScorer, PruningNet, SandwichRule, SearchSpace, greedy_slim,
                              recalibrate_bn)
 from prunekit.train import TrainConfig, Trainer
-
-
-@pytest.fixture(scope="module")
-def digits():
-    return load_dataset("digits")
 
 
 @pytest.fixture(scope="module")
