@@ -43,11 +43,13 @@ def test_idx_finds_dotted_names_in_raw_subfolder(tmp_path):
     assert s.num_classes == 10 and torch.equal(s.test_x, _as_float(arrays["test_x"][:, None]))
 
 
-def test_idx_missing_file(idx_dir):
-    root, _ = idx_dir
-    os.remove(root / "t10k-labels-idx1-ubyte")
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte: missing file"):
-        load_dataset(f"mnist-idx:{root}")
+@pytest.mark.parametrize("fixture, kind, name", [("idx_dir", "mnist-idx", "t10k-labels-idx1-ubyte"),
+                                                  ("cifar10_dir", "cifar10", "data_batch_3")])
+def test_missing_file_is_named(request, fixture, kind, name):
+    root, _ = request.getfixturevalue(fixture)
+    os.remove(root / name)
+    with pytest.raises(DataError, match=rf"{name}: missing file"):
+        load_dataset(f"{kind}:{root}")
 
 
 def test_idx_wrong_magic(idx_dir):
@@ -121,13 +123,6 @@ def test_cifar100_round_trip(tmp_path, labels, num):
     assert s.num_classes == num and torch.equal(s.train_x, _as_float(trx.reshape(-1, 3, 32, 32)))
     assert s.train_y.tolist() == (trf if labels == "fine" else trc).tolist()
     assert s.test_y.tolist() == (tef if labels == "fine" else tec).tolist()
-
-
-def test_cifar_missing_batch(cifar10_dir):
-    root, _ = cifar10_dir
-    os.remove(root / "data_batch_3")
-    with pytest.raises(DataError, match=r"data_batch_3: missing file"):
-        load_dataset(f"cifar10:{root}")
 
 
 def test_cifar_garbage_and_truncated_pickle(cifar10_dir):
