@@ -23,12 +23,18 @@ def _build(name):
     return randomize(fn()), make_inputs(shapes), exact
 
 
-@pytest.mark.parametrize("name", sorted(ALL))
-def test_apply_equals_masks(name):
+def _plan(name, ratio, **options):
+    """The construct ``name``, its inputs, whether masking equals removal, and its plan at ``ratio``."""
     net, x, exact = _build(name)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plan = prunekit.plan(net, x, ratio=0.5)
+        warnings.simplefilter("ignore")  # frozen-region warnings are expected on some constructs
+        plan = prunekit.plan(net, x, ratio=ratio, **options)
+    return net, x, exact, plan
+
+
+@pytest.mark.parametrize("name", sorted(ALL))
+def test_apply_equals_masks(name):
+    net, x, exact, plan = _plan(name, 0.5)
     assert plan.num_removed > 0, "nothing was pruned"
     small, masked = plan.apply(net), plan.apply_masks(net)
     n_before = sum(p.numel() for p in net.parameters())
@@ -54,10 +60,7 @@ def test_apply_equals_masks(name):
 
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_ratio_zero_is_bit_identical(name):
-    net, x, _ = _build(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plan = prunekit.plan(net, x, ratio=0.0)
+    net, x, _, plan = _plan(name, 0.0)
     assert plan.num_removed == 0
     small = plan.apply(net)
     with torch.no_grad():
@@ -173,10 +176,7 @@ EXPORT_CASES = ["concat", "grouped_depthwise", "se_gate", "flatten_linear", "mul
 
 @pytest.mark.parametrize("name", EXPORT_CASES)
 def test_torch_export_path_is_exact(name):
-    net, x, exact = _build(name)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        plan = prunekit.plan(net, x, ratio=0.5, tracer="export")
+    net, x, exact, plan = _plan(name, 0.5, tracer="export")
     assert plan.num_removed > 0
     small, masked = plan.apply(net), plan.apply_masks(net)
     with torch.no_grad():
