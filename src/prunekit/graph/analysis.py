@@ -20,7 +20,7 @@ import numpy as np
 from prunekit.errors import PrunekitError, UnsupportedModelError
 from prunekit.graph.capture import AttrTag, TaggedInt
 from prunekit.graph.frozen import FrozenRegion, frozen_warnings, module_line, node_origin
-from prunekit.graph.labels import FIXED, Labels, UnionSink, rigid
+from prunekit.graph.labels import FIXED, Labels, UnionSink, leaves, rigid
 
 
 @dataclass
@@ -245,34 +245,18 @@ class Context:
 
     def fix(self, value) -> None:
         """Fix every id in a labels value; fix the sources of sizes and misuse tags inside it."""
-        if isinstance(value, Labels):
-            self.sink.fix_labels(value)
-        elif isinstance(value, Sz):
-            if value.src is not None:
-                self.sink.fix(value.src)
-            if value.tag is not None:
-                value.tag.misuse("used outside a reshape")
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                self.fix(v)
-        elif isinstance(value, dict):
-            for v in value.values():
-                self.fix(v)
-        elif isinstance(value, slice):
-            self.fix([value.start, value.stop, value.step])
+        for v in leaves(value):
+            if isinstance(v, Labels):
+                self.sink.fix_labels(v)
+            elif isinstance(v, Sz):
+                if v.src is not None:
+                    self.sink.fix(v.src)
+                if v.tag is not None:
+                    v.tag.misuse("used outside a reshape")
 
     def fix_sizes(self, value) -> None:
         """Fix only the size arguments inside ``value`` (ints measured from labelled dims)."""
-        if isinstance(value, Sz):
-            self.fix(value)
-        elif isinstance(value, (list, tuple)):
-            for v in value:
-                self.fix_sizes(v)
-        elif isinstance(value, dict):
-            for v in value.values():
-                self.fix_sizes(v)
-        elif isinstance(value, slice):
-            self.fix_sizes([value.start, value.stop, value.step])
+        self.fix([v for v in leaves(value) if isinstance(v, Sz)])
 
     def freeze(self, op: str, reason: str, value=None, node=None, module: str | None = None,
                line: str | None = None) -> None:

@@ -148,16 +148,31 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return comp.reshape(-1).astype(np.int64)
 
 
-def iter_ids(value):
-    """Every id array inside a Labels value or a nested tuple/list/dict of them."""
-    if isinstance(value, Labels):
-        yield from value.all_ids()
-    elif isinstance(value, (list, tuple)):
+def leaves(value, *, slices: bool = True):
+    """Every value inside nested lists/tuples/dicts, depth first (a non-container ``value`` is its own leaf).
+
+    Op arguments nest tensors and sizes in containers (``torch.cat([a, b])``, ``x.view(*sizes)``,
+    ``x[:, :n]``); every walker over them (labels, sizes, ids to fix) goes through this one. With
+    ``slices=True`` a slice's start, stop and step are leaves too (where sizes hide); otherwise a slice
+    is one leaf.
+    """
+    if isinstance(value, (list, tuple)):
         for v in value:
-            yield from iter_ids(v)
+            yield from leaves(v, slices=slices)
     elif isinstance(value, dict):
         for v in value.values():
-            yield from iter_ids(v)
+            yield from leaves(v, slices=slices)
+    elif slices and isinstance(value, slice):
+        yield from leaves((value.start, value.stop, value.step), slices=slices)
+    else:
+        yield value
+
+
+def iter_ids(value):
+    """Every id array inside a Labels value or a nested tuple/list/dict of them."""
+    for leaf in leaves(value, slices=False):
+        if isinstance(leaf, Labels):
+            yield from leaf.all_ids()
 
 
 # ----------------------------------------------------------------------------- block algebra

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from prunekit.graph.analysis import Sz
-from prunekit.graph.labels import Labels, broadcast_unify, rigid
+from prunekit.graph.labels import Labels, broadcast_unify, leaves, rigid
 
 # The three tables are private to the graph package and filled only by handles();
 # run_node() looks a node up in the one its kind (call_module / call_function /
@@ -246,16 +246,8 @@ def out_shape(ctx, node):
 
 
 def tensors_in(values) -> list[Labels]:
-    out = []
-    if isinstance(values, Labels):
-        out.append(values)
-    elif isinstance(values, (list, tuple)):
-        for v in values:
-            out.extend(tensors_in(v))
-    elif isinstance(values, dict):
-        for v in values.values():
-            out.extend(tensors_in(v))
-    return out
+    """Every labelled tensor inside nested lists/tuples/dicts (not inside slices)."""
+    return [v for v in leaves(values, slices=False) if isinstance(v, Labels)]
 
 
 def need_labels(v) -> Labels:

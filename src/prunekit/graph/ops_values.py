@@ -18,7 +18,7 @@ import operator
 import numpy as np
 
 from prunekit.graph.analysis import Sz
-from prunekit.graph.labels import Labels
+from prunekit.graph.labels import Labels, leaves
 from prunekit.graph.ops import NotHandled, elementwise, handles, int_of, need_labels, op_name, out_shape, tensors_in
 
 # Python operators that are also size arithmetic when both sides are ints (c // heads).
@@ -98,18 +98,7 @@ def python_value(ctx, node, args, kwargs):
 
 def _sizes_in(values) -> list:
     """Every :class:`Sz` inside nested lists/tuples/dicts/slices."""
-    out = []
-    if isinstance(values, Sz):
-        out.append(values)
-    elif isinstance(values, (list, tuple)):
-        for v in values:
-            out.extend(_sizes_in(v))
-    elif isinstance(values, dict):
-        for v in values.values():
-            out.extend(_sizes_in(v))
-    elif isinstance(values, slice):
-        out.extend(_sizes_in([values.start, values.stop, values.step]))
-    return out
+    return [v for v in leaves(values) if isinstance(v, Sz)]
 
 
 # ----------------------------------------------------------------------------- sizes
