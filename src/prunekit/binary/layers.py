@@ -69,12 +69,7 @@ class BinaryConv2d(nn.Conv2d):
             raise ConfigError(f"from_float needs a plain nn.Conv2d, got {type(conv).__name__}")
         new = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
                   conv.dilation, conv.groups, conv.bias is not None, mode=mode, input_norm=input_norm)
-        new.to(device=conv.weight.device, dtype=conv.weight.dtype)
-        with torch.no_grad():
-            new.weight.copy_(conv.weight)
-            if conv.bias is not None:
-                new.bias.copy_(conv.bias)
-        return new
+        return _take_params(new, conv)
 
     @property
     def fan_in(self) -> int:
@@ -90,6 +85,19 @@ class BinaryConv2d(nn.Conv2d):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mode={self.mode}"
+
+
+def _take_params(new: nn.Module, float_layer: nn.Module) -> nn.Module:
+    """Move ``new`` to ``float_layer``'s device and dtype and copy its weight (and bias) in; returns ``new``.
+
+    Copies rather than shares, so training the binary layer's latent weights never touches the float model.
+    """
+    new.to(device=float_layer.weight.device, dtype=float_layer.weight.dtype)
+    with torch.no_grad():
+        new.weight.copy_(float_layer.weight)
+        if float_layer.bias is not None:
+            new.bias.copy_(float_layer.bias)
+    return new
 
 
 class BinaryLinear(nn.Linear):
@@ -112,12 +120,7 @@ class BinaryLinear(nn.Linear):
         if type(linear) is not nn.Linear:
             raise ConfigError(f"from_float needs a plain nn.Linear, got {type(linear).__name__}")
         new = cls(linear.in_features, linear.out_features, linear.bias is not None, mode=mode, input_norm=input_norm)
-        new.to(device=linear.weight.device, dtype=linear.weight.dtype)
-        with torch.no_grad():
-            new.weight.copy_(linear.weight)
-            if linear.bias is not None:
-                new.bias.copy_(linear.bias)
-        return new
+        return _take_params(new, linear)
 
     @property
     def fan_in(self) -> int:
