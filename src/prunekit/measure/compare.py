@@ -68,18 +68,18 @@ class ProfileComparison:
 
     def to_table(self, per_layer: bool = False) -> str:
         """Aligned text for terminals; ``per_layer=True`` adds per-layer MACs."""
-        head, layer_head = self._headers()
-        out = text_table(head, self._cells(), "lrrrr")
-        if per_layer and self.layer_rows:
-            out += "\n\n" + text_table(layer_head, self._layer_cells(), "llrrr")
-        return out
+        return self._render(text_table, per_layer)
 
     def to_markdown(self, per_layer: bool = False) -> str:
         """Markdown tables."""
+        return self._render(markdown_table, per_layer)
+
+    def _render(self, table, per_layer: bool) -> str:
+        """The summary table, then (``per_layer``) the per-layer one, each drawn by ``table``."""
         head, layer_head = self._headers()
-        out = markdown_table(head, self._cells(), "lrrrr")
+        out = table(head, self._cells(), "lrrrr")
         if per_layer and self.layer_rows:
-            out += "\n\n" + markdown_table(layer_head, self._layer_cells(), "llrrr")
+            out += "\n\n" + table(layer_head, self._layer_cells(), "llrrr")
         return out
 
     def __str__(self) -> str:
