@@ -110,3 +110,21 @@ def test_dataset_name_lookup():
     assert dataset_name({"dataset": "mnist5k"}, None, "p") == "mnist5k"
     assert dataset_name({"data": {"name": "synthetic"}}, None, "p") == "synthetic"
     assert dataset_name({"data": "digits"}, "mnist5k", "p") == "mnist5k"
+
+
+def test_command_threads_flag_then_environment(monkeypatch):
+    """One rule for --threads in every command: the flag (checked), else PRUNEKIT_NUM_THREADS, else None."""
+    import pytest as _pytest
+
+    from prunekit.errors import PrunekitError
+    from prunekit.measure.threads import command_threads
+
+    monkeypatch.delenv("PRUNEKIT_NUM_THREADS", raising=False)
+    assert command_threads(None) is None
+    monkeypatch.setenv("PRUNEKIT_NUM_THREADS", "3")
+    assert command_threads(None) == 3 and command_threads(2) == 2
+    with _pytest.raises(PrunekitError, match=r"--threads must be an integer >= 1, got 0"):
+        command_threads(0)
+    monkeypatch.setenv("PRUNEKIT_NUM_THREADS", "x")
+    with _pytest.raises(PrunekitError, match="PRUNEKIT_NUM_THREADS must be a positive integer, got 'x'"):
+        command_threads(None)

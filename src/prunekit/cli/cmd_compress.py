@@ -8,7 +8,6 @@ Example::
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 
@@ -79,7 +78,9 @@ def build_config(args):
 def _threads(args) -> None:
     import torch
 
-    n = args.threads or (int(os.environ["PRUNEKIT_NUM_THREADS"]) if os.environ.get("PRUNEKIT_NUM_THREADS") else None)
+    from prunekit.measure.threads import command_threads
+
+    n = command_threads(args.threads)
     if n:
         torch.set_num_threads(n)
 

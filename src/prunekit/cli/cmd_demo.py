@@ -49,8 +49,11 @@ def run(args) -> int:
 
     check_int("--epochs", args.epochs, error=PrunekitError)
     check_int("--finetune-epochs", args.finetune_epochs, minimum=0, error=PrunekitError)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from prunekit.measure.threads import command_threads
+
+    threads = command_threads(args.threads)
+    if threads:
+        torch.set_num_threads(threads)
     out = Path(args.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir = RunDir.open(out, OUTPUT_FILES, overwrite=args.overwrite, require_empty=True)
     out.mkdir(parents=True, exist_ok=True)

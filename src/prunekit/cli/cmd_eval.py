@@ -45,12 +45,12 @@ def run(args) -> int:
     """Evaluate and print the metrics."""
     from prunekit import checkpoint, data
     from prunekit.errors import PrunekitError
-    from prunekit.measure.threads import check_threads, env_threads, num_threads
+    from prunekit.measure.threads import command_threads, num_threads
     from prunekit.validate import check_int
     from prunekit.train import evaluate
 
     check_int("--batch-size", args.batch_size, error=PrunekitError)
-    threads = check_threads(args.threads) if args.threads is not None else env_threads()
+    threads = command_threads(args.threads)
     from prunekit.cli.trust import trusted
 
     ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))

@@ -61,10 +61,10 @@ def run(args) -> int:
     """Profile and print the report."""
     from prunekit import checkpoint
     from prunekit.measure import profile
-    from prunekit.measure.threads import check_threads, env_threads
+    from prunekit.measure.threads import command_threads
 
     sizes = parse_batch_sizes(args.batch_sizes)
-    threads = check_threads(args.threads) if args.threads is not None else env_threads()
+    threads = command_threads(args.threads)
     from prunekit.cli.trust import trusted
 
     ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))

@@ -22,7 +22,7 @@ from typing import Iterator
 from prunekit.errors import PrunekitError
 from prunekit.validate import check_int
 
-__all__ = ["check_threads", "env_threads", "num_threads"]
+__all__ = ["check_threads", "command_threads", "env_threads", "num_threads"]
 
 
 def check_threads(threads, name: str = "threads") -> int | None:
@@ -56,3 +56,12 @@ def env_threads() -> int | None:
     except ValueError:
         raise PrunekitError(f"PRUNEKIT_NUM_THREADS must be a positive integer, got {raw!r}") from None
     return check_threads(value, "PRUNEKIT_NUM_THREADS")
+
+
+def command_threads(flag) -> int | None:
+    """The thread count of a command: its ``--threads`` value (checked), else ``PRUNEKIT_NUM_THREADS``, else None.
+
+    The one rule every command without a config file of its own follows (``train`` and
+    ``binarize`` put a config file's ``num_threads`` between the two).
+    """
+    return check_threads(flag, "--threads") if flag is not None else env_threads()
