@@ -152,6 +152,34 @@ def from_dict(cls: type[T], data: dict | None, *, where: str = "") -> T:
     return obj
 
 
+def parse_assignment(item: str, flag: str = "--set") -> tuple[str, Any]:
+    """Split one ``KEY=VALUE`` command-line item; the value is read as YAML (``safe_load``: no tags run code).
+
+    Every ``--set`` style parser of the CLI goes through here, so a malformed item or a
+    value YAML refuses (``!!python/...`` tags, an unclosed bracket) is one line naming the key.
+
+    Example:
+        >>> parse_assignment("ratio=0.5")
+        ('ratio', 0.5)
+
+    Raises:
+        ConfigError: no ``=``, an empty key, or a value that is not valid (safe) YAML.
+    """
+    import yaml
+
+    if not isinstance(item, str) or "=" not in item:
+        raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r} (empty key)")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{flag} {key}: {value!r} is not a plain YAML value ({problem})") from None
+
+
 def load_yaml(path) -> dict:
     """Read a YAML mapping from ``path`` with a clear error for a missing or malformed file."""
     from pathlib import Path

@@ -142,3 +142,49 @@ def test_plan_refuses_nan_weights(criterion):
         net[0].weight[5, 0, 1, 1] = float("nan")   # FPGM used to remove channels 0-3 silently
     with pytest.raises(PrunekitError, match="0.weight holds NaN or infinite values"):
         prunekit.plan(net, torch.randn(1, 1, 8, 8), criterion=criterion, ratio=0.5)
+
+
+EVIL = 'criterion=!!python/object/apply:os.system ["echo hi"]'
+
+
+@pytest.mark.parametrize("extra", [[], ["--method", "l1", "--data", "digits", "--out", "m"]])
+def test_prune_set_with_a_python_tag_is_one_line(tmp_path, capsys, extra):
+    net = models.create("lenet300_100", num_classes=10, in_channels=1, input_size=(8, 8))
+    ckpt = checkpoint.save(tmp_path / "m.pt", net)
+    out = [] if extra else ["--out", str(tmp_path / "p.pt")]
+    rc, stdout, err = _cli(["prune", str(ckpt), "--ratio", "0.5", "--set", EVIL, *out, *extra], capsys)
+    assert rc == 2 and err.startswith("prunekit: error: --set criterion: "), err
+    assert "is not a plain YAML value (could not determine a constructor for the tag" in err
+    assert len(err.strip().splitlines()) == 1 and "hi" not in stdout
+
+
+@pytest.mark.parametrize("item, message", [("ratio", "--set expects KEY=VALUE, got 'ratio'"),
+                                           ("=1", "--set expects KEY=VALUE, got '=1' (empty key)"),
+                                           ("ratio=[0.5", "--set ratio: '[0.5' is not a plain YAML value")])
+def test_parse_assignment_errors(item, message):
+    from prunekit.config import parse_assignment
+    from prunekit.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        parse_assignment(item)
+    assert str(e.value).startswith(message), str(e.value)
+    assert parse_assignment(" seed = 3") == ("seed", 3)
+
+
+def test_recipe_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"out: {taken}\ndata: digits\nmodel: {{name: lenet300_100}}\nsteps:\n  - eval: {{}}\n")
+    rc, _, err = _cli(["run", str(recipe), "--no-progress"], capsys)
+    assert rc == 2 and err.strip() == f"prunekit: error: {taken} exists and is not a directory", err
+    assert taken.read_text() == "mine"
+
+
+@pytest.mark.parametrize("value", [".nan", ".inf", "-.inf"])
+def test_run_check_refuses_non_finite_budgets(tmp_path, capsys, value):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"out: o\ndata: digits\nmodel: {{name: lenet300_100}}\nsteps:\n  - prune: {{macs: {value}}}\n")
+    rc, _, err = _cli(["run", str(recipe), "--check"], capsys)
+    assert rc == 2 and "steps[0].prune: macs must be a finite number" in err, err
+    assert len(err.strip().splitlines()) == 1

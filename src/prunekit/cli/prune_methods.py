@@ -71,8 +71,7 @@ def load_recipe(path) -> dict:
 
 def resolve(args):
     """``(method, data name, config instance)`` from the recipe and the flags (flags win)."""
-    import yaml
-
+    from prunekit.config import parse_assignment
     from prunekit.errors import ConfigError
     from prunekit.methods.structured import STRUCTURED_METHODS
     from prunekit.methods.structured.pipeline import coerce_config
@@ -97,14 +96,11 @@ def resolve(args):
 
     cfg = merge_finetune(cfg, args)
     for item in getattr(args, "set", None) or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        k, v = item.split("=", 1)
-        k = k.strip()
+        k, v = parse_assignment(item)
         if k.startswith("finetune.") and isinstance(cfg.get("finetune", {}), dict):
-            cfg["finetune"] = {**cfg.get("finetune", {}), k[len("finetune."):]: yaml.safe_load(v)}
+            cfg["finetune"] = {**cfg.get("finetune", {}), k[len("finetune."):]: v}
         else:
-            cfg[k] = yaml.safe_load(v)
+            cfg[k] = v
     return method, data, coerce_config(STRUCTURED_METHODS.get(method).config_cls, cfg)
 
 
