@@ -209,8 +209,11 @@ def run_recipe(recipe: Recipe, *, overwrite: bool = False, progress: bool = True
     for i, (name, cfg) in enumerate(recipe.steps):
         print(f"[{i + 1}/{len(recipe.steps)}] {name}")
         get_step(name).fn(state, cfg)
-    checkpoint.save(run.file("model.pt"), state.model, meta={"data": recipe.data, "recipe": recipe.to_dict(),
-                                                             "records": state.records}, overwrite=True)
+    from prunekit.runs import lineage
+
+    meta = {"recipe": recipe.to_dict(), "records": state.records,
+            **lineage(recipe.model.checkpoint, None, dataset=recipe.data, input_shape=tuple(data.input_shape))}
+    checkpoint.save(run.file("model.pt"), state.model, meta=meta, overwrite=True)
     write_report(state, recipe, provenance=provenance, run=run)
     return state
 

@@ -251,7 +251,11 @@ def run_binarize(source, config: BinarizeConfig, out_dir, *, overwrite: bool = F
     check = verify_packed(bmodel, splits, kernel=config.kernel, threads=tcfg.num_threads)
     packed, b_metrics, p_metrics, same, storage = (check[k] for k in ("packed", "binarized", "packed_metrics",
                                                                        "packed_vs_float", "storage"))
-    meta = {"data": config.data, "source": desc, "binarize": config.to_dict(), **(meta or {})}
+    from prunekit.runs import lineage
+
+    parent = source if isinstance(source, (str, os.PathLike)) else None  # a zoo name is no file: no parent
+    meta = {"data": config.data, "source": desc, "binarize": config.to_dict(), **(meta or {}),
+            **lineage(parent, None, dataset=config.data, input_shape=tuple(splits.test_x.shape[1:]))}
     ckpt_path = checkpoint.save(run.file("model.pt"), bmodel, meta={**meta, "test": b_metrics})
     pkb_path = save_packed(packed, run.file("model.pkb"), meta={**meta, "test": p_metrics})
     report = {

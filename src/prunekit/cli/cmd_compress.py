@@ -113,8 +113,12 @@ def run(args) -> int:
 
         data = load_dataset(args.data)
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
+    from prunekit.runs import lineage
+
+    # the .pkz header carries the checkpoint's lineage; decompress hands it on to the .pt it writes
     result = compress.compress_model(ckpt.model, config, data=data, masks=masks, progress=progress,
-                                     meta={"source": str(args.checkpoint)})
+                                     meta=lineage(ckpt.path, ckpt.meta, dataset=args.data,
+                                                  input_shape=ckpt.spec.input_shape))
     path = result.save(run_dir.file(out.name), overwrite=args.overwrite)
     report = result.report
     run_dir.write_report(report.run_report(f"Deep Compression of {args.checkpoint}"),

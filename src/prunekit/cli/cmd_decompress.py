@@ -36,8 +36,13 @@ def run(args) -> int:
     from prunekit.cli.trust import trusted
 
     model = contents.build_model(trusted_factories=trusted(args))
+    from prunekit.runs import lineage
+
     meta = dict(contents.meta)
-    meta["decompressed_from"] = str(args.pkz)
+    # the parent is now the .pkz (hashed); the checkpoint it came from stays one level up in meta["compressed_from"]
+    if isinstance(meta.get("parent"), dict):
+        meta["compressed_from"] = meta["parent"]
+    meta.update(lineage(args.pkz, contents.meta, input_shape=contents.spec.input_shape))
     path = checkpoint.save(run_dir.file(out.name), model, meta=meta, overwrite=args.overwrite)
     n = sum(t.numel() for t in contents.state_dict.values())
     summary = {"output": str(path), "pkz_bytes": contents.file_bytes, "tensors": len(contents.state_dict), "values": n}

@@ -3,11 +3,6 @@ from __future__ import annotations
 
 import json
 
-# Checkpoint meta keys that may name the training dataset: prunekit's Trainer writes
-# "dataset"; hand-written checkpoints (and the team brief) use "data".
-_DATA_KEYS = ("data", "dataset")
-
-
 def add_parser(subparsers):
     """Register the ``eval`` sub-command."""
     p = subparsers.add_parser(
@@ -29,15 +24,13 @@ def add_parser(subparsers):
 def dataset_name(meta: dict, override: str | None, path) -> str:
     """The dataset to evaluate on: ``override``, else the name stored in the checkpoint's meta."""
     from prunekit.errors import PrunekitError
+    from prunekit.runs import recorded_dataset
 
     if override:
         return override
-    for key in _DATA_KEYS:
-        value = meta.get(key)
-        if isinstance(value, dict):
-            value = value.get("name")
-        if isinstance(value, str) and value:
-            return value
+    name = recorded_dataset(meta)
+    if name:
+        return name
     raise PrunekitError(f"{path}: the checkpoint does not record its dataset (no meta['data']); pass --data NAME")
 
 

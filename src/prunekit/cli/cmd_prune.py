@@ -81,20 +81,16 @@ def planner_options(args):
     """
     import dataclasses
 
-    import yaml
-
+    from prunekit.config import parse_assignment
     from prunekit.engine.options import PlanOptions
     from prunekit.errors import ConfigError
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(PlanOptions) if hasattr(args, f.name)}
     for item in getattr(args, "set", None) or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        key = key.strip()
+        key, value = parse_assignment(item)
         if key not in PlanOptions.names():
             raise ConfigError(f"--set {key}: no such planner option; valid: {', '.join(PlanOptions.names())}")
-        given[key] = yaml.safe_load(value)
+        given[key] = value
     options = PlanOptions.from_dict(given, where="options")
     if options.steps != 1:
         raise ConfigError("steps: the prune command makes one plan; iterative pruning is prunekit.prune(..., "
@@ -157,6 +153,9 @@ def run(args) -> int:
     before, after = _profiles(model, pruned, ckpt.spec.input_shape, args.latency)
     meta = dict(ckpt.meta)
     meta["pruning"] = {"source": str(ckpt.path), **{k: v for k, v in plan.summary().items()}}
+    from prunekit.runs import lineage
+
+    meta.update(lineage(ckpt.path, ckpt.meta, input_shape=ckpt.spec.input_shape))
     out = checkpoint.save(run_dir.file(Path(args.out).name), pruned, meta=meta, overwrite=args.overwrite)
     if args.save_plan:
         plan.save(args.save_plan, overwrite=args.overwrite)

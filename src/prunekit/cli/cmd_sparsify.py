@@ -141,6 +141,9 @@ def run(args) -> int:
     result = info.fn(model, data, cfg, progress=False if args.no_progress else None)
     meta = {"sparsify": {"method": args.method, "config": to_dict(cfg), "source": str(ckpt.path),
                          "data": args.data, "final": result.final}}
+    from prunekit.runs import lineage
+
+    meta.update(lineage(ckpt.path, ckpt.meta, dataset=args.data, input_shape=ckpt.spec.input_shape))
     weight_masks = {k: v for k, v in result.masks.items() if v.dim() >= 2}
     save_with_masks(out / "model.pt", result.model, result.masks, meta=meta)
     save_sparse(out / "model.sparse.pt", result.model, weight_masks, layout=args.layout, meta=meta)

@@ -131,9 +131,13 @@ def run(args) -> int:
     seed_everything(cfg.seed or 0)   # the initial weights too: the same command gives the same model
     model = build_model(args.model, splits, trusted(args))
     callbacks = [] if args.json else [EpochLogger()]
+    meta = {"model": args.model, "command": " ".join(["prunekit", *sys.argv[1:]])}
+    if os.path.isfile(args.model):  # fine-tuning a checkpoint: best.pt / last.pt record it as their parent
+        from prunekit.runs import lineage
+
+        meta.update(lineage(args.model, None, dataset=splits.name, input_shape=tuple(splits.input_shape)))
     trainer = Trainer(model, splits, cfg, callbacks=callbacks, out_dir=args.out, resume=args.resume,
-                      overwrite=args.overwrite,
-                      meta={"model": args.model, "command": " ".join(["prunekit", *sys.argv[1:]])})
+                      overwrite=args.overwrite, meta=meta)
     t0 = time.perf_counter()
     history = trainer.fit()
     seconds = time.perf_counter() - t0

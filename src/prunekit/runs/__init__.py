@@ -21,13 +21,14 @@ Example:
 from __future__ import annotations
 
 from prunekit.runs.plots import figure, save_figure
-from prunekit.runs.provenance import (command_line, complete, describe_source, file_sha256, provenance,
-                                      source_path)
+from prunekit.runs.provenance import (command_line, complete, describe_source, file_sha256, lineage, provenance,
+                                      recorded_dataset, source_path)
 from prunekit.runs.report import Report, Section, fmt, md_table, profile_table, render_markdown, to_json
 from prunekit.runs.rundir import RunDir, clean_orphans, orphan_temp_files
 
 __all__ = [
     "RunDir", "Report", "Section", "clean_orphans", "command_line", "complete", "describe_source", "figure",
-    "file_sha256", "fmt", "md_table", "orphan_temp_files", "profile_table", "provenance", "render_markdown",
+    "file_sha256", "fmt", "lineage", "md_table", "orphan_temp_files", "profile_table", "provenance",
+    "recorded_dataset", "render_markdown",
     "save_figure", "source_path", "to_json",
 ]

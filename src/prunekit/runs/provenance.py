@@ -115,3 +115,46 @@ def source_path(given: dict | None) -> str | None:
 
 
 _KEYS = ("command", "call", "config", "dataset", "source", "date")
+
+
+def recorded_dataset(meta) -> str | None:
+    """The dataset name a checkpoint's meta records (``data``, else the Trainer's ``dataset``), or None."""
+    for key in ("data", "dataset"):
+        value = (meta or {}).get(key) if isinstance(meta, dict) else None
+        if isinstance(value, dict):
+            value = value.get("name")
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def lineage(parent, parent_meta=None, *, dataset: str | None = None, input_shape=None) -> dict:
+    """The meta keys every checkpoint derived from another carries: ``data`` and ``parent``.
+
+    One record, written by every command that turns a file into another (prune, sparsify,
+    compress/decompress, binarize, search, recipes, fine-tuning), so ``prunekit eval`` on any
+    output finds its dataset without ``--data`` and the output can be traced to the exact
+    bytes it came from. ``dataset``: the data the command used (it wins), else the one the
+    parent records. Merge the result into the output's meta last, so it replaces a stale
+    record copied from the parent.
+
+    Args:
+        parent: the source file (hashed), or None (a model built fresh: no parent record).
+        parent_meta: the source's meta, read for its dataset.
+        dataset: the dataset this command used, if any.
+        input_shape: the model's per-sample input shape, e.g. ``(1, 8, 8)``.
+
+    Example:
+        >>> m = lineage(None, {"dataset": "digits"}, input_shape=(1, 8, 8))
+        >>> m["data"], m["parent"]
+        ('digits', None)
+    """
+    name = dataset or recorded_dataset(parent_meta)
+    record = None
+    if parent is not None and isinstance(parent, (str, os.PathLike)) and Path(parent).is_file():
+        record = {"path": str(parent), "sha256": file_sha256(parent), "dataset": name,
+                  "input_shape": list(input_shape) if input_shape is not None else None}
+    out = {"parent": record}
+    if name:
+        out["data"] = name
+    return out

@@ -474,8 +474,12 @@ def _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress,
     if lut is not None:
         report.update(_latency_report(lut, enc, pruned, model, example))
     if checkpoint.get_spec(pruned) is not None:
+        from prunekit.runs import lineage, source_path
+
+        lin = lineage(source_path(provenance), None, dataset=getattr(data, "name", None),
+                      input_shape=tuple(data.test_x.shape[1:]))
         checkpoint.save(out / "pruned.pt", pruned, meta={"search": {k: report[k] for k in
-                                                                    ("method", "encoding", "test_top1")}})
+                                                                    ("method", "encoding", "test_top1")}, **lin})
         report["checkpoint"] = str(out / "pruned.pt")
     plot_widths(space.layer_widths(enc), out / "widths.png", title=f"{cfg.method}: channels kept")
     prov = complete(provenance, call="prunekit.search.search", config=cfg.to_dict(),

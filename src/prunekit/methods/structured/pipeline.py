@@ -130,7 +130,7 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
 
         prov = complete(provenance, call="prunekit.methods.structured.run_structured", config=report["config"],
                         dataset=getattr(data, "name", None))
-        files = _write_run(run_dir, net, outcome, report, prov)
+        files = _write_run(run_dir, net, outcome, report, prov, getattr(data, "input_shape", None))
     return StructuredResult(net, outcome.plans, report, files)
 
 
@@ -148,15 +148,16 @@ def _safe(obj):
     return json.loads(json.dumps(obj, default=str))
 
 
-def _write_run(run, net, outcome: Outcome, report: dict, provenance: dict) -> list:
+def _write_run(run, net, outcome: Outcome, report: dict, provenance: dict, input_shape=None) -> list:
     """Write the run's files into ``run`` (a :class:`prunekit.runs.RunDir`, already checked against overwriting)."""
     from prunekit import checkpoint
+    from prunekit.runs import lineage, source_path
 
     out = run.path
+    meta = {"structured": {k: report[k] for k in ("method", "macs", "after_finetune")},
+            **lineage(source_path(provenance), None, dataset=provenance.get("dataset"), input_shape=input_shape)}
     # the RunDir refused (or cleared) earlier outputs, so these writes replace nothing of the user's
-    files = [checkpoint.save(run.file("pruned.pt"), net, meta={"structured": {k: report[k] for k in
-                                                                               ("method", "macs", "after_finetune")}},
-                             overwrite=True)]
+    files = [checkpoint.save(run.file("pruned.pt"), net, meta=meta, overwrite=True)]
     if outcome.plans:
         files.append(outcome.plans[-1].save(run.file("plan.json"), overwrite=True))
     if len(outcome.plans) > 1:
