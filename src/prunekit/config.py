@@ -180,15 +180,19 @@ def parse_assignment(item: str, flag: str = "--set") -> tuple[str, Any]:
         raise ConfigError(f"{flag} {key}: {value!r} is not a plain YAML value ({problem})") from None
 
 
-def load_yaml(path) -> dict:
-    """Read a YAML mapping from ``path`` with a clear error for a missing or malformed file."""
+def load_yaml(path, what: str = "config file") -> dict:
+    """Read a YAML mapping from ``path`` with a clear error for a missing or malformed file.
+
+    ``what`` names the file in the errors (``"recipe file"``: "x.yaml: no such recipe file");
+    a syntax error says its line and column.
+    """
     from pathlib import Path
 
     import yaml
 
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{p}: no such config file")
+        raise ConfigError(f"{p}: no such {what}")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:

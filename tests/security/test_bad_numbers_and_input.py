@@ -123,6 +123,22 @@ def test_recipe_typos_and_broken_yaml_are_located(tmp_path, capsys):
     assert rc == 2 and "not valid YAML (line 4, column 6)" in err, err
 
 
+def test_method_recipe_broken_yaml_is_located(tmp_path):
+    from prunekit.cli.prune_methods import load_recipe
+    from prunekit.errors import ConfigError
+
+    broken = tmp_path / "m.yaml"
+    broken.write_text("method: l1\nconfig: {macs: 0.5\ndata: digits\n")
+    with pytest.raises(ConfigError, match=r"m.yaml: not valid YAML \(line 3, column 5\)"):
+        load_recipe(broken)
+    with pytest.raises(ConfigError, match="no such recipe file"):
+        load_recipe(tmp_path / "missing.yaml")
+    listed = tmp_path / "l.yaml"
+    listed.write_text("- method: l1\n")
+    with pytest.raises(ConfigError, match="a recipe must be a mapping with keys"):
+        load_recipe(listed)
+
+
 @pytest.mark.parametrize("ratios", ["", " , "])
 def test_search_empty_ratios_is_an_error(tmp_path, capsys, ratios):
     net = models.create("lenet300_100", num_classes=10, in_channels=1, input_size=(8, 8))

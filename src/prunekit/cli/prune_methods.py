@@ -45,19 +45,16 @@ def load_recipe(path) -> dict:
     """Read and check a recipe file: a mapping with only ``method``, ``data`` and ``config``."""
     from pathlib import Path
 
-    import yaml
-
+    from prunekit.config import load_yaml
     from prunekit.errors import ConfigError
 
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: no such recipe file")
     try:
-        d = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{p}: not valid YAML ({e})") from None
-    if not isinstance(d, dict):
-        raise ConfigError(f"{p}: a recipe must be a mapping with keys {', '.join(RECIPE_KEYS)}")
+        d = load_yaml(p, "recipe file")
+    except ConfigError as e:
+        if "top level" not in str(e):
+            raise
+        raise ConfigError(f"{p}: a recipe must be a mapping with keys {', '.join(RECIPE_KEYS)}") from None
     for k in d:
         if k not in RECIPE_KEYS:
             raise ConfigError(f"{p}: unknown recipe key {k!r} (allowed: {', '.join(RECIPE_KEYS)})")
