@@ -370,14 +370,13 @@ def check_finite(model, where: str) -> None:
     Pruning ranks and compression clusters weights by value: on NaN they silently
     pick arbitrary channels or codebooks, so callers refuse such a model first.
     """
-    import torch
+    from prunekit.validate import find_non_finite
 
-    for name, t in model.state_dict().items():
-        if isinstance(t, torch.Tensor) and t.is_floating_point():
-            bad = int((~torch.isfinite(t)).sum())
-            if bad:
-                raise CheckpointError(f"{where}: {name} holds {bad} non-finite value(s) (NaN or infinity); the model "
-                                      "diverged or the file is damaged, so it cannot be pruned or compressed")
+    bad = find_non_finite(model.state_dict().items())
+    if bad is not None:
+        name, count = bad
+        raise CheckpointError(f"{where}: {name} holds {count} non-finite value(s) (NaN or infinity); the model "
+                              "diverged or the file is damaged, so it cannot be pruned or compressed")
 
 
 def weights_digest(state_dict) -> str:

@@ -78,3 +78,17 @@ def test_int_sequence():
         check_int_sequence("cfg", 5)  # a scalar only where allow_scalar says so
     with pytest.raises(ConfigError, match=r"cfg\[0\] must be an integer, got True"):
         check_int_sequence("cfg", [True])
+
+
+def test_find_non_finite_counts_exactly_and_ignores_overflowing_sums():
+    import torch
+
+    from prunekit.validate import find_non_finite
+
+    t = torch.zeros(10)
+    t[3], t[7] = float("inf"), float("-inf")     # the sum is NaN: counted element by element
+    items = [("ints", torch.tensor([1, 2])), ("ok", torch.ones(2, 2)), ("t", t), ("later", torch.full((2,), float("nan")))]
+    assert find_non_finite(items) == ("t", 2)
+    assert find_non_finite([("big", torch.full((8,), 3.0e38))]) is None   # finite values whose sum overflows
+    assert find_non_finite([("h", torch.tensor([1.0, float("nan")], dtype=torch.float16))]) == ("h", 1)
+    assert find_non_finite([]) is None

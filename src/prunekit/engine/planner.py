@@ -121,6 +121,7 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
     from prunekit.engine.gather import gather_group, gradients
     from prunekit.engine.policy import GroupCost, normalize_scores, select
     from prunekit.graph import analyze
+    from prunekit.validate import find_non_finite
 
     opts = options_with(options, overrides)
     ratio, target = opts.ratio, opts.target
@@ -128,11 +129,11 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
         ratio = 0.5
     if not isinstance(model, torch.nn.Module):
         raise PrunekitError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    for name, t in model.state_dict().items():
-        # criteria rank channels by value: on NaN (a diverged model) they would silently pick channels 0, 1, ...
-        if isinstance(t, torch.Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise PrunekitError(f"{name} holds NaN or infinite values: the model diverged or its file is damaged, "
-                                "so its channels cannot be ranked")
+    # criteria rank channels by value: on NaN (a diverged model) they would silently pick channels 0, 1, ...
+    bad = find_non_finite(model.state_dict().items())
+    if bad is not None:
+        raise PrunekitError(f"{bad[0]} holds NaN or infinite values: the model diverged or its file is damaged, "
+                            "so its channels cannot be ranked")
     score_fn = crit.get(opts.criterion)
     ignored = _resolve_modules(model, opts.ignored_layers, "ignored_layers")
     layer_ratios = _resolve_ratios(model, opts.ratios)
