@@ -121,7 +121,27 @@ def main(argv=None) -> int:
             line += f" {lat[bs][k].median_ms:.1f} | {sp:.2f} | {sp / red:.2f} |"
         print(line)
     del cols
+    # Each round timed every library back to back, so the per-round ratio cancels the machine's drift;
+    # its median gets a bootstrap interval over the rounds.
+    tp_key = "torch-pruning 1.6.1"
+    print()
+    for k in runners:
+        if k == tp_key:
+            continue
+        ratios = [a / b for a, b in zip(times[k], times[tp_key])]
+        med, lo, hi = _median_ci(ratios)
+        print(f"- analyse+prune time, {k} / Torch-Pruning: median {med:.2f} "
+              f"[95% bootstrap CI {lo:.2f}, {hi:.2f}] over {len(ratios)} interleaved rounds")
     return 0
+
+
+def _median_ci(values, n_boot: int = 2000, seed: int = 0):
+    """Median of ``values`` and a percentile-bootstrap 95% interval of it."""
+    import random
+
+    rng = random.Random(seed)
+    boots = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(n_boot))
+    return statistics.median(values), boots[int(0.025 * n_boot)], boots[int(0.975 * n_boot) - 1]
 
 
 if __name__ == "__main__":
