@@ -24,6 +24,7 @@ import functools
 from dataclasses import dataclass, field
 
 from prunekit.errors import UnsupportedModelError
+from prunekit.graph.shapes import meta_leaf_output
 
 _MAX_RETRIES = 64
 
@@ -232,11 +233,28 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
             meta[n] = summarize(result)
             return result
 
+    class MetaRecorder(Recorder):
+        # shapes without computing: parameters and inputs become meta tensors and
+        # the costly leaves get their output shape from graph.shapes. Anything the
+        # meta run cannot do (a data-dependent value, a leaf without a rule, a
+        # real tensor made mid-graph) raises, and the real forward runs instead.
+        def get_attr(self, target, args, kwargs):
+            value = super().get_attr(target, args, kwargs)
+            return value.to("meta") if isinstance(value, torch.Tensor) else value
+
+        def call_module(self, target, args, kwargs):
+            return meta_leaf_output(self.fetch_attr(target), args, kwargs)
+
     training = {m: m.training for m in model.modules()}
     try:
         model.eval()
         with torch.no_grad():
-            Recorder(gm).run(*example_inputs)
+            try:
+                MetaRecorder(gm).run(*(a.to("meta") if isinstance(a, torch.Tensor) else a
+                                       for a in example_inputs))
+            except Exception:  # noqa: BLE001 - any failure means: compute it for real
+                meta.clear()
+                Recorder(gm).run(*example_inputs)
     except Exception as e:
         graph_error = f"{type(e).__name__}: {_first_line(e)}"
         eager_error = _eager_error(model, example_inputs)
