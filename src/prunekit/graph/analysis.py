@@ -474,17 +474,15 @@ def _extract(ctx: Context, cap, n_nodes: int) -> Analysis:
     by_sig: dict[int, list[int]] = {}
     for c, sg in zip(live.tolist(), sig[live].tolist()):
         by_sig.setdefault(sg, []).append(c)
-    group_of_comp = {}
-    groups: list[Group] = []
-    for gid, comps in enumerate(by_sig.values()):
-        for ch, c in enumerate(comps):
-            group_of_comp[c] = (gid, ch)
-        groups.append(Group(id=gid, size=len(comps), members=[]))
+    groups = [Group(id=gid, size=len(comps), members=[]) for gid, comps in enumerate(by_sig.values())]
+    flat_c = [c for comps in by_sig.values() for c in comps]
+    flat_g = [gid for gid, comps in enumerate(by_sig.values()) for _ in comps]
+    flat_ch = [ch for comps in by_sig.values() for ch in range(len(comps))]
+    group_of_comp = dict(zip(flat_c, zip(flat_g, flat_ch)))
     gmap = np.full(ncomp, -1, dtype=np.int64)
     chmap = np.full(ncomp, -1, dtype=np.int64)
-    for c, (g, ch) in group_of_comp.items():
-        gmap[c] = g
-        chmap[c] = ch
+    gmap[flat_c] = flat_g
+    chmap[flat_c] = flat_ch
     # each member's channels split by group, in one sort instead of a loop of
     # np.unique/np.nonzero per member: segments ordered by member, then group,
     # channel positions ascending within a segment
