@@ -144,8 +144,9 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
             parent = grand
         a, b = a[differ], b[differ]  # edges inside one component stay inside it
     # renumber roots 0..k-1 in increasing order of their smallest member
-    _, comp = np.unique(parent, return_inverse=True)
-    return comp.reshape(-1).astype(np.int64)
+    # (a root is its component's smallest member, so rank the roots; no sort needed)
+    rank = np.cumsum(parent == np.arange(n, dtype=np.int64)) - 1
+    return rank[parent].astype(np.int64)
 
 
 def leaves(value, *, slices: bool = True):
