@@ -133,24 +133,46 @@ class PruningPlan:
     # ------------------------------------------------------------------ derived views
     def removed_indices(self) -> dict:
         """``(tensor, dim) -> sorted removed indices`` over all groups."""
+        return {key: np.flatnonzero(mask) for key, mask in self._removed_masks().items()}
+
+    def _removed_masks(self) -> dict:
+        # boolean masks instead of np.isin/union1d/setdiff1d per member (each a
+        # sort): on ResNet-50 those were a tenth of plan + apply
         out: dict = {}
         for g in self.groups:
             if not g.removed:
                 continue
             rem = np.asarray(g.removed, dtype=np.int64)
+            rem = rem[rem >= 0]  # as np.isin did, a negative channel matches nothing
             for m in g.members:
-                sel = m.indices[np.isin(m.channels, rem)]
+                chans = np.asarray(m.channels, dtype=np.int64)
+                if not chans.size or not rem.size:
+                    continue
+                is_rem = np.zeros(max(int(g.size), int(chans.max()) + 1, int(rem.max()) + 1), dtype=bool)
+                is_rem[rem] = True
+                sel = np.asarray(m.indices, dtype=np.int64)[is_rem[chans] & (chans >= 0)]
                 if sel.size:
                     key = (m.param, m.dim)
-                    out[key] = np.union1d(out.get(key, np.zeros(0, np.int64)), sel)
+                    size = max(int(sel.max()) + 1, self._dim_size(key))
+                    mask = out.get(key)
+                    if mask is None or mask.size < size:
+                        grown = np.zeros(size, dtype=bool)
+                        if mask is not None:
+                            grown[:mask.size] = mask
+                        out[key] = mask = grown
+                    mask[sel] = True
         return out
+
+    def _dim_size(self, key) -> int:
+        shape = self.tensor_shapes.get(key[0])
+        return int(shape[key[1]]) if shape is not None and key[1] < len(shape) else 0
 
     def kept_indices(self) -> dict:
         """``(tensor, dim) -> kept indices`` for every tensor dimension that shrinks."""
         kept = {}
-        for (param, dim), rem in self.removed_indices().items():
+        for (param, dim), mask in self._removed_masks().items():
             size = int(self.tensor_shapes[param][dim])
-            kept[(param, dim)] = np.setdiff1d(np.arange(size), rem)
+            kept[(param, dim)] = np.flatnonzero(~mask[:size])
         return kept
 
     def new_shapes(self) -> dict:
