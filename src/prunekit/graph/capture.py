@@ -24,7 +24,7 @@ import functools
 from dataclasses import dataclass, field
 
 from prunekit.errors import UnsupportedModelError
-from prunekit.graph.shapes import meta_leaf_output
+from prunekit.graph.shapes import meta_leaf_output, meta_same_shape_binary
 
 _MAX_RETRIES = 64
 
@@ -244,6 +244,10 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
 
         def call_module(self, target, args, kwargs):
             return meta_leaf_output(self.fetch_attr(target), args, kwargs)
+
+        def call_function(self, target, args, kwargs):
+            out = meta_same_shape_binary(target, args, kwargs)
+            return super().call_function(target, args, kwargs) if out is None else out
 
     training = {m: m.training for m in model.modules()}
     try:
