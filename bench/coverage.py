@@ -471,7 +471,7 @@ def markdown(rows: list[dict], totals: dict, command: str) -> str:
              "channels (`~` marks plans that prune channels a LayerNorm-style op normalises over, where the "
              "two differ by design). Torch-Pruning runs with its defaults (`MagnitudePruner`, L1, no `num_heads` "
              "map, so attention models often fail in its reshapes); a model whose tool exceeded the time limit is "
-             "`skipped`. Seconds are wall time on a shared machine: indicative only.", ""]
+             "`skipped`. Seconds are wall time; unless the run was alone on the machine they were measured under load and are not results (the published sample ran beside other jobs).", ""]
     for lib, t in totals.items():
         lines.append(f"**{lib}**: {t['built']} built ({t['not_built']} did not build within the limits); "
                      f"prunekit really prunes {t['prunekit_really_pruned']}/{t['built']} "
