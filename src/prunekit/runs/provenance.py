@@ -7,6 +7,7 @@ source checkpoint that changed since is caught by its SHA-256).
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import os
 import shlex
@@ -17,6 +18,10 @@ from pathlib import Path
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes, read in chunks (checkpoints can be large).
 
+    A command records its source file twice (the report's provenance and the output
+    checkpoint's lineage): the digest is memoised on the file's identity (resolved path,
+    size, modification time), so the bytes are read once while a changed file is re-read.
+
     Example:
         >>> import tempfile
         >>> with tempfile.NamedTemporaryFile(delete=False) as f:
@@ -24,6 +29,13 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         >>> file_sha256(f.name)[:16]
         'ba7816bf8f01cfea'
     """
+    p = Path(path).resolve()
+    st = p.stat()
+    return _sha256_of(str(p), st.st_size, st.st_mtime_ns, chunk)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, size: int, mtime_ns: int, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(chunk), b""):
@@ -150,10 +162,10 @@ def lineage(parent, parent_meta=None, *, dataset: str | None = None, input_shape
         ('digits', None)
     """
     name = dataset or recorded_dataset(parent_meta)
+    source = describe_source(parent) if isinstance(parent, (str, os.PathLike)) else None
     record = None
-    if parent is not None and isinstance(parent, (str, os.PathLike)) and Path(parent).is_file():
-        record = {"path": str(parent), "sha256": file_sha256(parent), "dataset": name,
-                  "input_shape": list(input_shape) if input_shape is not None else None}
+    if source is not None and "sha256" in source:   # an existing file, hashed as the report's provenance is
+        record = {**source, "dataset": name, "input_shape": list(input_shape) if input_shape is not None else None}
     out = {"parent": record}
     if name:
         out["data"] = name
