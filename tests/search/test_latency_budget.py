@@ -106,7 +106,7 @@ def ckpt(tmp_path_factory):
 
 
 def test_cli_latency_search_reports_prediction_measurement_and_drift(ckpt, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("prunekit.search.latency.FASTEST_PAUSE_S", 0.0)
+    monkeypatch.setattr("prunekit.measure.latency_table.FASTEST_PAUSE_S", 0.0)
     out = tmp_path / "lat"
     argv = ["search", str(ckpt), "--method", "metapruning", "--latency-ms", "1000", "--budget-floor", "0",
             "--latency-mode", "fastest",
@@ -146,7 +146,7 @@ def test_fill_in_passes_keeps_each_entrys_fastest_pass(tiny, monkeypatch):
 
 def test_fastest_mode_calibrates_and_measures_on_the_fastest_rounds(tiny, monkeypatch):
     m, x, space = tiny
-    monkeypatch.setattr("prunekit.search.latency.FASTEST_PAUSE_S", 0.0)
+    monkeypatch.setattr("prunekit.measure.latency_table.FASTEST_PAUSE_S", 0.0)
     times = iter([5.0, 2.0, 4.0] * 100)  # successive timings cycle 5, 2, 4 ms (median mode would give 4)
     monkeypatch.setattr(LatencyTable, "_measure_model", lambda self, net, inp: next(times))
     monkeypatch.setattr(LatencyTable, "_measure_signature", lambda self, sig: 0.0)

@@ -30,7 +30,8 @@ def add_parser(subparsers):
                         "and why); write nothing")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out / --save-plan file")
     p.add_argument("--show-indices", action="store_true", help="list the removed channel indices per layer")
-    p.add_argument("--latency", action="store_true", help="also time both models (slower)")
+    p.add_argument("--time", action="store_true", dest="time_models",
+                   help="also time both models (slower); --latency FRACTION is a latency budget")
     p.add_argument("--json", action="store_true", help="print one JSON object (plan summary, profiles)")
     from prunekit.cli.prune_methods import add_method_arguments
 
@@ -147,10 +148,12 @@ def run(args) -> int:
             print(json.dumps({"plan": plan.summary(), "layers": plan.layer_rows()}))
         else:
             print(str(plan).splitlines()[0])
+            if plan.latency_line():
+                print(plan.latency_line())
             print(plan.table(show_indices=args.show_indices))
         return 0
     pruned = plan.apply(model)
-    before, after = _profiles(model, pruned, ckpt.spec.input_shape, args.latency)
+    before, after = _profiles(model, pruned, ckpt.spec.input_shape, args.time_models)
     meta = dict(ckpt.meta)
     meta["pruning"] = {"source": str(ckpt.path), **{k: v for k, v in plan.summary().items()}}
     from prunekit.runs import lineage
@@ -165,6 +168,8 @@ def run(args) -> int:
                           "before": before, "after": after}))
         return 0
     print(_profile_table(before, after))
+    if plan.latency_line():
+        print(plan.latency_line())
     print()
     print(plan.table(show_indices=args.show_indices))
     print(f"\nwrote {out}", file=sys.stderr)

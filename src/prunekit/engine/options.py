@@ -64,6 +64,22 @@ class PlanOptions:
                                  goal=True)
     params: Optional[float] = _opt(None, "keep this fraction of the parameters, in (0, 1]", flag="--params",
                                    goal=True)
+    latency: Optional[float] = _opt(None, "keep this fraction of the dense model's measured latency, in (0, 1], "
+                                          "e.g. 0.5: widths chosen on a per-layer latency table measured on this "
+                                          "machine, then the pruned model timed against the dense one and re-planned "
+                                          "until within latency_tolerance (see docs/pruning.md)", flag="--latency",
+                                    goal=True)
+    latency_batch: int = _opt(1, "batch size a latency budget is measured at (default 1)", flag="--latency-batch")
+    latency_threads: Optional[int] = _opt(None, "torch threads a latency budget is measured at (default: the "
+                                                "process's current count)", flag="--latency-threads")
+    latency_tolerance: float = _opt(0.05, "a latency budget is met when the measured ratio is within this "
+                                          "fraction of the target (default 0.05: 0.5 +- 0.025)")
+    latency_refinements: int = _opt(3, "re-plans with a corrected target after the first measurement, at most "
+                                       "(default 3)")
+    latency_rounds: int = _opt(20, "interleaved dense/pruned timing rounds per measurement (default 20)")
+    latency_cache: Optional[str] = _opt(None, "folder of the cached per-layer latency tables (default "
+                                              "$PRUNEKIT_CACHE_DIR/latency or ~/.cache/prunekit/latency; 'off': "
+                                              "no cache)", flag="--latency-cache", metavar="DIR")
     tolerance: float = _opt(0.01, "allowed error of a MACs/params target, as a fraction of the original "
                                   "(default 0.01)", flag="--tolerance")
     best_effort: bool = _opt(True, "when whole channels cannot meet a reachable MACs/params target within "
@@ -71,8 +87,9 @@ class PlanOptions:
                                    "--no-best-effort makes that an error", flag="--best-effort")
     global_ranking: bool = _opt(False, "rank normalised scores across all groups instead of pruning every "
                                        "group alike", flag="--global")
-    round_to: int = _opt(1, "keep channel counts multiples of this (hardware-friendly widths; default 1)",
-                         flag="--round-to")
+    round_to: Optional[int] = _opt(None, "keep channel counts multiples of this (hardware-friendly widths; "
+                                         "default 1, and for a latency budget the width this CPU's kernels "
+                                         "block channels by: 16 with AVX-512, else 8)", flag="--round-to")
     min_channels: int = _opt(1, "keep at least this many channels per group (default 1)", flag="--min-channels")
     max_ratio: float = _opt(0.9, "never remove more than this fraction of a group when aiming at a target or "
                                  "ranking globally, in [0, 1)")
@@ -91,11 +108,19 @@ class PlanOptions:
         self.ratio = check_fraction("ratio", self.ratio, allow_none=True)
         self.macs = check_fraction("macs", self.macs, allow_zero=False, allow_one=True, allow_none=True)
         self.params = check_fraction("params", self.params, allow_zero=False, allow_one=True, allow_none=True)
-        if self.macs is not None and self.params is not None:
-            raise ConfigError("give at most one of macs= and params=")
+        self.latency = check_fraction("latency", self.latency, allow_zero=False, allow_one=True, allow_none=True)
+        if sum(v is not None for v in (self.macs, self.params, self.latency)) > 1:
+            raise ConfigError("give at most one of macs=, params= and latency= (--macs, --params, --latency)")
+        self.latency_batch = check_int("latency_batch", self.latency_batch)
+        self.latency_threads = check_int("latency_threads", self.latency_threads, allow_none=True)
+        self.latency_tolerance = check_fraction("latency_tolerance", self.latency_tolerance, allow_zero=False)
+        self.latency_refinements = check_int("latency_refinements", self.latency_refinements, minimum=0)
+        self.latency_rounds = check_int("latency_rounds", self.latency_rounds, minimum=3)
+        if self.latency_cache is not None and not isinstance(self.latency_cache, str):
+            raise ConfigError(f"latency_cache must be a folder path or 'off', got {self.latency_cache!r}")
         self.max_ratio = check_fraction("max_ratio", self.max_ratio)
         self.tolerance = check_number("tolerance", self.tolerance, minimum=0.0)
-        self.round_to = check_int("round_to", self.round_to)
+        self.round_to = check_int("round_to", self.round_to, allow_none=True)
         self.min_channels = check_int("min_channels", self.min_channels)
         self.steps = check_int("steps", self.steps)
         for name in ("best_effort", "global_ranking", "keep_scores"):
@@ -178,6 +203,9 @@ def step_options(options: PlanOptions, k: int, kept: float = 1.0) -> PlanOptions
     """
     if options.steps == 1:
         return options
+    if options.latency is not None:
+        raise ConfigError("a latency budget is met in one step (it is measured on the pruned model): steps must "
+                          f"be 1, got {options.steps}")
     n = options.steps
     target = options.target
     if target is not None:

@@ -125,7 +125,7 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
 
     opts = options_with(options, overrides)
     ratio, target = opts.ratio, opts.target
-    if ratio is None and target is None and not opts.ratios:
+    if ratio is None and target is None and not opts.ratios and opts.latency is None:
         ratio = 0.5
     if not isinstance(model, torch.nn.Module):
         raise PrunekitError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -168,16 +168,29 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
                                          allowed))
             plan_groups.append((g, scores, order))
 
-    counts = select(groups_cost, cost, ratio=ratio, macs=opts.macs, params=opts.params,
-                    global_ranking=opts.global_ranking, round_to=opts.round_to, min_channels=opts.min_channels,
-                    max_ratio=opts.max_ratio, tolerance=opts.tolerance, best_effort=opts.best_effort)
+    round_to = opts.round_to
+    if round_to is None:
+        from prunekit.engine.latency_budget import fast_round_to
 
+        round_to = fast_round_to() if opts.latency is not None else 1
     info = {"criterion": opts.criterion, "ratio": ratio, "macs": opts.macs, "params": opts.params,
-            "global_ranking": bool(opts.global_ranking), "round_to": opts.round_to,
+            "global_ranking": bool(opts.global_ranking), "round_to": round_to,
             "min_channels": opts.min_channels, "ignored_layers": sorted({n for n in ignored}) if ignored else []}
-    removed = {g.id: [int(c) for c in order[:n]] for (g, _, order), n in zip(plan_groups, counts)}
     scores = {g.id: s for g, s, _ in plan_groups} if opts.keep_scores else {}
-    out = _assemble(an, cost, removed, info, scores)
+
+    def build(counts):
+        removed = {g.id: [int(c) for c in order[:n]] for (g, _, order), n in zip(plan_groups, counts)}
+        return _assemble(an, cost, removed, info, scores)
+
+    if opts.latency is not None:
+        from prunekit.engine.latency_budget import plan_for_latency
+
+        return plan_for_latency(model, example_inputs, an, groups_cost, [n for n, _ in model.named_parameters()],
+                                build, opts, round_to)
+    counts = select(groups_cost, cost, ratio=ratio, macs=opts.macs, params=opts.params,
+                    global_ranking=opts.global_ranking, round_to=round_to, min_channels=opts.min_channels,
+                    max_ratio=opts.max_ratio, tolerance=opts.tolerance, best_effort=opts.best_effort)
+    out = build(counts)
     if target is not None:
         _check_budget(out, *target, opts.tolerance)
     return out

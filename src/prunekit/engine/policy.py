@@ -163,6 +163,38 @@ def select(groups: list[GroupCost], cost: CostModel, *, ratio: float | None, mac
     def frac(counts):
         return kept(removed_counts(groups, counts, n_dims))
 
+    counts, f = select_fraction(groups, frac, target, what=which, global_ranking=global_ranking, round_to=round_to,
+                                min_channels=min_channels, max_ratio=max_ratio, tolerance=tolerance)
+    if abs(f - target) > tolerance:
+        # only on a miss, so that every target met before is met by the same channels
+        counts, f = nudge(groups, counts, removed_counts(groups, counts, n_dims), kept, target, round_to,
+                          min_channels, max_ratio)
+    if abs(f - target) > tolerance and not best_effort:
+        raise PrunekitError(f"{which} target {target:g} cannot be met within {tolerance:.0%}: the nearest "
+                            f"reachable is {f:.3f} (raise tolerance, allow best_effort, or try a smaller round_to or "
+                            f"global_ranking=True)")
+    return counts
+
+
+def select_fraction(groups: list[GroupCost], frac, target: float, *, what: str, global_ranking: bool,
+                    round_to: int, min_channels: int, max_ratio: float = 0.9, tolerance: float = 0.0):
+    """Removal counts whose cost fraction ``frac(counts)`` is nearest ``target``: ``(counts, fraction)``.
+
+    ``frac`` maps removal counts (one per group) to the kept fraction of any cost that
+    falls as channels go (MACs, parameters, predicted latency). Bisection on the
+    uniform ratio (or the global threshold) for the smallest pruning at or below
+    ``target``, then group-by-group steps between the two neighbouring settings (see
+    :func:`step_between`). ``what`` names the cost in errors. Pure given ``frac``.
+
+    Raises:
+        PrunekitError: pruning as far as allowed keeps more than ``target + tolerance``.
+
+    Example:
+        >>> g = [GroupCost(10, np.arange(10), [], np.ones(10))]
+        >>> select_fraction(g, lambda c: 1 - c[0] / 10, 0.6, what="macs", global_ranking=False, round_to=1,
+        ...                 min_channels=1)[0].tolist()
+        [4]
+    """
     if global_ranking:
         pool = np.concatenate([g.norm_scores for g in groups if g.allowed and g.norm_scores is not None] or [np.zeros(0)])
         if pool.size == 0:
@@ -179,29 +211,19 @@ def select(groups: list[GroupCost], cost: CostModel, *, ratio: float | None, mac
         def at(k):
             return counts_for_ratio(groups, max_ratio * k / 1000.0, round_to, min_channels)
 
-    best = at(hi)
-    f_hi = frac(best)
+    f_hi = frac(at(hi))
     if f_hi > target + tolerance:
-        raise PrunekitError(f"{which} target {target:g} cannot be met: pruning as far as allowed keeps "
+        raise PrunekitError(f"{what} target {target:g} cannot be met: pruning as far as allowed keeps "
                             f"{f_hi:.3f} of the original (max per-group ratio {max_ratio}, round_to {round_to}, "
                             f"min_channels {min_channels})")
-    # bisection for the smallest pruning whose fraction is <= target + tolerance/2, then keep the closest
+    # bisection for the smallest pruning whose fraction is <= target, then keep the closest
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if frac(at(mid)) > target:
             lo = mid
         else:
             hi = mid
-    counts, f = _refine(groups, at(lo), at(hi), frac, target)
-    if abs(f - target) > tolerance:
-        # only on a miss, so that every target met before is met by the same channels
-        counts, f = nudge(groups, counts, removed_counts(groups, counts, n_dims), kept, target, round_to,
-                          min_channels, max_ratio)
-    if abs(f - target) > tolerance and not best_effort:
-        raise PrunekitError(f"{which} target {target:g} cannot be met within {tolerance:.0%}: the nearest "
-                            f"reachable is {f:.3f} (raise tolerance, allow best_effort, or try a smaller round_to or "
-                            f"global_ranking=True)")
-    return counts
+    return _refine(groups, at(lo), at(hi), frac, target)
 
 
 def allowed_counts(g: GroupCost, round_to: int, min_channels: int, max_ratio: float) -> list[int]:
@@ -257,6 +279,38 @@ def nudge(groups, counts, removed: np.ndarray, kept, target: float, round_to: in
             break
         i, n, f, removed = best
         counts[i] = n
+    return counts, f
+
+
+def nudge_fraction(groups, counts, frac, target: float, round_to: int, min_channels: int, max_ratio: float,
+                   max_moves: int = 64):
+    """:func:`nudge` for any cost: single-group moves while ``frac(counts)`` comes nearer ``target``.
+
+    Returns ``(counts, fraction)``; pure given ``frac``.
+
+    Example:
+        >>> g = [GroupCost(8, np.arange(8), []), GroupCost(8, np.arange(8), [])]
+        >>> nudge_fraction(g, np.array([0, 0]), lambda c: 1 - (c[0] + 3 * c[1]) / 32, 0.75, 2, 1, 0.9)[0].tolist()
+        [2, 2]
+    """
+    counts = np.asarray(counts).copy()
+    f = frac(counts)
+    options = [allowed_counts(g, round_to, min_channels, max_ratio) for g in groups]
+    movable = [i for i, allowed in enumerate(options) if len(allowed) > 1 and int(counts[i]) in allowed]
+    for _ in range(max_moves):
+        best = None
+        for i in movable:
+            k = options[i].index(int(counts[i]))
+            for j in (k - 1, k + 1):
+                if 0 <= j < len(options[i]):
+                    trial = counts.copy()
+                    trial[i] = options[i][j]
+                    ft = frac(trial)
+                    if abs(ft - target) < abs((best[1] if best else f) - target) - 1e-12:
+                        best = (trial, ft)
+        if best is None:
+            break
+        counts, f = best
     return counts, f
 
 

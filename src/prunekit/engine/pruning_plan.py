@@ -354,7 +354,25 @@ class PruningPlan:
         for k in ("criterion", "macs_before", "macs_after", "params_before", "params_after"):
             if k in self.info:
                 d[k] = self.info[k]
+        if self.info.get("latency") is not None and "latency_measured" in self.info:
+            d["latency"] = {k: self.info.get(f"latency_{k}") for k in ("batch", "threads", "predicted", "measured",
+                                                                      "met")}
+            d["latency"]["target"] = self.info["latency"]
         return d
+
+    def latency_line(self) -> str:
+        """A latency budget's outcome in one line ("" for other plans).
+
+        E.g. ``latency 0.49 [0.47, 0.51] of the dense model measured (target 0.5, predicted 0.50; bs=1, 2 threads,
+        20 interleaved rounds, 95% CI)``.
+        """
+        m = self.info.get("latency_measured")
+        if self.info.get("latency") is None or not m:
+            return ""
+        return (f"latency {m['ratio']:.2f} [{m['low']:.2f}, {m['high']:.2f}] of the dense model measured (target "
+                f"{self.info['latency']:g}, predicted {self.info.get('latency_predicted', float('nan')):.2f}; "
+                f"bs={m['batch_size']}, {m['threads']} thread{'s' if m['threads'] != 1 else ''}, {m['rounds']} "
+                f"interleaved rounds, 95% CI; {len(self.info.get('latency_refinements', []))} measurement(s))")
 
     def __str__(self) -> str:
         s = self.summary()
@@ -364,6 +382,8 @@ class PruningPlan:
             head += f"; MACs {s['macs_after'] / s['macs_before']:.1%} of original (estimate)"
         if "params_before" in s and s.get("params_before"):
             head += f"; params {s['params_after'] / s['params_before']:.1%}"
+        if self.latency_line():
+            head += "\n" + self.latency_line()
         return head + "\n" + self.table()
 
     __repr__ = lambda self: f"<PruningPlan {len(self.groups)} groups, {self.num_removed} channels removed>"  # noqa: E731
