@@ -41,8 +41,8 @@ from prunekit.errors import PrunekitError
 from prunekit.measure.threads import check_threads, num_threads
 from prunekit.validate import check_choice, check_int
 
-__all__ = ["RUNTIMES", "RuntimeSpeed", "compare_runtimes", "paired_ratio", "paired_times", "parse_runtimes",
-           "ratio_interval", "runner", "time_runtimes"]
+__all__ = ["RUNTIMES", "RuntimeSpeed", "compare_runtimes", "interleaved_times", "paired_ratio", "paired_times",
+           "parse_runtimes", "ratio_interval", "runner", "time_runtimes"]
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 ONNX_HINT = "install the onnx extra: pip install 'prunekit[onnx]' (onnx, onnxruntime, onnxscript)"
@@ -117,29 +117,42 @@ def paired_times(run_before: Callable, run_after: Callable, rounds: int, warmup:
                  min_round_s: float = 0.005):
     """Time two zero-argument callables interleaved: ``rounds`` rounds, the order alternating between rounds.
 
+    ``(before_s, after_s)``: per-round time of one call, in seconds. See :func:`interleaved_times`.
+    """
+    before, after = interleaved_times([run_before, run_after], rounds, warmup, min_round_s)
+    return before, after
+
+
+def interleaved_times(fns: Sequence[Callable], rounds: int, warmup: int = 2, min_round_s: float = 0.005):
+    """Time zero-argument callables interleaved: each round runs every one, the order rotating between rounds.
+
     A round calls each callable ``k`` times in a row, ``k`` chosen during warm-up so that
-    the slower one's share of a round takes at least ``min_round_s`` (a single call of a
+    the slowest one's share of a round takes at least ``min_round_s`` (a single call of a
     small model at batch 1 is shorter than the timer's and the scheduler's noise).
-    Returns ``(before_s, after_s)``: per-round time of one call, in seconds.
+    Returns one list per callable: per-round time of one call, in seconds.
     """
     import math
 
     check_int("rounds", rounds, error=PrunekitError)
-    t0 = time.perf_counter()
-    for _ in range(max(1, warmup)):
-        run_before()
-        run_after()
-    per_call = (time.perf_counter() - t0) / max(1, warmup)
+    fns = list(fns)
+    per_call = 0.0
+    for fn in fns:
+        t0 = time.perf_counter()
+        for _ in range(max(1, warmup)):
+            fn()
+        per_call = max(per_call, (time.perf_counter() - t0) / max(1, warmup))
     k = max(1, min(1000, math.ceil(min_round_s / per_call))) if per_call > 0 else 1
-    before, after = [], []
+    out = [[] for _ in fns]
+    n = len(fns)
     for r in range(rounds):
-        pair = [(run_before, before), (run_after, after)]
-        for fn, sink in (pair if r % 2 == 0 else pair[::-1]):
+        order = list(range(n))
+        order = order[r % n:] + order[:r % n] if n > 2 else (order if r % 2 == 0 else order[::-1])
+        for i in order:
             t0 = time.perf_counter()
             for _ in range(k):
-                fn()
-            sink.append((time.perf_counter() - t0) / k)
-    return before, after
+                fns[i]()
+            out[i].append((time.perf_counter() - t0) / k)
+    return out
 
 
 def paired_ratio(before, after, example_input, *, threads: int | None = None, rounds: int = 20,
