@@ -54,3 +54,18 @@ def test_onnxruntime_rows():
     rows = compare_runtimes(nn.Sequential(nn.Linear(8, 8), nn.ReLU()), nn.Sequential(nn.Linear(8, 4), nn.ReLU()),
                             (8,), runtimes=("onnxruntime",), batch_sizes=(2,), threads=1, rounds=3)
     assert rows[0].runtime == "onnxruntime" and rows[0].batch_size == 2 and rows[0].threads == 1
+
+
+def test_profile_runtimes_flag(tmp_path, capsys):
+    import json
+
+    from prunekit import checkpoint, models
+    from prunekit.cli import main
+
+    ck = checkpoint.save(tmp_path / "l5.pt", models.create("lenet5", num_classes=10, in_channels=1))
+    assert main(["profile", str(ck), "--runtimes", "eager", "--batch-sizes", "1,2", "--threads", "1", "--repeats",
+                 "3", "--warmup", "1", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["runtimes"]
+    assert [(r["runtime"], r["batch_size"], r["threads"]) for r in rows] == [("eager", 1, 1), ("eager", 2, 1)]
+    assert main(["profile", str(ck), "--runtimes", "eager,tpu", "--no-latency"]) == 2
+    assert "tpu" in capsys.readouterr().err

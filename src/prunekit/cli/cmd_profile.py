@@ -51,6 +51,8 @@ def add_parser(subparsers):
     p.add_argument("--no-latency", action="store_true", help="skip the latency measurement")
     p.add_argument("--per-layer", action="store_true", help="also print MACs and parameters per layer")
     p.add_argument("--json", action="store_true", help="print the full report as one JSON object")
+    p.add_argument("--runtimes", metavar="LIST", help="also time on these runtimes, e.g. eager,compile,onnxruntime "
+                                                      "(onnxruntime needs the onnx extra); see docs/measure.md")
     from prunekit.cli.trust import add_trust_flag
 
     add_trust_flag(p)
@@ -72,8 +74,21 @@ def run(args) -> int:
     report = profile(ckpt.model, ckpt.spec.input_shape, batch_sizes=sizes, latency=not args.no_latency,
                      threads=threads, file=ckpt.path, warmup=args.warmup, repeats=args.repeats,
                      name=ckpt.path.name, progress=not args.json and sys.stderr.isatty())
+    rows = _runtimes(args, ckpt, sizes, threads)
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps({**report.to_dict(), **({"runtimes": rows} if rows is not None else {})}))
     else:
         print(report.to_table(per_layer=args.per_layer))
+        for r in rows or []:
+            print(f"{r['runtime']:>12s} bs={r['batch_size']:<3d} {r['threads']} thread(s): median {r['median_ms']:.3f} ms "
+                  f"(p10 {r['p10_ms']:.3f}, p90 {r['p90_ms']:.3f}; {r['rounds']} runs)")
     return 0
+
+
+def _runtimes(args, ckpt, sizes, threads):
+    """``--runtimes``: the model's latency on each runtime (prunekit.measure.runtimes), or None without the flag."""
+    if not args.runtimes:
+        return None
+    from prunekit.measure.runtimes import parse_runtimes, time_runtimes
+
+    return time_runtimes(ckpt.model, ckpt.spec.input_shape, parse_runtimes(args.runtimes), sizes, threads)
