@@ -19,7 +19,7 @@ Writes docs/bench/latency_target.md and prints the lines for BENCHMARKS.md.
 Usage (idle machine; about 10 minutes on 2 cores, the first run building the latency tables):
     python bench/latency_target.py
     python bench/latency_target.py --batch 32
-    python bench/latency_target.py --quick      # tiny inputs: checks the script (about a minute; writes nothing)
+    python bench/latency_target.py --quick      # tiny inputs: checks the script (minutes; writes nothing)
 """
 from __future__ import annotations
 
@@ -51,6 +51,8 @@ def main(argv=None) -> int:
 
     import prunekit
 
+    if args.quick:
+        args.threads = 1  # a loaded machine's scheduler makes multi-threaded tiny timings crawl
     torch.set_num_threads(args.threads)
     size, rounds = (32, 3) if args.quick else (args.size, args.rounds)
     extra = {"latency_refinements": 1, "latency_rounds": 3, "latency_cache": "off"} if args.quick else {}
