@@ -209,3 +209,10 @@ def _lenet():
     from prunekit import models
 
     return models.create("lenet5", num_classes=10, in_channels=1)
+
+
+def test_latency_plan_leaves_the_model_as_it_was(stub_timing):
+    net = _net().train()
+    w = net[0].weight.detach().clone()
+    prunekit.plan(net, torch.randn(1, 3, 8, 8), latency=0.55, round_to=8, latency_cache="off")
+    assert all(m.training for m in net.modules()) and torch.equal(net[0].weight, w)

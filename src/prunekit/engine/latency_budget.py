@@ -278,14 +278,23 @@ def plan_for_latency(model, example_inputs, analysis, groups_cost, param_names, 
     """
     import torch
 
-    from prunekit.measure.runtimes import paired_ratio
-
     threads = opts.latency_threads or torch.get_num_threads()
     x = _batched(example_inputs, opts.latency_batch)
     space = WidthSpace.build(analysis, groups_cost, param_names, round_to, opts.min_channels, opts.max_ratio)
     if not space.groups:
         raise PrunekitError("nothing in this model can be pruned, so no latency target can be met")
     cache = None if opts.latency_cache == "off" else Path(opts.latency_cache or default_cache_dir())
+    flags = {m: m.training for m in model.modules()}  # timing runs in eval mode; the caller's model is left as it was
+    try:
+        return _plan_for_latency(model, x, space, threads, cache, groups_cost, build, opts, round_to, measure)
+    finally:
+        for m, t in flags.items():
+            m.training = t
+
+
+def _plan_for_latency(model, x, space, threads, cache, groups_cost, build, opts, round_to, measure):
+    from prunekit.measure.runtimes import paired_ratio
+
     model.eval()
     lat, path = build_latency_model(model, x, space, threads, cache)
 
@@ -323,7 +332,7 @@ def plan_for_latency(model, example_inputs, analysis, groups_cost, param_names, 
         from prunekit.engine.planner import BudgetWarning
 
         plan.info["warnings"] = list(plan.info.get("warnings", [])) + [msg]
-        warnings.warn(msg, BudgetWarning, stacklevel=4)
+        warnings.warn(msg, BudgetWarning, stacklevel=5)
     return plan
 
 
