@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from prunekit.errors import CheckpointError
+from prunekit.factories import check_factory_name, factory_name, resolve_factory
 from prunekit.registry import Registry
 from prunekit.spec import MAX_NESTING, ModelSpec, attach_spec, get_spec, nesting_depth
 from prunekit.utils.io import atomic_save_torch, check_overwrite
 
-__all__ = ["Checkpoint", "ModelSpec", "TRANSFORMS", "apply_transform", "build", "build_base", "check_base_size", "check_finite", "check_payload",
-           "check_factory_name", "factory_name", "get_spec", "load", "read_raw", "read_versioned", "rebuild",
+__all__ = ["Checkpoint", "ModelSpec", "TRANSFORMS", "apply_transform", "build", "build_base", "check_base_size",
+           "check_finite", "check_payload", "check_spec", "describe", "check_factory_name", "factory_name", "get_spec", "load", "read_raw", "read_versioned", "rebuild",
            "resolve_factory", "save", "transform_function", "weights_digest"]
 
 FORMAT = "prunekit.checkpoint"
@@ -85,65 +86,6 @@ MIN_BASE_VALUES = 1 << 26
 MAX_ZOO_LIST = 1024   # entries of a list option (layer widths): every entry builds modules
 
 
-def factory_name(fn: Callable) -> str:
-    """The ``"module:function"`` name a checkpoint stores for the factory ``fn``.
-
-    Example:
-        >>> import collections
-        >>> factory_name(collections.OrderedDict)
-        'collections:OrderedDict'
-    """
-    return f"{fn.__module__}:{fn.__qualname__}"
-
-
-def check_factory_name(name) -> str:
-    """``name`` if it has the form ``"module:function"``, else CheckpointError naming it."""
-    if not isinstance(name, str) or name.count(":") != 1 or not all(name.partition(":")[::2]):
-        raise CheckpointError(f"a trusted model factory is named 'module:function', got {name!r}")
-    return name
-
-
-def _trusted(trusted_factories) -> tuple:
-    if trusted_factories is None:
-        return ()
-    if isinstance(trusted_factories, str) or callable(trusted_factories):
-        trusted_factories = (trusted_factories,)  # one name or callable given bare
-    return tuple(t if callable(t) else check_factory_name(t) for t in trusted_factories)
-
-
-def _untrusted(target: str) -> CheckpointError:
-    return CheckpointError(
-        f"model factory {target!r} is not trusted: a prunekit file may only build zoo models or "
-        f"factories you allow, because building one runs its code (Python: trusted_factories=[{target!r}]; "
-        f"CLI: --trust-factory {target})")
-
-
-def resolve_factory(target, trusted_factories=()) -> Callable:
-    """The callable behind the factory name ``target``, if the caller trusts it.
-
-    ``trusted_factories`` holds ``"module:function"`` names and callables; a
-    callable matches when :func:`factory_name` of it equals ``target`` and is
-    then called as given (nothing is imported). A name that no entry matches is
-    refused with a CheckpointError naming it and how to allow it: the name comes
-    from a file, and importing and calling what a file names runs its code.
-    """
-    if not isinstance(target, str):
-        raise CheckpointError(f"model spec: 'factory' must be a 'module:function' string, got {target!r}")
-    for t in _trusted(trusted_factories):
-        if callable(t) and factory_name(t) == target:
-            return t
-        if t == target:
-            mod_name, _, fn_name = target.partition(":")
-            try:
-                obj = importlib.import_module(mod_name)
-                for part in fn_name.split("."):
-                    obj = getattr(obj, part)
-            except (ImportError, AttributeError) as e:
-                raise CheckpointError(f"cannot import model factory {target!r}: {e}") from None
-            return obj
-    raise _untrusted(target)
-
-
 def _arch_kwargs(arch: dict) -> dict:
     kwargs = arch.get("kwargs", {})
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
@@ -151,14 +93,25 @@ def _arch_kwargs(arch: dict) -> dict:
     return dict(kwargs)
 
 
-def build_base(spec: ModelSpec, *, trusted_factories=()):
+def build_base(spec: ModelSpec, *, trusted_factories=(), model_fn: Callable | None = None):
     """Build the dense base architecture of ``spec`` with freshly initialised weights.
 
     A zoo model (``arch["model"]``) is always built; a factory (``arch["factory"]``)
-    only if ``trusted_factories`` allows it (see :func:`resolve_factory`).
+    only if ``trusted_factories`` allows it (see :func:`resolve_factory`), or by
+    ``model_fn`` (the user's constructor, e.g. their ``nn.Module`` class) called with
+    the stored ``kwargs`` instead of the factory the file names.
     Bad options (unknown or of the wrong type) are CheckpointErrors.
     """
     kwargs = _arch_kwargs(spec.arch)
+    if model_fn is not None:
+        if "factory" not in spec.arch:
+            raise CheckpointError(f"model_fn is for models of your own class, but this file holds the zoo model "
+                                  f"{spec.arch.get('model')!r}; load it without model_fn")
+        try:
+            return attach_spec(model_fn(**kwargs), spec.base())
+        except TypeError as e:  # the stored kwargs do not fit this constructor
+            raise CheckpointError(f"model_fn {getattr(model_fn, '__qualname__', model_fn)!r} does not accept the "
+                                  f"stored arguments {kwargs}: {e}") from None
     if "model" in spec.arch:
         from prunekit import models
 
@@ -199,18 +152,19 @@ def check_base_size(spec: ModelSpec, stored_values: int, where: str = "model spe
                               f"weights (more than {limit:,}); refusing to allocate it")
 
 
-def build(spec: ModelSpec, *, trusted_factories=()):
+def build(spec: ModelSpec, *, trusted_factories=(), model_fn: Callable | None = None):
     """The model ``spec`` describes: base architecture with every transform applied, ready for ``load_state_dict``.
 
     ``trusted_factories``: names (``"module:function"``) or callables of the
     factories ``spec`` may use (see :func:`resolve_factory`); zoo models need none.
+    ``model_fn``: the constructor to build a factory spec's base with (see :func:`build_base`).
 
     Example:
         >>> spec = ModelSpec(arch={"model": "lenet5", "kwargs": {"in_channels": 1}}, input_shape=[1, 28, 28])
         >>> build(spec).conv1.in_channels                   # doctest: +SKIP
         1
     """
-    model = attach_spec(build_base(spec, trusted_factories=trusted_factories), spec.base())
+    model = attach_spec(build_base(spec, trusted_factories=trusted_factories, model_fn=model_fn), spec.base())
     if not isinstance(spec.transforms, list):
         raise CheckpointError(f"model spec: 'transforms' must be a list, got {spec.transforms!r}")
     for t in spec.transforms:
@@ -264,35 +218,142 @@ class Checkpoint:
 
 
 def save(path: str | os.PathLike, model, *, spec: ModelSpec | None = None, meta: dict | None = None,
-         train_state: dict | None = None, overwrite: bool = True) -> Path:
+         train_state: dict | None = None, overwrite: bool = True, check: bool = True) -> Path:
     """Write ``model`` with its architecture to ``path`` atomically.
 
+    A path ending in ``.safetensors`` writes the weights as safetensors with the spec and
+    meta data as JSON in its header (no pickle at all; see
+    :mod:`prunekit.utils.safetensors_file`); any other path a ``torch.save`` of plain data.
+
     Args:
-        path: destination file (``.pt`` by convention).
+        path: destination file (``.pt`` by convention, or ``.safetensors``).
         model: the module; its ``prunekit_spec`` is used unless ``spec`` is given.
-        spec: explicit architecture description (needed for models not built by prunekit).
+        spec: explicit architecture description (for models not built by prunekit; or call
+            :func:`describe` on the model before pruning it, so the plan is recorded).
         meta: JSON-able extra information (dataset, metrics, command line).
-        train_state: optimizer/scheduler/epoch state for resuming.
+        train_state: optimizer/scheduler/epoch state for resuming (``.pt`` only).
         overwrite: when False, refuse to replace an existing file.
+        check: rebuild the spec's model (on the meta device: no memory, no weights) and refuse the
+            save when its tensors differ from ``model``'s, so a file that could not load is never written.
+
+    Raises:
+        CheckpointError: no spec, a spec that does not describe ``model``, or meta that is not JSON-able.
     """
+    from prunekit.utils.safetensors_file import write_safetensors
+
     p = check_overwrite(path, overwrite)
     spec = spec or get_spec(model)
     if spec is None:
         raise CheckpointError(
-            "model has no prunekit_spec; pass spec=ModelSpec(arch={'factory': 'module:function', 'kwargs': {...}}, "
-            "input_shape=[C, H, W])")
+            f"model ({type(model).__name__}) has no prunekit_spec, so a checkpoint could not rebuild it; before "
+            f"pruning call prunekit.checkpoint.describe(model, input_shape=[C, H, W], kwargs={{constructor "
+            f"arguments}}) (or pass spec=ModelSpec(...))")
     meta = meta or {}
     try:
         json.dumps(meta)
     except TypeError as e:
         raise CheckpointError(f"meta must be JSON-serialisable: {e}") from None
+    if check:
+        check_spec(spec, model)
     state = model.state_dict()
+    digest = weights_digest(state)
+    if Path(p).suffix == ".safetensors":
+        if train_state is not None:
+            raise CheckpointError(f"{p}: a .safetensors checkpoint holds no training state; save it as .pt to "
+                                  "resume training")
+        write_safetensors(p, state, {"format": FORMAT, "version": str(VERSION), "spec": json.dumps(spec.to_dict()),
+                                     "meta": json.dumps(meta), "weights_sha256": digest})
+        return p
     payload = {"format": FORMAT, "version": VERSION, "spec": spec.to_dict(), "state_dict": state, "meta": meta,
-               "weights_sha256": weights_digest(state)}
+               "weights_sha256": digest}
     if train_state is not None:
         payload["train_state"] = train_state
     atomic_save_torch(payload, p)
     return p
+
+
+def describe(model, input_shape, *, kwargs: dict | None = None, factory: Callable | str | None = None):
+    """Attach a :class:`ModelSpec` to a model of your own class so its checkpoints rebuild it; returns ``model``.
+
+    Call it on the dense model before pruning: :meth:`prunekit.engine.PruningPlan.apply`
+    then records the plan in the spec, and :func:`save` / :func:`load` (``model_fn=``)
+    round-trip the pruned model onto your constructor without pickles.
+
+    Args:
+        model: the dense model (not yet pruned).
+        input_shape: one sample's shape, e.g. ``[3, 32, 32]``.
+        kwargs: the JSON-able arguments ``factory(**kwargs)`` rebuilds the model with (default none).
+        factory: the constructor (default ``type(model)``) or its ``"module:function"`` name.
+
+    Raises:
+        CheckpointError: kwargs not JSON-able, or ``factory(**kwargs)`` builds tensors other than ``model``'s.
+
+    Example:
+        >>> import torch
+        >>> net = describe(torch.nn.Linear(4, 2), [4], kwargs={"in_features": 4, "out_features": 2})
+        >>> net.prunekit_spec.arch["factory"]
+        'torch.nn.modules.linear:Linear'
+    """
+    kwargs = dict(kwargs or {})
+    try:
+        json.dumps(kwargs)
+    except TypeError as e:
+        raise CheckpointError(f"describe: kwargs must be JSON-serialisable (they are stored in the file): {e}") \
+            from None
+    fn = type(model) if factory is None else factory
+    name = check_factory_name(fn) if isinstance(fn, str) else factory_name(fn)
+    if "<locals>" in name:
+        raise CheckpointError(f"describe: {name!r} is defined inside a function, so no file can name it; define "
+                              "it at module level")
+    spec = ModelSpec.from_dict({"arch": {"factory": name, "kwargs": kwargs}, "input_shape": list(input_shape)})
+    check_spec(spec, model, model_fn=None if isinstance(fn, str) else fn)
+    return attach_spec(model, spec)
+
+
+def check_spec(spec: ModelSpec, model, *, model_fn: Callable | None = None) -> None:
+    """Raise CheckpointError unless the model ``spec`` builds has exactly ``model``'s tensor names and shapes.
+
+    The spec's model is built on the meta device (no memory, no weights; on the CPU when a
+    transform needs values): the base, then every transform replayed. Its factory, if any, is trusted: ``model`` is already in memory, so the
+    code that built it already ran.
+    """
+    import torch
+
+    factory = spec.arch.get("factory")
+    trusted = (factory,) if isinstance(factory, str) else ()
+    try:
+        with torch.device("meta"):
+            built = build(spec, trusted_factories=trusted, model_fn=model_fn)
+    except CheckpointError:
+        # some transforms read values (``.item()``), which meta tensors do not have: build for real
+        try:
+            built = build(spec, trusted_factories=trusted, model_fn=model_fn)
+        except CheckpointError as e:
+            raise CheckpointError(f"the model spec does not rebuild this model: {e}") from None
+    want = {k: list(v.shape) for k, v in model.state_dict().items() if isinstance(v, torch.Tensor)}
+    got = {k: list(v.shape) for k, v in built.state_dict().items() if isinstance(v, torch.Tensor)}
+    if want == got:
+        return
+    kinds = [t.get("kind") for t in spec.transforms] or ["none"]
+    where = f"the spec ({_arch_name(spec.arch)}, transforms: {', '.join(map(str, kinds))})"
+    missing = sorted(set(want) - set(got))
+    extra = sorted(set(got) - set(want))
+    shape = sorted(k for k in set(want) & set(got) if want[k] != got[k])
+    if shape:
+        k = shape[0]
+        detail = f"tensor {k!r} is {want[k]} in the model but {got[k]} in what {where} builds"
+    elif missing:
+        detail = f"the model has tensor {missing[0]!r}, which {where} does not build"
+    else:
+        detail = f"{where} builds tensor {extra[0]!r}, which the model does not have"
+    n = len(shape) + len(missing) + len(extra)
+    raise CheckpointError(f"the model spec does not describe this model: {detail} ({n} tensor(s) differ); was it "
+                          "pruned or changed after its spec was set? Call "
+                          "describe() before pruning, or pass the matching spec=")
+
+
+def _arch_name(arch: dict) -> str:
+    return str(arch.get("model") or arch.get("factory"))
 
 
 def read_versioned(path: str | os.PathLike, fmt: str, version: int, what: str, hint: str) -> dict:
@@ -330,17 +391,51 @@ def read_versioned(path: str | os.PathLike, fmt: str, version: int, what: str, h
 
 
 def read_raw(path: str | os.PathLike) -> dict:
-    """Load and validate the raw checkpoint dict (weights only, no code executed)."""
-    return read_versioned(path, FORMAT, VERSION, "prunekit checkpoint",
-                          "plain state_dicts need the architecture: see prunekit.checkpoint.save")
+    """Load and validate the raw checkpoint dict (weights only, no code executed).
+
+    A ``.safetensors`` checkpoint (see :func:`save`) reads as the same dict.
+    """
+    from prunekit.utils.safetensors_file import is_safetensors, read_safetensors
+
+    p = Path(path)
+    if not p.is_file() or not is_safetensors(p):
+        return read_versioned(path, FORMAT, VERSION, "prunekit checkpoint",
+                              "plain state_dicts need the architecture: see prunekit.checkpoint.save")
+    state, header = read_safetensors(p)
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{p}: a .safetensors file without a prunekit model spec (no '{FORMAT}' metadata); "
+                              "load its weights into your model with safetensors.torch.load_file")
+    if header.get("version") != str(VERSION):
+        raise CheckpointError(f"{p}: prunekit checkpoint format version {header.get('version')!r} is not supported "
+                              f"(this prunekit reads version {VERSION})")
+    try:
+        spec, meta = json.loads(header.get("spec", "")), json.loads(header.get("meta", "{}"))
+    except ValueError as e:
+        raise CheckpointError(f"{p}: malformed spec or meta in the .safetensors metadata: {e}") from None
+    return {"format": FORMAT, "version": VERSION, "spec": spec, "state_dict": state, "meta": meta,
+            "weights_sha256": header.get("weights_sha256")}
 
 
-def load(path: str | os.PathLike, *, strict: bool = True, trusted_factories=()) -> Checkpoint:
+def _fit_error(e: RuntimeError) -> str:
+    """The first concrete problem of a ``load_state_dict`` error (its first line only names the class)."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    detail = next((ln for ln in lines[1:]), lines[0] if lines else type(e).__name__)
+    return detail[:300]
+
+
+def load(path: str | os.PathLike, *, strict: bool = True, trusted_factories=(),
+         model_fn: Callable | None = None) -> Checkpoint:
     """Rebuild the model stored at ``path`` and load its weights.
 
     ``trusted_factories``: names (``"module:function"``) or callables of the model
     factories the file may use; a file naming any other factory is refused (building
     it would run its code). Zoo models need none.
+    ``model_fn``: your model's constructor (e.g. the class): the base is built by
+    ``model_fn(**stored kwargs)``, every stored transform (a pruning plan) replayed, and
+    the weights loaded, with no factory name resolved and nothing unpickled.
+
+    Example:
+        >>> ckpt = load("pruned.safetensors", model_fn=MyNet)   # doctest: +SKIP
 
     Raises:
         CheckpointError: the file is missing, corrupt, not a prunekit checkpoint,
@@ -352,13 +447,13 @@ def load(path: str | os.PathLike, *, strict: bool = True, trusted_factories=()) 
     try:
         spec = ModelSpec.from_dict(payload["spec"])
         check_base_size(spec, sum(t.numel() for t in state.values()), str(p))
-        model = build(spec, trusted_factories=trusted_factories)
+        model = build(spec, trusted_factories=trusted_factories, model_fn=model_fn)
     except CheckpointError as e:
         raise CheckpointError(e if str(e).startswith(str(p)) else f"{p}: {e}") from None
     try:
         model.load_state_dict(state, strict=strict)
     except RuntimeError as e:
-        raise CheckpointError(f"{p}: weights do not fit the stored architecture: {str(e).splitlines()[0]}") from None
+        raise CheckpointError(f"{p}: weights do not fit the stored architecture: {_fit_error(e)}") from None
     model.eval()
     return Checkpoint(model=model, spec=get_spec(model) or spec, meta=dict(payload.get("meta") or {}),
                       train_state=payload.get("train_state"), path=p)

@@ -24,3 +24,7 @@ class ConfigError(PrunekitError):
 
 class UnsupportedModelError(PrunekitError):
     """A model cannot be traced or analysed; the message names the op or module."""
+
+
+class ExportError(PrunekitError):
+    """A model cannot be exported, or its export does not reproduce the model; the message says which and why."""
