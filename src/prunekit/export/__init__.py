@@ -34,6 +34,7 @@ _LAZY = {
     "load_model_file": "prunekit.export.files",
     "hf_config_for": "prunekit.export.hf",
     "hf_save_pretrained": "prunekit.export.hf",
+    "hf_compatible": "prunekit.export.hf",
 }
 
 __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
