@@ -75,8 +75,8 @@ def hf_config_for(model):
             family's config cannot express (see the module doc).
     """
     hf = _pretrained(model)
-    cfg = hf.config.__class__.from_dict(hf.config.to_dict())
-    mtype = getattr(cfg, "model_type", "")
+    mtype = getattr(hf.config, "model_type", "")
+    new = {}
     uniform = "prune with one ratio for every group (prunekit.plan(model, x, ratio=R), no global ranking or targets)"
     hidden = int(hf.get_input_embeddings().weight.shape[1])
     if mtype in LLAMA_LIKE:
@@ -86,11 +86,11 @@ def hf_config_for(model):
         k = [int(layer.self_attn.k_proj.out_features) for layer in layers]
         if any(x % head_dim for x in q + k):
             raise ExportError(f"the pruned attention widths {q} / {k} are not whole heads of {head_dim}")
-        cfg.num_attention_heads = _one("num_attention_heads", [x // head_dim for x in q], uniform)
-        cfg.num_key_value_heads = _one("num_key_value_heads", [x // head_dim for x in k], uniform)
-        cfg.intermediate_size = _one("intermediate_size", [int(layer.mlp.up_proj.out_features) for layer in layers],
+        new["num_attention_heads"] = _one("num_attention_heads", [x // head_dim for x in q], uniform)
+        new["num_key_value_heads"] = _one("num_key_value_heads", [x // head_dim for x in k], uniform)
+        new["intermediate_size"] = _one("intermediate_size", [int(layer.mlp.up_proj.out_features) for layer in layers],
                                      uniform)
-        cfg.head_dim = head_dim   # no longer hidden_size // heads once the hidden size is pruned
+        new["head_dim"] = head_dim   # no longer hidden_size // heads once the hidden size is pruned
     elif mtype in BERT_LIKE:
         layers = _layers(hf, "bert")
         widths = [int(layer.attention.self.query.out_features) for layer in layers]
@@ -101,14 +101,19 @@ def hf_config_for(model):
                               "size)")
         head = _one("attention head size", [int(layer.attention.self.attention_head_size) for layer in layers],
                     uniform)
-        cfg.num_attention_heads = hidden // head
-        cfg.intermediate_size = _one("intermediate_size",
+        new["num_attention_heads"] = hidden // head
+        new["intermediate_size"] = _one("intermediate_size",
                                      [int(layer.intermediate.dense.out_features) for layer in layers], uniform)
     else:
         raise ExportError(f"HF model type {mtype!r} is not supported by hf_save_pretrained (supported: "
                           f"{', '.join(LLAMA_LIKE + BERT_LIKE)})")
-    cfg.hidden_size = hidden
-    return cfg
+    new["hidden_size"] = hidden
+    try:
+        return hf.config.__class__.from_dict({**hf.config.to_dict(), **new})
+    except Exception as e:  # noqa: BLE001 - the config validators raise huggingface_hub types, not ValueError
+        first = (str(e).strip().splitlines() or [type(e).__name__])[-1].strip()[:300]
+        raise ExportError(f"HF's {mtype} config refuses the pruned sizes {new}: {first}; prune to widths it "
+                          f"accepts (e.g. round_to=<number of heads> for the hidden size)") from None
 
 
 def hf_compatible(plan, model):
