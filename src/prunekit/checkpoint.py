@@ -165,6 +165,11 @@ def build(spec: ModelSpec, *, trusted_factories=(), model_fn: Callable | None = 
         1
     """
     model = attach_spec(build_base(spec, trusted_factories=trusted_factories, model_fn=model_fn), spec.base())
+    return _replay(model, spec)
+
+
+def _replay(model, spec: ModelSpec):
+    """``model`` (the base of ``spec``) with every transform of ``spec`` applied."""
     if not isinstance(spec.transforms, list):
         raise CheckpointError(f"model spec: 'transforms' must be a list, got {spec.transforms!r}")
     for t in spec.transforms:
@@ -323,7 +328,8 @@ def check_spec(spec: ModelSpec, model, *, model_fn: Callable | None = None) -> N
     trusted = (factory,) if isinstance(factory, str) else ()
     try:
         with torch.device("meta"):
-            built = build(spec, trusted_factories=trusted, model_fn=model_fn)
+            base = attach_spec(build_base(spec, trusted_factories=trusted, model_fn=model_fn), spec.base())
+        built = _replay(base, spec)   # outside the context: the transforms' index tensors stay on the CPU
     except CheckpointError:
         # some transforms read values (``.item()``), which meta tensors do not have: build for real
         try:

@@ -51,11 +51,12 @@ def slice_model(model, kept: dict) -> None:
         t = getattr(mod0, attr0)
         new = t.detach()
         for dim, idx in sorted(slices):
+            # indices are checked on the CPU: a model on the meta device (checkpoint.check_spec) has no values
             index = torch.as_tensor(list(idx) if not hasattr(idx, "dtype") else idx, dtype=torch.long,
-                                    device=new.device)
+                                    device="cpu")
             if index.numel() and (int(index.max()) >= new.shape[dim] or int(index.min()) < 0):
                 raise PrunekitError(f"plan index out of range for {name} dim {dim} (size {new.shape[dim]})")
-            new = new.index_select(dim, index)
+            new = new.index_select(dim, index.to(new.device))
         new = new.clone().contiguous()
         if is_param:
             replacement = nn.Parameter(new, requires_grad=t.requires_grad)
