@@ -23,6 +23,7 @@ _EXPORTS = {
     "random_encoding": "evolution", "next_population": "evolution",
     "SearchLog": "log", "plot_population": "log",
     "recalibrate_bn": "evaluate", "score_model": "evaluate", "ParallelScorer": "evaluate", "EvalData": "evaluate",
+    "CandidateCache": "evaluate", "fixed_subset": "evaluate", "PRESETS": "presets",
     "SandwichRule": "slimmable", "greedy_slim": "slimmable", "masked_forward": "slimmable",
     "PruningNet": "pruningnet", "LatencyTable": "latency",
     "search": "api", "SearchConfig": "api", "SearchResult": "api", "METHODS": "api",

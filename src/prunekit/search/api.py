@@ -27,7 +27,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.search.evolution import EvolutionConfig
@@ -37,14 +37,12 @@ from prunekit.validate import check_choice, check_fraction, check_int, check_pos
 METHODS = ("metapruning", "autoslim")
 
 
-def _train_default() -> dict:
-    return {"epochs": 5, "batch_size": 128, "lr": 0.02, "augment": False, "eval_every": 0}
-
-
 @dataclass
 class SearchFinetune(FinetuneConfig):
     """The fine-tuning of the found network: :class:`~prunekit.train.FinetuneConfig` with the search's defaults
-    (5 epochs at 0.02, batch 128, no augmentation, evaluated at the end; ``epochs: 0`` skips it)."""
+    (lr 0.02, batch 128, no augmentation, evaluated at the end; ``epochs: 0`` skips it). The class defaults are
+    the ``thorough`` preset's (5 epochs); a :class:`SearchConfig` without an explicit instance takes its
+    preset's values (``fast``: 1 epoch), see :mod:`prunekit.search.presets`."""
 
     epochs: int = 5
     batch_size: int = 128
@@ -108,20 +106,24 @@ class SearchConfig:
     params: Optional[float] = None
     latency_ms: Optional[float] = None
     budget_floor: float = 0.9
-    ratios: list[float] = field(default_factory=lambda: [round(0.1 * k, 1) for k in range(1, 11)])
+    preset: str = "fast"
+    ratios: Optional[list[float]] = None
     round_to: int = 1
     min_channels: int = 1
     ignored_layers: list[str] = field(default_factory=list)
     val_fraction: float = 0.1
     seed: int = 0
-    supernet: dict = field(default_factory=_train_default)
-    finetune: SearchFinetune = finetune_field(SearchFinetune)
+    supernet: dict = field(default_factory=dict)
+    supernet_samples: Optional[int] = None
+    finetune: Any = None  # a SearchFinetune, or a dict merged over the preset's (resolved in __post_init__)
     evolution: dict = field(default_factory=dict)
-    num_random: int = 2
-    greedy_moves: int = 1
+    num_random: Optional[int] = None
+    greedy_moves: Optional[int] = None
     hidden: int = 32
     rank: int = 8
-    calib_batches: int = 4
+    calib_batches: Optional[int] = None
+    calib_batch_size: Optional[int] = None
+    eval_samples: Optional[int] = None
     init: str = "original"
     workers: Optional[int] = None
     ray_address: Optional[str] = None
@@ -131,6 +133,22 @@ class SearchConfig:
     latency_table: Optional[str] = None
 
     def __post_init__(self) -> None:
+        from prunekit.search.presets import PRESET_NAMES, PRESETS, resolve
+
+        check_choice("preset", self.preset, PRESET_NAMES)
+        # fields left unset (None) take the preset's value; nested dicts are merged under the user's keys
+        ft = self.finetune
+        given = {k: getattr(self, k) for k in PRESETS[self.preset] if k != "finetune"}
+        for k, v in resolve(self.preset, {**given, "finetune": ft if isinstance(ft, dict) else None}).items():
+            if k != "finetune":
+                setattr(self, k, v)
+            elif ft is None or isinstance(ft, dict):
+                self.finetune = v
+        check_int("supernet_samples", self.supernet_samples, minimum=0)
+        check_int("eval_samples", self.eval_samples, minimum=0)
+        check_int("calib_batches", self.calib_batches)
+        check_int("calib_batch_size", self.calib_batch_size)
+        check_int("num_random", self.num_random, minimum=0)
         check_choice("method", self.method, METHODS)
         check_choice("init", self.init, ("original", "supernet", "scratch"))
         for k in ("macs", "params"):
@@ -148,7 +166,7 @@ class SearchConfig:
         from prunekit.config import from_dict
         from prunekit.train import TrainConfig
 
-        from_dict(TrainConfig, {**_train_default(), **self.supernet}, where="supernet")
+        from_dict(TrainConfig, self.supernet, where="supernet")
         self.finetune = as_finetune(self.finetune, SearchFinetune, "finetune")
         from_dict(EvolutionConfig, self.evolution, where="evolution")
 
@@ -159,7 +177,7 @@ class SearchConfig:
 
         if which == "finetune":
             return self.finetune
-        return from_dict(TrainConfig, {**_train_default(), **getattr(self, which)}, where=which)
+        return from_dict(TrainConfig, dict(getattr(self, which)), where=which)
 
     def evolution_config(self) -> EvolutionConfig:
         """The :class:`EvolutionConfig` (seeded with :attr:`seed` unless it sets its own)."""
@@ -264,8 +282,9 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
     import torch
 
     from prunekit.search import latency as lat
-    from prunekit.search.evaluate import EvalData, ParallelScorer
+    from prunekit.search.evaluate import CandidateCache, EvalData, ParallelScorer, fixed_subset
     from prunekit.search.log import SearchLog, plot_population
+    from prunekit.search.phases import PhaseTimer
     from prunekit.search.space import SearchSpace
 
     from prunekit.runs import RunDir, source_path
@@ -279,11 +298,13 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
     run = RunDir.open(out, OUTPUT_FILES, overwrite=overwrite, resume=resume, resumable=True, what="a search",
                       keep=[*reused, cfg.latency_table, source])
     out.mkdir(parents=True, exist_ok=True)
+    timer = PhaseTimer()
     torch.manual_seed(cfg.seed)
     example = data.train_x[:1]
     model = copy.deepcopy(model).eval()
-    space = SearchSpace.build(model, example, ratios=cfg.ratios, round_to=cfg.round_to,
-                              min_channels=cfg.min_channels, ignored_layers=cfg.ignored_layers)
+    with timer.phase("space"):
+        space = SearchSpace.build(model, example, ratios=cfg.ratios, round_to=cfg.round_to,
+                                  min_channels=cfg.min_channels, ignored_layers=cfg.ignored_layers)
     lut = None
     if cfg.latency_ms is not None:
         # a resumed search keeps the table it started with, so its constraint checks do not move
@@ -298,20 +319,27 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
         lut.save(out / "latency_table.json")
     within, in_band, limits = _budget(space, cfg, lut)
     sub = data.holdout(cfg.val_fraction, seed=cfg.seed)
-    supernet = _train_supernet(model, space, sub, cfg, out / "supernet.pt", resume, progress, source=supernet)
+    # drawn once: every candidate is scored on the same images, calibrated on the same batches
+    val_x, val_y = fixed_subset(sub.test_x, sub.test_y, cfg.eval_samples, cfg.seed)
+    with timer.phase("supernet"):
+        supernet = _train_supernet(model, space, _supernet_data(sub, val_x, val_y, cfg), cfg, out / "supernet.pt",
+                                   resume, progress, source=supernet)
 
     def realise(enc):
         base = supernet.subnet(enc) if cfg.method == "metapruning" else supernet
         return space.plan(enc).apply(base)
 
-    edata = EvalData(sub.train_x, sub.test_x, sub.test_y, cfg.calib_batches, 128)
+    calib_x = sub.train_x[: cfg.calib_batches * cfg.calib_batch_size].clone()  # only what is used goes to workers
+    edata = EvalData(calib_x, val_x, val_y, cfg.calib_batches, cfg.calib_batch_size)
     header = {"method": cfg.method, "seed": cfg.seed, "greedy_moves": cfg.greedy_moves, "limits": limits, "groups": [list(c) for c in space.candidates],
-              "evolution": dataclasses.asdict(cfg.evolution_config()) if cfg.method == "metapruning" else None}
+              "evolution": dataclasses.asdict(cfg.evolution_config()) if cfg.method == "metapruning" else None,
+              "evaluation": {"calib_batches": cfg.calib_batches, "calib_batch_size": cfg.calib_batch_size,
+                             "eval_samples": len(val_y)}}
     log = SearchLog.open(log_path, header, resume)
     import os
 
     workers = cfg.workers if cfg.workers is not None else max(1, min(4, os.cpu_count() or 1))
-    with ParallelScorer(edata, workers=workers, ray_address=cfg.ray_address) as scorer:
+    with timer.phase("search"), ParallelScorer(edata, workers=workers, ray_address=cfg.ray_address) as scorer:
         def score_many(encs):
             res = scorer.map([realise(e) for e in encs])
             rows = []
@@ -323,19 +351,22 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
                 rows.append(row)
             return rows
 
+        cache = CandidateCache(score_many)
         if cfg.method == "metapruning":
             from prunekit.search.evolution import evolve
 
-            best = evolve(space.candidates, score_many, in_band, cfg.evolution_config(), log, progress)
+            best = evolve(space.candidates, cache, in_band, cfg.evolution_config(), log, progress)
         else:
             from prunekit.search.slimmable import greedy_slim
 
-            best = greedy_slim(space, score_many, within, log, progress, moves=cfg.greedy_moves)
-    plot_population(log, out / "population.png")
+            best = greedy_slim(space, cache, within, log, progress, moves=cfg.greedy_moves)
+        plot_population(log, out / "population.png")
     if lut is not None:
         lut.save(out / "latency_table.json")  # with the entries the search measured on the way
     enc = tuple(best["encoding"])
-    return _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress, lut, limits, provenance)
+    counts = {"candidates_evaluated": cache.evaluated, "candidates_cached": cache.hits}
+    return _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress, lut, limits, provenance,
+                   timer, counts)
 
 
 #: the SearchConfig fields a trained super-network depends on (checked when one is reused)
@@ -385,6 +416,15 @@ def _check_identity(meta: Path, cfg: SearchConfig, space, who: str, advice: str)
             raise PrunekitError(f"{who} with a different {what} ({saved.get(k)!r}, this search has {v!r}); {advice}")
 
 
+def _supernet_data(sub, val_x, val_y, cfg: SearchConfig):
+    """The split the super-network trains on: ``supernet_samples`` images of ``sub``'s training part (a fixed
+    stratified subset; 0: all), and the search's evaluation subset as its end-of-training check."""
+    from prunekit.search.evaluate import fixed_subset
+
+    x, y = fixed_subset(sub.train_x, sub.train_y, cfg.supernet_samples, cfg.seed)
+    return dataclasses.replace(sub, train_x=x, train_y=y, test_x=val_x, test_y=val_y)
+
+
 def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bool, progress: bool, source=None):
     import copy
 
@@ -393,17 +433,22 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
     from prunekit.train import Trainer
     from prunekit.utils.io import atomic_save_torch, atomic_write
 
-    tcfg = cfg.train_config("supernet").replace(progress=progress and cfg.train_config("supernet").progress)
+    from prunekit.search.phases import TrainProgress
+
+    tcfg = cfg.train_config("supernet")
+    # one bar over all epochs (its ETA is the whole training's) instead of the trainer's per-epoch bars
+    bar = TrainProgress("super-network", enabled=progress and tcfg.progress)
+    tcfg = tcfg.replace(progress=False)
     if cfg.method == "metapruning":
         from prunekit.search.pruningnet import PruningNet
 
         net = PruningNet(model, space, hidden=cfg.hidden, seed=cfg.seed, rank=cfg.rank)
-        callbacks = ()
+        callbacks = (bar,)
     else:
         from prunekit.search.slimmable import SandwichRule
 
         net = copy.deepcopy(model)
-        callbacks = (SandwichRule(space, cfg.num_random, seed=cfg.seed),)
+        callbacks = (SandwichRule(space, cfg.num_random, seed=cfg.seed), bar)
     if source is not None:
         try:
             net.load_state_dict(_reuse_supernet(source, cfg, space))
@@ -431,7 +476,8 @@ def _train_supernet(model, space, sub, cfg: SearchConfig, path: Path, resume: bo
     return net.eval()
 
 
-def _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress, lut, limits, provenance):
+def _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress, lut, limits, provenance, timer,
+            counts):
     from prunekit import checkpoint
     from prunekit.measure import count_macs, count_params
     from prunekit.runs import complete
@@ -450,14 +496,16 @@ def _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress,
     pruned = plan.apply(base)
     if cfg.init == "scratch":
         pruned = reinitialize(pruned, cfg.seed)
-    x = data.train_x[: cfg.calib_batches * 128]
-    recalibrate_bn(pruned, [x[i:i + 128] for i in range(0, len(x), 128)])
+    bs = cfg.calib_batch_size
+    x = data.train_x[: cfg.calib_batches * bs]
+    recalibrate_bn(pruned, [x[i:i + bs] for i in range(0, len(x), bs)])
     before = evaluate(pruned, data.test_x, data.test_y)
     ft = cfg.finetune
-    if ft.epochs > 0:
-        can_ckpt = checkpoint.get_spec(pruned) is not None
-        run_finetune(pruned, data, ft, progress=progress and ft.progress, seed=cfg.seed,
-                     out_dir=out / "finetune" if can_ckpt else None, resume=resume and can_ckpt, overwrite=True)
+    with timer.phase("finetune"):
+        if ft.epochs > 0:
+            can_ckpt = checkpoint.get_spec(pruned) is not None
+            run_finetune(pruned, data, ft, progress=progress and ft.progress, seed=cfg.seed,
+                         out_dir=out / "finetune" if can_ckpt else None, resume=resume and can_ckpt, overwrite=True)
     pruned.eval()
     after = evaluate(pruned, data.test_x, data.test_y)
     example = data.train_x[:1]
@@ -470,6 +518,7 @@ def _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress,
         "params": int(count_params(pruned)), "params_full": int(count_params(model)),
         "test_top1_before_finetune": before["top1"], "test_top1": after["top1"],
         "test_top1_full_model": evaluate(model, data.test_x, data.test_y)["top1"],
+        "preset": cfg.preset, **counts,
     }
     if lut is not None:
         report.update(_latency_report(lut, enc, pruned, model, example))
@@ -482,6 +531,7 @@ def _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress,
                                                                     ("method", "encoding", "test_top1")}, **lin})
         report["checkpoint"] = str(out / "pruned.pt")
     plot_widths(space.layer_widths(enc), out / "widths.png", title=f"{cfg.method}: channels kept")
+    report["seconds"] = timer.as_dict()  # wall time per phase (the latency measurement above counts in total only)
     prov = complete(provenance, call="prunekit.search.search", config=cfg.to_dict(),
                     dataset=getattr(data, "name", None))
     run.write_report(build_report(report), prov)

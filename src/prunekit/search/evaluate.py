@@ -155,3 +155,61 @@ def _ray_score(model, data: EvalData) -> dict:
 
     torch.set_num_threads(1)
     return _score(model, data)
+
+
+def fixed_subset(x, y, n: int, seed: int = 0):
+    """``(x, y)`` cut to a stratified, seeded subset of ``n`` samples (all of them when ``n`` is 0 or not smaller).
+
+    The search draws it once, so every candidate is scored on the same images
+    (the ranking compares networks, not samples).
+
+    Example:
+        >>> import torch
+        >>> xs, ys = fixed_subset(torch.arange(20.0), torch.arange(20) % 2, 4, seed=0)
+        >>> len(ys), sorted(ys.tolist())
+        (4, [0, 0, 1, 1])
+    """
+    if not n or n >= len(y):
+        return x, y
+    from prunekit.data import split_train_val
+
+    part = split_train_val(x, y, int(n), seed)
+    return part.val_x, part.val_y
+
+
+class CandidateCache:
+    """Scores of candidates by encoding: a candidate seen before is answered without evaluating it again.
+
+    Wraps a ``list[encoding] -> list[dict]`` scoring function; duplicates within one
+    call are evaluated once too. ``evaluated`` counts the encodings actually passed
+    to the function, ``hits`` the answers served from the cache.
+
+    Example:
+        >>> calls = []
+        >>> cache = CandidateCache(lambda encs: calls.append(list(encs)) or [{"score": sum(e)} for e in encs])
+        >>> cache([(1, 2), (3, 4)])
+        [{'score': 3}, {'score': 7}]
+        >>> cache([(3, 4), (1, 2), (1, 2)])
+        [{'score': 7}, {'score': 3}, {'score': 3}]
+        >>> len(calls), cache.evaluated, cache.hits
+        (1, 2, 3)
+    """
+
+    def __init__(self, score_many) -> None:
+        self._score_many = score_many
+        self._results: dict = {}
+        self.evaluated = 0
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._results)
+
+    def __call__(self, encodings) -> list[dict]:
+        encs = [tuple(int(k) for k in e) for e in encodings]
+        todo = [e for e in dict.fromkeys(encs) if e not in self._results]
+        if todo:
+            for e, res in zip(todo, self._score_many(todo)):
+                self._results[e] = res
+        self.evaluated += len(todo)
+        self.hits += len(encs) - len(todo)
+        return [dict(self._results[e]) for e in encs]

@@ -125,7 +125,12 @@ def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: b
     step = 0
     from prunekit.utils.progress import progress_bar
 
-    bar = progress_bar(desc="greedy slimming", enabled=progress, leave=True)
+    bar = progress_bar(desc="greedy slimming", enabled=progress, leave=True, unit="step")
+    if not bar.disable:  # an estimated total gives the bar an ETA; only worth its budget checks when drawn
+        from prunekit.search.phases import greedy_steps_estimate
+
+        bar.total = greedy_steps_estimate(space, ok, moves)
+        bar.refresh()
     while not ok(enc):
         if step in by_step:  # resume: replay the logged step
             recs = by_step[step]
@@ -149,6 +154,8 @@ def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: b
             current = {"iteration": step, "encoding": new, "score": None, "combined_moves": moves}
         enc = tuple(new)
         step += 1
+        if bar.total is not None and bar.n + 1 > bar.total:
+            bar.total = bar.n + 2  # the estimate was short: keep the bar below 100% until the end
         bar.update(1)
     bar.close()
     if not ok(enc):
