@@ -29,12 +29,21 @@ def add_parser(subparsers):
     p.add_argument("--budget-floor", type=float,
                    help="MetaPruning: candidates must also use at least this fraction of the budget (default 0.9; "
                         "0 = the paper's upper bound only)")
-    p.add_argument("--ratios", help="candidate width ratios, comma separated (default 0.1,...,1.0)")
+    p.add_argument("--preset", choices=("fast", "thorough"),
+                   help="settings of every phase not given explicitly: 'fast' (default; the whole search in minutes "
+                        "on a 2-core CPU) or 'thorough' (the papers' evolution, longer training; see docs/search.md)")
+    p.add_argument("--eval-samples", type=int,
+                   help="sub-validation images each candidate is scored on (a fixed subset; 0: all; fast: 256)")
+    p.add_argument("--calib-batches", type=int, help="BN recalibration batches per candidate (fast: 2 of 64)")
+    p.add_argument("--supernet-samples", type=int,
+                   help="training images the super-network trains on (a fixed subset; 0: all; fast: 1024)")
+    p.add_argument("--ratios", help="candidate width ratios, comma separated (fast: 0.2,0.4,...,1.0; "
+                                    "thorough: 0.1,...,1.0)")
     p.add_argument("--round-to", type=int, default=1, help="kept channel counts are multiples of this")
-    p.add_argument("--epochs", type=int, help="super-network training epochs (default 5)")
-    p.add_argument("--iterations", type=int, help="evolution iterations (MetaPruning; default 20)")
-    p.add_argument("--population", type=int, help="evolution population (MetaPruning; default 50)")
-    p.add_argument("--greedy-moves", type=int, help="groups shrunk per greedy slimming step (AutoSlim; default 1)")
+    p.add_argument("--epochs", type=int, help="super-network training epochs (fast: 1, thorough: 5)")
+    p.add_argument("--iterations", type=int, help="evolution iterations (MetaPruning; fast: 4, thorough: 20)")
+    p.add_argument("--population", type=int, help="evolution population (MetaPruning; fast: 12, thorough: 50)")
+    p.add_argument("--greedy-moves", type=int, help="groups shrunk per greedy slimming step (AutoSlim; fast: 4, thorough: 1)")
     p.add_argument("--init", choices=("original", "supernet", "scratch"), default="original",
                    help="weights of the found network before fine-tuning (default: inherit the checkpoint's)")
     p.add_argument("--workers", type=int, help="parallel candidate-evaluation processes (default min(4, CPUs))")
@@ -64,7 +73,8 @@ def _config(args) -> dict:
 
     cfg = dict(load_yaml(args.config)) if args.config else {}
     cfg["method"] = args.method
-    for key in ("macs", "params", "latency_ms", "latency_mode", "latency_table", "budget_floor", "seed"):
+    for key in ("macs", "params", "latency_ms", "latency_mode", "latency_table", "budget_floor", "seed", "preset",
+                "eval_samples", "calib_batches", "supernet_samples"):
         v = getattr(args, key)
         if v is not None:
             cfg[key] = v
@@ -131,5 +141,9 @@ def run(args) -> int:
                      f"{r['latency_ms_measured_at_table_speed']:.3f} ms at the table's speed)" if drift else ""))
         for w in r["widths"]:
             print(f"  {w['group']:<40} {w['kept']:>5} / {w['size']}")
+        sec = r.get("seconds", {})
+        print(f"preset {r['preset']}: {r['candidates_evaluated']} candidates evaluated; "
+              + ", ".join(f"{k} {v:.1f} s" for k, v in sec.items() if k != "total")
+              + f" (total {sec.get('total', 0.0):.1f} s)")
         print(f"wrote {args.out}")
     return 0
