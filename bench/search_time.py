@@ -89,7 +89,8 @@ def _table(rows: list) -> list[str]:
         s = r["seconds"]
         lines.append(f"| {r['model']} | {r['method']} | {r['preset']} | {r['command_s']:.0f} | "
                      f"{s.get('supernet', 0):.0f} | {s.get('search', 0):.0f} | {s.get('finetune', 0):.0f} | "
-                     f"{r['candidates']} | {100 * r['macs_fraction']:.1f}% | {r['top1_before']:.2f} | {r['top1']:.2f} | "
+                     f"{r['candidates']} | {100 * r['macs_fraction']:.1f}% | {r['top1_before']:.2f} | "
+                     f"{r['top1']:.2f} | "
                      f"{r['top1_full']:.2f} | {'yes' if r['command_s'] <= LIMIT_S else 'NO'} |")
     return lines
 

@@ -153,7 +153,9 @@ def main() -> None:
                           flush=True)
                 found = {}
                 for method in search_methods:
-                    cfg = SearchConfig(method=method, macs=b, seed=seed, ratios=ratios, calib_batches=args.calib_batches,
+                    # preset thorough: the settings these results were produced with (whole splits, 128-image batches)
+                    cfg = SearchConfig(method=method, macs=b, seed=seed, preset="thorough", ratios=ratios,
+                                       calib_batches=args.calib_batches,
                                        greedy_moves=args.greedy_moves, supernet={"epochs": args.supernet_epochs},
                                        finetune={"epochs": args.finetune_epochs, "lr": 0.02}, evolution=evo,
                                        workers=args.workers)
@@ -185,7 +187,8 @@ def main() -> None:
                 budget_ms = table.predict(grid.uniform(0.5))
                 # the search uses this very table, so its budget and its predictions share one timing of the machine
                 table_path = table.save(out / f"{name}_latency_table_s{seed}.json")
-                cfg = SearchConfig(method="metapruning", latency_ms=budget_ms, seed=seed, ratios=ratios,
+                cfg = SearchConfig(method="metapruning", latency_ms=budget_ms, seed=seed, preset="thorough",
+                                   ratios=ratios,
                                    latency_mode=args.latency_mode, latency_table=str(table_path),
                                    calib_batches=args.calib_batches, workers=args.workers,
                                    supernet={"epochs": args.supernet_epochs}, finetune={"epochs": 0}, evolution=evo)

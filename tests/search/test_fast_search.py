@@ -155,3 +155,28 @@ def test_every_candidate_is_scored_on_one_fixed_subset(method, digits, tmp_path,
     rep = res.report
     assert rep["preset"] == "fast" and rep["config"]["eval_samples"] == 60
     assert {"space", "supernet", "search", "finetune", "total"} <= set(rep["seconds"])
+
+
+def test_cli_preset_is_recorded_and_explicit_flags_win(digits, tmp_path, capsys):
+    from prunekit import checkpoint
+    from prunekit.cli import main
+
+    torch.manual_seed(0)
+    m = models.create("convnet3", num_classes=10, in_channels=1, input_size=digits.image_size)
+    ckpt = tmp_path / "net.pt"
+    checkpoint.save(ckpt, m)
+    out = tmp_path / "run"
+    assert main(["search", str(ckpt), "--method", "autoslim", "--macs", "0.6", "--data", "digits", "--out", str(out),
+                 "--preset", "thorough", "--epochs", "0", "--finetune-epochs", "0", "--ratios", "0.5,0.75,1.0",
+                 "--eval-samples", "50", "--calib-batches", "1", "--greedy-moves", "2", "--no-progress",
+                 "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text())
+    rep = rep.get("result", rep)
+    cfg = rep["config"]
+    assert rep["preset"] == "thorough" and cfg["preset"] == "thorough"
+    # the preset's values where no flag was given, the flags' where one was
+    assert (cfg["calib_batch_size"], cfg["num_random"], cfg["supernet_samples"]) == (128, 2, 0)
+    assert (cfg["eval_samples"], cfg["calib_batches"], cfg["greedy_moves"]) == (50, 1, 2)
+    assert cfg["evolution"]["population"] == 50 and cfg["supernet"]["epochs"] == 0
+    assert f"preset thorough: {rep['candidates_evaluated']} candidates evaluated" in text

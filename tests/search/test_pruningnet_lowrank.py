@@ -107,7 +107,8 @@ def test_cached_dim_masks_equal_the_space_masks():
 
 
 def test_resuming_with_another_rank_names_the_setting(tmp_path):
-    from prunekit.search.api import SearchConfig, _train_supernet
+    from prunekit.search.api import SearchConfig
+    from prunekit.search.supernet import train_supernet as _train_supernet
 
     net = _mlp()
     space = SearchSpace.build(net, torch.zeros(1, 2), ratios=(0.5, 1.0))
