@@ -139,6 +139,11 @@ def test_every_candidate_is_scored_on_one_fixed_subset(method, digits, tmp_path,
         return real(model, calib_x, val_x, val_y, calib_batches, batch_size)
 
     monkeypatch.setattr(ev, "score_model", spy)
+    import prunekit.search.slimmable as sl
+
+    moves = []
+    real_greedy = sl.greedy_slim
+    monkeypatch.setattr(sl, "greedy_slim", lambda *a, **k: moves.append(k["moves"]) or real_greedy(*a, **k))
     torch.manual_seed(0)
     m = models.create("convnet3", num_classes=10, in_channels=1, input_size=digits.image_size)
     cfg = SearchConfig(method=method, macs=0.5, ratios=[0.25, 0.5, 0.75, 1.0], workers=1, eval_samples=60,
@@ -155,6 +160,8 @@ def test_every_candidate_is_scored_on_one_fixed_subset(method, digits, tmp_path,
     rep = res.report
     assert rep["preset"] == "fast" and rep["config"]["eval_samples"] == 60
     assert {"space", "supernet", "search", "finetune", "total"} <= set(rep["seconds"])
+    # the fast preset's greedy_moves 0 shrinks half the groups (rounded up) per step: convnet3 has 3 groups
+    assert rep["config"]["greedy_moves"] == 0 and moves == ([2] if method == "autoslim" else [])
 
 
 def test_cli_preset_is_recorded_and_explicit_flags_win(digits, tmp_path, capsys):

@@ -44,7 +44,8 @@ def add_parser(subparsers):
     p.add_argument("--iterations", type=int, help="evolution iterations (MetaPruning; fast: 4, thorough: 20)")
     p.add_argument("--population", type=int, help="evolution population (MetaPruning; fast: 12, thorough: 50)")
     p.add_argument("--greedy-moves", type=int,
-                   help="groups shrunk per greedy slimming step (AutoSlim; fast: 4, thorough: 1)")
+                   help="groups shrunk per greedy slimming step (AutoSlim; 0: half the groups; fast: 0, "
+                        "thorough: 1)")
     p.add_argument("--init", choices=("original", "supernet", "scratch"), default="original",
                    help="weights of the found network before fine-tuning (default: inherit the checkpoint's)")
     p.add_argument("--workers", type=int, help="parallel candidate-evaluation processes (default min(4, CPUs))")

@@ -76,7 +76,8 @@ class SearchConfig:
             :class:`prunekit.train.FinetuneConfig`; ``epochs: 0`` skips it; its seed defaults to ``seed``).
         evolution: :class:`EvolutionConfig` fields (MetaPruning).
         num_random: random widths per step of the sandwich rule (AutoSlim).
-        greedy_moves: groups shrunk per greedy-slimming step (AutoSlim: 1).
+        greedy_moves: groups shrunk per greedy-slimming step (AutoSlim: 1); 0: half the groups
+            (rounded up), so the number of steps does not grow with the number of groups.
         hidden: PruningNet meta-network hidden width (the paper's 32).
         rank: rank of each PruningNet block's last weight (``numel x hidden`` factorised through
             ``rank``; 8 keeps training within ~1.3x of the full model's time, ``rank >= hidden``
@@ -158,7 +159,8 @@ class SearchConfig:
         check_int("latency_rounds", self.latency_rounds)
         if self.macs is None and self.params is None and self.latency_ms is None:
             raise ConfigError("give a budget: macs, params and/or latency_ms")
-        for k in ("greedy_moves", "hidden", "rank"):
+        check_int("greedy_moves", self.greedy_moves, minimum=0)
+        for k in ("hidden", "rank"):
             check_int(k, getattr(self, k))
         check_int("workers", self.workers, allow_none=True)
         check_fraction("val_fraction", self.val_fraction, allow_zero=False)
@@ -360,7 +362,8 @@ def search(model, data, config: SearchConfig | dict, out_dir, *, resume: bool = 
         else:
             from prunekit.search.slimmable import greedy_slim
 
-            best = greedy_slim(space, cache, within, log, progress, moves=cfg.greedy_moves)
+            moves = cfg.greedy_moves or -(-len(space) // 2)  # 0: half the groups per step
+            best = greedy_slim(space, cache, within, log, progress, moves=moves)
         plot_population(log, out / "population.png")
     if lut is not None:
         lut.save(out / "latency_table.json")  # with the entries the search measured on the way

@@ -38,7 +38,7 @@ PRESETS: dict = {
         "finetune": {"epochs": 1, "batch_size": 128, "lr": 0.02, "augment": False, "eval_every": 0},
         "evolution": {"population": 12, "top_k": 4, "mutation_num": 6, "crossover_num": 6, "iterations": 4},
         "num_random": 1,
-        "greedy_moves": 4,
+        "greedy_moves": 0,
         "calib_batches": 2,
         "calib_batch_size": 64,
         "eval_samples": 256,
