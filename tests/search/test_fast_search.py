@@ -187,3 +187,15 @@ def test_cli_preset_is_recorded_and_explicit_flags_win(digits, tmp_path, capsys)
     assert (cfg["eval_samples"], cfg["calib_batches"], cfg["greedy_moves"]) == (50, 1, 2)
     assert cfg["evolution"]["population"] == 50 and cfg["supernet"]["epochs"] == 0
     assert f"preset thorough: {rep['candidates_evaluated']} candidates evaluated" in text
+
+
+def test_a_combined_greedy_step_stops_once_the_budget_is_met():
+    net = nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(), nn.Conv2d(8, 2, 3))
+    space = SearchSpace.build(net, torch.randn(1, 1, 9, 9), ratios=(0.5, 1.0))
+    assert space.candidates == [(4, 8), (4, 8)]
+    # group 1 shrinking scores best; shrinking it alone meets the budget, so group 0 stays
+    score = lambda encs: [{"score": float(-e[1])} for e in encs]  # noqa: E731
+    best = greedy_slim(space, score, lambda e: e[1] <= 4, progress=False, moves=2)
+    assert best["encoding"] == [8, 4] and best["score"] == -4.0
+    best = greedy_slim(space, score, lambda e: sum(e) <= 8, progress=False, moves=2)
+    assert best["encoding"] == [4, 4] and best["combined_moves"] == 2

@@ -108,8 +108,9 @@ def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: b
         score_many: ``list[encoding] -> list[dict]`` with ``score`` (higher is better).
         ok: the budget test.
         log: a :class:`~prunekit.search.log.SearchLog`; finished steps are replayed.
-        moves: groups shrunk per step (the best ``moves`` one-step reductions together);
-            1 is AutoSlim's rule, larger values trade fidelity for fewer evaluations.
+        moves: groups shrunk per step (the best ``moves`` one-step reductions together, in
+            their ranking's order, stopping as soon as the budget is met so a step does not
+            overshoot it); 1 is AutoSlim's rule, larger values trade fidelity for fewer evaluations.
 
     Returns the record of the chosen encoding (``score`` None when it was not evaluated as such:
     the full network, or a step combining several moves).
@@ -147,11 +148,15 @@ def greedy_slim(space, score_many: Callable, ok: Callable, log=None, progress: b
         ranked = sorted(recs, key=lambda r: (-r["score"], r["encoding"]))
         current = ranked[0]
         new = list(current["encoding"])
+        applied = 1
         for r in ranked[1:moves]:  # also apply the next-best moves (each changes one group)
+            if ok(tuple(new)):
+                break  # within budget already: further moves would only overshoot it
             i = next(j for j, (a, b) in enumerate(zip(r["encoding"], enc)) if a != b)
             new[i] = r["encoding"][i]
-        if moves > 1 and tuple(new) != tuple(current["encoding"]):
-            current = {"iteration": step, "encoding": new, "score": None, "combined_moves": moves}
+            applied += 1
+        if applied > 1:
+            current = {"iteration": step, "encoding": new, "score": None, "combined_moves": applied}
         enc = tuple(new)
         step += 1
         if bar.total is not None and bar.n + 1 > bar.total:
