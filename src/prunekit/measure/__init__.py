@@ -8,6 +8,10 @@ Every figure is documented in ``docs/measure.md``. In short:
   op kinds through :func:`register_op_counter`.
 * :func:`measure_latency` / :func:`compare_latency`: median wall-clock time of a
   forward pass at a fixed thread count after warm-up; several models interleaved.
+* :func:`compare_speed` -> :class:`SpeedupResult`: the latency ratio after/before of two
+  models timed interleaved in rounds, with a bootstrap confidence interval and a
+  verdict whether it is measurable on this machine now (:func:`paired_speedup` for
+  two results of one :func:`compare_latency` call).
 * :func:`peak_memory`, :func:`size_on_disk`: peak extra memory of a forward pass, bytes on disk.
 * :func:`profile` / :func:`profile_many` -> :class:`ProfileReport` (JSON, Markdown,
   terminal table) and :func:`compare` for before/after tables.
@@ -27,6 +31,7 @@ from prunekit.measure.memory import peak_memory, size_on_disk
 from prunekit.measure.params import count_nonzero_params, count_params, nonzero_per_param, sparsity
 from prunekit.measure.profiling import profile, profile_many
 from prunekit.measure.report import ProfileReport
+from prunekit.measure.speedup import SpeedConfig, SpeedupResult, compare_speed, paired_speedup, speedup_from_times
 
 __all__ = [
     "LatencyResult", "MacsReport", "OP_COUNTERS", "ProfileComparison", "ProfileReport", "compare",

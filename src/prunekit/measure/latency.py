@@ -24,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import time
-from dataclasses import asdict, dataclass, fields
-from typing import Mapping
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from typing import Callable, Mapping
 
 from prunekit.errors import ConfigError, PrunekitError
 from prunekit.measure._utils import batch_size_of, call_model, eval_mode, is_cuda_input
@@ -46,6 +47,10 @@ class LatencyResult:
         repeats: number of timed runs.
         threads: torch intra-op threads during the runs.
         batch_size: leading dimension of the input.
+        round_ms: the time of each timed run in order (ms); with :func:`compare_latency`,
+            run ``i`` of every model is round ``i``, so two models' ``round_ms`` are paired.
+        session: an id shared by the results of one interleaved timing call ("" otherwise);
+            :func:`prunekit.measure.paired_speedup` pairs only results of the same session.
     """
 
     median_ms: float
@@ -56,6 +61,8 @@ class LatencyResult:
     repeats: int
     threads: int
     batch_size: int
+    round_ms: tuple = field(default=(), repr=False)
+    session: str = ""
 
     @property
     def per_sample_ms(self) -> float:
@@ -68,27 +75,36 @@ class LatencyResult:
         return 1000.0 * self.batch_size / self.median_ms if self.median_ms > 0 else float("inf")
 
     def to_dict(self) -> dict:
-        """JSON-able form."""
-        return asdict(self)
+        """JSON-able form (``round_ms`` as a list)."""
+        d = asdict(self)
+        d["round_ms"] = list(self.round_ms)
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "LatencyResult":
-        """Inverse of :meth:`to_dict`; unknown or missing keys raise ConfigError naming the key."""
+        """Inverse of :meth:`to_dict`; unknown or missing keys raise ConfigError naming the key.
+
+        ``round_ms`` and ``session`` may be missing (reports written before prunekit kept them).
+        """
         names = {f.name for f in fields(cls)}
+        optional = {"round_ms", "session"}
         for key in d:
             if key not in names:
                 raise ConfigError(f"LatencyResult: unknown key {key!r}")
-        for key in names:
+        for key in names - optional:
             if key not in d:
                 raise ConfigError(f"LatencyResult: missing key {key!r}")
         try:
-            return cls(**{k: (int(d[k]) if k in ("repeats", "threads", "batch_size") else float(d[k])) for k in names})
+            values = {k: (int(d[k]) if k in ("repeats", "threads", "batch_size") else float(d[k]))
+                      for k in names - optional}
+            return cls(**values, round_ms=tuple(float(t) for t in d.get("round_ms", ())),
+                       session=str(d.get("session", "")))
         except (TypeError, ValueError) as e:
             raise ConfigError(f"LatencyResult: malformed value ({e})") from None
 
     @classmethod
-    def from_times(cls, times_s, threads: int, batch_size: int) -> "LatencyResult":
-        """Summarise raw per-run times in seconds (pure function)."""
+    def from_times(cls, times_s, threads: int, batch_size: int, session: str = "") -> "LatencyResult":
+        """Summarise raw per-run times in seconds (pure function); the times are kept in ``round_ms``."""
         import numpy as np
 
         t = np.asarray(times_s, dtype=np.float64) * 1000.0
@@ -96,7 +112,8 @@ class LatencyResult:
             raise ValueError("no timings to summarise")
         p10, med, p90 = np.percentile(t, [10, 50, 90])
         return cls(median_ms=float(med), mean_ms=float(t.mean()), p10_ms=float(p10), p90_ms=float(p90),
-                   min_ms=float(t.min()), repeats=int(t.size), threads=threads, batch_size=batch_size)
+                   min_ms=float(t.min()), repeats=int(t.size), threads=threads, batch_size=batch_size,
+                   round_ms=tuple(float(x) for x in t), session=session)
 
 
 @contextlib.contextmanager
@@ -179,11 +196,30 @@ def compare_latency(models: Mapping[str, object], example_input, warmup: int = 1
         >>> sorted(res)
         ['big', 'small']
     """
-    import torch
-
     if not isinstance(models, Mapping) or not models:
         raise PrunekitError("compare_latency needs a non-empty dict {name: model}")
     max_runs = check_latency_args(warmup, repeats, threads, min_time_s, max_repeats)
+
+    def done(times: dict, rounds: int) -> bool:
+        if rounds >= max_runs:
+            return True
+        return rounds >= repeats and all(sum(t) >= min_time_s for t in times.values())
+
+    return time_rounds(models, example_input, warmup=warmup, threads=threads, done=done,
+                       progress_total=repeats if progress else None)
+
+
+def time_rounds(models: Mapping[str, object], example_input, warmup: int, threads: int | None,
+                done: Callable[[dict, int], bool], progress_total: int | None = None) -> dict:
+    """The timing loop of :func:`compare_latency`: warm-up, then interleaved rounds until ``done``.
+
+    ``done(times, rounds)`` is asked before every round with the times so far
+    (``{name: [seconds, ...]}``, one per round) and the number of rounds; the rounds
+    rotate the order of the models. Returns ``{name: LatencyResult}`` sharing one
+    ``session`` id, each with its per-round times. Arguments are not checked here.
+    """
+    import torch
+
     names = list(models)
     cuda = is_cuda_input(example_input)
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -196,20 +232,20 @@ def compare_latency(models: Mapping[str, object], example_input, warmup: int = 1
         for _ in range(warmup):
             for name in names:
                 call_model(models[name], example_input)
-        if progress:
+        if progress_total:
             from prunekit.utils.progress import progress_bar
 
-            bar = stack.enter_context(progress_bar(total=repeats, desc="latency", unit="round"))
+            bar = stack.enter_context(progress_bar(total=progress_total, desc="latency", unit="round"))
         stack.enter_context(_gc_paused())
         rounds = 0
-        while rounds < max_runs:
-            if rounds >= repeats and all(sum(t) >= min_time_s for t in times.values()):
-                break
+        while not done(times, rounds):
             shift = rounds % len(names)
             for name in names[shift:] + names[:shift]:
                 times[name].append(_timed_call(models[name], example_input, cuda))
             rounds += 1
-            if bar is not None and rounds <= repeats:
+            if bar is not None and rounds <= progress_total:
                 bar.update(1)
     batch = batch_size_of(example_input)
-    return {n: LatencyResult.from_times(times[n], threads=used_threads, batch_size=batch) for n in names}
+    session = uuid.uuid4().hex[:12]  # ties these results together, so only they pair (paired_speedup)
+    return {n: LatencyResult.from_times(times[n], threads=used_threads, batch_size=batch, session=session)
+            for n in names}
