@@ -101,3 +101,33 @@ def test_profile_bad_arguments(kwargs, match):
     args = {"input_shape": (1, 6, 6), "latency": False, "memory": False, **kwargs}
     with pytest.raises(PrunekitError, match=match):
         profile(net(2), **args)
+
+
+def test_compare_latency_rows_carry_the_paired_ratio_and_interval(pair):
+    import dataclasses
+
+    from prunekit.measure import LatencyResult, SpeedupResult
+
+    c = compare(pair["before"], pair["after"])
+    row = c.row("latency bs=2 (median)")
+    sp = SpeedupResult.from_dict(row["speedup"])
+    assert row["ratio"] == sp.ratio and sp.rounds == 3 and sp.batch_size == 2 and not sp.measurable
+    assert "latency bs=2: latency not measurable on this machine right now: only 3 rounds" in c.to_table()
+    # a saved and reloaded pair still pairs (per-round times and session are in the JSON)
+    loaded = [ProfileReport.from_dict(json.loads(json.dumps(pair[k].to_dict()))) for k in ("before", "after")]
+    assert compare(*loaded).row("latency bs=2 (median)")["speedup"] == row["speedup"]
+    # exact figures on synthetic paired times: after takes half the time in every round
+    times = [0.004, 0.005, 0.004, 0.006, 0.004, 0.005]
+    lat = {1: LatencyResult.from_times(times, threads=1, batch_size=1, session="s1")}
+    half = {1: LatencyResult.from_times([t / 2 for t in times], threads=1, batch_size=1, session="s1")}
+    c = compare(dataclasses.replace(pair["before"], latency=lat), dataclasses.replace(pair["after"], latency=half))
+    assert c.row("latency bs=1 (median)")["ratio"] == 0.5
+    text = c.to_table()
+    assert "0.50x [0.50, 0.50]  -50.0%" in text
+    assert "latency bs=1: 0.50x latency [0.50, 0.50] (95% CI, 6 rounds, batch 1, 1 thread)" in text
+    assert "- latency bs=1: 0.50x latency" in c.to_markdown()
+    # reports timed apart: medians shown, no ratio
+    other = {1: LatencyResult.from_times([t / 2 for t in times], threads=1, batch_size=1, session="s2")}
+    apart = compare(dataclasses.replace(pair["before"], latency=lat), dataclasses.replace(pair["after"], latency=other))
+    assert apart.row("latency bs=1 (median)")["ratio"] is None and apart.speedups() == {"latency bs=1 (median)": None}
+    assert "timed apart" in apart.to_table() and "0.50x" not in apart.to_table()

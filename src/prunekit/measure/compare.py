@@ -1,5 +1,10 @@
 """Before/after tables of two :class:`~prunekit.measure.report.ProfileReport` objects.
 
+Latency rows carry the paired ratio of :func:`prunekit.measure.paired_speedup` with its
+interval when the two reports were timed together (one :func:`~prunekit.measure.profile_many`
+call); two reports timed apart get no latency ratio at all, since it would measure the
+machine between the two timings.
+
 Example:
     >>> import torch.nn as nn
     >>> from prunekit.measure import profile
@@ -14,6 +19,10 @@ from dataclasses import dataclass, field
 
 from prunekit.measure.format import change_str, human_bytes, human_ms, markdown_table, ratio_str, text_table
 from prunekit.measure.report import ProfileReport
+from prunekit.measure.speedup import SpeedupResult, paired_speedup
+
+#: what a latency row says when the two reports were not timed together
+TIMED_APART = "timed apart: no ratio (time both in one profile_many call)"
 
 
 def _fmt(value, unit: str) -> str:
@@ -32,7 +41,10 @@ class ProfileComparison:
 
     Attributes:
         rows: summary rows, each ``{"metric", "before", "after", "unit", "ratio"}``
-            (``ratio`` is None when a value is missing or ``before`` is 0).
+            (``ratio`` is None when a value is missing or ``before`` is 0). Latency rows
+            (``unit == "ms"``: before/after are the medians) also have ``"speedup"``: the
+            :meth:`SpeedupResult.to_dict` of the interleaved timing, whose paired ratio is the
+            row's ``ratio``, or None (and ``ratio`` None) when the reports were timed apart.
         layer_rows: per-layer MACs, each ``{"layer", "type", "before", "after", "ratio"}``
             (a layer missing on one side has None there).
         labels: column titles, default ``("before", "after")``.
@@ -54,9 +66,26 @@ class ProfileComparison:
         return {"labels": list(self.labels), "rows": [dict(r) for r in self.rows],
                 "layer_rows": [dict(r) for r in self.layer_rows]}
 
+    def speedups(self) -> dict[str, SpeedupResult | None]:
+        """``{metric: SpeedupResult or None}`` of the latency rows (None: timed apart)."""
+        return {r["metric"]: None if r.get("speedup") is None else SpeedupResult.from_dict(r["speedup"])
+                for r in self.rows if r["unit"] == "ms"}
+
+    def latency_notes(self) -> list[str]:
+        """One line per latency row: the ratio with its interval, why it is not measurable, or that it was not paired."""
+        return [f"{metric.replace(' (median)', '')}: {TIMED_APART if sp is None else sp.describe()}"
+                for metric, sp in self.speedups().items()]
+
     def _cells(self) -> list[list[str]]:
-        return [[r["metric"], _fmt(r["before"], r["unit"]), _fmt(r["after"], r["unit"]),
-                 ratio_str(r["before"], r["after"]), change_str(r["before"], r["after"])] for r in self.rows]
+        cells = []
+        for r in self.rows:
+            ratio, change = ratio_str(r["before"], r["after"]), change_str(r["before"], r["after"])
+            if r["unit"] == "ms":  # the paired ratio with its interval, never a ratio of two medians
+                sp = None if r.get("speedup") is None else SpeedupResult.from_dict(r["speedup"])
+                ratio = "timed apart" if sp is None else sp.short()
+                change = f"{100 * (sp.ratio - 1):+.1f}%" if sp is not None and sp.measurable else ""
+            cells.append([r["metric"], _fmt(r["before"], r["unit"]), _fmt(r["after"], r["unit"]), ratio, change])
+        return cells
 
     def _layer_cells(self) -> list[list[str]]:
         return [[r["layer"] or "(root)", r["type"], _fmt(r["before"], "count"), _fmt(r["after"], "count"),
@@ -68,16 +97,20 @@ class ProfileComparison:
 
     def to_table(self, per_layer: bool = False) -> str:
         """Aligned text for terminals; ``per_layer=True`` adds per-layer MACs."""
-        return self._render(text_table, per_layer)
+        return self._render(text_table, per_layer, "  ")
 
     def to_markdown(self, per_layer: bool = False) -> str:
         """Markdown tables."""
-        return self._render(markdown_table, per_layer)
+        return self._render(markdown_table, per_layer, "- ")
 
-    def _render(self, table, per_layer: bool) -> str:
+    def _render(self, table, per_layer: bool, bullet: str) -> str:
         """The summary table, then (``per_layer``) the per-layer one, each drawn by ``table``."""
         head, layer_head = self._headers()
         out = table(head, self._cells(), "lrrrr")
+        notes = self.latency_notes()
+        if notes:  # how the latency ratios were measured, in words (docs/measure.md)
+            out += "\n\n" + "\n".join(["latency after/before: median of per-round ratios of interleaved runs, "
+                                        "bootstrap interval", *(bullet + n for n in notes)])
         if per_layer and self.layer_rows:
             out += "\n\n" + table(layer_head, self._layer_cells(), "llrrr")
         return out
@@ -95,9 +128,11 @@ def compare(before: ProfileReport, after: ProfileReport, labels: tuple[str, str]
             ) -> ProfileComparison:
     """Before/after table of two reports: params, non-zeros, MACs, other ops, latency, memory, sizes.
 
-    Latencies are compared for the batch sizes both reports have. For a fair
-    speed ratio, build both reports in one :func:`prunekit.measure.profile_many`
-    call (interleaved timing) rather than at different times.
+    Latencies are compared for the batch sizes both reports have. A latency ratio
+    (with its bootstrap interval, or "not measurable") is given only when both
+    reports were built in one :func:`prunekit.measure.profile_many` call (interleaved
+    rounds, paired by :func:`prunekit.measure.paired_speedup`); reports timed apart
+    show their medians and "timed apart" instead of a ratio.
     """
     rows = [_row("params", before.params, after.params, "count"),
             _row("nonzero params", before.nonzero_params, after.nonzero_params, "count"),
@@ -107,8 +142,10 @@ def compare(before: ProfileReport, after: ProfileReport, labels: tuple[str, str]
         rows.append(_row(f"{kind} / sample", bx.get(kind, 0), ax.get(kind, 0), "count"))
     for bs in before.latency:
         if bs in after.latency:
-            rows.append(_row(f"latency bs={bs} (median)", before.latency[bs].median_ms,
-                             after.latency[bs].median_ms, "ms"))
+            sp = paired_speedup(before.latency[bs], after.latency[bs])
+            rows.append({"metric": f"latency bs={bs} (median)", "before": before.latency[bs].median_ms,
+                         "after": after.latency[bs].median_ms, "unit": "ms",
+                         "ratio": None if sp is None else sp.ratio, "speedup": None if sp is None else sp.to_dict()})
     for bs in before.peak_memory:
         if bs in after.peak_memory:
             rows.append(_row(f"peak memory bs={bs}", before.peak_memory[bs], after.peak_memory[bs], "bytes"))
