@@ -128,3 +128,56 @@ def test_command_threads_flag_then_environment(monkeypatch):
     monkeypatch.setenv("PRUNEKIT_NUM_THREADS", "x")
     with _pytest.raises(PrunekitError, match="PRUNEKIT_NUM_THREADS must be a positive integer, got 'x'"):
         command_threads(None)
+
+
+@pytest.fixture(scope="module")
+def lenet5_pair(tmp_path_factory, lenet5_ckpt):
+    import torch
+
+    import prunekit
+
+    dense = checkpoint.load(lenet5_ckpt).model
+    small = prunekit.plan(dense, torch.zeros(1, 1, 28, 28), criterion="l1", macs=0.5).apply(dense)
+    return lenet5_ckpt, checkpoint.save(tmp_path_factory.mktemp("ck") / "lenet5_half.pt", small)
+
+
+def test_profile_compare_times_both_interleaved(lenet5_pair, cli_env):
+    a, b = lenet5_pair
+    p = run(["profile", str(a), "--compare", str(b), "--batch-sizes", "1,2", "--repeats", "6", "--warmup", "1",
+             "--json"], cli_env)
+    assert p.returncode == 0, p.stderr
+    r = json.loads(p.stdout)
+    rows = {row["metric"]: row for row in r["comparison"]["rows"]}
+    assert rows["MACs / sample"]["before"] == 416520 and r["comparison"]["labels"] == ["lenet5.pt", "lenet5_half.pt"]
+    for bs in ("1", "2"):
+        sp = rows[f"latency bs={bs} (median)"]["speedup"]
+        assert sp["rounds"] == 6 and sp["batch_size"] == int(bs) and sp["threads"] == 1
+        assert sp["before"]["session"] == sp["after"]["session"] == r["before"]["latency"][bs]["session"]
+        assert len(sp["before"]["round_ms"]) == len(sp["after"]["round_ms"]) == 6  # paired round by round
+        assert sp["low"] <= sp["ratio"] <= sp["high"] and isinstance(sp["measurable"], bool)
+        assert rows[f"latency bs={bs} (median)"]["ratio"] == sp["ratio"]
+    table = run(["profile", str(a), "--compare", str(b), "--batch-sizes", "1", "--repeats", "5", "--warmup", "0"],
+                cli_env)
+    assert table.returncode == 0, table.stderr
+    assert "lenet5_half.pt/lenet5.pt" in table.stdout and "latency after/before: median of per-round ratios" in \
+        table.stdout and "latency bs=1: " in table.stdout
+
+
+def test_profile_compare_until_tight_stops_at_its_time_limit(lenet5_pair, capsys):
+    from prunekit.cli import main
+
+    a, b = lenet5_pair
+    assert main(["profile", str(a), "--compare", str(b), "--batch-sizes", "1", "--repeats", "5", "--warmup", "0",
+                 "--threads", "1", "--until-tight", "--max-time", "0.2", "--json"]) == 0
+    sp = json.loads(capsys.readouterr().out)["comparison"]["rows"][3]["speedup"]
+    assert sp["rounds"] >= 5 and sp["before"]["repeats"] == sp["rounds"]
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--until-tight"], "--until-tight needs --compare"),
+    (["--compare", "MLP"], "cannot be timed on one input"),
+    (["--compare", "LENET", "--until-tight", "--max-time", "0"], "--max-time"),
+])
+def test_bad_profile_compare_flags(lenet5_ckpt, digits_ckpt, capsys, extra, match):
+    extra = [{"MLP": str(digits_ckpt), "LENET": str(lenet5_ckpt)}.get(x, x) for x in extra]
+    assert match in cli_error(["profile", str(lenet5_ckpt), "--no-latency", *extra], capsys)

@@ -1,4 +1,9 @@
-"""``prunekit profile``: parameters, MACs, latency, memory and file size of a checkpoint."""
+"""``prunekit profile``: parameters, MACs, latency, memory and file size of a checkpoint.
+
+``prunekit profile A.pt --compare B.pt`` profiles both in one call: their latencies are
+timed interleaved in rounds and compared as a paired ratio with a bootstrap interval
+(:func:`prunekit.measure.compare`), or called not measurable when the rounds disagree too much.
+"""
 from __future__ import annotations
 
 import json
@@ -53,6 +58,13 @@ def add_parser(subparsers):
     p.add_argument("--json", action="store_true", help="print the full report as one JSON object")
     p.add_argument("--runtimes", metavar="LIST", help="also time on these runtimes, e.g. eager,compile,onnxruntime "
                                                       "(onnxruntime needs the onnx extra); see docs/measure.md")
+    p.add_argument("--compare", metavar="CKPT2",
+                   help="profile CKPT2 too and print CKPT vs CKPT2: latencies timed interleaved in rounds, "
+                        "their ratio with a 95%% bootstrap interval, or 'not measurable' when the spread is too large")
+    p.add_argument("--until-tight", action="store_true",
+                   help="with --compare: keep timing rounds until the interval is within +-10%% or --max-time passes")
+    p.add_argument("--max-time", type=float, default=60.0, metavar="SECONDS",
+                   help="time limit of --until-tight per batch size (default 60)")
     from prunekit.cli.trust import add_trust_flag
 
     add_trust_flag(p)
@@ -71,6 +83,8 @@ def run(args) -> int:
 
     ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
     check_input_shape(ckpt.model, ckpt.spec.input_shape, ckpt.path)
+    if args.compare is not None or args.until_tight:
+        return _compare(args, ckpt, sizes, threads)
     report = profile(ckpt.model, ckpt.spec.input_shape, batch_sizes=sizes, latency=not args.no_latency,
                      threads=threads, file=ckpt.path, warmup=args.warmup, repeats=args.repeats,
                      name=ckpt.path.name, progress=not args.json and sys.stderr.isatty())
@@ -92,3 +106,39 @@ def _runtimes(args, ckpt, sizes, threads):
     from prunekit.measure.runtimes import parse_runtimes, time_runtimes
 
     return time_runtimes(ckpt.model, ckpt.spec.input_shape, parse_runtimes(args.runtimes), sizes, threads)
+
+
+def _compare(args, ckpt, sizes, threads) -> int:
+    """``--compare``: both checkpoints profiled in one interleaved timing, printed side by side."""
+    from prunekit import checkpoint
+    from prunekit.cli.trust import trusted
+    from prunekit.errors import PrunekitError
+    from prunekit.measure import SpeedConfig, compare, profile_many
+    from prunekit.validate import check_number
+
+    if args.compare is None:
+        raise PrunekitError("--until-tight needs --compare CKPT2 (it tightens the interval of a before/after ratio)")
+    check_number("--max-time", args.max_time, minimum=0.0, low_open=True, error=PrunekitError)
+    if getattr(args, "runtimes", None):
+        raise PrunekitError("--runtimes times one checkpoint on several runtimes; it cannot be combined with --compare")
+    other = checkpoint.load(args.compare, trusted_factories=trusted(args))
+    check_input_shape(other.model, other.spec.input_shape, other.path)
+    if list(other.spec.input_shape) != list(ckpt.spec.input_shape):
+        raise PrunekitError(f"--compare: {other.path} takes inputs {list(other.spec.input_shape)}, "
+                            f"{ckpt.path} takes {list(ckpt.spec.input_shape)}; they cannot be timed on one input")
+    names = (ckpt.path.name, other.path.name)
+    if names[0] == names[1]:
+        names = (str(ckpt.path), str(other.path))
+    speed = SpeedConfig(rounds=args.repeats, warmup=args.warmup, until_tight=args.until_tight,
+                        max_time_s=args.max_time)
+    reports = profile_many({names[0]: ckpt.model, names[1]: other.model}, ckpt.spec.input_shape,
+                           batch_sizes=sizes, latency=not args.no_latency, threads=threads,
+                           files={names[0]: ckpt.path, names[1]: other.path}, warmup=args.warmup,
+                           repeats=args.repeats, progress=not args.json and sys.stderr.isatty(), speed=speed)
+    before, after = reports[names[0]], reports[names[1]]
+    comparison = compare(before, after, labels=names)
+    if args.json:
+        print(json.dumps({"before": before.to_dict(), "after": after.to_dict(), "comparison": comparison.to_dict()}))
+    else:
+        print(comparison.to_table(per_layer=args.per_layer))
+    return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+from dataclasses import replace
 from typing import Mapping, Sequence
 
 from prunekit.errors import PrunekitError
@@ -15,6 +16,7 @@ from prunekit.measure.macs import count_macs
 from prunekit.measure.memory import peak_memory, peak_memory_method, size_on_disk
 from prunekit.measure.params import count_nonzero_params, count_params
 from prunekit.measure.report import ProfileReport
+from prunekit.measure.speedup import SpeedConfig, time_interleaved
 
 
 def layer_param_counts(model, layer_names) -> dict[str, int]:
@@ -69,7 +71,8 @@ def _environment(threads: int, example_input) -> dict:
     return {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
             "machine": platform.machine(), "cpu_count": os.cpu_count(), "threads": threads,
             "macs_method": "torch.utils.flop_counter.FlopCounterMode, MACs = FLOPs / 2, batch size 1",
-            "latency_method": "median of perf_counter-timed forward passes after warm-up, eval + inference_mode",
+            "latency_method": "median of perf_counter-timed forward passes after warm-up, eval + inference_mode; "
+                              "models of one call timed in interleaved rounds",
             "memory_method": peak_memory_method(example_input),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
@@ -77,18 +80,25 @@ def _environment(threads: int, example_input) -> dict:
 def profile_many(models: Mapping[str, object], input_shape: Sequence[int] | None = None,
                  batch_sizes: Sequence[int] = (1, 32), latency: bool = True, threads: int | None = None,
                  files: Mapping[str, str | os.PathLike] | None = None, *, memory: bool = True, warmup: int = 10,
-                 repeats: int = 50, min_time_s: float = 0.0, progress: bool = False) -> dict[str, ProfileReport]:
+                 repeats: int = 50, min_time_s: float = 0.0, progress: bool = False,
+                 speed=None) -> dict[str, ProfileReport]:
     """Profile several models on the same input shape; their latencies are measured interleaved.
 
     This is the way to get a trustworthy before/after speed ratio on a noisy
     machine (see :func:`prunekit.measure.compare_latency`); pass the two
-    reports to :func:`prunekit.measure.compare`.
+    reports to :func:`prunekit.measure.compare`, which gives the paired ratio with
+    its bootstrap interval (:func:`prunekit.measure.paired_speedup`).
 
     Args:
         models: ``{name: module}``.
         input_shape: one sample's shape, e.g. ``(1, 28, 28)``; None takes each
             model's ``prunekit_spec.input_shape`` (they must agree).
         files: optional ``{name: path}`` of the files the models were loaded from (their sizes are reported).
+        speed: a :class:`prunekit.measure.SpeedConfig`: time the rounds by its rules instead
+            (``rounds``, ``warmup``; ``until_tight`` repeats rounds, per batch size, until every
+            model's interval against the first model is within ``tolerance`` or ``max_time_s``
+            passes); its ``threads`` is replaced by ``threads``. ``warmup``, ``repeats`` and
+            ``min_time_s`` are then unused.
         Other arguments: as in :func:`profile`.
 
     Example:
@@ -103,6 +113,9 @@ def profile_many(models: Mapping[str, object], input_shape: Sequence[int] | None
     sizes = _check_batch_sizes(batch_sizes)
     check_threads(threads)
     check_latency_args(warmup, repeats, threads, min_time_s, None)  # even with latency=False: catch typos early
+    if speed is not None:
+        if not isinstance(speed, SpeedConfig):
+            raise PrunekitError(f"speed must be a prunekit.measure.SpeedConfig, got {type(speed).__name__}")
     files = dict(files or {})
     for key in files:
         if key not in models:
@@ -137,8 +150,12 @@ def profile_many(models: Mapping[str, object], input_shape: Sequence[int] | None
             for bs in sizes:
                 for names in groups.values():
                     x = make_input(models[names[0]], shape, bs)
-                    results = compare_latency({n: models[n] for n in names}, x, warmup=warmup, repeats=repeats,
-                                              threads=used_threads, min_time_s=min_time_s, progress=progress)
+                    group = {n: models[n] for n in names}
+                    if speed is None:
+                        results = compare_latency(group, x, warmup=warmup, repeats=repeats, threads=used_threads,
+                                                  min_time_s=min_time_s, progress=progress)
+                    else:
+                        results, _ = time_interleaved(group, x, replace(speed, threads=used_threads), progress)
                     for n, r in results.items():
                         reports[n].latency[bs] = r
     return reports

@@ -43,7 +43,8 @@ from prunekit.errors import ConfigError, PrunekitError
 from prunekit.measure.latency import LatencyResult
 
 __all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_RESAMPLES", "DEFAULT_TOLERANCE", "MIN_ROUNDS", "SpeedConfig",
-           "SpeedupResult", "bootstrap_median_interval", "compare_speed", "paired_speedup", "speedup_from_times"]
+           "SpeedupResult", "bootstrap_median_interval", "compare_speed", "paired_speedup", "speedup_from_times",
+           "time_interleaved"]
 
 #: the interval's probability
 DEFAULT_CONFIDENCE = 0.95
@@ -219,6 +220,8 @@ def speedup_from_times(before_s: Sequence[float], after_s: Sequence[float], thre
                   f"(more than +-{100 * tolerance:.0f}%)")
     else:
         reason = ""
+    if reason and stopped == "time limit":
+        reason += f"; the time limit passed after {b.size} rounds"
     return SpeedupResult(ratio=ratio, low=low, high=high, confidence=float(confidence), rounds=int(b.size),
                          half_width=float(half_width), spread=spread, tolerance=float(tolerance),
                          measurable=not reason, reason=reason, stopped=stopped, threads=int(threads),
@@ -314,8 +317,12 @@ def compare_speed(before, after, example_input, config: SpeedConfig | None = Non
         >>> print(r.describe())                   # doctest: +SKIP
         0.61x latency [0.55, 0.66] (95% CI, 10 rounds, batch 1, 1 thread)
     """
-    from prunekit.measure.latency import time_rounds
+    cfg = _config(config, options)
+    res, stopped = time_interleaved({"before": before, "after": after}, example_input, cfg, progress=progress)
+    return paired_speedup(res["before"], res["after"], stopped=stopped, **_stats(cfg))
 
+
+def _config(config, options: dict) -> SpeedConfig:
     cfg = config if config is not None else SpeedConfig()
     if not isinstance(cfg, SpeedConfig):
         raise PrunekitError(f"config must be a SpeedConfig, got {type(cfg).__name__}")
@@ -323,26 +330,49 @@ def compare_speed(before, after, example_input, config: SpeedConfig | None = Non
     for key in options:
         if key not in known:
             raise PrunekitError(f"compare_speed: unknown option {key!r} (known: {', '.join(sorted(known))})")
-    cfg = dataclasses.replace(cfg, **options)  # __post_init__ checks the new values
-    stats = {"confidence": cfg.confidence, "tolerance": cfg.tolerance, "resamples": cfg.resamples,
-             "seed": cfg.seed}
+    return dataclasses.replace(cfg, **options)  # __post_init__ checks the new values
+
+
+def _stats(cfg: SpeedConfig) -> dict:
+    return {"confidence": cfg.confidence, "tolerance": cfg.tolerance, "resamples": cfg.resamples, "seed": cfg.seed}
+
+
+def time_interleaved(models: Mapping[str, object], example_input, config: SpeedConfig,
+                     progress: bool = False) -> tuple[dict, str]:
+    """Time several models interleaved by ``config``'s rules; returns ``({name: LatencyResult}, stopped)``.
+
+    The results share one session, so any two of them pair (:func:`paired_speedup`).
+    With ``config.until_tight`` the rounds go on until the interval of every model
+    against the first one is within ``config.tolerance`` (``stopped == "tight"``) or
+    ``config.max_time_s`` has passed (``"time limit"``); otherwise exactly
+    ``config.rounds`` rounds are timed (``"rounds"``). Used by :func:`compare_speed` and
+    :func:`prunekit.measure.profile_many` (``speed=``).
+    """
+    from prunekit.measure.latency import time_rounds
+
+    if not isinstance(config, SpeedConfig):
+        raise PrunekitError(f"config must be a SpeedConfig, got {type(config).__name__}")
+    if not isinstance(models, Mapping) or not models:
+        raise PrunekitError("time_interleaved needs a non-empty dict {name: model}")
+    names = list(models)
+    stats = _stats(config)
     start = time.perf_counter()
     stop = ["rounds"]
 
     def done(times: dict, rounds: int) -> bool:
-        if not cfg.until_tight:
-            return rounds >= cfg.rounds
+        if not config.until_tight:
+            return rounds >= config.rounds
         if rounds < MIN_ROUNDS:
             return False
-        if time.perf_counter() - start >= cfg.max_time_s:
+        if time.perf_counter() - start >= config.max_time_s:
             stop[0] = "time limit"
             return True
-        if rounds >= cfg.rounds and (rounds - cfg.rounds) % CHECK_EVERY == 0:
-            if speedup_from_times(times["before"], times["after"], 1, 1, **stats).measurable:
+        if rounds >= config.rounds and (rounds - config.rounds) % CHECK_EVERY == 0:
+            if all(speedup_from_times(times[names[0]], times[n], 1, 1, **stats).measurable for n in names[1:]):
                 stop[0] = "tight"
                 return True
         return False
 
-    res = time_rounds({"before": before, "after": after}, example_input, warmup=cfg.warmup, threads=cfg.threads,
-                      done=done, progress_total=cfg.rounds if progress else None)
-    return paired_speedup(res["before"], res["after"], stopped=stop[0], **stats)
+    res = time_rounds(models, example_input, warmup=config.warmup, threads=config.threads, done=done,
+                      progress_total=config.rounds if progress else None)
+    return res, stop[0]
