@@ -42,7 +42,7 @@ def run(args) -> int:
     from prunekit import checkpoint, models
     from prunekit.data import load_dataset
     from prunekit.errors import PrunekitError
-    from prunekit.measure import profile
+    from prunekit.measure import paired_speedup, profile, profile_many
     from prunekit.runs import RunDir, Section, command_line, provenance
     from prunekit.train import TrainConfig, Trainer, evaluate
     from prunekit.validate import check_int
@@ -90,16 +90,20 @@ def run(args) -> int:
                              progress=not args.no_progress)
             Trainer(pruned, data, ft, out_dir=out / "finetune").fit()
         after = evaluate(pruned, data.test_x, data.test_y)
-        prof_p = profile(pruned, input_shape, batch_sizes=(1, 32))
+        # both timed in one interleaved call: the before/after latency ratio is paired, with an interval
+        both = profile_many({"trained": model, "pruned": pruned}, input_shape, batch_sizes=(1, 32))
+        prof_p, comparison = both["pruned"], both["trained"].compare(both["pruned"], labels=("trained", "pruned"))
         ck_p = checkpoint.save(out / "lenet5_pruned.pt", pruned, meta={"dataset": "mnist5k", **_metric_meta(after)})
         plan.save(out / "plan.json")
         result["pruned"] = {"top1_before_finetune": before_ft["top1"], "top1": after["top1"],
-                            **_prof_dict(prof_p), "file_bytes": ck_p.stat().st_size}
+                            **_prof_dict(prof_p), "file_bytes": ck_p.stat().st_size,
+                            "latency_vs_trained": {str(bs): paired_speedup(both["trained"].latency[bs], r).to_dict()
+                                                   for bs, r in prof_p.latency.items()}}
         say(f"\npruned to {prof_p.macs.total / prof.macs.total:.0%} of the MACs with L1 filter pruning: "
             f"top-1 {before_ft['top1']:.2f}% before fine-tuning, {after['top1']:.2f}% after")
-        say(prof.compare(prof_p).to_table())
+        say(comparison.to_table())
         say(plan.table())
-        sections += [Section("Profile: trained vs pruned", f"```\n{prof.compare(prof_p).to_table()}\n```"),
+        sections += [Section("Profile: trained vs pruned", f"```\n{comparison.to_table()}\n```"),
                      Section("Channels per layer", f"```\n{plan.table()}\n```")]
         model = pruned
 

@@ -182,16 +182,22 @@ def _write_report(run_dir, args, ckpt, plan, before: dict, after: dict, options)
 
     def figures(d):
         row = {"params": d.get("params"), "MACs / sample": _macs(d)}
-        for bs, lat in (d.get("latency") or {}).items():
-            row[f"latency bs={bs} ms"] = lat.get("median_ms")
+        for bs, lat in (d.get("latency") or {}).items():  # text: the ratio is the paired one, below
+            row[f"latency bs={bs} (median)"] = f"{lat.get('median_ms'):.4g} ms"
         return row
 
     settings = {"plan": str(args.plan)} if options is None else options.to_dict()
+    speed = _speedups(before, after)
+    sections = [Section("Channels per layer", f"```\n{plan.table(show_indices=args.show_indices)}\n```")]
+    if speed:
+        sections.insert(0, Section("Latency (timed interleaved)", "\n".join(
+            f"- batch {bs}: {sp.describe()}" for bs, sp in speed.items())))
     report = Report(title=f"prunekit prune: {args.checkpoint}", profile={"before": figures(before),
                                                                          "after": figures(after)},
                     data={"plan": plan.summary(), "layers": plan.layer_rows(), "out": str(args.out),
-                          "before": before, "after": after},
-                    sections=[Section("Channels per layer", f"```\n{plan.table(show_indices=args.show_indices)}\n```")])
+                          "before": before, "after": after,
+                          **({"latency": {bs: sp.to_dict() for bs, sp in speed.items()}} if speed else {})},
+                    sections=sections)
     run_dir.write_report(report, provenance(command=command_line(args), config=settings,
                                             dataset=(ckpt.meta or {}).get("dataset") or (ckpt.meta or {}).get("data"),
                                             source=ckpt.path))
@@ -202,8 +208,10 @@ def _profiles(dense, pruned, input_shape, latency: bool):
     from prunekit import measure
 
     if latency:
+        from prunekit.measure.threads import env_threads
+
         reps = measure.profile_many({"before": dense, "after": pruned}, input_shape, batch_sizes=(1,),
-                                    latency=True, memory=False)
+                                    latency=True, memory=False, threads=env_threads())
         return reps["before"].to_dict(), reps["after"].to_dict()
     out = []
     for m in (dense, pruned):
@@ -212,17 +220,29 @@ def _profiles(dense, pruned, input_shape, latency: bool):
     return out[0], out[1]
 
 
+def _speedups(before: dict, after: dict) -> dict:
+    """``{batch size: SpeedupResult}`` of the latencies both profiles have (timed together by profile_many)."""
+    from prunekit.measure import LatencyResult, paired_speedup
+
+    out = {}
+    for bs, lat in (before.get("latency") or {}).items():
+        a = (after.get("latency") or {}).get(bs)
+        sp = a and paired_speedup(LatencyResult.from_dict(lat), LatencyResult.from_dict(a))
+        if sp:
+            out[bs] = sp
+    return out
+
+
 def _profile_table(before: dict, after: dict) -> str:
     rows = [("params", before.get("params"), after.get("params")),
             ("MACs / sample", _macs(before), _macs(after))]
-    for bs, lat in (before.get("latency") or {}).items():
-        a = (after.get("latency") or {}).get(bs)
-        if a:
-            rows.append((f"latency bs={bs} ms", lat.get("median_ms"), a.get("median_ms")))
+    cells = [(name, _fmt(b), _fmt(a), f"{a / b:.3f}" if b and a is not None else "-") for name, b, a in rows]
+    speed = _speedups(before, after)
+    for bs, sp in speed.items():  # the paired ratio with its interval, never a ratio of two medians
+        cells.append((f"latency bs={bs} ms", _fmt(sp.before.median_ms), _fmt(sp.after.median_ms), sp.short()))
     lines = [f"{'':16s} {'before':>14s} {'after':>14s} {'ratio':>7s}"]
-    for name, b, a in rows:
-        ratio = f"{a / b:.3f}" if b and a is not None else "-"
-        lines.append(f"{name:16s} {_fmt(b):>14s} {_fmt(a):>14s} {ratio:>7s}")
+    lines += [f"{name:16s} {b:>14s} {a:>14s} {ratio:>7s}" for name, b, a, ratio in cells]
+    lines += [f"latency bs={bs}: {sp.describe()}" for bs, sp in speed.items()]
     return "\n".join(lines)
 
 

@@ -79,7 +79,7 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
 
     import torch
 
-    from prunekit.measure import compare_latency, count_macs
+    from prunekit.measure import compare_speed, count_macs
     from prunekit.methods.structured import STRUCTURED_METHODS
     from prunekit.methods.structured._common import example_input
     from prunekit.train import evaluate, reinitialize, run_finetune
@@ -119,11 +119,8 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
     if hist is not None and hasattr(hist, "to_dict"):
         report["finetune_history"] = _safe(hist.to_dict())
     if cfg.latency:
-        batch = data.test_x[:32]
-        lat = compare_latency({"dense": model.eval(), "pruned": net}, batch, warmup=2, repeats=10)
-        report["latency_ms"] = {"dense": lat["dense"].median_ms, "pruned": lat["pruned"].median_ms,
-                                "speedup": lat["dense"].median_ms / max(lat["pruned"].median_ms, 1e-12),
-                                "batch": 32, "note": "medians on a shared machine; noisy"}
+        # dense and pruned timed interleaved: a paired ratio with its interval, or "not measurable"
+        report["latency"] = compare_speed(model.eval(), net, data.test_x[:32], rounds=30, warmup=3).to_dict()
     files = []
     if run_dir is not None:
         from prunekit.runs import complete
@@ -185,10 +182,12 @@ def build_report(report: dict, plan=None, plots=()):
              f"({r['finetune_epochs']} epochs) | {r['after_finetune']['top1']:.2f} | | |", "",
              f"MACs kept: {100 * r['macs']['kept']:.1f}%, parameters kept: {100 * r['params']['kept']:.1f}%, "
              f"prune step: {r['prune_seconds']:.1f} s."]
-    if "latency_ms" in r:
-        lt = r["latency_ms"]
-        lines.append(f"Latency (batch {lt['batch']}, median, shared machine): dense {lt['dense']:.2f} ms, "
-                     f"pruned {lt['pruned']:.2f} ms, speedup x{lt['speedup']:.2f}.")
+    if "latency" in r:
+        from prunekit.measure import SpeedupResult
+
+        sp = SpeedupResult.from_dict(r["latency"])
+        lines.append(f"Latency of the pruned network against the dense one, timed interleaved (medians: dense "
+                     f"{sp.before.median_ms:.2f} ms, pruned {sp.after.median_ms:.2f} ms): {sp.describe()}.")
     sections = [Section("Accuracy and cost", "\n".join(lines))]
     if plan is not None:
         sections.append(Section("Channels per layer (last plan)", f"```\n{plan.table()}\n```"))
