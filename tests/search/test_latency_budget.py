@@ -120,6 +120,9 @@ def test_cli_latency_search_reports_prediction_measurement_and_drift(ckpt, tmp_p
     assert 0 < rep["latency_ms_predicted"] <= 1000
     assert rep["latency_ms_measured_at_table_speed"] * rep["latency_drift"] == pytest.approx(rep["latency_ms_measured"])
     assert rep["latency_drift"] == pytest.approx(rep["latency_ms_full_measured"] / rep["latency_ms_full_at_table"])
+    ratio = rep["latency_ratio"]  # found vs full, interleaved: 10 rounds of 50 paired runs
+    assert ratio["rounds"] == 500 and ratio["low"] <= ratio["ratio"] <= ratio["high"] and ratio["threads"] == 1
+    assert "latency found / full model (timed interleaved): " in text
     log = json.loads((out / "search_log.json").read_text())
     assert log["records"] and all(0 < r["latency_ms"] <= 1000 for r in log["records"])
 

@@ -141,6 +141,11 @@ def run(args) -> int:
                   f"({r['latency_mode']})"
                   + (f" (this machine is now {100 * (drift - 1):+.1f}% against when the table was built: "
                      f"{r['latency_ms_measured_at_table_speed']:.3f} ms at the table's speed)" if drift else ""))
+        if "latency_ratio" in r:
+            from prunekit.measure import SpeedupResult
+
+            print(f"latency found / full model (timed interleaved): "
+                  f"{SpeedupResult.from_dict(r['latency_ratio']).describe()}")
         for w in r["widths"]:
             print(f"  {w['group']:<40} {w['kept']:>5} / {w['size']}")
         sec = r.get("seconds", {})

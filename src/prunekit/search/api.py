@@ -438,23 +438,31 @@ def _finish(model, supernet, space, enc, best, data, cfg, run, resume, progress,
 def _latency_report(lut, enc, pruned, model, example) -> dict:
     """Measured latency of the found network beside the table's prediction, and how much the machine drifted.
 
-    The found and the full network are timed in interleaved rounds (5; "fastest" mode:
-    10, half a second apart); the table's mode picks the statistic (median of the
-    rounds' medians, or the fastest round). The full network's time now against the table's ``reference_ms`` (the same
-    network timed when the table was built) says how much faster or slower this machine
-    is than when the table was measured; ``latency_ms_measured_at_table_speed`` removes
-    that drift from the measurement.
+    The found and the full network are timed interleaved (:func:`prunekit.measure.compare_latency`,
+    their runs alternating) in 5 rounds ("fastest" mode: 10, half a second apart); the table's
+    mode picks the statistic of the rounds' medians (their median, or the fastest round). The
+    per-run pairs of all rounds give ``latency_ratio``, the paired ratio found/full with its
+    bootstrap interval (:func:`prunekit.measure.speedup_from_times`; "not measurable" when the
+    rounds disagree too much). The full network's time now against the table's ``reference_ms``
+    (the same network timed when the table was built) says how much faster or slower this
+    machine is than when the table was measured; ``latency_ms_measured_at_table_speed``
+    removes that drift from the measurement.
     """
-    from prunekit.measure import measure_latency
+    from prunekit.measure import compare_latency, speedup_from_times
     from prunekit.search.latency import timing_rounds
 
-    found, full = [], []
+    found, full, found_runs, full_runs = [], [], [], []
     for _ in timing_rounds(lut.mode):
-        found.append(float(measure_latency(pruned.eval(), example, threads=1).median_ms))
-        full.append(float(measure_latency(model.eval(), example, threads=1).median_ms))
+        res = compare_latency({"full": model.eval(), "found": pruned.eval()}, example, threads=1)
+        found.append(float(res["found"].median_ms))
+        full.append(float(res["full"].median_ms))
+        found_runs += [t / 1000.0 for t in res["found"].round_ms]
+        full_runs += [t / 1000.0 for t in res["full"].round_ms]
     measured, full_now = lut.statistic(found), lut.statistic(full)
+    ratio = speedup_from_times(full_runs, found_runs, threads=1, batch_size=res["full"].batch_size)
     rep = {"latency_mode": lut.mode, "latency_ms_predicted": lut.predict(enc), "latency_ms_measured": measured,
-           "latency_ms_full_measured": full_now, "latency_ms_full_at_table": lut.reference_ms}
+           "latency_ms_full_measured": full_now, "latency_ms_full_at_table": lut.reference_ms,
+           "latency_ratio": ratio.to_dict()}
     if lut.reference_ms > 0:
         rep["latency_drift"] = full_now / lut.reference_ms
         rep["latency_ms_measured_at_table_speed"] = measured / rep["latency_drift"]

@@ -22,6 +22,10 @@ def build_report(report: dict):
     if "latency_ms_measured" in r:
         summary += [("latency predicted", f"{r['latency_ms_predicted']:.3f} ms"),
                     ("latency measured", f"{r['latency_ms_measured']:.3f} ms ({r['latency_mode']})")]
+    if "latency_ratio" in r:  # found vs full, timed interleaved: a paired ratio with its interval
+        from prunekit.measure import SpeedupResult
+
+        summary.append(("latency found / full", SpeedupResult.from_dict(r["latency_ratio"]).describe()))
     profile = {"before": {"params": r["params_full"], "MACs": r["macs_full"], "test top-1": r["test_top1_full_model"]},
                "after": {"params": r["params"], "MACs": r["macs"], "test top-1": r["test_top1"]}}
     widths = md_table(["group", "kept", "channels"], [[f"`{w['group']}`", w["kept"], w["size"]] for w in r["widths"]])
