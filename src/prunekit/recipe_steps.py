@@ -76,17 +76,39 @@ def eval_step(state, cfg: EvalConfig) -> None:
     state.record("eval", top1=m["top1"], top5=m["top5"], loss=m["loss"], n=m["n"])
 
 
-@register_step("profile", ProfileStepConfig, help="params, MACs and latency")
+@register_step("profile", ProfileStepConfig, help="params, MACs and latency (later ones: against the first)")
 def profile_step(state, cfg: ProfileStepConfig) -> None:
-    """Profile ``state.model`` and write ``profile<N>.json`` into the run directory."""
-    from prunekit.measure import profile
+    """Profile ``state.model`` and write ``profile<N>.json`` into the run directory.
+
+    The first profile step keeps a copy of the model; a later one times the current model
+    interleaved with that copy (:func:`prunekit.measure.profile_many`) and records the paired
+    latency ratio now/first with its interval (``latency_vs_profile0``; in report.md the
+    sentence, or "not measurable"), so before/after latencies of a recipe are never two
+    separate measurements.
+    """
+    import copy
+
+    from prunekit.measure import paired_speedup, profile, profile_many
 
     shape = (state.data.in_channels, *state.data.image_size)
-    rep = profile(state.model, shape, batch_sizes=cfg.batch_sizes, latency=cfg.latency)
+    first = state.extras.get("profile_baseline")
     index = sum(1 for r in state.records if r["step"] == "profile")
+    vs_first = {}
+    if first is None or not cfg.latency:
+        rep = profile(state.model, shape, batch_sizes=cfg.batch_sizes, latency=cfg.latency)
+    else:
+        reps = profile_many({"first": first, "now": state.model}, shape, batch_sizes=cfg.batch_sizes)
+        rep = reps["now"]
+        vs_first = {bs: paired_speedup(reps["first"].latency[bs], r) for bs, r in rep.latency.items()}
+    if first is None:
+        state.extras["profile_baseline"] = copy.deepcopy(state.model)
     rep.save_json(state.out_dir / f"profile{index}.json")
+    extra = {}
+    if vs_first:
+        extra = {**{f"latency_bs{bs}_vs_profile0": sp.describe() for bs, sp in vs_first.items()},
+                 "latency_vs_profile0": {str(bs): sp.summary() for bs, sp in vs_first.items()}}
     state.record("profile", params=rep.params, macs=rep.macs.total,
-                 **{f"latency_bs{bs}_ms": r.median_ms for bs, r in rep.latency.items()})
+                 **{f"latency_bs{bs}_ms": r.median_ms for bs, r in rep.latency.items()}, **extra)
 
 
 @register_step("prune", PlanOptions, help="structural pruning with the engine (PlanOptions keys)")

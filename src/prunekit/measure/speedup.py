@@ -114,6 +114,13 @@ class SpeedupResult:
                 "not measurable"
         return f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}]"
 
+    def summary(self) -> dict:
+        """The headline numbers for a report: ratio, low, high, confidence, rounds, measurable, reason, threads,
+        batch_size and both medians (``before_ms``, ``after_ms``), without the per-round times."""
+        keys = ("ratio", "low", "high", "confidence", "rounds", "measurable", "reason", "threads", "batch_size")
+        return {**{k: getattr(self, k) for k in keys}, "before_ms": self.before.median_ms,
+                "after_ms": self.after.median_ms}
+
     def to_dict(self) -> dict:
         """JSON-able form (``before``/``after`` as :meth:`LatencyResult.to_dict`)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}
