@@ -6,7 +6,8 @@ Measures, in one run on one machine:
     Torch-Pruning: ``MetaPruner(...)`` + ``step()``, also in place), median of
     ``--timing-runs`` fresh copies, the libraries' runs interleaved;
 (b) CPU latency of the dense and both pruned models, interleaved
-    (``prunekit.measure.compare_latency``), and speedup / MACs reduction;
+    (``prunekit.measure.compare_latency``), and speedup / MACs reduction with 95% intervals
+    (``prunekit.measure.paired_speedup``: per-round paired ratios, bootstrap over rounds);
 (c) MACs and parameters of both results counted the same way (``prunekit.measure``).
 
 Torch-Pruning is a benchmark-only dependency: ``pip install --no-deps torch-pruning==1.6.1``.
@@ -117,8 +118,14 @@ def main(argv=None) -> int:
         line = (f"| {k} | {r['time_s']:.3f} | {r['macs'] / 1e9:.3f} G | {r['macs'] / base_macs:.3f} | "
                 f"{r['params'] / 1e6:.2f} M | {r['params'] / base_params:.3f} |")
         for bs in lat:
-            sp = d[bs] / lat[bs][k].median_ms
-            line += f" {lat[bs][k].median_ms:.1f} | {sp:.2f} | {sp / red:.2f} |"
+            # speedup = 1 / (median per-round latency ratio), with its 95% bootstrap interval
+            sp = measure.paired_speedup(lat[bs]["dense"], lat[bs][k])
+            if sp.measurable:
+                cells = (f"{sp.speedup:.2f} [{1 / sp.high:.2f}, {1 / sp.low:.2f}]",
+                         f"{sp.speedup / red:.2f} [{1 / sp.high / red:.2f}, {1 / sp.low / red:.2f}]")
+            else:
+                cells = (sp.short(), "-")
+            line += f" {lat[bs][k].median_ms:.1f} | {cells[0]} | {cells[1]} |"
         print(line)
     del cols
     # Each round timed every library back to back, so the per-round ratio cancels the machine's drift;
