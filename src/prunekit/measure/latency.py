@@ -180,8 +180,10 @@ def compare_latency(models: Mapping[str, object], example_input, warmup: int = 1
     """Time several models side by side, interleaving their runs, and return ``{name: LatencyResult}``.
 
     On a shared, noisy machine, a slow spell hits every model alike when runs
-    alternate (round ``r`` times model ``A, B, C`` in a rotated order), so the
-    ratio of medians is far more trustworthy than two separate measurements.
+    alternate (round ``r`` times model ``A, B, C`` in a rotated order). Each
+    result keeps its per-round times and the call's ``session`` id, so
+    :func:`prunekit.measure.paired_speedup` turns two of them into a paired ratio
+    with a bootstrap interval (:func:`prunekit.measure.compare_speed` does both for two models).
 
     Args:
         models: ``{name: module}``; every model gets the same ``example_input``.
