@@ -36,6 +36,6 @@ from prunekit.measure.speedup import SpeedConfig, SpeedupResult, compare_speed, 
 __all__ = [
     "LatencyResult", "MacsReport", "OP_COUNTERS", "ProfileComparison", "ProfileReport", "compare",
     "compare_latency", "count_macs", "count_nonzero_params", "count_params", "measure_latency",
-    "nonzero_per_param", "peak_memory", "profile", "profile_many", "register_op_counter", "size_on_disk",
-    "sparsity",
+    "nonzero_per_param", "paired_speedup", "peak_memory", "profile", "profile_many", "register_op_counter",
+    "size_on_disk", "sparsity", "SpeedConfig", "SpeedupResult", "compare_speed", "speedup_from_times",
 ]
