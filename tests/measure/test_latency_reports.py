@@ -93,3 +93,19 @@ def test_demo_prints_and_writes_interleaved_ratios(tmp_path, capsys):
         assert sp["low"] <= sp["ratio"] <= sp["high"]
         assert f"latency bs={bs}: {SpeedupResult.from_dict(sp).describe()}" in text
     assert "latency bs=32: " in (out / "report.md").read_text()
+
+
+def test_prune_time_writes_the_paired_ratio(tmp_path, capsys):
+    from prunekit import checkpoint, models
+    from prunekit.cli import main
+
+    src = checkpoint.save(tmp_path / "lenet5.pt", models.create("lenet5", num_classes=10, in_channels=1))
+    out = tmp_path / "pruned.pt"
+    assert main(["prune", str(src), "--ratio", "0.5", "--out", str(out), "--time"]) == 0
+    text = capsys.readouterr().out
+    rep = json.loads((tmp_path / "pruned.pt.report.json").read_text())
+    sp = SpeedupResult.from_dict(rep["latency"]["1"])
+    assert sp.rounds == 50 and sp.batch_size == 1 and sp.low <= sp.ratio <= sp.high
+    assert f"latency bs=1: {sp.describe()}" in text and sp.short() in text
+    md = (tmp_path / "pruned.pt.report.md").read_text()
+    assert f"## Latency (timed interleaved)\n\n- batch 1: {sp.describe()}" in md
