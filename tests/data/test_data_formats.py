@@ -164,6 +164,28 @@ def test_cifar_refuses_pickles_that_run_code(cifar10_dir):
         load_dataset(f"cifar10:{root}")
 
 
+class _WritesMarker:
+    """Unpickling this would call ``builtins.open(marker, "w")``: the file appears only if code ran."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("where", ["test_batch", "batches.meta", "data_batch_3"])
+def test_cifar_malicious_global_runs_no_code(cifar10_dir, tmp_path, where):
+    root, _ = cifar10_dir
+    marker = tmp_path / "pwned"
+    payload = {b"data": _WritesMarker(marker), b"labels": [0], b"label_names": [b"x"] * 10}
+    (root / where).write_bytes(pickle.dumps(payload, protocol=2))
+    with pytest.raises(DataError, match=f"{where}: not a readable CIFAR pickle .*refusing to load "
+                                        r"(builtins|io)\.open"):
+        load_dataset(f"cifar10:{root}")
+    assert not marker.exists()
+
+
 def test_cifar_not_a_directory(tmp_path):
     with pytest.raises(DataError, match="nowhere: not a directory"):
         load_dataset(f"cifar100:{tmp_path / 'nowhere'}")

@@ -13,6 +13,7 @@ then the unsigned bytes in row-major order.
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -26,6 +27,14 @@ from prunekit.errors import DataError
 IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, cols)
 LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
 _GZIP_SIGNATURE = b"\x1f\x8b"
+
+#: where the Debian package ``dataset-fashion-mnist`` installs the four IDX .gz files
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+#: environment variable naming another Fashion-MNIST folder (checked first)
+FASHION_MNIST_ENV = "PRUNEKIT_FASHION_MNIST"
+#: Fashion-MNIST's labels 0..9 (Xiao, Rasul & Vollgraf, 2017)
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 _FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -145,3 +154,57 @@ def mnist_idx(path, num_classes: int | None = None, normalize: bool = True) -> D
         raise DataError(f"{root}: label {top} found but num_classes={num_classes}")
     return make_splits(f"mnist-idx:{path}", train_x[:, None], train_y, test_x[:, None], test_y,
                        scale=255.0, num_classes=num_classes, normalize=normalize, domain="digits")
+
+
+def fashion_mnist_dir(path=None) -> Path:
+    """The Fashion-MNIST folder: ``path``, else ``$PRUNEKIT_FASHION_MNIST``, else ``/usr/share/datasets/fashion-mnist``.
+
+    Raises:
+        DataError: no folder found, naming the places looked at and how to install the files.
+    """
+    if path:
+        return Path(path).expanduser()
+    env = os.environ.get(FASHION_MNIST_ENV)
+    if env:
+        return Path(env).expanduser()
+    default = Path(FASHION_MNIST_DIR)
+    if not default.is_dir():
+        raise DataError(f"fashion-mnist: {default} not found; install the IDX files with "
+                        f"'apt-get install dataset-fashion-mnist', or name a folder as 'fashion-mnist:DIR' "
+                        f"or with ${FASHION_MNIST_ENV}")
+    return default
+
+
+@register_dataset("fashion-mnist", takes_path=True, path_optional=True,
+                  description="Fashion-MNIST IDX files (60,000 + 10,000 28x28 clothing images, 10 classes); "
+                              "default folder /usr/share/datasets/fashion-mnist")
+def fashion_mnist(path=None, normalize: bool = True) -> DatasetSplits:
+    """Fashion-MNIST (Xiao, Rasul & Vollgraf, 2017): 60,000 train / 10,000 test 1x28x28 images, 10 classes.
+
+    Read with the IDX reader of ``mnist-idx`` from ``path``, else the folder named by
+    ``$PRUNEKIT_FASHION_MNIST``, else ``/usr/share/datasets/fashion-mnist`` (where
+    ``apt-get install dataset-fashion-mnist`` puts the files). The official test set
+    is the test split; a validation split comes from ``splits.holdout(fraction, seed)``
+    as for every dataset. Like ``mnist-idx`` it counts as ``domain="digits"`` (the
+    default augmentation translates and never flips), so ``fashion-mnist`` and
+    ``mnist-idx:/usr/share/datasets/fashion-mnist`` give the same tensors.
+
+    Example:
+        >>> s = load_dataset("fashion-mnist")     # doctest: +SKIP
+        >>> len(s.train_y), len(s.test_y), s.class_names[0]   # doctest: +SKIP
+        (60000, 10000, 'T-shirt/top')
+    """
+    root = fashion_mnist_dir(path)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory (fashion-mnist expects the folder of the four IDX files)")
+    train_x, train_y = _read_pair(root, "train")
+    test_x, test_y = _read_pair(root, "test")
+    if train_x.shape[1:] != (28, 28) or test_x.shape[1:] != (28, 28):
+        raise DataError(f"{root}: Fashion-MNIST images are 28x28, found {train_x.shape[1:]} (train) "
+                        f"and {test_x.shape[1:]} (test)")
+    top = int(max(train_y.max(), test_y.max()))
+    if top >= 10:
+        raise DataError(f"{root}: label {top} found; Fashion-MNIST has 10 classes")
+    name = "fashion-mnist" if path is None else f"fashion-mnist:{path}"
+    return make_splits(name, train_x[:, None], train_y, test_x[:, None], test_y, scale=255.0,
+                       num_classes=10, normalize=normalize, domain="digits", class_names=FASHION_MNIST_CLASSES)

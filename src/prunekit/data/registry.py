@@ -6,7 +6,10 @@ Two kinds of entries exist:
   loaded as ``fn(**kw)``;
 * file formats that read a directory (``"mnist-idx"``, ``"cifar10"``, ``"cifar100"``,
   ``"imagefolder"``), named with a path spec ``"KIND:DIR"`` (or ``KIND`` plus
-  ``root=DIR``) and loaded as ``fn(DIR, **kw)``.
+  ``root=DIR``) and loaded as ``fn(DIR, **kw)``;
+* named datasets whose files have a default place (``"fashion-mnist"``,
+  ``"cifar10-jpeg"``): ``KIND`` alone is loaded as ``fn(None, **kw)`` (the loader
+  looks in its default places), ``"KIND:PATH"`` as ``fn(PATH, **kw)``.
 
 Example:
     >>> from prunekit.data import load_dataset, list_datasets
@@ -30,6 +33,7 @@ _SOURCE_MODULES = (
     "prunekit.data.builtin",
     "prunekit.data.idx",
     "prunekit.data.cifar",
+    "prunekit.data.cifar_jpeg",
     "prunekit.data.imagefolder",
 )
 
@@ -43,12 +47,14 @@ class DatasetSource:
         fn: ``fn(**kw)`` or, with ``takes_path``, ``fn(path, **kw)``; returns DatasetSplits.
         takes_path: True for file formats named as ``"KIND:DIR"``.
         description: one line for listings and error messages.
+        path_optional: with ``takes_path``, ``KIND`` alone is allowed and loads ``fn(None, **kw)``.
     """
 
     name: str
     fn: Callable
     takes_path: bool = False
     description: str = ""
+    path_optional: bool = False
 
     def options(self) -> list[str]:
         """Keyword options the loader accepts (the path argument excluded)."""
@@ -61,8 +67,11 @@ class DatasetSource:
 DATASETS: Registry[DatasetSource] = Registry("dataset")
 
 
-def register_dataset(name: str, *, takes_path: bool = False, description: str = ""):
+def register_dataset(name: str, *, takes_path: bool = False, description: str = "", path_optional: bool = False):
     """Decorator registering a dataset loader under ``name`` (duplicate names raise).
+
+    ``path_optional`` (with ``takes_path``): the loader finds its files by itself when
+    no path is given, and is then called with ``None``.
 
     Example:
         >>> @register_dataset("my-blobs", description="two blobs")   # doctest: +SKIP
@@ -70,7 +79,7 @@ def register_dataset(name: str, *, takes_path: bool = False, description: str = 
     """
 
     def decorator(fn: Callable) -> Callable:
-        DATASETS.add(name, DatasetSource(name, fn, takes_path, description))
+        DATASETS.add(name, DatasetSource(name, fn, takes_path, description, path_optional and takes_path))
         return fn
 
     return decorator
@@ -90,7 +99,12 @@ def list_datasets() -> list[str]:
 
 
 def _known() -> str:
-    names = [s if not DATASETS.get(s).takes_path else f"{s}:DIR" for s in DATASETS.names()]
+    def spelled(source: DatasetSource) -> str:
+        if not source.takes_path:
+            return source.name
+        return f"{source.name}[:PATH]" if source.path_optional else f"{source.name}:DIR"
+
+    names = [spelled(DATASETS.get(s)) for s in DATASETS.names()]
     return ", ".join(names)
 
 
@@ -98,7 +112,8 @@ def load_dataset(name: str, **kw):
     """Load a dataset into memory as a :class:`~prunekit.data.DatasetSplits`.
 
     Args:
-        name: ``"mnist5k"``, ``"digits"``, ``"synthetic"``, or a path spec
+        name: ``"mnist5k"``, ``"digits"``, ``"synthetic"``, ``"fashion-mnist[:DIR]"``,
+            ``"cifar10-jpeg[:ARCHIVE]"``, or a path spec
             ``"mnist-idx:DIR"``, ``"cifar10:DIR"``, ``"cifar100:DIR"``, ``"imagefolder:DIR"``
             (see ``docs/data.md`` for the on-disk layouts).
         **kw: options of that loader, e.g. ``normalize=False`` (all), ``num_samples``
@@ -125,7 +140,9 @@ def load_dataset(name: str, **kw):
         if sep and "root" in kw:
             raise DataError(f"dataset {name!r}: give the directory either after ':' or as root=, not both")
         path = path if sep else kw.pop("root", None)
-        if not path:
+        if not path and source.path_optional:
+            path = None
+        elif not path:
             raise DataError(f"dataset {kind!r} reads files: name it as '{kind}:DIR' (or pass root=DIR)")
     elif sep:
         raise DataError(f"dataset {kind!r} is built in and takes no directory; got {name!r}")
