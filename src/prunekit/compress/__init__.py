@@ -48,6 +48,7 @@ _EXPORTS = {
     "CompressResult": "prunekit.compress.pipeline",
     "compress_model": "prunekit.compress.pipeline",
     "demo_stage": "prunekit.compress.pipeline",
+    "demo_sparsity": "prunekit.compress.pipeline",
     "recipe_step": "prunekit.compress.pipeline",
     "CODERS": "prunekit.compress.codec",
 }
