@@ -64,11 +64,11 @@ def test_fashion_mnist_real_files(monkeypatch):
 
 # --------------------------------------------------------------------------- cifar10-jpeg
 
-def _jpeg(value) -> bytes:
+def _jpeg(value, hw=(32, 32)) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.full((32, 32, 3), value, dtype=np.uint8)).save(buf, format="JPEG", quality=95)
+    Image.fromarray(np.full((*hw, 3), value, dtype=np.uint8)).save(buf, format="JPEG", quality=95)
     return buf.getvalue()
 
 
@@ -161,12 +161,14 @@ def test_cifar10_jpeg_cache_with_other_content_is_rebuilt(jpeg_env):
     (cache,) = Path(os.environ["PRUNEKIT_CACHE"]).glob("*.npz")
     with np.load(cache, allow_pickle=False) as z:
         arrays = dict(z)
-    arrays["train_y"] = arrays["train_y"] + 10  # labels out of range: a cache not to trust
-    with open(cache, "wb") as f:
-        np.savez(f, **arrays)
-    with pytest.warns(UserWarning):
-        s = load_dataset(f"cifar10-jpeg:{archive}", progress=False)
-    assert len(calls) == 2 and s.train_y.tolist() == [0, 0, 3, 9]
+    for key, bad in (("train_y", arrays["train_y"] + 10),  # labels out of range: a cache not to trust
+                     ("version", np.array(["x", "y"])), ("sha256", np.array("0" * 64))):
+        with open(cache, "wb") as f:
+            np.savez(f, **{**arrays, key: bad})
+        with pytest.warns(UserWarning):
+            s = load_dataset(f"cifar10-jpeg:{archive}", progress=False)
+        assert s.train_y.tolist() == [0, 0, 3, 9]
+    assert len(calls) == 4
 
 
 def test_cifar10_jpeg_bad_archives(tmp_path, monkeypatch):
@@ -183,6 +185,9 @@ def test_cifar10_jpeg_bad_archives(tmp_path, monkeypatch):
     notjpeg = _write_tar(tmp_path / "notjpeg.tar.gz", _IMAGES[:1], extra=[("test/cat/0000.jpg", b"garbage")])
     with pytest.raises(DataError, match="test/cat/0000.jpg: unreadable image"):
         load_dataset(f"cifar10-jpeg:{notjpeg}", progress=False)
+    big = _write_tar(tmp_path / "big.tar.gz", _IMAGES, extra=[("test/cat/0001.jpg", _jpeg(7, hw=(32, 40)))])
+    with pytest.raises(DataError, match="test/cat/0001.jpg: image is 40x32, CIFAR-10 images are 32x32"):
+        load_dataset(f"cifar10-jpeg:{big}", progress=False)
     notest = _write_tar(tmp_path / "notest.tar.gz", _IMAGES[:2], extra=[("README.md", b"hello")])
     with pytest.raises(DataError, match="no test/<class>/\\*.jpg images"):
         load_dataset(f"cifar10-jpeg:{notest}", progress=False)

@@ -45,6 +45,7 @@ CACHE_VERSION = 1
 LABEL = "CIFAR-10 (JPEG copy)"
 
 _MEMBER = re.compile(r"^(?:\./)?(train|test)/([^/]+)/([^/]+\.jpe?g)$", re.IGNORECASE)
+_MAX_MEMBER_BYTES = 1 << 20  # a 32x32 JPEG is about 1 KB; nothing larger is read into memory
 _CACHE_KEYS = ("version", "sha256", "train_x", "train_y", "test_x", "test_y")
 
 
@@ -111,14 +112,17 @@ def decode_jpeg(data: bytes, where: str) -> np.ndarray:
     """One JPEG (bytes) as a (32, 32, 3) uint8 RGB array; anything else raises DataError naming ``where``."""
     from PIL import Image, UnidentifiedImageError
 
+    size = None
     try:
         with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            rgb = im.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+            size = im.size
+            if size == (32, 32):  # checked before decoding: a small file may declare a huge image
+                im.load()
+                rgb = im.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise DataError(f"{where}: unreadable image ({type(e).__name__}: {e})") from None
-    if rgb.size != (32, 32):
-        raise DataError(f"{where}: image is {rgb.width}x{rgb.height}, CIFAR-10 images are 32x32")
+    if size != (32, 32):
+        raise DataError(f"{where}: image is {size[0]}x{size[1]}, CIFAR-10 images are 32x32")
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -176,6 +180,9 @@ def decode_archive(path, *, progress: bool = True, max_members: int | None = Non
                     if cls not in index:
                         raise DataError(f"{path}: {member.name}: unknown class folder {cls!r} "
                                         f"(CIFAR-10 classes: {', '.join(CIFAR10_CLASSES)})")
+                    if member.size > _MAX_MEMBER_BYTES:
+                        raise DataError(f"{path}: {member.name}: {member.size:,} bytes, too large for a "
+                                        f"32x32 JPEG (at most {_MAX_MEMBER_BYTES:,})")
                     f = tar.extractfile(member)
                     image = decode_jpeg(f.read(), f"{path}: {member.name}")
                     found[split].append((index[cls], fname, image))
@@ -214,13 +221,17 @@ def _read_cache(p: Path, sha: str) -> dict | None:
             arrays = {k: z[k] for k in _CACHE_KEYS}
     except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error):
         return None
-    if int(arrays["version"]) != CACHE_VERSION or str(arrays["sha256"]) != sha:
-        return None
-    for split in ("train", "test"):
-        x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
-        if (x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, 32, 32) or y.dtype != np.int64
-                or y.shape != (len(x),) or len(x) == 0 or int(y.min()) < 0 or int(y.max()) >= 10):
+    try:
+        if (arrays["version"].shape != () or int(arrays["version"]) != CACHE_VERSION
+                or arrays["sha256"].shape != () or str(arrays["sha256"]) != sha):
             return None
+        for split in ("train", "test"):
+            x, y = arrays[f"{split}_x"], arrays[f"{split}_y"]
+            if (x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (3, 32, 32) or y.dtype != np.int64
+                    or y.shape != (len(x),) or len(x) == 0 or int(y.min()) < 0 or int(y.max()) >= 10):
+                return None
+    except (TypeError, ValueError):  # e.g. a version that is not a number
+        return None
     return {k: arrays[k] for k in ("train_x", "train_y", "test_x", "test_y")}
 
 
