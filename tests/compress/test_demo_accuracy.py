@@ -17,13 +17,13 @@ def test_demo_final_stage_keeps_the_pruned_models_accuracy(tmp_path, capsys):
     pruned, compressed = rep["pruned"]["top1"], rep["compressed"]["top1"]
     assert compressed >= pruned - 0.5, (pruned, compressed, rep["compressed"]["report"]["accuracy"])
     assert rep["compressed"]["top1_before"] == pruned  # the stage starts from the pruned, fine-tuned model
-    assert rep["compressed"]["ratio"] > 10             # and still compresses it
+    assert rep["compressed"]["ratio"] > 8              # and still compresses it
 
 
 def test_demo_sparsity_spares_the_small_first_and_last_layers():
     net = models.create("lenet5", in_channels=1, input_size=(28, 28))
-    assert demo_sparsity(net) == {"conv1.weight": 0.3, "conv2.weight": 0.6, "fc1.weight": 0.85,
-                                  "fc2.weight": 0.85, "fc3.weight": 0.5}
+    assert demo_sparsity(net) == {"conv1.weight": 0.2, "conv2.weight": 0.5, "fc1.weight": 0.7,
+                                  "fc2.weight": 0.7, "fc3.weight": 0.4}
     mlp = models.create("lenet300_100", in_channels=1, input_size=(28, 28))
     assert demo_sparsity(mlp, {"fc": 0.9}) == {"features.0.weight": 0.9, "features.2.weight": 0.9,
-                                               "classifier.weight": 0.5}
+                                               "classifier.weight": 0.4}
