@@ -101,16 +101,14 @@ def ratio_interval(before: Sequence[float], after: Sequence[float], confidence: 
         >>> ratio_interval([2.0, 4.0, 2.0], [1.0, 2.0, 1.0])
         (0.5, 0.5, 0.5)
     """
-    import random
+    from prunekit.measure.speedup import bootstrap_median_interval
 
     if len(before) != len(after) or not before:
         raise PrunekitError("ratio_interval needs as many before as after times (at least one)")
     ratios = [a / b for a, b in zip(after, before)]
-    rng = random.Random(seed)
-    boots = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
-    lo_i = int((1 - confidence) / 2 * resamples)
-    hi_i = min(resamples - 1, int((1 + confidence) / 2 * resamples))
-    return float(statistics.median(ratios)), float(boots[lo_i]), float(boots[hi_i])
+    # the one bootstrap of prunekit.measure (speedup.py), so runtimes and reports agree on an interval
+    low, high = bootstrap_median_interval(ratios, confidence, resamples, seed)
+    return float(statistics.median(ratios)), low, high
 
 
 def paired_times(run_before: Callable, run_after: Callable, rounds: int, warmup: int = 2,
