@@ -52,16 +52,33 @@ class ModelSpec:
         input_shape: shape of one sample, without the batch dimension.
         transforms: ordered list of JSON-able dicts, each with a ``"kind"`` key
             (see :data:`prunekit.checkpoint.TRANSFORMS`).
+        extra_input_shapes: the shapes of the second, third, ... positional input of a model
+            with several inputs (``forward(x, y)``); empty for the usual one-input model, so
+            that ``input_shape`` keeps meaning "the (first) input" everywhere.
     """
 
     arch: dict
     input_shape: list[int]
     transforms: list[dict] = field(default_factory=list)
+    extra_input_shapes: list[list[int]] = field(default_factory=list)
+
+    @property
+    def input_shapes(self) -> list[list[int]]:
+        """Every positional input's per-sample shape, the first one being :attr:`input_shape`.
+
+        Example:
+            >>> ModelSpec(arch={}, input_shape=[3, 8, 8], extra_input_shapes=[[10]]).input_shapes
+            [[3, 8, 8], [10]]
+        """
+        return [list(self.input_shape), *(list(s) for s in self.extra_input_shapes)]
 
     def to_dict(self) -> dict:
-        """Plain-data form stored in the checkpoint."""
-        return {"arch": copy.deepcopy(self.arch), "input_shape": list(self.input_shape),
-                "transforms": copy.deepcopy(self.transforms)}
+        """Plain-data form stored in the checkpoint (``extra_input_shapes`` only when there are some)."""
+        d = {"arch": copy.deepcopy(self.arch), "input_shape": list(self.input_shape),
+             "transforms": copy.deepcopy(self.transforms)}
+        if self.extra_input_shapes:
+            d["extra_input_shapes"] = [list(s) for s in self.extra_input_shapes]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelSpec":
@@ -70,16 +87,20 @@ class ModelSpec:
             raise CheckpointError(f"malformed model spec: nested deeper than {MAX_NESTING} levels")
         try:
             spec = cls(arch=dict(d["arch"]), input_shape=[int(s) for s in d["input_shape"]],
-                       transforms=list(d.get("transforms", [])))
+                       transforms=list(d.get("transforms", [])),
+                       extra_input_shapes=[[int(s) for s in shape] for shape in d.get("extra_input_shapes", [])])
         except (KeyError, TypeError, ValueError, OverflowError) as e:
             raise CheckpointError(f"malformed model spec: {e}") from None
-        # commands build example inputs of this shape: a file must not make them allocate without bound
-        n = 1
-        for s in spec.input_shape:
-            n *= s
-        if not 1 <= len(spec.input_shape) <= 8 or min(spec.input_shape) < 1 or n > MAX_INPUT_VALUES:
-            raise CheckpointError(f"malformed model spec: input_shape {spec.input_shape} (1 to 8 positive sizes, "
-                                  f"at most {MAX_INPUT_VALUES} values per sample)")
+        # commands build example inputs of these shapes: a file must not make them allocate without bound
+        if len(spec.extra_input_shapes) > 15:
+            raise CheckpointError(f"malformed model spec: {1 + len(spec.extra_input_shapes)} inputs (at most 16)")
+        for shape in spec.input_shapes:
+            n = 1
+            for s in shape:
+                n *= s
+            if not 1 <= len(shape) <= 8 or min(shape) < 1 or n > MAX_INPUT_VALUES:
+                raise CheckpointError(f"malformed model spec: input_shape {shape} (1 to 8 positive sizes, "
+                                      f"at most {MAX_INPUT_VALUES} values per sample)")
         return spec
 
     def with_transform(self, transform: dict) -> "ModelSpec":
@@ -92,7 +113,8 @@ class ModelSpec:
 
     def base(self) -> "ModelSpec":
         """The same architecture and input shape with no transforms (what a freshly built base model carries)."""
-        return ModelSpec(arch=copy.deepcopy(self.arch), input_shape=list(self.input_shape))
+        return ModelSpec(arch=copy.deepcopy(self.arch), input_shape=list(self.input_shape),
+                         extra_input_shapes=[list(s) for s in self.extra_input_shapes])
 
 
 _SCALARS = (int, float, str, bool, type(None))

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Mapping, Sequence
 
 from prunekit.errors import PrunekitError
-from prunekit.measure._utils import make_input, model_device_dtype, resolve_input_shape
+from prunekit.measure._utils import input_shapes_of, make_inputs, model_device_dtype, resolve_inputs
 from prunekit.measure.threads import check_threads, num_threads
 from prunekit.validate import check_int
 from prunekit.measure.latency import check_latency_args, compare_latency
@@ -91,8 +91,9 @@ def profile_many(models: Mapping[str, object], input_shape: Sequence[int] | None
 
     Args:
         models: ``{name: module}``.
-        input_shape: one sample's shape, e.g. ``(1, 28, 28)``; None takes each
-            model's ``prunekit_spec.input_shape`` (they must agree).
+        input_shape: one sample's shape, e.g. ``(1, 28, 28)``; a list of shapes for models with several
+            inputs, or example tensors (see :func:`profile`); None takes each model's ``prunekit_spec``
+            input shapes (they must agree).
         files: optional ``{name: path}`` of the files the models were loaded from (their sizes are reported).
         speed: a :class:`prunekit.measure.SpeedConfig`: time the rounds by its rules instead
             (``rounds``, ``warmup``; ``until_tight`` repeats rounds, per batch size, until every
@@ -120,14 +121,15 @@ def profile_many(models: Mapping[str, object], input_shape: Sequence[int] | None
     for key in files:
         if key not in models:
             raise PrunekitError(f"files names {key!r}, which is not one of the models: {', '.join(models)}")
-    shapes = {name: resolve_input_shape(m, input_shape) for name, m in models.items()}
-    if len({tuple(s) for s in shapes.values()}) > 1:
+    inputs = {name: resolve_inputs(m, input_shape) for name, m in models.items()}
+    shapes = {name: input_shapes_of(t) for name, t in inputs.items()}
+    if len({repr(s) for s in shapes.values()}) > 1:
         raise PrunekitError(f"the models expect different input shapes {shapes}; pass input_shape")
-    shape = next(iter(shapes.values()))
+    templates, shape = next(iter(inputs.values())), next(iter(shapes.values()))
     reports: dict[str, ProfileReport] = {}
     with num_threads(threads) as used_threads:
         for name, model in models.items():
-            macs = count_macs(model, make_input(model, shape, 1))
+            macs = count_macs(model, make_inputs(model, templates, 1))
             file = files.get(name)
             reports[name] = ProfileReport(
                 name=name, input_shape=list(shape), params=count_params(model),
@@ -137,10 +139,10 @@ def profile_many(models: Mapping[str, object], input_shape: Sequence[int] | None
                 state_dict_bytes=size_on_disk(model),
                 file=None if file is None else str(file),
                 file_bytes=None if file is None else size_on_disk(file),
-                environment=_environment(used_threads, make_input(model, shape, 1)))
+                environment=_environment(used_threads, make_inputs(model, templates, 1)))
             if memory:
                 for bs in sizes:
-                    reports[name].peak_memory[bs] = peak_memory(model, make_input(model, shape, bs))
+                    reports[name].peak_memory[bs] = peak_memory(model, make_inputs(model, templates, bs))
         if latency:
             # Interleave only models that can share one input tensor (same device and dtype).
             groups: dict[tuple, list[str]] = {}
@@ -149,7 +151,7 @@ def profile_many(models: Mapping[str, object], input_shape: Sequence[int] | None
                 groups.setdefault((str(device), str(dtype)), []).append(name)
             for bs in sizes:
                 for names in groups.values():
-                    x = make_input(models[names[0]], shape, bs)
+                    x = make_inputs(models[names[0]], templates, bs)
                     group = {n: models[n] for n in names}
                     if speed is None:
                         results = compare_latency(group, x, warmup=warmup, repeats=repeats, threads=used_threads,
@@ -173,7 +175,10 @@ def profile(model, input_shape: Sequence[int] | None = None, batch_sizes: Sequen
 
     Args:
         model: an ``nn.Module``.
-        input_shape: one sample's shape, e.g. ``(3, 32, 32)``; None takes ``model.prunekit_spec.input_shape``.
+        input_shape: one sample's shape, e.g. ``(3, 32, 32)``; for a model with several positional inputs
+            a list of shapes, e.g. ``[(3, 32, 32), (10,)]``; or example tensors (a tensor or a tuple, batch
+            first: the first sample is repeated to each batch size, so integer inputs such as token ids stay
+            valid); None takes the shapes of ``model.prunekit_spec``.
         batch_sizes: batch sizes for latency and peak memory.
         latency: measure latency (the slow part); False leaves ``report.latency`` empty.
         threads: torch intra-op threads for all measurements (None keeps the current count).

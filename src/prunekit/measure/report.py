@@ -15,6 +15,7 @@ from prunekit.errors import ConfigError
 from prunekit.measure.format import human_bytes, human_count, human_ms, markdown_table, text_table
 from prunekit.measure.latency import LatencyResult
 from prunekit.measure.macs import MacsReport
+from prunekit.measure._utils import plain_shape, shape_text
 
 REPORT_FORMAT = "prunekit.profile"
 REPORT_VERSION = 1
@@ -26,7 +27,7 @@ class ProfileReport:
 
     Attributes:
         name: label of the model (architecture name, file name, or given).
-        input_shape: shape of one input sample (no batch dimension).
+        input_shape: shape of one input sample (no batch dimension); a list of shapes for several inputs.
         params: parameter elements (tied parameters once).
         trainable_params: those with ``requires_grad``.
         nonzero_params: parameter elements that are not exactly zero.
@@ -96,7 +97,7 @@ class ProfileReport:
             raise ConfigError(f"profile report: unsupported format {d.get('format')!r} version {d.get('version')!r}")
         try:
             return cls(
-                name=str(d["name"]), input_shape=[int(s) for s in d["input_shape"]],
+                name=str(d["name"]), input_shape=plain_shape(d["input_shape"]),
                 params=int(d["params"]), trainable_params=int(d["trainable_params"]),
                 nonzero_params=int(d["nonzero_params"]), macs=MacsReport.from_dict(d["macs"]),
                 layer_params={str(k): int(v) for k, v in d.get("layer_params", {}).items()},
@@ -170,7 +171,7 @@ class ProfileReport:
         return rows
 
     def _title(self) -> str:
-        shape = "x".join(str(s) for s in self.input_shape)
+        shape = shape_text(self.input_shape)
         torch_v = self.environment.get("torch", "?")
         return f"{self.name}: input {shape}, torch {torch_v}"
 
