@@ -48,8 +48,11 @@ def add_parser(subparsers):
         description="Measure a prunekit checkpoint: parameters (total, non-zero), MACs per sample (per layer "
                     "with --per-layer), median latency per batch size at a fixed thread count, peak memory of a "
                     "forward pass, and the size of the checkpoint file. See docs/measure.md.")
-    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt)")
-    p.add_argument("--batch-sizes", default="1,32", help="comma-separated batch sizes for latency/memory (default 1,32)")
+    from prunekit.cli.model_arg import add_model_arguments
+
+    add_model_arguments(p)   # CKPT, a .pt2 program, or --model package.module:factory
+    p.add_argument("--batch-sizes", help="comma-separated batch sizes for latency/memory (default 1,32; a .pt2 "
+                                         "program exported with a fixed batch size: that size)")
     p.add_argument("--threads", type=int, help="torch threads (default: $PRUNEKIT_NUM_THREADS or torch's)")
     p.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (default 10)")
     p.add_argument("--repeats", type=int, default=50, help="timed runs per batch size (default 50)")
@@ -73,22 +76,29 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     """Profile and print the report."""
-    from prunekit import checkpoint
     from prunekit.measure import profile
     from prunekit.measure.threads import command_threads
 
-    sizes = parse_batch_sizes(args.batch_sizes)
-    threads = command_threads(args.threads)
-    from prunekit.cli.trust import trusted
+    from prunekit.cli.model_arg import load_model
 
-    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
-    check_input_shape(ckpt.model, ckpt.spec.input_shape, ckpt.path)
+    sizes = parse_batch_sizes(args.batch_sizes or "1,32")
+    threads = command_threads(args.threads)
+    loaded = load_model(args)
+    if loaded.kind == "checkpoint" and len(loaded.spec.input_shapes) == 1:
+        check_input_shape(loaded.model, loaded.spec.input_shape, loaded.path)
+    fixed = getattr(loaded.model, "fixed_batch", None)   # a .pt2 program exported without a dynamic batch
+    if fixed and not args.batch_sizes:
+        sizes = [fixed]
     if args.compare is not None or args.until_tight:
-        return _compare(args, ckpt, sizes, threads)
-    report = profile(ckpt.model, ckpt.spec.input_shape, batch_sizes=sizes, latency=not args.no_latency,
-                     threads=threads, file=ckpt.path, warmup=args.warmup, repeats=args.repeats,
-                     name=ckpt.path.name, progress=not args.json and sys.stderr.isatty())
-    rows = _runtimes(args, ckpt, sizes, threads)
+        if loaded.kind != "checkpoint":
+            from prunekit.errors import PrunekitError
+
+            raise PrunekitError("--compare times two prunekit checkpoints; pass CKPT, not --model or a .pt2")
+        return _compare(args, loaded, sizes, threads)
+    report = profile(loaded.model, loaded.inputs, batch_sizes=sizes, latency=not args.no_latency,
+                     threads=threads, file=loaded.path, warmup=args.warmup, repeats=args.repeats,
+                     name=loaded.name, progress=not args.json and sys.stderr.isatty())
+    rows = _runtimes(args, loaded, sizes, threads)
     if args.json:
         print(json.dumps({**report.to_dict(), **({"runtimes": rows} if rows is not None else {})}))
     else:
@@ -105,7 +115,11 @@ def _runtimes(args, ckpt, sizes, threads):
         return None
     from prunekit.measure.runtimes import parse_runtimes, time_runtimes
 
-    return time_runtimes(ckpt.model, ckpt.spec.input_shape, parse_runtimes(args.runtimes), sizes, threads)
+    if isinstance(ckpt.example, tuple):
+        from prunekit.errors import PrunekitError
+
+        raise PrunekitError(f"--runtimes times one-input models; {ckpt.name} takes {len(ckpt.example)} inputs")
+    return time_runtimes(ckpt.model, ckpt.input_shape, parse_runtimes(args.runtimes), sizes, threads)
 
 
 def _compare(args, ckpt, sizes, threads) -> int:

@@ -76,4 +76,19 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, input_size=No
     return attach_spec(model, ModelSpec(arch={"model": name, "kwargs": all_kwargs}, input_shape=[in_channels, *size]))
 
 
-__all__ = ["MODELS", "ModelInfo", "create", "list_models", "model_info", "register_model"]
+def from_factory(factory, kwargs: dict | None = None, *, input_shape, weights=None):
+    """A model of your own built by ``factory`` with its spec attached; see :func:`prunekit.models.user.from_factory`."""
+    from prunekit.models.user import from_factory as build
+
+    return build(factory, kwargs, input_shape=input_shape, weights=weights)
+
+
+def load_exported(path):
+    """``(module, example_inputs)`` of a ``torch.export`` ``.pt2`` file; see :func:`prunekit.models.user.load_exported`."""
+    from prunekit.models.user import load_exported as load
+
+    return load(path)
+
+
+__all__ = ["MODELS", "ModelInfo", "create", "from_factory", "list_models", "load_exported", "model_info",
+           "register_model"]
