@@ -16,7 +16,9 @@ def add_parser(subparsers):
                     "With --method (l1, slimming, lasso, thinet, fpgm, "
                     "taylor) it runs that method's whole pipeline, fine-tuning included, into the directory --out. "
                     "See docs/pruning.md and docs/methods.md.")
-    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the dense model")
+    from prunekit.cli.model_arg import add_model_arguments
+
+    add_model_arguments(p)   # CKPT of the dense model, or --model package.module:factory
     goal = p.add_mutually_exclusive_group()
     # every planner flag (--criterion, --ratio, --macs, --params, --tolerance, --best-effort, --global,
     # --round-to, --min-channels, --ignore) comes from PlanOptions' field metadata: one place per option
@@ -101,8 +103,6 @@ def planner_options(args):
 
 def run(args) -> int:
     """Plan (or load a plan), apply it, report, save."""
-    import torch
-
     from prunekit import checkpoint
     from prunekit.engine import PruningPlan
     from prunekit.engine import plan as make_plan
@@ -127,12 +127,13 @@ def run(args) -> int:
                               keep=[args.checkpoint, args.plan])
     if args.save_plan and not dry:
         check_overwrite(args.save_plan, args.overwrite)
-    from prunekit.cli.trust import trusted
+    from prunekit.cli.model_arg import load_model
 
-    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
-    checkpoint.check_finite(ckpt.model, str(ckpt.path))
+    ckpt = load_model(args)   # a checkpoint, or --model package.module:factory (its spec is what gets saved)
+    ckpt.require_spec("pruned")
+    checkpoint.check_finite(ckpt.model, str(ckpt.path or ckpt.name))
     model = ckpt.model
-    x = torch.randn(1, *ckpt.spec.input_shape, generator=torch.Generator().manual_seed(0))
+    x = ckpt.example
     if args.plan:
         plan = PruningPlan.load(args.plan)
     else:
@@ -153,7 +154,7 @@ def run(args) -> int:
             print(plan.table(show_indices=args.show_indices))
         return 0
     pruned = plan.apply(model)
-    before, after = _profiles(model, pruned, ckpt.spec.input_shape, args.time_models)
+    before, after = _profiles(model, pruned, ckpt.inputs, args.time_models)
     meta = dict(ckpt.meta)
     meta["pruning"] = {"source": str(ckpt.path), **{k: v for k, v in plan.summary().items()}}
     from prunekit.runs import lineage
@@ -192,7 +193,7 @@ def _write_report(run_dir, args, ckpt, plan, before: dict, after: dict, options)
     if speed:
         sections.insert(0, Section("Latency (timed interleaved)", "\n".join(
             f"- batch {bs}: {sp.describe()}" for bs, sp in speed.items())))
-    report = Report(title=f"prunekit prune: {args.checkpoint}", profile={"before": figures(before),
+    report = Report(title=f"prunekit prune: {args.checkpoint or ckpt.name}", profile={"before": figures(before),
                                                                          "after": figures(after)},
                     data={"plan": plan.summary(), "layers": plan.layer_rows(), "out": str(args.out),
                           "before": before, "after": after,

@@ -28,7 +28,11 @@ def add_parser(subparsers):
                     "Settings: defaults < --config file < flags. Run under 'torchrun --nproc_per_node=N -m "
                     "prunekit.cli train ...' for data-parallel training.")
     p.add_argument("--model", required=True,
-                   help="zoo name (see 'prunekit models') or a prunekit checkpoint .pt to fine-tune")
+                   help="zoo name (see 'prunekit models'), a prunekit checkpoint .pt to fine-tune, or a model of "
+                        "your own: 'package.module:function' (see docs/your-model.md)")
+    from prunekit.cli.model_arg import add_model_arguments
+
+    add_model_arguments(p, positional=False, model_flag=False)   # --model-kwargs, --input-shape, ... of a factory
     p.add_argument("--data", required=True, help="dataset: mnist5k, digits, synthetic, cifar10:DIR, ...")
     p.add_argument("--out", required=True, help="run directory for checkpoints and history")
     p.add_argument("--config", help="YAML/JSON file of TrainConfig keys")
@@ -87,15 +91,24 @@ def _write_report(run_dir, summary: dict, history, args) -> None:
                              ("best epoch", None if best.get("epoch") is None else best["epoch"] + 1),
                              ("seconds", round(summary["seconds"], 1))],
                     sections=[Section("History", table)])
-    source = args.model if os.path.isfile(args.model) else f"zoo:{args.model}"
+    source = args.model if os.path.isfile(args.model) else \
+        f"factory:{args.model}" if ":" in args.model else f"zoo:{args.model}"
     run_dir.write_report(report, provenance(command=command_line(args), config=summary["config"],
                                             dataset=summary["data"], source=source))
 
 
-def build_model(name: str, splits, trusted_factories=()):
-    """A zoo model sized for ``splits``, or the model stored in a checkpoint file."""
+def build_model(name: str, splits, trusted_factories=(), args=None):
+    """A zoo model sized for ``splits``, the model stored in a checkpoint file, or a ``module:factory`` model."""
     from prunekit import models
     from prunekit.errors import PrunekitError
+
+    if args is not None and (name.endswith(".pt2") or (":" in name and not os.path.isfile(name))):
+        from prunekit.cli.model_arg import check_data_shape, load_model
+
+        loaded = load_model(args, data_shape=splits.input_shape, model_value=name)
+        loaded.require_spec("trained")
+        check_data_shape(loaded, splits.input_shape, splits.name)
+        return loaded.model.train()
 
     if name.endswith(".pt") or os.path.sep in name:
         from prunekit import checkpoint
@@ -129,7 +142,7 @@ def run(args) -> int:
     from prunekit.utils.seed import seed_everything
 
     seed_everything(cfg.seed or 0)   # the initial weights too: the same command gives the same model
-    model = build_model(args.model, splits, trusted(args))
+    model = build_model(args.model, splits, trusted(args), args)
     callbacks = [] if args.json else [EpochLogger()]
     meta = {"model": args.model, "command": " ".join(["prunekit", *sys.argv[1:]])}
     if os.path.isfile(args.model):  # fine-tuning a checkpoint: best.pt / last.pt record it as their parent

@@ -111,12 +111,15 @@ def run_method(args) -> int:
     method, data_name, cfg = resolve(args)
     if not getattr(args, "out", None):
         raise PrunekitError("--out DIR is required with --method (the run directory)")
-    from prunekit.cli.trust import trusted
     from prunekit.runs import command_line, provenance
 
-    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
-    checkpoint.check_finite(ckpt.model, str(ckpt.path))
+    from prunekit.cli.model_arg import check_data_shape, load_model
+
     data = load_dataset(data_name)
+    ckpt = load_model(args, data_shape=data.input_shape)   # CKPT or --model package.module:factory
+    ckpt.require_spec("pruned")
+    check_data_shape(ckpt, data.input_shape, data_name)
+    checkpoint.check_finite(ckpt.model, str(ckpt.path or ckpt.name))
     res = run_structured(ckpt.model, data, method, cfg, args.out, progress=getattr(args, "progress", True),
                          overwrite=bool(getattr(args, "overwrite", False)),
                          provenance=provenance(command=command_line(args), source=ckpt.path))
