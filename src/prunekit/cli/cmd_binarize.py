@@ -15,7 +15,11 @@ def add_parser(subparsers):
                     "model.pt (reloads with prunekit.checkpoint.load), model.pkb (weights packed 64 per "
                     "uint64 word), report.json and report.md (accuracy, packed-vs-float check, exact storage "
                     "ratio, binary ops). Settings: defaults < --config YAML < flags. See docs/binary.md.")
-    p.add_argument("ckpt", help="full-precision prunekit checkpoint, or a zoo model name (trained from scratch)")
+    p.add_argument("ckpt", nargs="?", metavar="CKPT",
+                   help="full-precision prunekit checkpoint, or a zoo model name (trained from scratch); or use --model")
+    from prunekit.cli.model_arg import add_model_arguments
+
+    add_model_arguments(p, positional=False)   # --model package.module:factory instead of CKPT
     p.add_argument("--mode", choices=("bwn", "xnor"), help="binary weights (bwn) or weights and inputs (xnor)")
     p.add_argument("--data", help="dataset (mnist5k, digits, synthetic, cifar10:DIR, ...); default mnist5k")
     p.add_argument("--out", required=True, help="output directory")
@@ -92,7 +96,18 @@ def run(args) -> int:
 
         torch.set_num_threads(int(threads))
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
-    report = run_binarize(args.ckpt, cfg, args.out, overwrite=args.overwrite, progress=progress,
+    source = args.ckpt
+    if args.model or not args.ckpt:   # a model of your own: built here and handed over as a module
+        from prunekit.cli.model_arg import load_model
+        from prunekit.data import load_dataset
+        from prunekit.errors import PrunekitError
+
+        if args.ckpt:
+            raise PrunekitError(f"give either a checkpoint ({args.ckpt}) or --model {args.model}, not both")
+        loaded = load_model(args, data_shape=load_dataset(cfg.data).input_shape)
+        loaded.require_spec("binarized")
+        source = loaded.model
+    report = run_binarize(source, cfg, args.out, overwrite=args.overwrite, progress=progress,
                           meta={"command": command_line(args)}, trusted_factories=trusted(args))
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k not in ("history",)}, default=str))

@@ -21,7 +21,9 @@ def add_parser(subparsers):
                     "self-describing .pkz file that 'prunekit decompress' or prunekit.compress.load() turn back "
                     "into a model, plus OUT.report.json and OUT.report.md. Without pruning flags, weights that "
                     "are already zero (or masks stored in the checkpoint) count as pruned.")
-    p.add_argument("checkpoint", help="prunekit checkpoint (.pt)")
+    from prunekit.cli.model_arg import add_model_arguments
+
+    add_model_arguments(p)   # CKPT (.pt), or --model package.module:factory
     p.add_argument("-o", "--output", required=True, help="the .pkz file to write")
     p.add_argument("--bits-conv", type=int, help="bits per cluster index of conv layers (default 8)")
     p.add_argument("--bits-fc", type=int, help="bits per cluster index of fully connected layers (default 5)")
@@ -101,17 +103,23 @@ def run(args) -> int:
     _threads(args)
     from prunekit.cli.trust import trusted
 
-    ckpt, masks = sparse.load_with_masks(args.checkpoint, trusted_factories=trusted(args))
-    from prunekit.checkpoint import check_finite
-
-    check_finite(ckpt.model, str(ckpt.path))
-    if config.prune_sparsity is not None or config.quality is not None:
-        masks = None   # prune afresh (weights already zero are the smallest and go first)
     data = None
     if args.data:
         from prunekit.data import load_dataset
 
         data = load_dataset(args.data)
+    from prunekit.cli.model_arg import load_model, names_model
+
+    if names_model(args):   # --model package.module:factory (no masks stored beside it)
+        ckpt, masks = load_model(args, data_shape=None if data is None else data.input_shape), None
+        ckpt.require_spec("compressed")
+    else:
+        ckpt, masks = sparse.load_with_masks(args.checkpoint, trusted_factories=trusted(args))
+    from prunekit.checkpoint import check_finite
+
+    check_finite(ckpt.model, str(ckpt.path or ckpt.name))
+    if config.prune_sparsity is not None or config.quality is not None:
+        masks = None   # prune afresh (weights already zero are the smallest and go first)
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     from prunekit.runs import lineage
 
@@ -121,13 +129,13 @@ def run(args) -> int:
                                                   input_shape=ckpt.spec.input_shape))
     path = result.save(run_dir.file(out.name), overwrite=args.overwrite)
     report = result.report
-    run_dir.write_report(report.run_report(f"Deep Compression of {args.checkpoint}"),
+    run_dir.write_report(report.run_report(f"Deep Compression of {args.checkpoint or ckpt.name}"),
                          provenance(command=command_line(args), config=to_dict(config), dataset=args.data,
-                                    source=args.checkpoint))
+                                    source=args.checkpoint or ckpt.path))
     if args.json:
         print(json.dumps({"output": str(path), **report.to_dict()}))
     else:
         print(report.to_markdown())
         print(f"wrote {path} ({report.file_bytes:,} bytes, {report.ratios()['file']:.1f}x smaller than the "
-              f"{report.original_bytes:,} bytes of tensors in {args.checkpoint})")
+              f"{report.original_bytes:,} bytes of tensors in {args.checkpoint or ckpt.name})")
     return 0

@@ -12,7 +12,9 @@ def add_parser(subparsers):
                     "AutoSlim's slimmable network), search per-group channel counts under the budget on a "
                     "sub-validation split of the training data, prune the checkpoint to the found widths, "
                     "fine-tune and report on the test set. Re-run with --resume after an interruption.")
-    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the trained model")
+    from prunekit.cli.model_arg import add_model_arguments
+
+    add_model_arguments(p)   # CKPT of the trained model, or --model package.module:factory
     p.add_argument("--method", choices=("metapruning", "autoslim"), default="autoslim")
     p.add_argument("--data", required=True, help="dataset name or spec, e.g. mnist5k, digits, cifar10:DIR")
     p.add_argument("--out", required=True, help="output folder (log, plots, plan, pruned.pt, report.json, report.md)")
@@ -120,11 +122,13 @@ def run(args) -> int:
     from prunekit.search import SearchConfig, search
 
     cfg = SearchConfig.from_dict(_config(args))
-    from prunekit.cli.trust import trusted
+    from prunekit.cli.model_arg import check_data_shape, load_model
 
-    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
-    checkpoint.check_finite(ckpt.model, str(ckpt.path))
     data = load_dataset(args.data)
+    ckpt = load_model(args, data_shape=data.input_shape)   # CKPT or --model package.module:factory
+    ckpt.require_spec("searched")
+    check_data_shape(ckpt, data.input_shape, args.data)
+    checkpoint.check_finite(ckpt.model, str(ckpt.path or ckpt.name))
     res = search(ckpt.model, data, cfg, args.out, resume=args.resume, progress=not args.no_progress,
                  overwrite=args.overwrite, supernet=args.supernet,
                  provenance=provenance(command=command_line(args), source=ckpt.path))

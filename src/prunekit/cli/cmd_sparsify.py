@@ -25,7 +25,9 @@ def add_parser(subparsers):
                     "report.json, report.md (sparsity per layer, accuracy curve) and accuracy.png. "
                     "Every method setting can be given in a YAML file (--config) holding the fields of the "
                     "method's config dataclass; the flags below override it. See docs/sparse.md.")
-    p.add_argument("checkpoint", metavar="CKPT", help="prunekit checkpoint (.pt) of the trained model")
+    from prunekit.cli.model_arg import add_model_arguments
+
+    add_model_arguments(p)   # CKPT of the trained model, or --model package.module:factory
     p.add_argument("--method", required=True, choices=sorted(_SPARSITY_FIELD),
                    help="magnitude (Han et al. 2015), agp (Zhu & Gupta 2017), lth (Frankle & Carbin 2019), "
                         "admm (Zhang et al. 2018)")
@@ -117,14 +119,13 @@ def run(args) -> int:
     out = Path(args.out)
     run_dir = RunDir.open(out, OUTPUT_FILES, overwrite=args.overwrite, require_empty=True,
                           keep=[args.checkpoint, args.config])
-    from prunekit.cli.trust import trusted
+    from prunekit.cli.model_arg import check_data_shape, load_model
 
-    ckpt = checkpoint.load(args.checkpoint, trusted_factories=trusted(args))
-    checkpoint.check_finite(ckpt.model, str(ckpt.path))
     data = load_dataset(args.data)
-    if list(ckpt.spec.input_shape) != list(data.input_shape):
-        raise PrunekitError(f"{args.checkpoint} expects inputs of shape {list(ckpt.spec.input_shape)} but "
-                            f"{args.data} has {list(data.input_shape)}")
+    ckpt = load_model(args, data_shape=data.input_shape)   # CKPT or --model package.module:factory
+    ckpt.require_spec("sparsified")
+    check_data_shape(ckpt, data.input_shape, args.data)
+    checkpoint.check_finite(ckpt.model, str(ckpt.path or ckpt.name))
     model = ckpt.model
     notes = []
     if args.method == "lth" and not args.keep_init:
@@ -139,7 +140,7 @@ def run(args) -> int:
         print(f"note: {n}", file=sys.stderr)
     info = METHODS.get(args.method)
     result = info.fn(model, data, cfg, progress=False if args.no_progress else None)
-    meta = {"sparsify": {"method": args.method, "config": to_dict(cfg), "source": str(ckpt.path),
+    meta = {"sparsify": {"method": args.method, "config": to_dict(cfg), "source": str(ckpt.path or ckpt.name),
                          "data": args.data, "final": result.final}}
     from prunekit.runs import lineage
 
@@ -157,7 +158,8 @@ def run(args) -> int:
         files += ["plan.json", "model.structural.pt"]
     run_dir.add(*files)
     prov = provenance(command=command_line(args), config=to_dict(cfg), dataset=args.data, source=ckpt.path)
-    report = write_reports(result, run_dir, {"method": args.method, "source": str(ckpt.path), "data": args.data,
+    source = str(ckpt.path or ckpt.name)
+    report = write_reports(result, run_dir, {"method": args.method, "source": source, "data": args.data,
                                              "notes": notes, "files": files}, prov)
     if args.json:
         print(json.dumps({k: report[k] for k in ("method", "final", "sparsity", "records", "files")}))

@@ -244,3 +244,13 @@ def check_data_shape(loaded: LoadedModel, data_shape, data_name: str) -> None:
     if list(loaded.input_shape) != list(data_shape):
         raise PrunekitError(f"{loaded.name}: the model takes inputs {tuple(loaded.input_shape)} but dataset "
                             f"{data_name!r} has {tuple(data_shape)}")
+
+
+def names_model(args) -> bool:
+    """Whether the command line names its model other than by a prunekit checkpoint CKPT.
+
+    True for ``--model``, a ``.pt2`` program, or no model at all (so that :func:`load_model`
+    reports what is missing); commands with their own checkpoint loader (masks, ...) keep it otherwise.
+    """
+    ckpt = getattr(args, "checkpoint", None)
+    return bool(getattr(args, "model", None)) or not ckpt or str(ckpt).endswith(".pt2")
