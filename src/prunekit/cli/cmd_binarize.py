@@ -98,12 +98,11 @@ def run(args) -> int:
     progress = not args.no_progress and not args.json and sys.stderr.isatty()
     source = args.ckpt
     if args.model or not args.ckpt:   # a model of your own: built here and handed over as a module
-        from prunekit.cli.model_arg import load_model
+        from prunekit.cli.model_arg import load_model, usage_error
         from prunekit.data import load_dataset
-        from prunekit.errors import PrunekitError
 
         if args.ckpt:
-            raise PrunekitError(f"give either a checkpoint ({args.ckpt}) or --model {args.model}, not both")
+            usage_error(args, f"give either a checkpoint ({args.ckpt}) or --model {args.model}, not both")
         loaded = load_model(args, data_shape=load_dataset(cfg.data).input_shape)
         loaded.require_spec("binarized")
         source = loaded.model

@@ -144,6 +144,17 @@ def _check_runs(model, example, what: str) -> None:
                             f"{first[:300]}; pass --input-shape (once per input) or --example-inputs") from None
 
 
+def usage_error(args, message: str):
+    """Exit as argparse does for a wrong command line (one line, status 2): the model arguments are checked together
+    here, after parsing, because argparse cannot say "CKPT or --model, exactly one"."""
+    import sys
+
+    command = getattr(args, "command", None)
+    where = f"prunekit {command}" if command else "prunekit"
+    print(f"prunekit: error: {message} (see '{where} --help')", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _given(args, name):
     return getattr(args, name, None)
 
@@ -163,9 +174,9 @@ def load_model(args, *, data_shape=None, model_value: str | None = None) -> Load
     ckpt_arg = _given(args, "checkpoint")
     model_arg = model_value if model_value is not None else _given(args, "model")
     if ckpt_arg and model_arg:
-        raise PrunekitError(f"give either a checkpoint ({ckpt_arg}) or --model {model_arg}, not both")
+        usage_error(args, f"give either a checkpoint ({ckpt_arg}) or --model {model_arg}, not both")
     if not ckpt_arg and not model_arg:
-        raise PrunekitError("no model: pass a checkpoint CKPT, a .pt2 program, or --model package.module:factory")
+        usage_error(args, "no model: pass a checkpoint CKPT, a .pt2 program, or --model package.module:factory")
     source = ckpt_arg or model_arg
     is_program = str(source).endswith(".pt2")
     companions = [n for n in _COMPANIONS if _given(args, n)]
