@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,10 +90,8 @@ class LoadedModel:
 def _parse_shape(text: str) -> list[int]:
     from prunekit.errors import PrunekitError
 
-    try:
-        shape = [int(s) for s in text.replace("x", ",").split(",") if s.strip()]
-    except ValueError:
-        shape = []
+    parts = [s.strip() for s in re.split(r"[,x]", text.strip())]   # 3,32,32 or 3x32x32
+    shape = [int(s) for s in parts] if all(s.isdigit() for s in parts) else []
     if not shape or any(s < 1 for s in shape) or len(shape) > 8:
         raise PrunekitError(f"--input-shape: expected 1 to 8 positive integers separated by commas, e.g. 3,32,32; "
                             f"got {text!r}")

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Mapping, Sequence
 
 from prunekit.errors import PrunekitError
-from prunekit.measure._utils import input_shapes_of, make_inputs, model_device_dtype, resolve_inputs
+from prunekit.measure._utils import input_shapes_of, make_inputs, model_device_dtype, resolve_inputs, shape_text
 from prunekit.measure.threads import check_threads, num_threads
 from prunekit.validate import check_int
 from prunekit.measure.latency import check_latency_args, compare_latency
@@ -129,7 +129,12 @@ def profile_many(models: Mapping[str, object], input_shape: Sequence[int] | None
     reports: dict[str, ProfileReport] = {}
     with num_threads(threads) as used_threads:
         for name, model in models.items():
-            macs = count_macs(model, make_inputs(model, templates, 1))
+            try:
+                macs = count_macs(model, make_inputs(model, templates, 1))
+            except TypeError as e:   # forward(x, y) given one input (or the reverse): say how to pass several
+                raise PrunekitError(f"{name}: the model does not take the input(s) {shape_text(shape)}: {e}; a model "
+                                    "with several inputs takes a list of shapes, e.g. input_shape=[(3, 32, 32), "
+                                    "(10,)]") from None
             file = files.get(name)
             reports[name] = ProfileReport(
                 name=name, input_shape=list(shape), params=count_params(model),

@@ -278,8 +278,9 @@ def load_exported(path):
         inputs = tuple(stored[0])
     else:
         inputs = tuple(torch.zeros([_size(s) for s in v.shape], dtype=v.dtype) for v in vals)
-    batches = {v.shape[0] for v in vals}
-    fixed = next(iter(batches)) if len(batches) == 1 and all(isinstance(v.shape[0], int) for v in vals) else None
+    # a fixed batch: every input's first size is a plain int, the same for all (a dynamic one is a SymInt)
+    firsts = [v.shape[0] for v in vals]
+    fixed = firsts[0] if all(type(b) is int for b in firsts) and len(set(firsts)) == 1 else None
     if not all(isinstance(t, torch.Tensor) for t in inputs):
         raise PrunekitError(f"{p}: the stored example inputs are not all tensors")
     module = __getattr__("ExportedModule")(program, fixed)
