@@ -35,6 +35,7 @@ _SOURCE_MODULES = (
     "prunekit.data.cifar",
     "prunekit.data.cifar_jpeg",
     "prunekit.data.imagefolder",
+    "prunekit.data.tensors",
 )
 
 
