@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     # warnings reach a command-line user as one line, like errors, instead of a source location and code line;
     # restored afterwards so that ``main`` called from Python leaves the caller's formatting as it was
     plain, warnings.formatwarning = warnings.formatwarning, _format_warning
+    from prunekit.models.user import cwd_on_path
+
     try:
-        return int(args._run(args) or 0)
+        # factories of the user's own (--model, --trust-factory) are found in the current directory too
+        with cwd_on_path():
+            return int(args._run(args) or 0)
     except (PrunekitError, FileNotFoundError, FileExistsError, IsADirectoryError, PermissionError) as e:
         print(f"prunekit: error: {e}", file=sys.stderr)
         return 2

@@ -35,15 +35,16 @@ _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 @contextlib.contextmanager
 def cwd_on_path() -> Iterator[None]:
-    """The current directory first on ``sys.path`` for the duration (a factory module beside the user's files).
+    """The current directory on ``sys.path`` for the duration (a factory module beside the user's files).
 
     ``python -m`` puts it there already, the ``prunekit`` console script does not; the
     user named the module on the command line, so looking for it here is what they expect.
+    It goes last, so that a file in the current directory never shadows an installed package.
     """
     cwd = os.getcwd()
-    added = cwd not in sys.path
+    added = cwd not in sys.path and "" not in sys.path
     if added:
-        sys.path.insert(0, cwd)
+        sys.path.append(cwd)
     try:
         yield
     finally:

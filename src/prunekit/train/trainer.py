@@ -391,8 +391,8 @@ def _check_spec(model) -> None:
     if get_spec(model) is None:
         raise CheckpointError(
             "Trainer(out_dir=...) saves checkpoints, but the model has no prunekit_spec; build it with "
-            "prunekit.models.create, or set model.prunekit_spec = prunekit.checkpoint.ModelSpec("
-            "arch={'factory': 'module:function', 'kwargs': {...}}, input_shape=[C, H, W])")
+            "prunekit.models.create, or a model of your own with prunekit.models.from_factory('module:function', "
+            "{...}, input_shape=(C, H, W)) (docs/your-model.md)")
 
 
 def _as_config(config) -> TrainConfig:
