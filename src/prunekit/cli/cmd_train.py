@@ -109,6 +109,10 @@ def build_model(name: str, splits, trusted_factories=(), args=None):
         loaded.require_spec("trained")
         check_data_shape(loaded, splits.input_shape, splits.name)
         return loaded.model.train()
+    given = [f for f in ("model_kwargs", "input_shape", "example_inputs", "weights") if getattr(args, f, None)]
+    if given:   # they shape a factory's model; silently ignoring them on a zoo name would mislead
+        raise PrunekitError(f"--{given[0].replace('_', '-')} applies to --model package.module:factory, not to "
+                            f"{name!r}")
 
     if name.endswith(".pt") or os.path.sep in name:
         from prunekit import checkpoint

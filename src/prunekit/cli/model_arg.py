@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 _COMPANIONS = ("model_kwargs", "input_shape", "example_inputs", "weights")
@@ -68,7 +68,6 @@ class LoadedModel:
     example: object
     inputs: object
     train_state: dict | None = None
-    trusted: tuple = field(default_factory=tuple)
 
     @property
     def input_shape(self) -> list[int]:
@@ -242,7 +241,7 @@ def _load_factory(args, name: str, data_shape) -> LoadedModel:
     weights = _given(args, "weights")
     return LoadedModel(model=model.eval(), spec=model.prunekit_spec, meta={}, path=Path(weights) if weights else None,
                        kind="factory", name=name, example=example[0] if len(example) == 1 else example,
-                       inputs=inputs, trusted=(name,))
+                       inputs=inputs)
 
 
 def check_data_shape(loaded: LoadedModel, data_shape, data_name: str) -> None:
