@@ -307,3 +307,24 @@ def test_spec_extra_input_shapes_round_trip():
 
     with pytest.raises(CheckpointError, match="input_shape"):
         ModelSpec.from_dict({**d, "extra_input_shapes": [[0]]})
+
+
+def test_weights_from_safetensors(userdir, capsys):
+    safetensors = pytest.importorskip("safetensors.torch")
+    sys.path.insert(0, str(userdir))
+    try:
+        torch.manual_seed(1)
+        net = models.from_factory(f"{MODULE}:build", input_shape=(1, 8, 8))
+        safetensors.save_file(net.state_dict(), str(userdir / "w.safetensors"))
+        torch.manual_seed(2)
+        other = models.from_factory(f"{MODULE}:build", input_shape=(1, 8, 8), weights=userdir / "w.safetensors")
+    finally:
+        sys.path.remove(str(userdir))
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(other(x), net.eval()(x))
+    out = userdir / "p.pt"
+    assert main(["prune", "--model", f"{MODULE}:build", "--input-shape", "1,8,8", "--weights", "w.safetensors",
+                 "--ratio", "0.25", "--out", str(out)]) == 0
+    capsys.readouterr()
+    raw = checkpoint.read_raw(out)
+    assert raw["meta"]["parent"]["path"].endswith("w.safetensors")   # the weights file is the parent on record
