@@ -172,7 +172,9 @@ def load_model(args, *, data_shape=None, model_value: str | None = None) -> Load
     ckpt_arg = _given(args, "checkpoint")
     model_arg = model_value if model_value is not None else _given(args, "model")
     if ckpt_arg and model_arg:
-        usage_error(args, f"give either a checkpoint ({ckpt_arg}) or --model {model_arg}, not both")
+        hint = f"; a checkpoint written from {model_arg} loads with --trust-factory {model_arg}" \
+            if ":" in str(model_arg) else ""
+        usage_error(args, f"give either a checkpoint ({ckpt_arg}) or --model {model_arg}, not both{hint}")
     if not ckpt_arg and not model_arg:
         usage_error(args, "no model: pass a checkpoint CKPT, a .pt2 program, or --model package.module:factory")
     source = ckpt_arg or model_arg
