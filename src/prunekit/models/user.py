@@ -255,7 +255,8 @@ def load_exported(path):
     The module (an :class:`ExportedModule`) runs the exported program (``module.fixed_batch``: the
     batch size a program exported without a dynamic batch dimension accepts, else None); the example inputs are
     the ones stored at export time, else zeros of the shapes and dtypes in the program's input
-    specs. It can be profiled and evaluated; it cannot be pruned (its graph holds aten ops
+    specs. ``torch.export.load`` may unpickle parts of the file (it falls back to
+    ``weights_only=False``), so load only programs you trust. It can be profiled and evaluated; it cannot be pruned (its graph holds aten ops
     and raw parameters, not the layers prunekit slices): prune the ``nn.Module`` and export
     the result.
     """
