@@ -90,7 +90,9 @@ def import_factory(name: str) -> Callable:
 
 def _shapes(input_shape) -> list[list[int]]:
     """One shape or a list of shapes -> a list of shapes, each of positive ints."""
-    if isinstance(input_shape, (list, tuple)) and input_shape and all(isinstance(s, (list, tuple)) for s in input_shape):
+    nested = isinstance(input_shape, (list, tuple)) and input_shape and all(isinstance(s, (list, tuple))
+                                                                           for s in input_shape)
+    if nested:
         shapes = input_shape
     else:
         shapes = [input_shape]
@@ -256,9 +258,9 @@ def load_exported(path):
     batch size a program exported without a dynamic batch dimension accepts, else None); the example inputs are
     the ones stored at export time, else zeros of the shapes and dtypes in the program's input
     specs. ``torch.export.load`` may unpickle parts of the file (it falls back to
-    ``weights_only=False``), so load only programs you trust. It can be profiled and evaluated; it cannot be pruned (its graph holds aten ops
-    and raw parameters, not the layers prunekit slices): prune the ``nn.Module`` and export
-    the result.
+    ``weights_only=False``), so load only programs you trust. It can be profiled and evaluated;
+    it cannot be pruned (its graph holds aten ops and raw parameters, not the layers prunekit
+    slices): prune the ``nn.Module`` and export the result.
     """
     import torch
 
