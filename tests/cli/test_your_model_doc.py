@@ -5,6 +5,7 @@ every other ```python block is a script run in a fresh interpreter; each ``prune
 ```bash block is a command run through :func:`prunekit.cli.main` (in-process: the interpreter start-up
 of a subprocess per command would cost more than the commands).
 """
+import os
 import re
 import shlex
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import prunekit
 from prunekit.cli import COMMANDS, main
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "your-model.md"
@@ -47,6 +49,9 @@ def test_your_model_doc_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PRUNEKIT_NUM_THREADS", "1")
     monkeypatch.delitem(sys.modules, "mynet", raising=False)
     missing = []
+    # the scripts import the prunekit this test imported (a relative PYTHONPATH would not survive the cd)
+    src = str(Path(prunekit.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])])}
     try:
         for lang, body in blocks(DOC.read_text()):
             first = body.splitlines()[0]
@@ -54,7 +59,7 @@ def test_your_model_doc_runs(tmp_path, monkeypatch, capsys):
                 (tmp_path / first[2:]).write_text(body)
             elif lang == "python":
                 r = subprocess.run([sys.executable, "-c", body], cwd=tmp_path, capture_output=True, text=True,
-                                   timeout=300)
+                                   timeout=300, env=env)
                 assert r.returncode == 0, r.stderr[-3000:]
             elif lang == "bash":
                 for argv in commands(body):
