@@ -16,7 +16,8 @@ def add_parser(subparsers):
                     "uint64 word), report.json and report.md (accuracy, packed-vs-float check, exact storage "
                     "ratio, binary ops). Settings: defaults < --config YAML < flags. See docs/binary.md.")
     p.add_argument("ckpt", nargs="?", metavar="CKPT",
-                   help="full-precision prunekit checkpoint, or a zoo model name (trained from scratch); or use --model")
+                   help="full-precision prunekit checkpoint, or a zoo model name (trained from scratch); "
+                        "or use --model")
     from prunekit.cli.model_arg import add_model_arguments
 
     add_model_arguments(p, positional=False)   # --model package.module:factory instead of CKPT

@@ -156,7 +156,7 @@ def run(args) -> int:
     pruned = plan.apply(model)
     before, after = _profiles(model, pruned, ckpt.inputs, args.time_models)
     meta = dict(ckpt.meta)
-    meta["pruning"] = {"source": str(ckpt.path), **{k: v for k, v in plan.summary().items()}}
+    meta["pruning"] = {"source": str(ckpt.path or ckpt.name), **{k: v for k, v in plan.summary().items()}}
     from prunekit.runs import lineage
 
     meta.update(lineage(ckpt.path, ckpt.meta, input_shape=ckpt.spec.input_shape))

@@ -77,14 +77,14 @@ def create(name: str, num_classes: int = 10, in_channels: int = 3, input_size=No
 
 
 def from_factory(factory, kwargs: dict | None = None, *, input_shape, weights=None):
-    """A model of your own built by ``factory`` with its spec attached; see :func:`prunekit.models.user.from_factory`."""
+    """A model of your own built by ``factory``, its spec attached: :func:`prunekit.models.user.from_factory`."""
     from prunekit.models.user import from_factory as build
 
     return build(factory, kwargs, input_shape=input_shape, weights=weights)
 
 
 def load_exported(path):
-    """``(module, example_inputs)`` of a ``torch.export`` ``.pt2`` file; see :func:`prunekit.models.user.load_exported`."""
+    """``(module, example_inputs)`` of a ``torch.export`` ``.pt2``: :func:`prunekit.models.user.load_exported`."""
     from prunekit.models.user import load_exported as load
 
     return load(path)
