@@ -72,5 +72,6 @@ def test_your_model_doc_runs(tmp_path, monkeypatch, capsys):
         sys.modules.pop("mynet", None)
     assert (tmp_path / "small.pt").is_file() and (tmp_path / "small_cli.pt").is_file()
     assert (tmp_path / "runs" / "finetuned" / "best.pt").is_file()
+    assert missing or (tmp_path / "small.onnx").is_file()
     if missing:
         pytest.skip(f"everything else ran; prunekit {', '.join(missing)} is not a command of this build")
