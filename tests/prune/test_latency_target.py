@@ -154,6 +154,13 @@ def test_refine_loop_is_exact_with_a_stub_timer():
     _, _, _, history = meet_latency(lambda goal: goal, lambda c: c, lambda c: c,
                                     lambda p: SimpleNamespace(ratio=p / 10, low=0, high=1), 0.5, 0.05, 1)
     assert history[1]["goal"] == pytest.approx(0.75)
+    # a measurement inside the tolerance but outside stop_within is refined once more (aim at the band's middle)
+    edge = lambda p: SimpleNamespace(ratio=1.04 * p, low=1.04 * p, high=1.04 * p)  # noqa: E731
+    _, m, _, history = meet_latency(lambda goal: goal, lambda c: c, lambda c: c, edge, 0.5, 0.05, 3)
+    assert len(history) == 1 and m.ratio == pytest.approx(0.52)
+    _, m, _, history = meet_latency(lambda goal: goal, lambda c: c, lambda c: c, edge, 0.5, 0.05, 3,
+                                    stop_within=0.025)
+    assert [round(h["goal"], 5) for h in history] == [0.5, 0.48077] and m.ratio == pytest.approx(0.5)
 
 
 def test_plan_reports_predicted_and_measured_and_refines(stub_timing, tmp_path):
