@@ -21,9 +21,13 @@ def test_ratio_interval_is_the_median_of_paired_ratios():
 def test_paired_times_interleaves_and_alternates():
     order = []
     before, after = paired_times(lambda: order.append("b"), lambda: order.append("a"), rounds=4, warmup=1,
-                                 min_round_s=0.0)
+                                 min_round_s=0.0, warm_calls=0)
     assert len(before) == len(after) == 4
     assert order == ["b", "a", "b", "a", "a", "b", "b", "a", "a", "b"]
+    # by default each turn starts with one untimed call (steady-state caches whatever ran before)
+    order.clear()
+    paired_times(lambda: order.append("b"), lambda: order.append("a"), rounds=2, warmup=1, min_round_s=0.0)
+    assert order == ["b", "a", "b", "b", "a", "a", "a", "a", "b", "b"]
 
 
 def test_parse_runtimes_names_the_bad_one():
