@@ -189,3 +189,16 @@ def write_section(path, text: str) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def publish(text: str, out, quick: bool, benchmarks_lines=None) -> None:
+    """Print the page (and the lines for BENCHMARKS.md, if any); write it to ``out`` unless ``quick``."""
+    import sys
+
+    print(text)
+    if benchmarks_lines is not None:
+        print("\nBENCHMARKS.md lines:")
+        print("\n".join(benchmarks_lines))
+    if not quick:
+        write_section(out, text)
+        print(f"\nwrote {out}", file=sys.stderr)

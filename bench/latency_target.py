@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency_common import build, machine_line, macs_of, time_models, tp_prune_to_macs, write_section  # noqa: E402
+from latency_common import build, machine_line, macs_of, publish, time_models, tp_prune_to_macs  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -97,12 +97,7 @@ def main(argv=None) -> int:
                            f"MACs: {tp['ratio']:.3f} [{tp['low']:.3f}, {tp['high']:.3f}]")
     lines += ["", *summary, ""]
     text = "\n".join(lines)
-    print(text)
-    print("\nBENCHMARKS.md lines:")
-    print("\n".join(summary))
-    if not args.quick:
-        write_section(args.out, text)
-        print(f"\nwrote {args.out}", file=sys.stderr)
+    publish(text, args.out, args.quick, summary)
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency_common import build, machine_line, macs_of, write_section  # noqa: E402
+from latency_common import build, machine_line, macs_of, publish  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -74,10 +74,7 @@ def main(argv=None) -> int:
                            f"{r.ratio:.2f} [{r.low:.2f}, {r.high:.2f}] at {kept:.3f} of the MACs")
     lines += ["", *summary, ""]
     text = "\n".join(lines)
-    print(text)
-    if not args.quick:
-        write_section(args.out, text)
-        print(f"\nwrote {args.out}", file=sys.stderr)
+    publish(text, args.out, args.quick)
     return 0
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from latency_common import build, machine_line, macs_of, time_models, tp_prune_to_macs, write_section  # noqa: E402
+from latency_common import build, machine_line, macs_of, publish, time_models, tp_prune_to_macs  # noqa: E402
 
 SIZES = {"resnet50": 224, "mobilenet_v2": 224, "yolo_style": 320}
 GOALS = {32: 0.85, 1: 0.7}
@@ -92,12 +92,7 @@ def main(argv=None) -> int:
                                    f"[{lo:.2f}, {hi:.2f}]{mark}")
     lines += ["", *summary, ""]
     text = "\n".join(lines)
-    print(text)
-    print("\nBENCHMARKS.md lines:")
-    print("\n".join(s for s in summary if "prunekit round_to=1:" not in s))
-    if not args.quick:
-        write_section(args.out, text)
-        print(f"\nwrote {args.out}", file=sys.stderr)
+    publish(text, args.out, args.quick, [s for s in summary if "prunekit round_to=1:" not in s])
     return 0
 
 
