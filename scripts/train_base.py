@@ -1,0 +1,84 @@
+"""Train the base networks every reproduction starts from, once, and commit them.
+
+Every method in docs/RESULTS.md that prunes a trained network starts from the same weights: the
+final-epoch checkpoint this script writes to ``docs/results/base/<name>.pt`` with its training
+history (``<name>.history.json``) and the settings (``<name>.json``). Runs are resumable: an
+interrupted run continues from ``runs/base/<name>/last.pt`` with ``--resume``.
+
+Run: ``.venv/bin/python scripts/train_base.py fashion_mnist_lenet5`` (or ``--list``; ``all``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "results" / "base"
+
+#: name -> (zoo model, model kwargs, dataset, TrainConfig keys). The schedules are sized for a 2-core CPU.
+BASES = {
+    "fashion_mnist_lenet5": ("lenet5", {}, "fashion-mnist",
+                             {"epochs": 15, "lr": 0.05, "batch_size": 64, "schedule": "cosine", "seed": 0}),
+}
+
+
+def train_one(name: str, resume: bool, threads: int | None) -> dict:
+    """Train base network ``name`` and copy its final-epoch checkpoint into docs/results/base/."""
+    import torch
+
+    from prunekit import data, models, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    arch, kwargs, dataset, cfg = BASES[name]
+    splits = data.load_dataset(dataset)
+    net = models.create(arch, num_classes=splits.num_classes, in_channels=splits.train_x.shape[1],
+                        input_size=tuple(splits.train_x.shape[2:]), **kwargs)
+    run_dir = ROOT / "runs" / "base" / name
+    t0 = time.time()
+    history = train.fit(net, splits, {**cfg, "progress": sys.stderr.isatty()}, out_dir=run_dir,
+                        resume=resume and (run_dir / "last.pt").exists())
+    final = history[-1]
+    OUT.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(run_dir / "last.pt", OUT / f"{name}.pt")
+    shutil.copyfile(run_dir / "history.json", OUT / f"{name}.history.json")
+    info = {"name": name, "model": arch, "model_kwargs": kwargs, "data": dataset, "train": cfg,
+            "final_test_top1": final["test_top1"], "epochs": len(history), "seconds": round(time.time() - t0, 1),
+            "torch_threads": torch.get_num_threads(), "command": f"scripts/train_base.py {name}"}
+    fd, tmp = tempfile.mkstemp(dir=OUT, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(info, f, indent=1)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, OUT / f"{name}.json")
+    return info
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("names", nargs="*", help="base networks to train (default: all); see --list")
+    ap.add_argument("--list", action="store_true", help="list the base networks and exit")
+    ap.add_argument("--resume", action="store_true", help="continue runs/base/NAME/last.pt")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    args = ap.parse_args(argv)
+    if args.list:
+        for n, (arch, kw, ds, cfg) in BASES.items():
+            print(f"{n}: {arch} {kw or ''} on {ds}, {cfg['epochs']} epochs")
+        return 0
+    names = list(BASES) if not args.names or args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in BASES]
+    if unknown:
+        ap.error(f"unknown base network(s) {', '.join(unknown)}; choose from {', '.join(BASES)}")
+    for n in names:
+        info = train_one(n, args.resume, args.threads)
+        print(f"{n}: top-1 {info['final_test_top1']:.2f}% after {info['epochs']} epochs, {info['seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
