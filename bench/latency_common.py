@@ -150,11 +150,18 @@ def tp_prune_to_macs(dense, x, macs: float, ignored, steps: int = 5):
     return best
 
 
-def time_models(named: dict, x, threads: int, rounds: int) -> dict:
-    """Every model timed interleaved on ``x``; ``{name: {"ms", "ratio", "low", "high"}}`` (ratio to the first)."""
+def time_models(named: dict, x, threads: int, rounds: int, until_within: float | None = None,
+                max_time_s: float = 120.0) -> dict:
+    """Every model timed interleaved on ``x``; ``{name: {"ms", "ratio", "low", "high", "rounds"}}`` (ratio to the first).
+
+    prunekit's one timing loop (``prunekit.measure.interleave``: rotated order, one untimed call per
+    turn). ``until_within``: go on past ``rounds`` until every interval's half-width is at most this
+    share of its ratio, or ``max_time_s`` passed.
+    """
     import statistics
 
-    from prunekit.measure.runtimes import interleaved_times, ratio_interval
+    from prunekit.measure.interleave import interleave, stop_rule
+    from prunekit.measure.runtimes import ratio_interval
     from prunekit.measure.threads import num_threads
 
     names = list(named)
@@ -166,12 +173,22 @@ def time_models(named: dict, x, threads: int, rounds: int) -> dict:
             with torch.inference_mode():
                 m(x)
         fns.append(call)
+
+    def tight(times) -> bool:
+        for t in times[1:]:
+            r, lo, hi = ratio_interval(times[0], t)
+            if (hi - lo) / 2 > until_within * r:
+                return False
+        return True
+
+    done, _ = stop_rule(rounds, is_tight=tight if until_within else None, max_time_s=max_time_s,
+                        start=time.perf_counter())
     with num_threads(threads):
-        times = interleaved_times(fns, rounds)
+        times = interleave(fns, done, warmup=2, warm_calls=1, min_turn_s=0.005)
     out = {}
     for n, t in zip(names, times):
         r, lo, hi = ratio_interval(times[0], t)
-        out[n] = {"ms": 1000 * statistics.median(t), "ratio": r, "low": lo, "high": hi}
+        out[n] = {"ms": 1000 * statistics.median(t), "ratio": r, "low": lo, "high": hi, "rounds": len(t)}
     return out
 
 

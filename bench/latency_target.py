@@ -41,7 +41,11 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds of the final three-way timing")
+    ap.add_argument("--rounds", type=int, default=20, help="interleaved rounds of the final three-way timing "
+                    "before its intervals are first looked at")
+    ap.add_argument("--until-within", type=float, default=0.025, help="the final timing goes on until every "
+                    "interval is within +- this share of its ratio (default 0.025) or --max-time passed; 0: off")
+    ap.add_argument("--max-time", type=float, default=120.0, help="time limit of the final timing, seconds")
     ap.add_argument("--cache", default=None, help="latency table folder (default prunekit's)")
     ap.add_argument("--out", default="docs/bench/latency_target.md")
     ap.add_argument("--quick", action="store_true", help="tiny inputs and rounds: checks the script, writes nothing")
@@ -55,17 +59,20 @@ def main(argv=None) -> int:
         args.threads = 1  # a loaded machine's scheduler makes multi-threaded tiny timings crawl
     torch.set_num_threads(args.threads)
     size, rounds = (32, 3) if args.quick else (args.size, args.rounds)
-    extra = {"latency_refinements": 1, "latency_rounds": 3, "latency_cache": "off"} if args.quick else {}
+    extra = {"latency_refinements": 1, "latency_rounds": 3, "latency_cache": "off", "latency_max_time_s": 5.0} \
+        if args.quick else {}
     if args.cache:
         extra["latency_cache"] = args.cache
     lines = [f"## Latency targets (eager CPU, batch {args.batch})", "",
              machine_line(args.threads) + " prunekit plans with `latency=T` (per-layer latency table, widths "
              "rounded to the CPU's fast multiple, measured and refined until within 5%); Torch-Pruning 1.6.1 is "
-             "pruned to the same MACs. The last three columns are one interleaved timing of dense, prunekit and "
-             f"Torch-Pruning ({rounds} rounds; median per-round ratio, 95% bootstrap interval).", "",
+             "pruned to the same MACs. The last columns are one interleaved timing of dense, prunekit and "
+             f"Torch-Pruning (at least {rounds} rounds, then until every interval is within "
+             f"+-{100 * args.until_within:g}% or {args.max_time:g} s passed; median per-round ratio, 95% bootstrap "
+             "interval).", "",
              "| model | target | predicted | plan's measurement | refinements | plan s | MACs kept | "
-             "prunekit latency ratio | within 5% | Torch-Pruning (same MACs) latency ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "prunekit latency ratio | within 5% | Torch-Pruning (same MACs) latency ratio | rounds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for name in args.models.split(","):
         dense, shape, ignored = build(name, size)
@@ -82,15 +89,18 @@ def main(argv=None) -> int:
             small = plan.apply(dense).eval()
             kept = macs_of(small, x) / base
             tp_net, tp_kept, _ = tp_prune_to_macs(dense, x, kept, ignored, steps=2 if args.quick else 6)
-            res = time_models({"dense": dense, "prunekit": small, "tp": tp_net}, xb, args.threads, rounds)
+            res = time_models({"dense": dense, "prunekit": small, "tp": tp_net}, xb, args.threads, rounds,
+                              until_within=None if args.quick else (args.until_within or None),
+                              max_time_s=args.max_time)
             pk, tp = res["prunekit"], res["tp"]
             m = plan.info["latency_measured"]
             within = abs(pk["ratio"] / target - 1) <= 0.05
             lines.append(f"| {name} {size}x{size} | {target:g} | {plan.info['latency_predicted']:.3f} | "
-                         f"{m['ratio']:.3f} [{m['low']:.3f}, {m['high']:.3f}] | "
+                         f"{m['ratio']:.3f} [{m['low']:.3f}, {m['high']:.3f}] ({m['rounds']} rounds) | "
                          f"{len(plan.info['latency_refinements']) - 1} | {plan_s:.0f} | {kept:.3f} | "
                          f"{pk['ratio']:.3f} [{pk['low']:.3f}, {pk['high']:.3f}] | {'yes' if within else 'no'} | "
-                         f"{tp['ratio']:.3f} [{tp['low']:.3f}, {tp['high']:.3f}] (MACs {tp_kept:.3f}) |")
+                         f"{tp['ratio']:.3f} [{tp['low']:.3f}, {tp['high']:.3f}] (MACs {tp_kept:.3f}) | "
+                         f"{pk['rounds']} |")
             summary.append(f"- {name}, latency target {target:g} (batch {args.batch}): measured "
                            f"{pk['ratio']:.3f} [{pk['low']:.3f}, {pk['high']:.3f}] "
                            f"({'within' if within else 'outside'} 5%), MACs {kept:.3f}; Torch-Pruning at the same "

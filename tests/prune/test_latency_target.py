@@ -60,8 +60,9 @@ def stub_timing(monkeypatch):
     monkeypatch.setattr(LatencyTable, "_measure_model", lambda self, model, x: _net_ms(model))
     state = SimpleNamespace(calls=calls, scale=1.0)
 
-    def paired(before, after, x, threads=None, rounds=20, runtime="eager"):
+    def paired(before, after, x, threads=None, rounds=20, runtime="eager", until_within=None, max_time_s=60.0):
         calls["measure"] += 1
+        calls["until_within"] = until_within
         r = state.scale * _net_ms(after) / _net_ms(before)
         return RuntimeSpeed("eager", x.shape[0], threads or 1, 1.0, r, r, r * 0.98, r * 1.02, rounds)
 
@@ -171,6 +172,7 @@ def test_plan_reports_predicted_and_measured_and_refines(stub_timing, tmp_path):
     assert info["latency_met"] is True and len(info["latency_refinements"]) == 1
     assert info["latency_measured"]["threads"] == 1 and info["latency_batch"] == 1
     assert abs(info["latency_measured"]["ratio"] / 0.55 - 1) <= 0.05
+    assert stub_timing.calls["until_within"] == 0.025  # measured until +-half the tolerance
     assert "latency" in p.summary() and "target 0.55" in p.latency_line() and "[" in p.latency_line()
     stub_timing.scale = 1.3  # the machine runs pruned models slower than the table predicts: refine
     p = prunekit.plan(net, x, latency=0.6, round_to=8, latency_cache=str(tmp_path))

@@ -76,7 +76,11 @@ class PlanOptions:
                                           "fraction of the target (default 0.05: 0.5 +- 0.025)")
     latency_refinements: int = _opt(3, "re-plans with a corrected target after the first measurement, at most "
                                        "(default 3)")
-    latency_rounds: int = _opt(20, "interleaved dense/pruned timing rounds per measurement (default 20)")
+    latency_rounds: int = _opt(20, "interleaved dense/pruned timing rounds per measurement before its interval "
+                                   "is first looked at (default 20)")
+    latency_max_time_s: float = _opt(30.0, "a measurement goes on past latency_rounds until its 95% interval is "
+                                           "within half of latency_tolerance, at most this many seconds "
+                                           "(default 30)")
     latency_cache: Optional[str] = _opt(None, "folder of the cached per-layer latency tables (default "
                                               "$PRUNEKIT_CACHE_DIR/latency or ~/.cache/prunekit/latency; 'off': "
                                               "no cache)", flag="--latency-cache", metavar="DIR")
@@ -116,6 +120,7 @@ class PlanOptions:
         self.latency_tolerance = check_fraction("latency_tolerance", self.latency_tolerance, allow_zero=False)
         self.latency_refinements = check_int("latency_refinements", self.latency_refinements, minimum=0)
         self.latency_rounds = check_int("latency_rounds", self.latency_rounds, minimum=3)
+        self.latency_max_time_s = check_number("latency_max_time_s", self.latency_max_time_s, minimum=0.0)
         if self.latency_cache is not None and not isinstance(self.latency_cache, str):
             raise ConfigError(f"latency_cache must be a folder path or 'off', got {self.latency_cache!r}")
         self.max_ratio = check_fraction("max_ratio", self.max_ratio)

@@ -22,8 +22,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import gc
-import time
 import uuid
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable, Mapping
@@ -116,29 +114,6 @@ class LatencyResult:
                    round_ms=tuple(float(x) for x in t), session=session)
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _timed_call(model, example_input, cuda: bool) -> float:
-    import torch
-
-    if cuda:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    call_model(model, example_input)
-    if cuda:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
 def check_latency_args(warmup, repeats, threads, min_time_s, max_repeats) -> int:
     """Validate the timing arguments (PrunekitError naming the bad one); returns the cap on timed runs."""
     check_int("warmup", warmup, minimum=0, error=PrunekitError)
@@ -212,42 +187,42 @@ def compare_latency(models: Mapping[str, object], example_input, warmup: int = 1
 
 
 def time_rounds(models: Mapping[str, object], example_input, warmup: int, threads: int | None,
-                done: Callable[[dict, int], bool], progress_total: int | None = None) -> dict:
-    """The timing loop of :func:`compare_latency`: warm-up, then interleaved rounds until ``done``.
+                done: Callable[[dict, int], bool], progress_total: int | None = None, *, warm_calls: int = 0,
+                min_turn_s: float = 0.0) -> dict:
+    """Time ``models`` on ``example_input`` with :func:`prunekit.measure.interleave.interleave` until ``done``.
 
     ``done(times, rounds)`` is asked before every round with the times so far
     (``{name: [seconds, ...]}``, one per round) and the number of rounds; the rounds
-    rotate the order of the models. Returns ``{name: LatencyResult}`` sharing one
+    rotate the order of the models. ``warm_calls``/``min_turn_s``: as in ``interleave``
+    (the defaults time single calls, as :func:`measure_latency` reports them; paired
+    comparisons pass ``warm_calls=1``). Returns ``{name: LatencyResult}`` sharing one
     ``session`` id, each with its per-round times. Arguments are not checked here.
     """
     import torch
 
+    from prunekit.measure.interleave import interleave
+
     names = list(models)
-    cuda = is_cuda_input(example_input)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    bar = None
+    sync = torch.cuda.synchronize if is_cuda_input(example_input) else None
+    fns = [(lambda m=models[n]: call_model(m, example_input)) for n in names]
     with contextlib.ExitStack() as stack:
         for model in models.values():
             stack.enter_context(eval_mode(model))
         used_threads = stack.enter_context(num_threads(threads))
         stack.enter_context(torch.inference_mode())
-        for _ in range(warmup):
-            for name in names:
-                call_model(models[name], example_input)
+        bar = None
         if progress_total:
             from prunekit.utils.progress import progress_bar
 
             bar = stack.enter_context(progress_bar(total=progress_total, desc="latency", unit="round"))
-        stack.enter_context(_gc_paused())
-        rounds = 0
-        while not done(times, rounds):
-            shift = rounds % len(names)
-            for name in names[shift:] + names[:shift]:
-                times[name].append(_timed_call(models[name], example_input, cuda))
-            rounds += 1
-            if bar is not None and rounds <= progress_total:
+
+        def on_round(r: int) -> None:
+            if bar is not None and r <= progress_total:
                 bar.update(1)
+
+        times = interleave(fns, lambda t, r: done(dict(zip(names, t)), r), warmup=warmup, warm_calls=warm_calls,
+                           min_turn_s=min_turn_s, sync=sync, on_round=on_round)
     batch = batch_size_of(example_input)
     session = uuid.uuid4().hex[:12]  # ties these results together, so only they pair (paired_speedup)
-    return {n: LatencyResult.from_times(times[n], threads=used_threads, batch_size=batch, session=session)
-            for n in names}
+    return {n: LatencyResult.from_times(t, threads=used_threads, batch_size=batch, session=session)
+            for n, t in zip(names, times)}

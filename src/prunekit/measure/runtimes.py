@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 from prunekit.errors import PrunekitError
 from prunekit.measure.threads import check_threads, num_threads
-from prunekit.validate import check_choice, check_int
+from prunekit.validate import check_choice, check_int, check_number
 
 __all__ = ["RUNTIMES", "RuntimeSpeed", "compare_runtimes", "interleaved_times", "paired_ratio", "paired_times",
            "parse_runtimes", "ratio_interval", "runner", "time_runtimes"]
@@ -123,58 +123,46 @@ def paired_times(run_before: Callable, run_after: Callable, rounds: int, warmup:
 
 def interleaved_times(fns: Sequence[Callable], rounds: int, warmup: int = 2, min_round_s: float = 0.005,
                       warm_calls: int = 1):
-    """Time zero-argument callables interleaved: each round runs every one, the order rotating between rounds.
+    """Time zero-argument callables interleaved for ``rounds`` rounds; one list of per-call seconds each.
 
-    A round calls each callable ``k`` times in a row, ``k`` chosen during warm-up so that
-    the slowest one's share of a round takes at least ``min_round_s`` (a single call of a
-    small model at batch 1 is shorter than the timer's and the scheduler's noise).
-    Each turn starts with ``warm_calls`` untimed calls: the timed calls then run with the
-    model's own weights in the caches, as a deployed model does, whatever ran before it.
-    Without them the times depend on the rotation: with two models a model follows itself in
-    half the turns (b a | a b | b a ...), with three almost never, and a pruned MobileNet v2
-    small enough to stay in cache measured 0.49 of the dense latency in the first setting and
-    0.53 in the second.
-    Returns one list per callable: per-round time of one call, in seconds.
+    :func:`prunekit.measure.interleave.interleave` with a fixed number of rounds: the order
+    rotates between rounds, a turn repeats its call until it lasts ``min_round_s``, and
+    starts with ``warm_calls`` untimed calls (why: see :mod:`prunekit.measure.interleave`).
     """
-    import math
+    from prunekit.measure.interleave import interleave, stop_rule
 
-    check_int("rounds", rounds, error=PrunekitError)
-    check_int("warm_calls", warm_calls, minimum=0, error=PrunekitError)
-    fns = list(fns)
-    per_call = 0.0
-    for fn in fns:
-        t0 = time.perf_counter()
-        for _ in range(max(1, warmup)):
-            fn()
-        per_call = max(per_call, (time.perf_counter() - t0) / max(1, warmup))
-    k = max(1, min(1000, math.ceil(min_round_s / per_call))) if per_call > 0 else 1
-    out = [[] for _ in fns]
-    n = len(fns)
-    for r in range(rounds):
-        order = list(range(n))
-        order = order[r % n:] + order[:r % n] if n > 2 else (order if r % 2 == 0 else order[::-1])
-        for i in order:
-            for _ in range(warm_calls):
-                fns[i]()
-            t0 = time.perf_counter()
-            for _ in range(k):
-                fns[i]()
-            out[i].append((time.perf_counter() - t0) / k)
-    return out
+    return interleave(fns, stop_rule(rounds)[0], warmup=max(1, warmup), warm_calls=warm_calls,
+                      min_turn_s=min_round_s)
 
 
 def paired_ratio(before, after, example_input, *, threads: int | None = None, rounds: int = 20,
-                 runtime: str = "eager") -> RuntimeSpeed:
-    """``after``'s latency relative to ``before``'s on ``example_input`` (a tensor), timed interleaved on ``runtime``."""
+                 runtime: str = "eager", until_within: float | None = None, max_time_s: float = 60.0) -> RuntimeSpeed:
+    """``after``'s latency relative to ``before``'s on ``example_input`` (a tensor), timed interleaved on ``runtime``.
+
+    ``until_within``: keep timing past ``rounds`` (checked every 10 rounds) until the 95%
+    interval's relative half-width is at most this (e.g. 0.025: +-2.5%) or ``max_time_s``
+    seconds have passed; None times exactly ``rounds`` rounds.
+    """
+    from prunekit.measure.interleave import interleave, stop_rule
+
     check_choice("runtime", runtime, RUNTIMES, error=PrunekitError)
     check_threads(threads)
+    if until_within is not None:
+        check_number("until_within", until_within, minimum=0.0, low_open=True, error=PrunekitError)
+
+    def tight(times) -> bool:
+        ratio, low, high = ratio_interval(times[0], times[1])
+        return ratio > 0 and (high - low) / 2 <= until_within * ratio
+
+    done, _ = stop_rule(rounds, is_tight=tight if until_within is not None else None, max_time_s=max_time_s,
+                        start=time.perf_counter())
     with num_threads(threads) as used, contextlib.ExitStack() as stack:
         fb = stack.enter_context(runner(before, example_input, runtime, used))
         fa = stack.enter_context(runner(after, example_input, runtime, used))
-        tb, ta = paired_times(fb, fa, rounds)
+        tb, ta = interleave([fb, fa], done, warmup=2, warm_calls=1, min_turn_s=0.005)
     ratio, low, high = ratio_interval(tb, ta)
     return RuntimeSpeed(runtime, int(example_input.shape[0]), int(used), 1000 * statistics.median(tb),
-                        1000 * statistics.median(ta), ratio, low, high, rounds)
+                        1000 * statistics.median(ta), ratio, low, high, len(tb))
 
 
 @contextlib.contextmanager

@@ -40,6 +40,7 @@ from dataclasses import dataclass, fields
 from typing import Mapping, Optional, Sequence
 
 from prunekit.errors import ConfigError, PrunekitError
+from prunekit.measure import interleave as _interleave
 from prunekit.measure.latency import LatencyResult
 
 __all__ = ["DEFAULT_CONFIDENCE", "DEFAULT_RESAMPLES", "DEFAULT_TOLERANCE", "MIN_ROUNDS", "SpeedConfig",
@@ -53,7 +54,7 @@ DEFAULT_RESAMPLES = 2000
 #: largest relative half-width of the interval for a ratio to count as measured (+-10%)
 DEFAULT_TOLERANCE = 0.10
 #: fewer rounds than this give no usable interval, whatever its width
-MIN_ROUNDS = 5
+MIN_ROUNDS = _interleave.MIN_ROUNDS
 #: how a timing ended: the rounds asked for, the interval got tight, or the time limit passed
 STOPS = ("rounds", "tight", "time limit")
 
@@ -255,7 +256,7 @@ def paired_speedup(before: LatencyResult, after: LatencyResult, **options) -> Sp
 
 
 #: with ``until_tight``, the interval is recomputed every this many rounds after the first ``rounds``
-CHECK_EVERY = 10
+CHECK_EVERY = _interleave.CHECK_EVERY
 
 
 @dataclass
@@ -274,6 +275,11 @@ class SpeedConfig:
         max_time_s: the time limit of ``until_tight`` (warm-up included); at least 5 rounds are
             timed whatever the limit.
         resamples, seed: of the bootstrap interval.
+        warm_calls: untimed calls at the start of every model's turn, so each timed call finds
+            that model's weights in the caches whatever ran before it (see
+            :mod:`prunekit.measure.interleave`).
+        min_turn_s: a turn repeats its call until it lasts this long (small models at batch 1
+            take less than the timer's noise); the round's time is the mean per call.
     """
 
     rounds: int = 50
@@ -285,6 +291,8 @@ class SpeedConfig:
     max_time_s: float = 60.0
     resamples: int = DEFAULT_RESAMPLES
     seed: int = 0
+    warm_calls: int = 1
+    min_turn_s: float = 0.005
 
     def __post_init__(self):
         from prunekit.measure.threads import check_threads
@@ -296,6 +304,8 @@ class SpeedConfig:
         _check_options(self.confidence, self.tolerance, self.resamples, self.seed)
         check_bool("until_tight", self.until_tight, error=PrunekitError)
         check_number("max_time_s", self.max_time_s, minimum=0.0, low_open=True, error=PrunekitError)
+        check_int("warm_calls", self.warm_calls, minimum=0, error=PrunekitError)
+        check_number("min_turn_s", self.min_turn_s, minimum=0.0, error=PrunekitError)
 
 
 def compare_speed(before, after, example_input, config: SpeedConfig | None = None, *, progress: bool = False,
@@ -363,23 +373,13 @@ def time_interleaved(models: Mapping[str, object], example_input, config: SpeedC
         raise PrunekitError("time_interleaved needs a non-empty dict {name: model}")
     names = list(models)
     stats = _stats(config)
-    start = time.perf_counter()
-    stop = ["rounds"]
 
-    def done(times: dict, rounds: int) -> bool:
-        if not config.until_tight:
-            return rounds >= config.rounds
-        if rounds < MIN_ROUNDS:
-            return False
-        if time.perf_counter() - start >= config.max_time_s:
-            stop[0] = "time limit"
-            return True
-        if rounds >= config.rounds and (rounds - config.rounds) % CHECK_EVERY == 0:
-            if all(speedup_from_times(times[names[0]], times[n], 1, 1, **stats).measurable for n in names[1:]):
-                stop[0] = "tight"
-                return True
-        return False
+    def tight(times: dict) -> bool:
+        return all(speedup_from_times(times[names[0]], times[n], 1, 1, **stats).measurable for n in names[1:])
 
+    done, stopped = _interleave.stop_rule(config.rounds, is_tight=tight if config.until_tight else None,
+                                          max_time_s=config.max_time_s, start=time.perf_counter())
     res = time_rounds(models, example_input, warmup=config.warmup, threads=config.threads, done=done,
-                      progress_total=config.rounds if progress else None)
-    return res, stop[0]
+                      progress_total=config.rounds if progress else None, warm_calls=config.warm_calls,
+                      min_turn_s=config.min_turn_s)
+    return res, stopped[0]
