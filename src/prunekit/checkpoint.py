@@ -62,6 +62,7 @@ TRANSFORM_SOURCES = {
     "prune_plan": "prunekit.engine.pruning_plan:replay_transform",
     "binarize": "prunekit.binary",
     "select_inputs": "prunekit.surgery.select",
+    "dynamic_gates": "prunekit.surgery.gates",
 }
 
 

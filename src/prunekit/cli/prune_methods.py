@@ -7,7 +7,7 @@ The run directory (``--out DIR``) then holds ``pruned.pt``, ``plan.json``,
 
 A YAML recipe describes the same run with every hyper-parameter::
 
-    method: lasso          # l1 | slimming | lasso | thinet | fpgm | taylor
+    method: lasso          # l1 | slimming | lasso | thinet | fpgm | taylor | dynamic
     data: mnist5k          # any prunekit.data name or path spec
     config:                # the method's config dataclass (docs/methods.md)
       macs: 0.5
@@ -22,12 +22,15 @@ from __future__ import annotations
 import json
 
 RECIPE_KEYS = ("method", "data", "config")
+#: the run-time (input-dependent) method: not a channel-removing plan, so not in STRUCTURED_METHODS
+DYNAMIC = "dynamic"
 
 
 def add_method_arguments(parser) -> None:
     """Add ``--method``, ``--recipe``, ``--data``, the ``--finetune-*`` flags, ``--seed``, ``--set``, ``--no-progress``."""
     parser.add_argument("--method", help="run a structured method's whole pipeline: l1, slimming, lasso, thinet, "
-                                         "fpgm, taylor (then --out is a run directory)")
+                                         "fpgm, taylor, or dynamic (FBS run-time gates, --set keep=F; "
+                                         "docs/methods.md) (then --out is a run directory)")
     parser.add_argument("--recipe", metavar="YAML", help="YAML recipe (method, data, config) for --method runs")
     parser.add_argument("--data", help="dataset for --method runs (calibration, fine-tuning, evaluation), e.g. mnist5k")
     parser.add_argument("--seed", type=int, help="seed of sampling and fine-tuning (--method runs)")
@@ -77,12 +80,18 @@ def resolve(args):
     method = getattr(args, "method", None) or recipe.get("method")
     if not method:
         raise ConfigError("give --method or a recipe with a 'method' key")
-    if method not in STRUCTURED_METHODS:
-        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(sorted(STRUCTURED_METHODS.names()))}")
+    if method not in STRUCTURED_METHODS and method != DYNAMIC:
+        names = sorted([*STRUCTURED_METHODS.names(), DYNAMIC])
+        raise ConfigError(f"unknown method {method!r}; choose from {', '.join(names)}")
     data = getattr(args, "data", None) or recipe.get("data")
     if not data:
         raise ConfigError("give --data (e.g. mnist5k) or a recipe with a 'data' key")
     cfg = dict(recipe.get("config") or {})
+    if method == DYNAMIC:
+        for flag in ("macs", "ratio"):
+            if getattr(args, flag, None) is not None:
+                raise ConfigError(f"--{flag} does not apply to --method dynamic: give the channels kept per input "
+                                  "with --set keep=FRACTION (the static alternative gets the same average MACs)")
     for flag, key in (("macs", "macs"), ("ratio", "ratio"), ("seed", "seed")):
         v = getattr(args, flag, None)
         if v is not None:
@@ -98,6 +107,10 @@ def resolve(args):
             cfg["finetune"] = {**cfg.get("finetune", {}), k[len("finetune."):]: v}
         else:
             cfg[k] = v
+    if method == DYNAMIC:
+        from prunekit.methods.dynamic import DynamicConfig
+
+        return method, data, coerce_config(DynamicConfig, cfg)
     return method, data, coerce_config(STRUCTURED_METHODS.get(method).config_cls, cfg)
 
 
@@ -120,6 +133,8 @@ def run_method(args) -> int:
     ckpt.require_spec("pruned")
     check_data_shape(ckpt, data.input_shape, data_name)
     checkpoint.check_finite(ckpt.model, str(ckpt.path or ckpt.name))
+    if method == DYNAMIC:
+        return _run_dynamic(args, ckpt, data, cfg, provenance(command=command_line(args), source=ckpt.path))
     res = run_structured(ckpt.model, data, method, cfg, args.out, progress=getattr(args, "progress", True),
                          overwrite=bool(getattr(args, "overwrite", False)),
                          provenance=provenance(command=command_line(args), source=ckpt.path))
@@ -138,3 +153,23 @@ def _path(p):
     from pathlib import Path
 
     return Path(p)
+
+
+def _run_dynamic(args, ckpt, data, cfg, prov) -> int:
+    """``--method dynamic``: gates trained with the network, MACs per input, the static alternative."""
+    from prunekit.methods.dynamic import run_dynamic
+
+    res = run_dynamic(ckpt.model, data, cfg, args.out, progress=getattr(args, "progress", True),
+                      overwrite=bool(getattr(args, "overwrite", False)), provenance=prov)
+    r = res.report
+    if getattr(args, "json", False):
+        print(json.dumps({k: r[k] for k in ("method", "dense", "dynamic", "static") if k in r}))
+        return 0
+    d0 = r["dense"]["macs"]
+    line = (f"dynamic: top-1 {r['dense']['top1']:.2f}% (dense) -> {r['dynamic']['top1']:.2f}% at "
+            f"{100 * r['dynamic']['macs'] / d0:.1f}% MACs per input (mean)")
+    if "static" in r:
+        line += f"; static {r['static']['top1']:.2f}% at {100 * r['static']['macs'] / d0:.1f}% MACs"
+    print(line)
+    print(f"wrote {args.out}/: " + ", ".join(_path(p).name for p in res.files))
+    return 0
