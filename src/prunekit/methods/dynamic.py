@@ -171,18 +171,32 @@ def skip_error(gated, x) -> float:
 
 
 def dynamic_macs(gated, x) -> list:
-    """MACs of each input of ``x`` on the skipping path (batch 1), counted by :func:`prunekit.measure.count_macs`.
+    """MACs of each input of ``x`` on the skipping path (batch 1): what really runs, the gates included.
 
-    The gates' own MACs (the pooled linear layers) are included; what is counted is what runs.
+    The first input is counted by :func:`prunekit.measure.count_macs` (the flop counter); the layers
+    without gates do the same work for every input, so each further input's count is that total with
+    the gated layers' own MACs (their ``last_macs``: shapes of the convolutions that ran) swapped.
     """
-    from prunekit.measure import count_macs
-    from prunekit.surgery.gates import set_mode
+    import torch
 
+    from prunekit.measure import count_macs
+    from prunekit.surgery.gates import set_mode, skipped_macs
+
+    was = gated.training
+    gated.eval()
     set_mode(gated, "skip")
     try:
-        return [int(count_macs(gated, x[i:i + 1]).total) for i in range(x.shape[0])]
+        first = int(count_macs(gated, x[:1]).total)
+        fixed = first - skipped_macs(gated)
+        out = [first]
+        with torch.no_grad():
+            for i in range(1, x.shape[0]):
+                gated(x[i:i + 1])
+                out.append(fixed + skipped_macs(gated))
+        return out
     finally:
         set_mode(gated, "masked")
+        gated.train(was)
 
 
 @dataclass

@@ -94,6 +94,7 @@ class GatedConv(nn.Module):
         self.in_slot = in_slot
         self.mode = "masked"
         self.last_gate = None
+        self.last_macs = 0
 
     def saliency(self, x, in_index=None):
         """``relu(linear(mean_hw(x)))``; ``in_index``: the channels a compact ``x`` holds (skip path)."""
@@ -132,6 +133,8 @@ class GatedConv(nn.Module):
                              bn.weight[idx] if bn.weight is not None else None,
                              bn.bias[idx] if bn.bias is not None else None, False, 0.0, bn.eps)
         self.slot.index = idx
+        # what ran: the gate's linear layer and the smaller convolution (batch 1, groups 1)
+        self.last_macs = int(s.numel() * w.shape[1]) + int(y.numel() * w[0].numel())
         return y * s[0, idx][None, :, None, None]
 
     def extra_repr(self) -> str:
@@ -154,6 +157,7 @@ class GatedInput(nn.Module):
         self.in_slot = slot
         self.per_channel = int(per_channel)
         self.mode = "masked"
+        self.last_macs = 0
 
     def forward(self, x):
         if self.mode != "skip":
@@ -161,9 +165,14 @@ class GatedInput(nn.Module):
         idx = self.in_slot.index
         if isinstance(self.layer, nn.Conv2d):
             c = self.layer
-            return F.conv2d(x, c.weight[:, idx], c.bias, c.stride, c.padding, c.dilation)
-        cols = (idx[:, None] * self.per_channel + torch.arange(self.per_channel)).reshape(-1)
-        return F.linear(x, self.layer.weight[:, cols], self.layer.bias)
+            w = c.weight[:, idx]
+            y = F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation)
+        else:
+            cols = (idx[:, None] * self.per_channel + torch.arange(self.per_channel)).reshape(-1)
+            w = self.layer.weight[:, cols]
+            y = F.linear(x, w, self.layer.bias)
+        self.last_macs = int(y[:1].numel() * w[0].numel())
+        return y
 
 
 def _check_conv(name, mod):
@@ -216,6 +225,11 @@ def gate_convs(model, units: dict) -> None:
             if not (isinstance(layer, nn.Linear) or (isinstance(layer, nn.Conv2d) and layer.groups == 1)):
                 raise PrunekitError(f"dynamic gates: reader {reader!r} must be a Conv2d (groups=1) or Linear")
             replace_module(model, reader, GatedInput(layer, gated[name].slot, per))
+
+
+def skipped_macs(model) -> int:
+    """MACs the gated layers of ``model`` ran on the last skip-path input (their ``last_macs``)."""
+    return sum(m.last_macs for m in model.modules() if isinstance(m, (GatedConv, GatedInput)))
 
 
 def set_mode(model, mode: str) -> None:
