@@ -123,7 +123,10 @@ class GatedConv(nn.Module):
         # the tensors never lose their channel dimension
         live = idx[s[0, idx] > 0]
         idx = live if live.numel() else idx[:1]
-        w = self.conv.weight[idx] if in_idx is None else self.conv.weight[idx][:, in_idx]
+        # index_select copies only the kept rows, then the kept columns of those (cheaper than fancy indexing)
+        w = self.conv.weight.index_select(0, idx)
+        if in_idx is not None:
+            w = w.index_select(1, in_idx)
         b = self.conv.bias[idx] if self.conv.bias is not None else None
         c = self.conv
         y = F.conv2d(x, w, b, c.stride, c.padding, c.dilation)
@@ -165,11 +168,11 @@ class GatedInput(nn.Module):
         idx = self.in_slot.index
         if isinstance(self.layer, nn.Conv2d):
             c = self.layer
-            w = c.weight[:, idx]
+            w = c.weight.index_select(1, idx)
             y = F.conv2d(x, w, c.bias, c.stride, c.padding, c.dilation)
         else:
             cols = (idx[:, None] * self.per_channel + torch.arange(self.per_channel)).reshape(-1)
-            w = self.layer.weight[:, cols]
+            w = self.layer.weight.index_select(1, cols)
             y = F.linear(x, w, self.layer.bias)
         self.last_macs = int(y[:1].numel() * w[0].numel())
         return y
