@@ -103,7 +103,11 @@ def main() -> None:
         table,
         "",
         f"Finding (computed from the runs): {finding} Per-input MACs range per seed (dynamic): {spread} "
-        "(FBS keeps a fixed k per layer, so the MACs vary only where a kept channel's saliency is 0).",
+        "(FBS keeps a fixed k per layer, so the MACs vary only where a kept channel's saliency is 0). "
+        "Under this short schedule (one epoch from the trained base) the gates start uninformed (every saliency "
+        "~1, so the first steps keep arbitrary channels) while the static row starts from the L1-ranked "
+        "channels; FBS trains its gates far longer on ImageNet. The table does not say whether a longer "
+        "schedule closes the gap.",
         "",
         "The paper's figure is theirs (ImageNet, VGG-16 / ResNet-18), not comparable with a 2-conv LeNet-5 on "
         "Fashion-MNIST. No latency here: the machine is shared; `bench/dynamic.py` times dense vs skipping path "
