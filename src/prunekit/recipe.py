@@ -51,6 +51,7 @@ _STEP_MODULES = {
     "profile": "prunekit.recipe_steps",
     "prune": "prunekit.recipe_steps",
     "structured": "prunekit.recipe_steps",
+    "dynamic": "prunekit.recipe_steps",
     "sparsify": "prunekit.recipe_steps",
     "compress": "prunekit.recipe_steps",
     "binarize": "prunekit.recipe_steps",

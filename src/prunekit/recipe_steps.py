@@ -10,6 +10,7 @@ dataclass, whose fields are exactly the keys the step accepts in YAML:
 * ``prune``: :class:`prunekit.engine.PlanOptions` (the engine's options: criterion,
   ratio, macs, params, tolerance, best_effort, global_ranking, round_to, steps, ...).
 * ``structured``: :class:`StructuredStepConfig` (l1, slimming, lasso, thinet, fpgm, taylor).
+* ``dynamic``: :class:`prunekit.methods.dynamic.DynamicConfig` (FBS run-time gates; the model becomes the gated one).
 * ``sparsify``: :class:`SparsifyStepConfig` (a weight-level method and its config).
 * ``compress``: :class:`prunekit.compress.CompressConfig` (Deep Compression).
 * ``binarize``: :class:`prunekit.binary.recipe.BinarizeStepConfig` (BWN / XNOR-Net).
@@ -223,6 +224,28 @@ def structured_step(state, cfg: StructuredStepConfig) -> None:
     rep = result.report
     state.record("structured", method=cfg.method, macs_kept=rep.get("macs", {}).get("kept"),
                  top1=(rep.get("after_finetune") or {}).get("top1"))
+
+
+def _register_dynamic() -> None:
+    from prunekit.methods.dynamic import DynamicConfig
+
+    @register_step("dynamic", DynamicConfig,
+                   help="dynamic channel pruning: FBS gates trained with the network (DynamicConfig keys)")
+    def dynamic_step(state, cfg) -> None:
+        """Run :func:`prunekit.methods.dynamic.run_dynamic`; its files go to ``<out>/dynamic<N>/``."""
+        from prunekit.methods.dynamic import run_dynamic
+
+        index = sum(1 for r in state.records if r["step"] == "dynamic")
+        result = run_dynamic(state.model, state.data, cfg, out_dir=state.out_dir / f"dynamic{index or ''}",
+                             progress=state.extras.get("progress", True), overwrite=True)
+        state.model = result.model
+        state.masks = None
+        rep = result.report
+        state.record("dynamic", keep=cfg.keep, macs_kept=rep["dynamic"]["macs_kept"], top1=rep["dynamic"]["top1"],
+                     static_top1=(rep.get("static") or {}).get("top1"))
+
+
+_register_dynamic()
 
 
 def _register_compress() -> None:

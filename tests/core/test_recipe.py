@@ -181,8 +181,8 @@ def test_structured_admm_step_makes_the_model_smaller_and_reloads(tmp_path):
 def test_step_names_is_the_public_list_of_steps():
     from prunekit.recipe import step_names
 
-    assert step_names() == ["binarize", "compress", "eval", "finetune", "profile", "prune", "sparsify", "structured",
-                            "train"]
+    assert step_names() == ["binarize", "compress", "dynamic", "eval", "finetune", "profile", "prune", "sparsify",
+                            "structured", "train"]
 
 
 @pytest.mark.parametrize("extra, match", [

@@ -103,3 +103,18 @@ def test_prune_method_dynamic_cli(tmp_path, cli_env):
                           "0.5", "--data", "digits", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, env=cli_env)
     assert bad.returncode == 2 and "--set keep=" in bad.stderr
+
+
+def test_recipe_dynamic_step(tmp_path):
+    from prunekit.recipe import Recipe, run_recipe
+
+    r = Recipe.from_dict({"out": str(tmp_path / "run"), "data": "digits", "model": {"name": "convnet3"},
+                          "steps": [{"dynamic": {"keep": 0.25, "static": False, "macs_images": 4,
+                                                 "finetune": {"epochs": 1, "progress": False}}}, "eval"]})
+    state = run_recipe(r, progress=False)
+    rec = state.records[0]
+    assert rec["step"] == "dynamic" and rec["keep"] == 0.25 and rec["static_top1"] is None
+    assert 0.0 < rec["macs_kept"] < 0.25   # a quarter of the filters reading a quarter of the inputs
+    assert (tmp_path / "run" / "dynamic" / "gated.pt").is_file()
+    back = checkpoint.load(tmp_path / "run" / "model.pt").model
+    assert [m.k for m in back.modules() if isinstance(m, GatedConv)] == [8, 16, 16]

@@ -26,7 +26,7 @@ import copy
 from dataclasses import dataclass
 from typing import Optional
 
-from prunekit.errors import ConfigError, PrunekitError
+from prunekit.errors import PrunekitError
 from prunekit.train import FinetuneConfig, as_finetune, finetune_field
 from prunekit.validate import check_fraction, check_int
 
