@@ -221,8 +221,6 @@ def run_dynamic(model, data, config=None, out_dir=None, progress: bool = True, o
         >>> res = run_dynamic(net, load_dataset("digits"), {"keep": 0.5}, "runs/dyn")    # doctest: +SKIP
         >>> res.report["dynamic"]["macs_mean"] / res.report["dense"]["macs"]                # doctest: +SKIP
     """
-    import torch
-
     import prunekit
     from prunekit.measure import count_macs
     from prunekit.methods.structured.pipeline import coerce_config
@@ -236,7 +234,6 @@ def run_dynamic(model, data, config=None, out_dir=None, progress: bool = True, o
         run_dir = RunDir.open(out_dir, ("gated.pt", "static.pt"), overwrite=overwrite, what="a run",
                               keep=[source_path(provenance)])
     ex = data.train_x[:1].clone()
-    model.eval()
     dense_acc = evaluate(model, data.test_x, data.test_y)
     dense_macs = float(count_macs(model, ex).total)
     gated, units, static = gate_model(model, ex, cfg.keep, cfg.seed)
@@ -267,7 +264,6 @@ def run_dynamic(model, data, config=None, out_dir=None, progress: bool = True, o
     files = []
     if run_dir is not None:
         files = _write(run_dir, gated, static_net, report, provenance, data)
-    torch.set_grad_enabled(True)
     return DynamicResult(gated, static_net, report, files)
 
 
@@ -283,7 +279,7 @@ def _plain(cfg) -> dict:
 
 def _write(run, gated, static_net, report, provenance, data) -> list:
     from prunekit import checkpoint
-    from prunekit.runs import Report, Section, complete, lineage, source_path
+    from prunekit.runs import complete, lineage, source_path
 
     prov = complete(provenance, call="prunekit.methods.dynamic.run_dynamic", config=report["config"],
                     dataset=getattr(data, "name", None))
@@ -313,7 +309,8 @@ def build_report(r: dict):
     dyn = r["dynamic"]
     lines += ["", f"Dynamic MACs: mean over {dyn['macs_images']} test inputs, counted on the skipping path "
                   f"(min {dyn['macs_min']:.0f}, max {dyn['macs_max']:.0f}; the gates' own MACs included)."]
-    gates = "\n".join(f"| {k} | {v['k']} | {', '.join(v['readers'])} | {v['bn'] or ''} |" for k, v in r["gated"].items())
+    gates = "\n".join(f"| {k} | {v['k']} | {', '.join(v['readers'])} | {v['bn'] or ''} |"
+                      for k, v in r["gated"].items())
     sections = [Section("Accuracy and MACs", "\n".join(lines)),
                 Section("Gated convolutions", "| conv | kept per input | readers | BatchNorm |\n|---|---:|---|---|\n"
                         + gates)]

@@ -60,9 +60,9 @@ def topk_gate(saliency, k: int):
     ``index`` holds, per row, the kept channels in increasing order. Pure tensor math.
 
     Example:
-        >>> g, i = topk_gate(torch.tensor([[0.1, 0.9, 0.4]]), 2)
+        >>> g, i = topk_gate(torch.tensor([[0.25, 0.75, 0.5]]), 2)
         >>> g.tolist(), i.tolist()
-        ([[0.0, 0.8999999761581543, 0.4000000059604736]], [[1, 2]])
+        ([[0.0, 0.75, 0.5]], [[1, 2]])
     """
     idx = saliency.topk(k, dim=1).indices.sort(dim=1).values
     mask = torch.zeros_like(saliency).scatter_(1, idx, 1.0)
