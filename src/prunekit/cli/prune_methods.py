@@ -29,8 +29,8 @@ DYNAMIC = "dynamic"
 def add_method_arguments(parser) -> None:
     """Add ``--method``, ``--recipe``, ``--data``, the ``--finetune-*`` flags, ``--seed``, ``--set``, ``--no-progress``."""
     parser.add_argument("--method", help="run a structured method's whole pipeline: l1, slimming, lasso, thinet, "
-                                         "fpgm, taylor, or dynamic (FBS run-time gates, --set keep=F; "
-                                         "docs/methods.md) (then --out is a run directory)")
+                                         "fpgm, taylor, dcp, autocompress, or dynamic (FBS run-time gates, "
+                                         "--set keep=F; docs/methods.md) (then --out is a run directory)")
     parser.add_argument("--recipe", metavar="YAML", help="YAML recipe (method, data, config) for --method runs")
     parser.add_argument("--data", help="dataset for --method runs (calibration, fine-tuning, evaluation), e.g. mnist5k")
     parser.add_argument("--seed", type=int, help="seed of sampling and fine-tuning (--method runs)")

@@ -11,6 +11,9 @@ lasso      Channel Pruning: LASSO selection + least squares (He et al.,         
 thinet     ThiNet: greedy selection + least-squares scaling (Luo et al., 2017)   :mod:`.reconstruct`
 fpgm       iterative FPGM (He et al., CVPR 2019)                                 :mod:`.iterative`
 taylor     iterative Taylor (Molchanov et al., CVPR 2019)                        :mod:`.iterative`
+dcp        Discrimination-aware Channel Pruning (Zhuang et al., NeurIPS 2018)    :mod:`.dcp`
+autocomp.  ``autocompress``: annealing search of per-layer rates + purification  :mod:`.autocompress`
+           (Liu et al., AAAI 2020)
 ========== ==================================================================== =========================
 
 Every method makes :class:`~prunekit.engine.PruningPlan` objects that the engine applies;
@@ -19,7 +22,7 @@ Every method makes :class:`~prunekit.engine.PruningPlan` objects that the engine
 Example:
     >>> from prunekit.methods.structured import STRUCTURED_METHODS
     >>> sorted(STRUCTURED_METHODS.names())
-    ['fpgm', 'l1', 'lasso', 'slimming', 'taylor', 'thinet']
+    ['autocompress', 'dcp', 'fpgm', 'l1', 'lasso', 'slimming', 'taylor', 'thinet']
 """
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ from typing import Callable
 from prunekit.registry import Registry
 
 from prunekit.methods.structured._common import CommonConfig, write_reconstructed
+from prunekit.methods.structured.autocompress import (AutoCompressConfig, anneal_accept, autocompress,
+                                                       dead_channels)
+from prunekit.methods.structured.dcp import DCPConfig, channel_scores, dcp, dcp_loss, dcp_scores
 from prunekit.methods.structured.iterative import IterativeConfig, iterative_prune
 from prunekit.methods.structured.l1 import (L1Config, choose_ratios, l1_prune, plot_sensitivity, ratios_for_macs,
                                             sensitivity_analysis)
@@ -68,6 +74,17 @@ def _reconstruct(fn):
     return run
 
 
+def _dcp(model, data, cfg, progress):
+    net, res = dcp(model, data, cfg, progress)
+    return Outcome(res.apply(net), [res.plan], {"stages": res.plan.info["stages"], "layers": res.plan.info["layers"]})
+
+
+def _autocompress(model, data, cfg, progress):
+    p = autocompress(model, data, cfg, progress)
+    return Outcome(p.apply(model), [p], {"rates": p.info["rates"], "purified": p.info["purified"],
+                                         "search": p.info["search"]})
+
+
 def _iterative(criterion):
     def run(model, data, cfg, progress):
         net, plans = iterative_prune(model, data, criterion, cfg, progress)
@@ -86,7 +103,12 @@ for _m in (StructuredMethod("l1", _l1, L1Config, "Li et al., Pruning Filters for
            StructuredMethod("fpgm", _iterative("fpgm"), IterativeConfig,
                             "He et al., Filter Pruning via Geometric Median, CVPR 2019"),
            StructuredMethod("taylor", _iterative("taylor"), IterativeConfig,
-                            "Molchanov et al., Importance Estimation for Neural Network Pruning, CVPR 2019")):
+                            "Molchanov et al., Importance Estimation for Neural Network Pruning, CVPR 2019"),
+           StructuredMethod("dcp", _dcp, DCPConfig,
+                            "Zhuang et al., Discrimination-aware Channel Pruning for Deep Neural Networks, NeurIPS 2018"),
+           StructuredMethod("autocompress", _autocompress, AutoCompressConfig,
+                            "Liu et al., AutoCompress: An Automatic DNN Structured Pruning Framework for Ultra-High "
+                            "Compression Rates, AAAI 2020")):
     STRUCTURED_METHODS.add(_m.name, _m)
 del _m
 
@@ -95,4 +117,5 @@ __all__ = ["STRUCTURED_METHODS", "StructuredMethod", "run_structured", "Structur
            "channel_pruning", "thinet", "reconstruct_prune", "select_and_fit", "ReconstructionResult",
            "write_reconstructed", "l1_prune", "sensitivity_analysis", "choose_ratios", "ratios_for_macs",
            "plot_sensitivity", "slimming", "slimming_plan", "SparsityCallback", "add_sparsity_grad",
-           "global_threshold", "channels_below", "iterative_prune"]
+           "global_threshold", "channels_below", "iterative_prune", "DCPConfig", "dcp", "dcp_loss", "dcp_scores",
+           "channel_scores", "AutoCompressConfig", "autocompress", "anneal_accept", "dead_channels"]
