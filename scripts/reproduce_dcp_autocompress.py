@@ -24,8 +24,8 @@ FINETUNE = {"epochs": 2, "lr": 0.01, "batch_size": 64, "schedule": "cosine", "au
             "checkpoint_every": 0, "progress": False}
 DCP_PAPER = ("Zhuang et al. 2018 (theirs): ResNet-50 on ImageNet with 30% of the channels pruned, "
              "+0.39% top-1 over the unpruned baseline")
-AC_PAPER = ("Liu et al. 2020 (theirs): ultra-high structured pruning rates, e.g. about 120x fewer weights on "
-            "VGG-16 / CIFAR-10 without accuracy loss (weights, not MACs)")
+AC_PAPER = ("Liu et al. 2020 (theirs): up to 33x higher pruning rate than prior automatic compression at the "
+            "same accuracy, 120x fewer parameters (CIFAR-10, parameters not MACs)")
 
 
 def l1(budget):

@@ -1,20 +1,20 @@
 """Structured (channel) pruning methods of the seed papers, each a config + a function + a plan.
 
-========== ==================================================================== =========================
-name       method                                                               module
-========== ==================================================================== =========================
-l1         L1 filter pruning with per-layer sensitivity (Li et al., ICLR 2017)  :mod:`.l1`
-slimming   Network Slimming: L1 on BN scales, global threshold (Liu et al.,      :mod:`.slimming`
-           ICCV 2017); ``from_scratch`` per Liu et al., ICLR 2019
-lasso      Channel Pruning: LASSO selection + least squares (He et al.,          :mod:`.reconstruct`
-           ICCV 2017)
-thinet     ThiNet: greedy selection + least-squares scaling (Luo et al., 2017)   :mod:`.reconstruct`
-fpgm       iterative FPGM (He et al., CVPR 2019)                                 :mod:`.iterative`
-taylor     iterative Taylor (Molchanov et al., CVPR 2019)                        :mod:`.iterative`
-dcp        Discrimination-aware Channel Pruning (Zhuang et al., NeurIPS 2018)    :mod:`.dcp`
-autocomp.  ``autocompress``: annealing search of per-layer rates + purification  :mod:`.autocompress`
-           (Liu et al., AAAI 2020)
-========== ==================================================================== =========================
+============ ==================================================================== =========================
+name         method                                                               module
+============ ==================================================================== =========================
+l1           L1 filter pruning with per-layer sensitivity (Li et al., ICLR 2017)  :mod:`.l1`
+slimming     Network Slimming: L1 on BN scales, global threshold (Liu et al.,      :mod:`.slimming`
+             ICCV 2017); ``from_scratch`` per Liu et al., ICLR 2019
+lasso        Channel Pruning: LASSO selection + least squares (He et al.,          :mod:`.reconstruct`
+             ICCV 2017)
+thinet       ThiNet: greedy selection + least-squares scaling (Luo et al., 2017)   :mod:`.reconstruct`
+fpgm         iterative FPGM (He et al., CVPR 2019)                                 :mod:`.iterative`
+taylor       iterative Taylor (Molchanov et al., CVPR 2019)                        :mod:`.iterative`
+dcp          Discrimination-aware Channel Pruning (Zhuang et al., NeurIPS 2018)    :mod:`.dcp`
+autocompress AutoCompress: annealing search of per-layer rates + purification    :mod:`.autocompress`
+             (Liu et al., AAAI 2020)
+============ ==================================================================== =========================
 
 Every method makes :class:`~prunekit.engine.PruningPlan` objects that the engine applies;
 :func:`run_structured` runs the whole pipeline and writes the run directory.

@@ -1,6 +1,6 @@
 """AutoCompress: annealing-guided search of per-layer structured pruning rates, then purification.
 
-Liu, Ma, Lin, Yang, Zhang & Wang (and co-authors), "AutoCompress: An Automatic DNN
+Liu, Ma, Xu, Wang, Tang & Ye, "AutoCompress: An Automatic DNN
 Structured Pruning Framework for Ultra-High Compression Rates", AAAI 2020.
 
 The search (Sec. 4 of the paper, its "simulated annealing guided" heuristic) runs in
