@@ -7,7 +7,7 @@ The run directory (``--out DIR``) then holds ``pruned.pt``, ``plan.json``,
 
 A YAML recipe describes the same run with every hyper-parameter::
 
-    method: lasso          # l1 | slimming | lasso | thinet | fpgm | taylor | dynamic
+    method: lasso          # l1 | slimming | lasso | thinet | fpgm | taylor | dcp | autocompress | dynamic
     data: mnist5k          # any prunekit.data name or path spec
     config:                # the method's config dataclass (docs/methods.md)
       macs: 0.5
