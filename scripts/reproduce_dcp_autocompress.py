@@ -7,7 +7,7 @@ discrimination-aware fine-tuning (1 epoch with the auxiliary heads) is part of t
 comes on top. Writes docs/results/dcp_autocompress.md and .json (resumable).
 
 Run: ``PYTHONPATH=src .venv/bin/python scripts/reproduce_dcp_autocompress.py`` (24 min with
---threads 1 on the shared, heavily loaded 2-core machine; resumable).
+one torch thread on the shared, heavily loaded 2-core machine; resumable).
 """
 from __future__ import annotations
 
