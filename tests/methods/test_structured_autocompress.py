@@ -86,3 +86,14 @@ def test_config_errors():
         AutoCompressConfig(cooling=1.5).check()
     with pytest.raises(Exception, match="MACs target"):
         AutoCompressConfig(macs=None, ratio=0.3).check()
+
+
+def test_unreachable_target_warns(digits_slice):
+    from prunekit import models
+
+    data = digits_slice(64, 16)
+    torch.manual_seed(0)
+    net = models.create("convnet3", num_classes=10, in_channels=1, input_size=(8, 8))
+    with pytest.warns(UserWarning, match="out of reach"):
+        autocompress(net, data, AutoCompressConfig(macs=0.1, max_rate=0.2, rounds=1, iterations=1, eval_images=16),
+                     progress=False)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import random
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -243,6 +244,9 @@ def autocompress(model, data, config: AutoCompressConfig | None = None, progress
     cfg = config or AutoCompressConfig()
     cfg.check()
     space, rates, log = autocompress_search(model, data, cfg)
+    if space.kept(rates) > cfg.macs + cfg.macs_tolerance:
+        warnings.warn(f"autocompress: {cfg.macs:.3f} of the MACs is out of reach with max_rate {cfg.max_rate}; "
+                      f"the result keeps {space.kept(rates):.3f}", UserWarning, stacklevel=2)
     tensors = zero_filters({k: v.detach() for k, v in model.named_parameters()}, space.groups, space.removed(rates))
     dead = dead_channels(tensors, space.an.groups)   # purification: what the zeroed filters made redundant
     info = {"method": "autocompress", "criterion": "autocompress",
