@@ -49,7 +49,8 @@ github.com/JiahuiYu/slimmable_networks (AutoSlim, Yu & Huang 2019; given there a
 | AutoSlim-ResNet-50 | 76.0 at 3.0G, 75.6 at 2.0G, 74.0 at 1.0G, 72.2 at 570M |
 
 Both papers' common finding, which is what can carry over to a small CPU setting: at the same FLOPs a searched
-per-layer width beats uniform width scaling, most at the smallest budgets.
+per-layer width beats uniform width scaling, most at the smallest budgets (theirs; whether it holds here is
+computed seed by seed in "What the numbers say" above).
 """
 
 
@@ -102,9 +103,13 @@ def main() -> None:
                     help="candidate-evaluation processes per search (1: in-process; run models side by side instead)")
     ap.add_argument("--out", default="runs/reproduce_search")
     ap.add_argument("--doc", default="docs/results/search.md")
+    ap.add_argument("--findings-only", action="store_true",
+                    help="with --merge: only recompute the findings section of an existing --doc")
     ap.add_argument("--merge", nargs="+", metavar="JSON",
                     help="only render --doc from the JSON files of earlier runs (e.g. one process per model)")
     args = ap.parse_args()
+    if args.merge and args.findings_only:
+        return _rewrite_findings(args)
     if args.merge:
         return _merge(args)
     torch.set_num_threads(1)
@@ -244,6 +249,29 @@ def _merge(args) -> None:
            dump=False, details=_details(args, results))
 
 
+def _rewrite_findings(args) -> None:
+    """Recompute only the page's "What the numbers say" section of ``--doc`` from the parts' JSON (``--merge``).
+
+    For pages whose searches' report.json files (the before-fine-tuning table) are no longer on disk: the rest
+    of the page is kept as it is and the findings are computed again from the same table.
+    """
+    results, budgets = {}, set()
+    for path in args.merge:
+        d = json.loads(Path(path).read_text())
+        for model, method, budget, vals in d["results"]:
+            results[(model, method, budget)] = list(vals)
+            budgets.add(budget)
+    methods = [m for m in METHODS if any(k[1] == m for k in results)]
+    text = Path(args.doc).read_text()
+    head = "## What the numbers say (computed from the tables above)"
+    start = text.index(head)
+    sec = text[start:text.index("\n## ", start + len(head)) + 1]
+    keep = [ln for ln in sec.splitlines() if ln.startswith("- Searches that") or ln.startswith("- Seed 002")]
+    new = "\n".join([head, ""] + _observations(results, sorted(b for b in budgets if b < 1.0), methods) + keep) + "\n\n"
+    Path(args.doc).write_text(text.replace(sec, new))
+    print(new)
+
+
 def _strided_groups(model_name) -> set:
     """Names of the search groups written by a stride > 1 convolution (down-sampling layers; a depthwise
     convolution writes the group it reads)."""
@@ -302,7 +330,42 @@ def _observations(results, budgets, methods) -> list[str]:
                          if meth in means and meth != "uniform"]
                 txt += "; against uniform width: " + ", ".join(diffs) + " points"
             lines.append(txt + ".")
+    lines += _searched_vs_uniform(results, budgets, methods)
     return lines
+
+
+def _searched_vs_uniform(results, budgets, methods) -> list[str]:
+    """Seed-paired searched - uniform differences and the verdict on the papers' finding, computed from the table.
+
+    Each seed's searched network is compared with the uniform network of the same seed (same dense model);
+    a difference counts as a win (loss) only when its mean minus (plus) its std over seeds is above (below) 0.
+    """
+    verdict = {"win": [], "loss": [], "tie": []}
+    for m in sorted({k[0] for k in results}):
+        for b in budgets:
+            uni = results.get((m, "uniform", b))
+            for meth in (x for x in methods if x in ("autoslim", "metapruning")):
+                vals = results.get((m, meth, b))
+                if not uni or not vals or len(vals) != len(uni):
+                    continue
+                d = [v - u for v, u in zip(vals, uni)]
+                mu, sd = statistics.mean(d), statistics.stdev(d) if len(d) > 1 else 0.0
+                kind = "win" if mu - sd > 0 else "loss" if mu + sd < 0 else "tie"
+                verdict[kind].append(f"{meth} on {m} at {int(100 * b)}% ({mu:+.2f} ± {sd:.2f})")
+    n = sum(len(v) for v in verdict.values())
+    if not n:
+        return []
+    holds = len(verdict["win"]) > n / 2
+    return [f"- **Searched width against uniform width, seed by seed** (searched - uniform of the same seed, mean ± "
+            f"std over seeds, points): beats uniform beyond the seed spread in {len(verdict['win'])} of {n} settings"
+            + (f" ({'; '.join(verdict['win'])})" if verdict["win"] else "")
+            + f"; loses beyond it in {len(verdict['loss'])}"
+            + (f" ({'; '.join(verdict['loss'])})" if verdict["loss"] else "")
+            + f"; within the spread in {len(verdict['tie'])}"
+            + (f" ({'; '.join(verdict['tie'])})" if verdict["tie"] else "") + ".",
+            f"- The papers' common finding (a searched per-layer width beats uniform width at the same FLOPs, theirs "
+            f"on ImageNet) therefore **{'holds' if holds else 'does not hold'} here** "
+            f"({'in most settings' if holds else 'not in most settings'}; reduced protocol, see above)."]
 
 
 def _write(args, results, widths_md, lat_rows, budgets, secs, dump: bool = True, details=None) -> None:
