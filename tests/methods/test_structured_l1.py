@@ -49,6 +49,30 @@ def test_ratios_for_macs_meets_target_and_plot(tmp_path):
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_ratios_for_macs_interpolates_between_grid_tolerances():
+    # 8 channels per layer. Tolerance 1 gives {0: 0.25, 3: 0.5} (41.7% of the MACs kept), tolerance 5 gives
+    # {0: 0.25, 3: 0.75} (25%): neither is near a 40% target. Between them, layer 3 losing 5 of its 8
+    # channels (layer 0 unchanged at 2 of 8) is the least pruning that keeps at most 40%.
+    from prunekit.errors import PrunekitError
+
+    net, x = _net(), torch.randn(1, 1, 8, 8)
+    table = {"__baseline__": 100.0, "0": {0.25: 100.0, 0.5: 90.0, 0.75: 50.0},
+             "3": {0.25: 100.0, 0.5: 99.0, 0.75: 95.0}}
+    kept = lambda r: l1_plan(net, x, r).info["macs_after"] / l1_plan(net, x, r).info["macs_before"]  # noqa: E731
+    assert kept(choose_ratios(table, 1.0)) > 0.4 > kept(choose_ratios(table, 5.0))
+    ratios, tol = ratios_for_macs(net, x, table, 0.4, rel_tol=0.0)
+    assert tol == 5.0
+    assert ratios["0"] == 0.25
+    assert 0.5 < ratios["3"] < 0.75
+    p = l1_plan(net, x, ratios)
+    assert [len(g.removed) for g in p.groups if g.removed] == [2, 5]
+    assert kept(ratios) <= 0.4
+    # beyond the largest tolerance: accepted within rel_tol, else an error
+    assert ratios_for_macs(net, x, table, 0.05, rel_tol=0.05)[0] == choose_ratios(table, 50.0)
+    with pytest.raises(PrunekitError, match="out of reach"):
+        ratios_for_macs(net, x, table, 0.05, rel_tol=0.0)
+
+
 def test_l1_config_checks():
     from prunekit.errors import ConfigError
 

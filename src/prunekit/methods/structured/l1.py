@@ -101,26 +101,54 @@ def choose_ratios(table: dict, tolerance: float) -> dict:
 
 
 def ratios_for_macs(model, example, table: dict, macs: float, rel_tol: float = 0.03) -> tuple[dict, float]:
-    """Tolerance (bisected) whose :func:`choose_ratios` meets ``macs`` (fraction kept); ``(ratios, tolerance)``.
+    """Per-layer ratios meeting a MACs target (fraction kept) from the sensitivity table; ``(ratios, tolerance)``.
 
-    A larger tolerance prunes more, so the smallest tolerance whose plan keeps at most
-    ``macs + rel_tol`` of the MACs is taken.
+    Li et al. (ICLR 2017) choose per-layer ratios from the sensitivity curves; a tolerance (accuracy drop
+    per layer) turns the curves into ratios (:func:`choose_ratios`). The tolerance is bisected to the
+    smallest one whose plan keeps at most ``macs``. Because the curves are sampled on a coarse grid
+    (steps of 10% of a layer's filters), that plan can land well below the target and the previous
+    tolerance's plan well above it, so the ratios are then interpolated linearly between the two
+    adjacent tolerances' ratios (every layer moving in the same proportion, each staying between its
+    two sensitivity-chosen ratios) to the least pruning that keeps at most ``macs``: the target is met
+    to within about one channel instead of one grid step. ``rel_tol`` is the allowance when even the
+    largest tolerance cannot reach ``macs``: its plan is accepted if it keeps at most ``macs + rel_tol``,
+    else an error is raised. The returned tolerance is the one whose ratios bound the result from above.
     """
     drops = sorted({max(0.0, table["__baseline__"] - a) for k, row in table.items() if k != "__baseline__"
                     for a in row.values()})
     if not drops:
         raise PrunekitError("sensitivity table is empty: no prunable layer")
-    lo, hi = 0, len(drops) - 1
-    if _kept_macs(model, example, choose_ratios(table, drops[hi])) > macs + rel_tol:
+    hi_ratios = choose_ratios(table, drops[-1])
+    hi_kept = _kept_macs(model, example, hi_ratios)
+    if hi_kept > macs + rel_tol:
         raise PrunekitError(f"MACs target {macs:g} is out of reach with ratios up to "
                             f"{max(max(r) for k, r in table.items() if k != '__baseline__'):g}")
+    if hi_kept > macs:
+        return hi_ratios, drops[-1]
+    lo, hi = 0, len(drops) - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if _kept_macs(model, example, choose_ratios(table, drops[mid])) <= macs + rel_tol:
+        if _kept_macs(model, example, choose_ratios(table, drops[mid])) <= macs:
             hi = mid
         else:
             lo = mid + 1
-    return choose_ratios(table, drops[lo]), drops[lo]
+    upper = choose_ratios(table, drops[lo])
+    lower = choose_ratios(table, drops[lo - 1]) if lo > 0 else {k: 0.0 for k in upper}
+    if _kept_macs(model, example, lower) <= macs:  # the least pruning already meets it
+        return lower, drops[max(lo - 1, 0)]
+    t_lo, t_hi = 0.0, 1.0  # kept(t_lo) > macs >= kept(t_hi)
+    for _ in range(14):
+        t = (t_lo + t_hi) / 2
+        if _kept_macs(model, example, _blend(lower, upper, t)) <= macs:
+            t_hi = t
+        else:
+            t_lo = t
+    return _blend(lower, upper, t_hi), drops[lo]
+
+
+def _blend(lower: dict, upper: dict, t: float) -> dict:
+    """Ratios ``lower + t * (upper - lower)`` per layer (``t`` in [0, 1])."""
+    return {k: lower.get(k, 0.0) + t * (upper[k] - lower.get(k, 0.0)) for k in upper}
 
 
 def _kept_macs(model, example, ratios) -> float:
