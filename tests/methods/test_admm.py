@@ -57,6 +57,25 @@ def test_admm_callback_updates_exact():
     assert metrics["admm_residual"] == pytest.approx((2 / 22) ** 0.5)
 
 
+def test_admm_scaled_dual_rescaled_when_rho_changes():
+    # U is the scaled dual y / rho: the multiplier y = rho * U is what persists when rho doubles, so U halves
+    lin = torch.nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(T([[4.0, -1.0, 0.5, 3.0]]))
+    cb = A.ADMMCallback({"weight": 2}, rho=0.5, rho_factor=2.0)
+    trainer = type("T", (), {"model": lin})()
+    cb.on_train_begin(trainer)
+    with torch.no_grad():
+        lin.weight.copy_(T([[4.0, -1.0, 2.0, 1.0]]))
+    metrics = {}
+    cb.on_epoch_end(trainer, 0, metrics)  # Z keeps 4, 2; unscaled U would be [0, -1, 0, 1]; rho 0.5 -> 1.0
+    assert cb.rho == 1.0 and metrics["rho"] == 1.0
+    assert cb.U["weight"].tolist() == [[0.0, -0.5, 0.0, 0.5]]
+    lin.weight.grad = torch.zeros_like(lin.weight)
+    cb.on_after_backward(trainer)  # grad += rho (W - Z + U) = 1.0 * ([0, -1, 0, 1] + [0, -.5, 0, .5])
+    assert lin.weight.grad.tolist() == [[0.0, -1.5, 0.0, 1.5]]
+
+
 def test_config_checks():
     with pytest.raises(ConfigError, match="granularity"):
         A.ADMMConfig(granularity="kernel")

@@ -9,7 +9,8 @@ and split it with an auxiliary ``Z_i = W_i`` and scaled duals ``U_i``:
 * **Z step**: ``Z_i = proj_S(W_i + U_i)``, the Euclidean projection onto ``S_i``:
   keep the ``k_i`` largest magnitudes (element-wise) or the ``k_i`` filters
   (output slices) / channels (input slices) of largest L2 norm;
-* **U step**: ``U_i += W_i - Z_i``;
+* **U step**: ``U_i += W_i - Z_i`` (``U`` is the scaled dual, rescaled by ``rho_old / rho_new``
+  whenever ``rho`` changes);
 
 with ``rho`` raised on a schedule so ``W`` is pulled ever closer to the sparse
 ``Z``. Then the weights are hard-pruned to the projection's support and
@@ -214,7 +215,14 @@ class ADMMCallback(Callback):
             self.Z = self._project({n: p.detach() + self.U[n] for n, p in self._p.items()})
             for n, p in self._p.items():
                 self.U[n] = self.U[n] + p.detach() - self.Z[n]
+            rho_old = self.rho
             self.iteration += 1
+            # U is the *scaled* dual (Lagrange multiplier / rho): when rho changes the multiplier stays, so U
+            # is rescaled by rho_old / rho_new (Boyd et al., Distributed Optimization and Statistical Learning
+            # via ADMM, 2011, Sec. 3.4.1). Without it a doubling rho doubles the dual's pull every iteration.
+            if self.rho != rho_old:
+                scale = rho_old / self.rho
+                self.U = {n: u * scale for n, u in self.U.items()}
         metrics["rho"] = self.rho
         metrics["admm_residual"] = self.residual()
         self.log.append({"epoch": epoch, "iteration": self.iteration, "rho": metrics["rho"],
