@@ -55,6 +55,10 @@ def _train(net, data, epochs, lr, seed, augment=True):
     fit(net, data, TrainConfig(epochs=epochs, lr=lr, augment=augment, progress=False, checkpoint_every=0, seed=seed))
 
 
+#: which dense networks this page uses and why they are not the shared base (docs/results/base/)
+BASE_NOTE = ("- Base networks: the LeNets here are trained by this script (SGD, lr 0.05, 40 epochs with augmentation, one network per seed; the retraining schedule above was tuned on them), not taken from the shared base `docs/results/base/fashion_mnist_lenet5.pt` (Fashion-MNIST): the paper's figures are MNIST figures. `weight_pruning.md` (SGD, 15 epochs, no augmentation) and `binary.md` (Adam, 15 epochs, from scratch) train their own mnist5k LeNet-5 with other recipes, so the dense LeNet-5 accuracy differs between the three pages; compare rows within a page.")
+
+
 def _acc(net, data):
     from prunekit.train import evaluate
 
@@ -257,7 +261,8 @@ def main(argv=None) -> int:
         "with a few hundred kept weights can show more coded than fixed-width bits (LeNet-5's conv2: a 256-entry "
         "Huffman table for 288 symbols); the entropy columns are the bound for the symbols alone.\n"
         "- Our LeNet-5 has far fewer conv weights than the paper's, and small layers pay relatively more for "
-        "biases, code tables and codebooks (256 float32 values per 8-bit layer), so its ratio is lower.",
+        "biases, code tables and codebooks (256 float32 values per 8-bit layer), so its ratio is lower.\n"
+        + BASE_NOTE,
     ])
     with atomic_write(args.out, "w") as f:
         f.write(text + "\n")
