@@ -109,10 +109,11 @@ def ratios_for_macs(model, example, table: dict, macs: float, rel_tol: float = 0
     (steps of 10% of a layer's filters), that plan can land well below the target and the previous
     tolerance's plan well above it, so the ratios are then interpolated linearly between the two
     adjacent tolerances' ratios (every layer moving in the same proportion, each staying between its
-    two sensitivity-chosen ratios) to the least pruning that keeps at most ``macs``: the target is met
-    to within about one channel instead of one grid step. ``rel_tol`` is the allowance when even the
-    largest tolerance cannot reach ``macs``: its plan is accepted if it keeps at most ``macs + rel_tol``,
-    else an error is raised. The returned tolerance is the one whose ratios bound the result from above.
+    two sensitivity-chosen ratios) to the least pruning that keeps at most ``macs``, or one step less
+    pruning when that lands nearer the target and at most ``rel_tol`` above it: the target is met to
+    within about one channel instead of one grid step. When even the largest tolerance cannot reach
+    ``macs`` its plan is accepted if it keeps at most ``macs + rel_tol``, else an error is raised. The
+    returned tolerance is the one whose ratios bound the result from above.
     """
     drops = sorted({max(0.0, table["__baseline__"] - a) for k, row in table.items() if k != "__baseline__"
                     for a in row.values()})
@@ -143,6 +144,12 @@ def ratios_for_macs(model, example, table: dict, macs: float, rel_tol: float = 0
             t_hi = t
         else:
             t_lo = t
+    # one channel less pruned may land nearer the target (a wide layer's channel can be several % of the MACs):
+    # take it when it is above the target by at most rel_tol and by less than the other falls below it
+    below, above = _kept_macs(model, example, _blend(lower, upper, t_hi)), _kept_macs(model, example,
+                                                                                     _blend(lower, upper, t_lo))
+    if above - macs <= rel_tol and above - macs < macs - below:
+        return _blend(lower, upper, t_lo), drops[lo]
     return _blend(lower, upper, t_hi), drops[lo]
 
 
