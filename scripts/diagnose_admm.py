@@ -36,11 +36,50 @@ SCHEDULES = {
 }
 
 
+def _unrescaled_epoch_end(self, trainer, epoch: int, metrics: dict) -> None:
+    """ADMMCallback.on_epoch_end as it was before the fix: U kept when rho changes (for --check-12x only)."""
+    if (epoch + 1) % self.update_every == 0:
+        self.Z = self._project({n: p.detach() + self.U[n] for n, p in self._p.items()})
+        for n, p in self._p.items():
+            self.U[n] = self.U[n] + p.detach() - self.Z[n]
+        self.iteration += 1
+    metrics["rho"] = self.rho
+    metrics["admm_residual"] = self.residual()
+    self.log.append({"epoch": epoch, "iteration": self.iteration, "rho": metrics["rho"],
+                     "residual": metrics["admm_residual"]})
+
+
+def check_12x(dense, splits, W, seeds=(1, 2)) -> dict:
+    """The page's ADMM schedule at 12x on one dense network, with and without the rescale, for ``seeds``."""
+    from prunekit.methods import admm as A
+
+    fixed = A.ADMMCallback.on_epoch_end
+    s = 1 - 1 / 12
+    per = W.global_layer_sparsity(dense, s)
+    out = {}
+    try:
+        for seed in seeds:
+            for tag, fn in (("rescaled", fixed), ("not rescaled", _unrescaled_epoch_end)):
+                A.ADMMCallback.on_epoch_end = fn
+                r = A.admm_prune(copy.deepcopy(dense), splits, A.ADMMConfig(
+                    sparsity=s, layer_sparsity=per, rho=0.05, rho_factor=2.0,
+                    admm=W.train_cfg(3, 0.01, schedule="constant", seed=seed),
+                    finetune=W.train_cfg(3, 0.01, seed=seed)), progress=False)
+                out[f"{tag}|{seed}"] = {"final": r.final["test_top1"],
+                                        "residual": [round(x["residual"], 3) for x in r.extra["admm_log"]]}
+                print(tag, seed, out[f"{tag}|{seed}"], flush=True)
+    finally:
+        A.ADMMCallback.on_epoch_end = fixed
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tag", required=True, help="the code state, e.g. 'scaled dual rescaled when rho changes'")
     ap.add_argument("--schedules", nargs="*", default=list(SCHEDULES), help="labels of SCHEDULES to run")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--check-12x", action="store_true",
+                    help="also run the page's schedule at 12x with and without the rescale (seeds 1, 2)")
     args = ap.parse_args(argv)
     import torch
 
@@ -72,6 +111,9 @@ def main(argv=None) -> int:
                         "final": r.final["test_top1"], "sparsity": r.final["sparsity"],
                         "seconds": round(time.time() - t)}
         print(label, entry[label], flush=True)
+        JSON.write_text(json.dumps(store, indent=1))
+    if args.check_12x:
+        store["_check_12x"] = {"dense_top1": entry["dense_top1"], "runs": check_12x(dense, splits, W)}
         JSON.write_text(json.dumps(store, indent=1))
     return 0
 
