@@ -39,6 +39,10 @@ PAPER_ALEXNET = [
 ]
 
 
+#: which dense network this page uses and why it is not the shared base (docs/results/base/)
+BASE_NOTE = ("**Base network.** Every network on this page is trained from scratch here (BWN and XNOR-Net train from scratch, as in Rastegari et al.), so the full-precision rows are this page's own networks, trained with the same recipe as the binary ones, not the shared base `docs/results/base/fashion_mnist_lenet5.pt` (Fashion-MNIST). The mnist5k LeNet-5 of `weight_pruning.md` (SGD, 15 epochs) and of `deep_compression.md` (SGD, 40 epochs with augmentation) are trained with other recipes, so the three pages show three different dense LeNet-5 accuracies; compare rows within a page.")
+
+
 def train_config(args) -> dict:
     return {"epochs": args.epochs, "optimizer": "adam", "lr": 2e-3, "weight_decay": 0.0, "schedule": "cosine",
             "batch_size": 128, "seed": args.seed, "num_threads": args.threads, "eval_every": 0}
@@ -105,6 +109,8 @@ def write_markdown(rows, args, path: Path) -> None:
         "re-ordered to BN -> BinActiv -> BinConv -> Pool. VGG-small is the zoo's `vgg11` with "
         "`cfg=[32, M, 64, M, 128, 128, M, 256, 256]`. One seed: differences of a point or so are within noise.",
         "",
+        BASE_NOTE,
+        "",
         "## Our results (prunekit)",
         "",
         "| model | variant | test top-1 | bit-packed model top-1 | packed = float outputs | float MACs / sample "
@@ -150,6 +156,11 @@ def write_markdown(rows, args, path: Path) -> None:
     from prunekit.utils.io import atomic_write
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    gap = path.with_name("binary_gap.json")
+    if gap.exists():  # the seeds/schedule section of scripts/reproduce_binary_gap.py
+        from reproduce_binary_gap import gap_section
+
+        lines += [gap_section(json.loads(gap.read_text())), ""]
     with atomic_write(path, "w") as f:
         f.write("\n".join(lines))
 
