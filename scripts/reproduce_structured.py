@@ -309,6 +309,26 @@ def merge(paths, out: Path) -> None:
     _write(out, meta, rows, fig4)
 
 
+#: (results JSON under docs/results, the script that writes it and renders its section)
+EXTRA = (("slimming_mlp.json", "reproduce_slimming_mlp"), ("taylor_oracle.json", "reproduce_taylor_oracle"))
+
+
+def extra_sections() -> list[str]:
+    """Sections of the checks run by their own scripts (Network Slimming's MLP, Taylor against the oracle)."""
+    import importlib
+    import sys
+
+    here = Path(__file__).resolve().parent
+    if str(here) not in sys.path:
+        sys.path.insert(0, str(here))
+    out = []
+    for name, module in EXTRA:
+        path = here.parent / "docs" / "results" / name
+        if path.exists():
+            out += [importlib.import_module(module).section(json.loads(path.read_text())).rstrip("\n"), ""]
+    return out
+
+
 def _write(out: Path, meta, rows, fig4) -> None:
     from prunekit.utils.io import atomic_write
 
@@ -394,6 +414,7 @@ def markdown(meta, all_rows, fig4) -> str:
               "conv5_x least), which is why the paper prunes shallow layers more. The paper's numbers are only in "
               "the figure image, so they are not copied here.", ""]
     L += ["## What the numbers say (computed from the tables above)", ""] + observations(all_rows, fig4) + [""]
+    L += extra_sections()
     L += ["## Reading the paper column", "",
           "The last column is each paper's headline result **for its own setting** (ImageNet or CIFAR-10, full-size "
           "networks, long fine-tuning), taken from the paper's abstract (He et al. 2017 as quoted in seed 000). It is "
