@@ -25,6 +25,10 @@ OUT = ROOT / "docs" / "results" / "base"
 BASES = {
     "fashion_mnist_lenet5": ("lenet5", {}, "fashion-mnist",
                              {"epochs": 15, "lr": 0.05, "batch_size": 64, "schedule": "cosine", "seed": 0}),
+    # a small BatchNorm network for the methods that read BN parameters (slimming, SCP): the CIFAR-style
+    # VGG of the zoo with three conv-BN-ReLU-pool stages of 8/16/32 channels (about LeNet-5's MACs)
+    "fashion_mnist_vgg_bn": ("vgg11", {"cfg": [8, "M", 16, "M", 32, "M"]}, "fashion-mnist",
+                             {"epochs": 10, "lr": 0.05, "batch_size": 64, "schedule": "cosine", "seed": 0}),
 }
 
 

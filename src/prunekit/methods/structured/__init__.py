@@ -14,6 +14,8 @@ taylor       iterative Taylor (Molchanov et al., CVPR 2019)                     
 dcp          Discrimination-aware Channel Pruning (Zhuang et al., NeurIPS 2018)    :mod:`.dcp`
 autocompress AutoCompress: annealing search of per-layer rates + purification    :mod:`.autocompress`
              (Liu et al., AAAI 2020)
+dcff         Dynamic-coded Filter Fusion (Lin et al., TPAMI 2023)                  :mod:`.dcff`
+scp          Operation-aware Soft Channel Pruning (Kang & Han, ICML 2020)          :mod:`.scp`
 ============ ==================================================================== =========================
 
 Every method makes :class:`~prunekit.engine.PruningPlan` objects that the engine applies;
@@ -22,7 +24,7 @@ Every method makes :class:`~prunekit.engine.PruningPlan` objects that the engine
 Example:
     >>> from prunekit.methods.structured import STRUCTURED_METHODS
     >>> sorted(STRUCTURED_METHODS.names())
-    ['autocompress', 'dcp', 'fpgm', 'l1', 'lasso', 'slimming', 'taylor', 'thinet']
+    ['autocompress', 'dcff', 'dcp', 'fpgm', 'l1', 'lasso', 'scp', 'slimming', 'taylor', 'thinet']
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from prunekit.registry import Registry
 from prunekit.methods.structured._common import CommonConfig, write_reconstructed
 from prunekit.methods.structured.autocompress import (AutoCompressConfig, anneal_accept, autocompress,
                                                        dead_channels)
+from prunekit.methods.structured.dcff import DCFFConfig, dcff
 from prunekit.methods.structured.dcp import DCPConfig, channel_scores, dcp, dcp_loss, dcp_scores
 from prunekit.methods.structured.iterative import IterativeConfig, iterative_prune
 from prunekit.methods.structured.l1 import (L1Config, choose_ratios, l1_prune, plot_sensitivity, ratios_for_macs,
@@ -41,6 +44,7 @@ from prunekit.methods.structured.l1 import (L1Config, choose_ratios, l1_prune, p
 from prunekit.methods.structured.pipeline import Outcome, StructuredResult, run_structured
 from prunekit.methods.structured.reconstruct import (ChannelPruningConfig, ReconstructionResult, ThiNetConfig,
                                                      channel_pruning, reconstruct_prune, select_and_fit, thinet)
+from prunekit.methods.structured.scp import SCPConfig, mask_probability, scp
 from prunekit.methods.structured.slimming import (SlimmingConfig, SparsityCallback, add_sparsity_grad,
                                                   channels_below, global_threshold, slimming, slimming_plan)
 
@@ -85,6 +89,16 @@ def _autocompress(model, data, cfg, progress):
                                          "search": p.info["search"]})
 
 
+def _dcff(model, data, cfg, progress):
+    small, p, temps = dcff(model, data, cfg, progress)
+    return Outcome(small, [p], {"temperatures": temps, "kept": p.info.get("kept")})
+
+
+def _scp(model, data, cfg, progress):
+    net, p = scp(model, data, cfg, progress)
+    return Outcome(p.apply(net), [p], {"threshold": p.info.get("threshold")})
+
+
 def _iterative(criterion):
     def run(model, data, cfg, progress):
         net, plans = iterative_prune(model, data, criterion, cfg, progress)
@@ -108,7 +122,12 @@ for _m in (StructuredMethod("l1", _l1, L1Config, "Li et al., Pruning Filters for
                             "Zhuang et al., Discrimination-aware Channel Pruning for Deep Neural Networks, NeurIPS 2018"),
            StructuredMethod("autocompress", _autocompress, AutoCompressConfig,
                             "Liu et al., AutoCompress: An Automatic DNN Structured Pruning Framework for Ultra-High "
-                            "Compression Rates, AAAI 2020")):
+                            "Compression Rates, AAAI 2020"),
+           StructuredMethod("dcff", _dcff, DCFFConfig,
+                            "Lin et al., Training Compact CNNs for Image Classification using Dynamic-coded Filter "
+                            "Fusion, IEEE TPAMI 2023"),
+           StructuredMethod("scp", _scp, SCPConfig,
+                            "Kang & Han, Operation-Aware Soft Channel Pruning using Differentiable Masks, ICML 2020")):
     STRUCTURED_METHODS.add(_m.name, _m)
 del _m
 
@@ -118,4 +137,5 @@ __all__ = ["STRUCTURED_METHODS", "StructuredMethod", "run_structured", "Structur
            "write_reconstructed", "l1_prune", "sensitivity_analysis", "choose_ratios", "ratios_for_macs",
            "plot_sensitivity", "slimming", "slimming_plan", "SparsityCallback", "add_sparsity_grad",
            "global_threshold", "channels_below", "iterative_prune", "DCPConfig", "dcp", "dcp_loss", "dcp_scores",
-           "channel_scores", "AutoCompressConfig", "autocompress", "anneal_accept", "dead_channels"]
+           "channel_scores", "AutoCompressConfig", "autocompress", "anneal_accept", "dead_channels",
+           "DCFFConfig", "dcff", "SCPConfig", "scp", "mask_probability"]
