@@ -13,7 +13,8 @@ from prunekit.methods.structured import STRUCTURED_METHODS, run_structured
 
 FAST = {"l1": {"sensitivity_ratios": [0.25, 0.5, 0.75], "eval_samples": 120},
         "slimming": {"sparsity_epochs": 1}, "fpgm": {"steps": 2}, "taylor": {"steps": 2, "taylor_batches": 1},
-        "dcp": {"aux_finetune": {"epochs": 1}}, "autocompress": {"iterations": 4, "eval_images": 96}}
+        "dcp": {"aux_finetune": {"epochs": 1}}, "autocompress": {"iterations": 4, "eval_images": 96},
+        "dcff": {"fusion_epochs": 1}, "scp": {"mask_epochs": 1}}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""DCFF: Dynamic-coded Filter Fusion (Lin, Chen, Ji, Zhang, Wu & Tian, "Training Compact CNNs for Image
+"""DCFF: Dynamic-coded Filter Fusion (Lin, Chen, Chao & Ji, "Training Compact CNNs for Image
 Classification using Dynamic-coded Filter Fusion", IEEE TPAMI 2023; arXiv:2107.06916, 2021).
 
 For every prunable layer with filters ``W_1..W_c`` (one row per output channel):
@@ -29,6 +29,10 @@ function of the parameters, through ``torch.func.functional_call``; no module is
 and the channels outside the kept set zeroed in their bias and BatchNorm, so the next layer
 sees exactly the compact network's activations. The number of channels each layer keeps
 comes from the engine's MACs budgeting (criterion ``l1``); DCFF chooses *which*.
+As in the authors' code (github.com/lmbxmu/DCFF), ``P`` and the kept set are fixed within an
+epoch (computed from the detached filters), so the gradient reaches the filters through the
+fusion only; their code divides the distances by a falling ``t`` instead of multiplying by a
+rising one, which ranks and fuses the same way.
 """
 from __future__ import annotations
 

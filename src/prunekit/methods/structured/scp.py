@@ -14,8 +14,8 @@ channels on) that drives masks off. The channels whose deterministic mask is off
 (``Phi(beta/|gamma|) < threshold``) are removed by the engine (:func:`masks_off`, then
 :func:`prunekit.engine.plan_from_channels`), and the compact network is fine-tuned.
 
-With a MACs target the threshold is raised (bisection over the probabilities) until the
-pruned network meets the budget: the channels removed are still exactly those whose mask is
+With a MACs target the threshold is the smallest (bisection over the sorted probabilities) at
+which the pruned network meets the budget: the channels removed are exactly those whose mask is
 off at that threshold. Since ``relu(y) * m == relu(y * m)`` for ``m >= 0`` the mask is applied
 to the BN output (a forward hook, removed after training). The method needs a BatchNorm
 followed by a ReLU in every group it prunes; groups without exactly one BN keep their channels.
@@ -177,7 +177,13 @@ class SCPCallback(Callback):
 
 
 def scp_plan(model, x, groups: dict, threshold: float = 0.5, macs: float | None = None, tolerance: float = 0.03):
-    """The plan removing the channels whose mask is off; with ``macs``, the threshold that meets the budget."""
+    """The plan removing the channels whose mask is off at ``threshold``.
+
+    With ``macs`` the threshold is instead the smallest one at which the pruned network meets the
+    budget (``threshold`` is then unused): below 0.5 when training turned off more channels than
+    the budget needs, above it when fewer. The removed channels are exactly those whose
+    probability is below the chosen threshold (``plan.info["threshold"]``).
+    """
     import torch
 
     from prunekit.measure import count_macs
@@ -192,10 +198,8 @@ def scp_plan(model, x, groups: dict, threshold: float = 0.5, macs: float | None 
     def at(thr):
         return plan_from_removed(model, x, masks_off(probs, thr), {"method": "scp", "threshold": thr, "macs": macs})
 
-    p = at(threshold)
-    if p.info["macs_after"] / dense <= macs + tolerance:
-        return p
-    # raise the threshold over the sorted probabilities (bisection on their index) until the budget is met
+    # the smallest threshold over the sorted probabilities (bisection on their index) that meets the budget:
+    # as many channels as the budget needs, the least probable first
     values = sorted({float(v) for t in probs.values() for v in t} | {1.0 + 1e-9})
     lo, hi = 0, len(values) - 1
     best = at(values[hi])
