@@ -93,9 +93,9 @@ def test_fused_layer_is_the_formula_and_removed_channels_are_zero():
         want = sum(p[k][j] * w[j] for j in range(3))
         assert torch.allclose(eff["0.weight"][k].double().reshape(-1), want, atol=1e-6)
         want_b = sum(p[k][j] * float(net[0].bias.detach()[j]) for j in range(3))
-        assert float(eff["0.bias"][k]) == pytest.approx(want_b, abs=1e-6)
-    assert float(eff["0.weight"][removed].abs().sum()) == 0.0 and float(eff["0.bias"][removed]) == 0.0
-    assert float(eff["1.weight"][removed]) == 0.0 and float(eff["1.bias"][removed]) == 0.0
+        assert float(eff["0.bias"].detach()[k]) == pytest.approx(want_b, abs=1e-6)
+    assert float(eff["0.weight"][removed].abs().sum()) == 0.0 and float(eff["0.bias"].detach()[removed]) == 0.0
+    assert float(eff["1.weight"].detach()[removed]) == 0.0 and float(eff["1.bias"].detach()[removed]) == 0.0
     assert torch.equal(eff["1.weight"][kept], net[1].weight[kept])
 
 
@@ -127,3 +127,29 @@ def test_config_rejects_a_decreasing_temperature():
     with pytest.raises(ConfigError, match="t_end"):
         DCFFConfig(t_start=10.0, t_end=1.0).check()
 
+
+
+def test_step_annealing_follows_the_schedule_at_fractional_epochs():
+    from prunekit.methods.structured.dcff import DCFFCallback
+
+    net, x = _net(), torch.randn(1, 1, 5, 5)
+    _, groups = _groups(net, x)
+    cb = DCFFCallback(net, groups, epochs=2, t_start=1.0, t_end=100.0, per_step=True)
+    cb.on_epoch_begin(None, 0)
+    kept = list(groups[0].kept)
+    w = net[0].weight.detach().reshape(3, -1)
+    assert torch.allclose(groups[0].dist, similarity_distribution(w, 1.0))
+
+    class Trainer:
+        steps_per_epoch = 4
+
+    cb.on_step_end(Trainer(), 2)   # half of the first epoch
+    t = temperature(0.5, 2, 1.0, 100.0)
+    assert 1.0 < t < 100.0 and cb.t_last == t
+    assert torch.allclose(groups[0].dist, similarity_distribution(w, t))
+    assert groups[0].kept == kept   # the kept set changes only at an epoch's start
+    # anneal="epoch" leaves the distribution alone between epochs
+    cb2 = DCFFCallback(net, groups, epochs=2, t_start=1.0, t_end=100.0, per_step=False)
+    cb2.on_epoch_begin(None, 0)
+    cb2.on_step_end(Trainer(), 2)
+    assert torch.allclose(groups[0].dist, similarity_distribution(w, 1.0))

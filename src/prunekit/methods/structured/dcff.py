@@ -19,7 +19,9 @@ For every prunable layer with filters ``W_1..W_c`` (one row per output channel):
 4. The distributions, the importance and the kept set are re-computed at the start of every
    epoch from the current filters (the "dynamic coding"), with the temperature annealed from
    ``T_s`` to ``T_e`` (:func:`temperature`); as ``t`` grows ``p_k`` tends to the one-hot vector
-   of ``k`` itself, so the fused filter tends to the kept filter.
+   of ``k`` itself, so the fused filter tends to the kept filter. By default (``anneal="step"``)
+   the temperature and the distributions also advance after every step, so that the short runs
+   of a fine-tuning budget anneal too.
 5. At the end the fused filters (at ``t = T_e``) become the weights of the compact network,
    which the engine cuts out (:func:`prunekit.engine.plan_from_channels`).
 
@@ -57,12 +59,17 @@ class DCFFConfig(CommonConfig):
         fusion_lr: learning rate of that training (the fine-tuning's other settings are used).
         t_start: temperature ``T_s`` at the first epoch (paper: 1).
         t_end: temperature ``T_e`` at the end, used for the final fused filters (paper: 1e4).
+        anneal: ``"step"``: the temperature follows the schedule at fractional epochs, the
+            distributions are recomputed after every optimizer step (the kept set still once per
+            epoch), so a short run anneals too; ``"epoch"``: both once per epoch, as in the paper's
+            300-epoch runs (with one epoch the training then never leaves ``t_start``).
     """
 
     fusion_epochs: int = 2
     fusion_lr: float = 0.01
     t_start: float = 1.0
     t_end: float = 1e4
+    anneal: str = "step"
     macs: Optional[float] = 0.5
 
     def check(self) -> None:
@@ -71,6 +78,8 @@ class DCFFConfig(CommonConfig):
         check_number("config key 'fusion_lr'", self.fusion_lr, minimum=0)
         check_number("config key 't_start'", self.t_start, minimum=0)
         check_number("config key 't_end'", self.t_end, minimum=0)
+        if self.anneal not in ("step", "epoch"):
+            raise ConfigError(f"config key 'anneal' must be 'step' or 'epoch', got {self.anneal!r}")
         if self.t_end < self.t_start:
             raise ConfigError(f"config key 't_end' ({self.t_end}) must be >= 't_start' ({self.t_start})")
 
@@ -265,17 +274,33 @@ def fused_network(net, groups: list[FusionGroup]):
 
 
 class DCFFCallback(Callback):
-    """Re-codes the filters at the start of every epoch with the annealed temperature (DCFF step 4)."""
+    """Re-codes the filters at the start of every epoch with the annealed temperature (DCFF step 4).
 
-    def __init__(self, net, groups: list[FusionGroup], epochs: int, t_start: float, t_end: float) -> None:
+    With ``per_step`` the distributions also follow the schedule after every optimizer step
+    (fractional epoch ``step / steps_per_epoch``), the kept set staying fixed within the epoch.
+    """
+
+    def __init__(self, net, groups: list[FusionGroup], epochs: int, t_start: float, t_end: float,
+                 per_step: bool = False) -> None:
         self.net, self.groups, self.epochs = net, groups, int(epochs)
-        self.t_start, self.t_end = float(t_start), float(t_end)
+        self.t_start, self.t_end, self.per_step = float(t_start), float(t_end), bool(per_step)
         self.temperatures: list[float] = []
+        self.t_last = float(t_start)
 
     def on_epoch_begin(self, trainer, epoch: int) -> None:
         t = temperature(epoch, self.epochs, self.t_start, self.t_end)
         self.temperatures.append(t)
+        self.t_last = t
         update_groups(dict(self.net.named_parameters()), self.groups, t)
+
+    def on_step_end(self, trainer, step: int) -> None:
+        if not self.per_step:
+            return
+        t = temperature(step / max(1, trainer.steps_per_epoch), self.epochs, self.t_start, self.t_end)
+        self.t_last = t
+        params = dict(self.net.named_parameters())
+        for fg in self.groups:
+            fg.dist = similarity_distribution(group_filters(params, fg), t)
 
 
 def removal_counts(model, x, cfg: DCFFConfig) -> dict:
@@ -320,7 +345,7 @@ def dcff(model, data, config: DCFFConfig | None = None, progress: bool = True):
     groups = fusion_groups(net, skeleton(net, x), removal_counts(net, x, cfg))
     if not groups:
         raise PrunekitError("dcff: no layer of this model can be pruned for the given budget")
-    cb = DCFFCallback(net, groups, cfg.fusion_epochs, cfg.t_start, cfg.t_end)
+    cb = DCFFCallback(net, groups, cfg.fusion_epochs, cfg.t_start, cfg.t_end, per_step=cfg.anneal == "step")
     if cfg.fusion_epochs > 0:
         tc = cfg.finetune.replace(epochs=cfg.fusion_epochs, lr=cfg.fusion_lr, checkpoint_every=0, eval_every=0)
         run_finetune(fused_network(net, groups), data, tc, callbacks=[cb], progress=progress, seed=cfg.seed)
