@@ -88,11 +88,12 @@ class DCFFConfig(CommonConfig):
 def similarity_distribution(filters, t: float):
     """``(c, c)`` matrix ``P`` with ``P[k, j] = softmax_j(-t * ||W_k - W_j||_2)`` for ``filters`` ``(c, d)``.
 
+    Computed in float64 (large temperatures make the off-diagonal terms tiny).
+
     Example:
         >>> import torch
-        >>> similarity_distribution(torch.tensor([[0.0], [1.0]]), 0.0)
-        tensor([[0.5000, 0.5000],
-                [0.5000, 0.5000]])
+        >>> similarity_distribution(torch.tensor([[0.0], [1.0]]), 0.0).tolist()
+        [[0.5, 0.5], [0.5, 0.5]]
     """
     return _log_distribution(filters, t).exp()
 
