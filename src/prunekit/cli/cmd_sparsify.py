@@ -4,6 +4,7 @@ Example::
 
     prunekit sparsify runs/lenet/best.pt --method magnitude --sparsity 0.95 --data mnist5k --out runs/sparse
     prunekit sparsify runs/lenet/best.pt --method lth --config lth.yaml --data mnist5k --out runs/lth
+    prunekit sparsify runs/lenet/best.pt --method magnitude --granularity nm --nm 2:4 --data mnist5k --out runs/24
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import sys
 
 #: which config field each generic flag sets, per method
 _SPARSITY_FIELD = {"magnitude": "sparsity", "agp": "final_sparsity", "lth": "target_sparsity", "admm": "sparsity"}
+#: the --granularity values each method accepts
+_GRANULARITIES = {"magnitude": ("element", "kernel", "pattern", "nm"), "admm": ("element", "filter", "channel")}
 #: every file a sparsify run may write into --out (cleared by --overwrite)
 OUTPUT_FILES = ("model.pt", "model.sparse.pt", "accuracy.png", "plan.json", "model.structural.pt")
 
@@ -38,10 +41,16 @@ def add_parser(subparsers):
                    help="target sparsity, e.g. 0.95 (magnitude/admm: sparsity, agp: final_sparsity, "
                         "lth: target_sparsity)")
     p.add_argument("--scope", choices=("layer", "global"), help="per-layer or global ranking (not admm)")
-    p.add_argument("--granularity", choices=("element", "filter", "channel"),
-                   help="admm only: prune single weights (element) or whole channels of the engine's coupling "
-                        "groups, scored by the writing layers' filters (filter) or the reading layers' input "
-                        "slices (channel); filter/channel also write plan.json and model.structural.pt")
+    p.add_argument("--granularity", choices=sorted(set(_GRANULARITIES["magnitude"] + _GRANULARITIES["admm"])),
+                   help="the pruning unit. magnitude: element (single weights), kernel (whole k x k kernels by "
+                        "L2 norm, Mao et al. 2017), pattern (every kernel keeps one of a few shapes, PatDNN) or "
+                        "nm (N of every M weights along the input dimension, see --nm). admm: element, or whole "
+                        "channels of the engine's coupling groups, scored by the writing layers' filters (filter) "
+                        "or the reading layers' input slices (channel); filter/channel also write plan.json and "
+                        "model.structural.pt")
+    p.add_argument("--nm", metavar="N:M", help="magnitude with --granularity nm: keep N of every M (default 2:4)")
+    p.add_argument("--patterns", type=int, metavar="P",
+                   help="magnitude with --granularity pattern: size of the pattern library (default 8)")
     p.add_argument("--rounds", type=int, help="pruning rounds (magnitude: makes it iterative; lth)")
     from prunekit.cli.finetune_flags import add_finetune_arguments
 
@@ -81,9 +90,23 @@ def build_config(method: str, args):
             raise ConfigError(f"--scope does not apply to method {method!r}")
         d["scope"] = args.scope
     if args.granularity is not None:
-        if method != "admm":
-            raise ConfigError(f"--granularity applies to method 'admm' only, not {method!r}")
+        allowed = _GRANULARITIES.get(method, ())
+        if args.granularity not in allowed:
+            raise ConfigError(f"--granularity {args.granularity} does not apply to method {method!r}"
+                              + (f" (it takes {', '.join(allowed)})" if allowed else ""))
         d["granularity"] = args.granularity
+    for flag, key, value in (("--nm", "nm", args.nm), ("--patterns", "patterns", args.patterns)):
+        if value is not None:
+            if method != "magnitude":
+                raise ConfigError(f"{flag} applies to method 'magnitude' only, not {method!r}")
+            d[key] = value
+    if method == "magnitude" and d.get("granularity") == "nm" and args.sparsity is not None:
+        from prunekit.sparse.granularity import parse_nm
+
+        n, m = parse_nm(d.get("nm", "2:4"))
+        if abs(args.sparsity - (1 - n / m)) > 1e-9:
+            raise ConfigError(f"--sparsity {args.sparsity} contradicts --nm {n}:{m}, which prunes "
+                              f"{1 - n / m:g}; leave --sparsity out with --granularity nm")
     if args.rounds is not None:
         if method == "magnitude":
             d["rounds"] = args.rounds

@@ -12,6 +12,13 @@ reaches higher sparsity than one cut. The threshold can be
   threshold. Give ``quality`` directly, or leave it ``None`` to have the one
   quality that reaches ``sparsity`` overall found by bisection.
 
+The pruning unit (``granularity``) can be coarser than one weight: whole
+kernels (Mao et al., *Exploring the Granularity of Sparsity in CNNs*, CVPR
+Workshops 2017), one of a few kernel patterns (Niu et al., *PatDNN*, ASPLOS
+2020) or N:M groups such as Ampere's 2:4 (Zhou et al., *Learning N:M
+Fine-grained Structured Sparse Neural Networks From Scratch*, ICLR 2021); see
+:mod:`prunekit.sparse.granularity`.
+
 Iterative pruning over ``rounds`` rounds follows the geometric schedule of
 :func:`prunekit.sparse.iterative_schedule` (each round prunes the same
 fraction of the survivors), and retrains ``finetune.epochs`` epochs per round.
@@ -48,6 +55,13 @@ class MagnitudeConfig:
         schedule: ``"oneshot"`` (prune once, retrain) or ``"iterative"`` (``rounds`` x prune+retrain).
         rounds: number of prune+retrain rounds of the iterative schedule (1 for one-shot).
         layers: parameter or module names to prune; None = every Conv/Linear weight.
+        granularity: the pruning unit: ``"element"`` (single weights), ``"kernel"`` (whole k x k
+            kernels of a convolution, by L2 norm; a Linear weight has 1x1 kernels), ``"pattern"``
+            (every kernel keeps one of ``patterns`` shapes, PatDNN) or ``"nm"`` (N:M groups along the
+            input dimension). Anything but ``"element"`` needs ``scope="layer"`` and
+            ``criterion="magnitude"``; ``"nm"`` prunes ``1 - N/M`` (``sparsity`` is not used) in one shot.
+        nm: ``"N:M"`` of ``granularity="nm"`` (default ``"2:4"``).
+        patterns: size of the pattern library of ``granularity="pattern"`` (PatDNN uses 6-12).
         finetune: the retraining of every round (:class:`~prunekit.methods._weight.WeightFinetune`,
             a :class:`prunekit.train.FinetuneConfig`; epochs are per round). Unset keys take the
             fine-tuning defaults ``epochs=5, lr=0.01, momentum=0.9, weight_decay=1e-4, cosine,
@@ -61,6 +75,9 @@ class MagnitudeConfig:
     schedule: str = "oneshot"
     rounds: int = 1
     layers: Optional[list[str]] = None
+    granularity: str = "element"
+    nm: str = "2:4"
+    patterns: int = 8
     finetune: WeightFinetune = finetune_field(WeightFinetune)
 
     def __post_init__(self) -> None:
@@ -74,7 +91,34 @@ class MagnitudeConfig:
 
             raise ConfigError(f"rounds must be 1 for schedule 'oneshot' (got {self.rounds}); "
                               "use schedule 'iterative'")
+        self._check_granularity()
         self.finetune = as_finetune(self.finetune, WeightFinetune, "finetune")  # checked now, not after round 1
+
+
+    def _check_granularity(self) -> None:
+        from prunekit.errors import ConfigError, PrunekitError
+        from prunekit.sparse.granularity import GRANULARITIES, parse_nm
+
+        check_choice("granularity", self.granularity, GRANULARITIES)
+        check_int("patterns", self.patterns)
+        try:
+            parse_nm(self.nm)
+        except PrunekitError as e:
+            raise ConfigError(f"nm: {e}") from None
+        if self.granularity == "element":
+            return
+        if self.scope != "layer" or self.criterion != "magnitude":
+            raise ConfigError(f"granularity {self.granularity!r} needs scope 'layer' and criterion 'magnitude' "
+                              f"(got scope {self.scope!r}, criterion {self.criterion!r})")
+        if self.granularity == "nm" and self.rounds != 1:
+            raise ConfigError("granularity 'nm' prunes N of every M weights in one shot: rounds must be 1")
+
+    def nm_sparsity(self) -> float:
+        """The sparsity of ``nm`` (``1 - N/M``)."""
+        from prunekit.sparse.granularity import parse_nm
+
+        n, m = parse_nm(self.nm)
+        return 1.0 - n / m
 
 
 def round_masks(model, cfg: MagnitudeConfig, round_index: int, existing=None) -> dict:
@@ -90,6 +134,12 @@ def round_masks(model, cfg: MagnitudeConfig, round_index: int, existing=None) ->
     )
 
     target = iterative_schedule(cfg.sparsity, cfg.rounds)[round_index] if cfg.sparsity > 0 else 0.0
+    if cfg.granularity != "element":
+        from prunekit.sparse.granularity import granular_masks
+
+        # every round recomputes the unit ranking at the round's target; earlier cuts stay cut
+        return granular_masks(model, target, cfg.granularity, nm=cfg.nm, num_patterns=cfg.patterns,
+                              layers=cfg.layers, existing=existing)
     if cfg.criterion == "magnitude":
         current = masks_sparsity(existing) if existing else 0.0
         if cfg.scope == "layer" and existing:

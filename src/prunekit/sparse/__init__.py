@@ -6,7 +6,9 @@ Masks are plain ``dict[str, BoolTensor]`` keyed by parameter name
 * pure mask computations (:mod:`prunekit.sparse.masks`): :func:`magnitude_masks`
   (per layer or global, pruning a fraction of the survivors),
   :func:`std_threshold_masks` (Deep Compression's quality x std rule),
-  :func:`iterative_schedule`, :func:`fraction_for_target`;
+  :func:`iterative_schedule`, :func:`fraction_for_target`; coarser units in
+  :mod:`prunekit.sparse.granularity`: :func:`granular_masks` (whole kernels, kernel
+  patterns, N:M groups);
 * :func:`sparsity_report` (per-layer total / non-zero / sparsity);
 * module-touching helpers (:mod:`prunekit.sparse.apply`): :func:`apply_masks`,
   :func:`zero_masked_grads`, :class:`MaskGuard` (own training loop) and
@@ -34,6 +36,9 @@ from prunekit.sparse.ckpt import load_with_masks, masks_from_train_state, save_w
 from prunekit.sparse.export import (
     SparseCheckpoint, from_sparse_state_dict, load_sparse, save_sparse, sparse_nbytes, to_sparse_state_dict,
 )
+from prunekit.sparse.granularity import (
+    GRANULARITIES, granular_masks, kernel_mask, nm_mask, parse_nm, pattern_mask,
+)
 from prunekit.sparse.masks import (
     check_masks, fraction_for_target, intersect_masks, iterative_schedule, magnitude_masks, masks_sparsity,
     prunable_names, quality_for_sparsity, select_params, std_threshold_masks,
@@ -54,10 +59,13 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [
-    "LayerSparsity", "MaskCallback", "MaskGuard", "MaskedParams", "SparseCheckpoint", "SparseLinear", "SparsityReport",
-    "apply_masks", "check_masks", "fraction_for_target", "from_sparse_state_dict", "intersect_masks",
-    "iterative_schedule", "load_sparse", "load_with_masks", "magnitude_masks", "masks_from_train_state",
-    "masks_sparsity", "prunable_names", "quality_for_sparsity", "save_sparse", "save_with_masks",
+    "GRANULARITIES", "LayerSparsity", "MaskCallback", "MaskGuard",
+    "MaskedParams", "SparseCheckpoint", "SparseLinear", "SparsityReport",
+    "apply_masks", "check_masks", "fraction_for_target", "from_sparse_state_dict", "granular_masks",
+    "intersect_masks",
+    "iterative_schedule", "kernel_mask", "load_sparse", "load_with_masks", "magnitude_masks", "masks_from_train_state",
+    "masks_sparsity", "nm_mask", "parse_nm", "pattern_mask",
+    "prunable_names", "quality_for_sparsity", "save_sparse", "save_with_masks",
     "select_params", "sparse_nbytes", "sparsity_report", "std_threshold_masks", "to_sparse_inference",
     "to_sparse_state_dict", "zero_masked_grads",
 ]
