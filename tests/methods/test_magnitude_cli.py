@@ -75,7 +75,12 @@ def test_user_errors_are_one_line(ckpt, tmp_path, capsys):
     assert "--rounds" in capsys.readouterr().err
     assert cli(ckpt, "--method", "magnitude", "--granularity", "filter", "--data", "digits",
                "--out", tmp_path / "g") == 2
-    assert "--granularity applies to method 'admm' only" in capsys.readouterr().err
+    assert "--granularity filter does not apply to method 'magnitude'" in capsys.readouterr().err
+    assert cli(ckpt, "--method", "admm", "--granularity", "nm", "--data", "digits", "--out", tmp_path / "h") == 2
+    assert "does not apply to method 'admm'" in capsys.readouterr().err
+    assert cli(ckpt, "--method", "magnitude", "--granularity", "nm", "--nm", "2:4", "--sparsity", "0.9",
+               "--data", "digits", "--out", tmp_path / "i") == 2
+    assert "contradicts --nm 2:4" in capsys.readouterr().err
 
 
 def test_admm_filter_run_writes_structural_model(ckpt, tmp_path, capsys):
