@@ -14,7 +14,7 @@ import sys
 
 COMMANDS = (
     "models", "train", "eval", "profile", "prune", "sparsify", "compress", "decompress",
-    "binarize", "export", "search", "run", "demo",
+    "binarize", "export", "search", "analyze", "run", "demo",
 )
 
 
