@@ -181,7 +181,11 @@ def analyze_criteria(model, example_inputs, *, data=None, criteria: Sequence[str
             layers.append({"name": ", ".join(producers) or f"group {g.id}", "group": int(g.id),
                            "channels": int(g.size), "scores": scores, "spearman": rho})
     if no_norm and "bn_scale" in names:
-        notes.append(f"bn_scale left out of {no_norm} group(s) without a normalisation layer")
+        if no_norm == len(layers):
+            names = [n for n in names if n != "bn_scale"]
+            notes.append("bn_scale left out: the model has no normalisation layer")
+        else:
+            notes.append(f"bn_scale left out of {no_norm} group(s) without a normalisation layer")
     if not layers:
         raise PrunekitError("the model has no prunable coupling group of 2 or more channels to compare")
     return CriteriaRanking(criteria=names, layers=layers, notes=notes)
