@@ -51,7 +51,9 @@ def parse_nm(text) -> tuple[int, int]:
     else:
         parts = str(text).split(":")
         if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise PrunekitError(f"N:M sparsity must look like '2:4', got {text!r}")
+            hint = (" (in YAML quote it, nm: \"2:4\": unquoted 2:4 is read as the base-60 number 124)"
+                    if isinstance(text, int) else "")
+            raise PrunekitError(f"N:M sparsity must look like '2:4', got {text!r}{hint}")
         n, m = (int(p) for p in parts)
     if not (isinstance(n, int) and isinstance(m, int) and 0 < n <= m):
         raise PrunekitError(f"N:M sparsity needs 0 < N <= M, got {n}:{m}")
