@@ -94,7 +94,6 @@ class MagnitudeConfig:
         self._check_granularity()
         self.finetune = as_finetune(self.finetune, WeightFinetune, "finetune")  # checked now, not after round 1
 
-
     def _check_granularity(self) -> None:
         from prunekit.errors import ConfigError, PrunekitError
         from prunekit.sparse.granularity import GRANULARITIES, parse_nm
