@@ -102,8 +102,8 @@ def main(argv=None) -> int:
               + ("; ".join(sorted(errors)) if errors else "available (timed above)") + ".", "",
               "Measured: " + "; ".join(verdicts) + ".", "",
               "Why: a 2:4 mask halves the non-zero weights but not the work of a dense CPU kernel, which "
-              "multiplies the zeros too. 2:4 pays off on GPUs with sparse tensor cores (NVIDIA Ampere and later), which "
-              "`to_sparse_semi_structured` reaches on CUDA only. Kernel-level sparsity removes whole k x k "
+              "multiplies the zeros too. 2:4 pays off on GPUs with sparse tensor cores (NVIDIA Ampere and "
+              "later), which `to_sparse_semi_structured` reaches on CUDA only. Kernel-level sparsity removes whole k x k "
               "kernels, which again only a sparse convolution kernel exploits; see docs/sparse.md."]
     publish("\n".join(lines) + "\n", args.out, args.quick)
     return 0
