@@ -4,7 +4,7 @@ N:M sparsity (Zhou et al., ICLR 2021; NVIDIA Ampere's 2:4) is fast only where a 
 skips the pruned half: the sparse tensor cores of Ampere and later GPUs, reached from
 PyTorch through ``torch.sparse.to_sparse_semi_structured`` (CUDA only). On a CPU a
 2:4-masked weight is an ordinary dense tensor with zeros, so the same dense GEMM runs.
-This script times, interleaved (``prunekit.measure.runtimes.interleaved_times``, ratios
+This script times, interleaved (``time_models`` of bench/latency_common.py, ratios
 with bootstrap intervals):
 
 * ``dense``: the layer with its trained (random) weights;
