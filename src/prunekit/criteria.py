@@ -24,7 +24,17 @@ taylor     ``(sum_s g_s w_s)^2`` over every parameter of the channel        the 
 lamp       ``l2`` squared, then LAMP-normalised within the group:           as ``l2``
            ``s_i / sum_{s_j >= s_i} s_j`` (Lee et al., ICLR 2021)
 random     uniform noise from a seeded generator                            -
+snip       ``|g w|`` summed over every parameter of the channel (Lee et al.,  the sum runs over all members
+           SNIP, ICLR 2019)
+grasp      ``w (H g)`` summed likewise (Wang et al., GraSP, ICLR 2020; the     the sum runs over all members
+           negative of the paper's score, so lower = prune)
+synflow    ``|w dR/dw|`` on the all-ones input, summed likewise (Tanaka et     the sum runs over all members
+           al., SynFlow, NeurIPS 2020; data-free)
 ========== ================================================================ ======================================
+
+``snip``, ``grasp`` and ``synflow`` read per-parameter saliencies that the planner
+computes with :mod:`prunekit.saliency` (listed in :data:`SALIENCY_CRITERIA`) and hands
+over in ``GroupTensors.grads``.
 
 When a group has no producing weight (e.g. a channel set only read by
 consumers), ``l1``/``l2``/``fpgm`` use every weight member instead.
@@ -48,6 +58,9 @@ CRITERIA: Registry[Callable] = Registry("criterion")
 
 #: criteria that need gradients (the planner then asks for calibration batches)
 NEEDS_GRADIENTS = frozenset({"taylor"})
+
+#: criteria whose ``grads`` are per-parameter saliencies of :mod:`prunekit.saliency` (same name)
+SALIENCY_CRITERIA = frozenset({"snip", "grasp", "synflow"})
 
 
 @dataclass
@@ -160,6 +173,40 @@ def random(g: GroupTensors):
 
     gen = torch.Generator().manual_seed(int(g.seed))
     return torch.rand(g.weights[0].shape[0], generator=gen)
+
+
+def _saliency_sum(g: GroupTensors, name: str):
+    """Per channel, the sum of the per-connection saliency over every parameter of the channel."""
+    import torch
+
+    total = None
+    for s, role in zip(g.grads, g.roles):
+        if s is None or role == "stat":
+            continue
+        t = s.sum(1)
+        total = t if total is None else total + t
+    if total is None:
+        raise ValueError(f"criterion {name!r} needs saliencies: plan with data=[(x, y), ...] "
+                         "(synflow: the example input suffices)")
+    return total.to(torch.float32)
+
+
+@CRITERIA.register("snip")
+def snip(g: GroupTensors):
+    """SNIP (Lee et al., ICLR 2019) at channel level: the channel's summed ``|g w|``."""
+    return _saliency_sum(g, "snip")
+
+
+@CRITERIA.register("grasp")
+def grasp(g: GroupTensors):
+    """GraSP (Wang et al., ICLR 2020) at channel level: the channel's summed ``w (H g)`` (lower = prune)."""
+    return _saliency_sum(g, "grasp")
+
+
+@CRITERIA.register("synflow")
+def synflow(g: GroupTensors):
+    """SynFlow (Tanaka et al., NeurIPS 2020) at channel level: the channel's summed synaptic saliency."""
+    return _saliency_sum(g, "synflow")
 
 
 def get(name: str) -> Callable:

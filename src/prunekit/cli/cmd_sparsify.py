@@ -12,7 +12,8 @@ import json
 import sys
 
 #: which config field each generic flag sets, per method
-_SPARSITY_FIELD = {"magnitude": "sparsity", "agp": "final_sparsity", "lth": "target_sparsity", "admm": "sparsity"}
+_SPARSITY_FIELD = {"magnitude": "sparsity", "agp": "final_sparsity", "lth": "target_sparsity", "admm": "sparsity",
+                   "snip": "sparsity", "grasp": "sparsity", "synflow": "sparsity"}
 #: the --granularity values each method accepts
 _GRANULARITIES = {"magnitude": ("element", "kernel", "pattern", "nm"), "admm": ("element", "filter", "channel")}
 #: every file a sparsify run may write into --out (cleared by --overwrite)
@@ -22,7 +23,7 @@ OUTPUT_FILES = ("model.pt", "model.sparse.pt", "accuracy.png", "plan.json", "mod
 def add_parser(subparsers):
     """Register the ``sparsify`` sub-command."""
     p = subparsers.add_parser(
-        "sparsify", help="weight pruning: magnitude, gradual (AGP), lottery ticket, ADMM",
+        "sparsify", help="weight pruning: magnitude, gradual (AGP), lottery ticket, ADMM, SNIP/GraSP/SynFlow at init",
         description="Prune individual weights of a checkpoint with one of the weight-pruning methods, retrain, "
                     "and write into --out: model.pt (dense, masks recorded), model.sparse.pt (sparse tensors), "
                     "report.json, report.md (sparsity per layer, accuracy curve) and accuracy.png. "
@@ -33,12 +34,14 @@ def add_parser(subparsers):
     add_model_arguments(p)   # CKPT of the trained model, or --model package.module:factory
     p.add_argument("--method", required=True, choices=sorted(_SPARSITY_FIELD),
                    help="magnitude (Han et al. 2015), agp (Zhu & Gupta 2017), lth (Frankle & Carbin 2019), "
-                        "admm (Zhang et al. 2018)")
+                        "admm (Zhang et al. 2018), snip (Lee et al. 2019), grasp (Wang et al. 2020), synflow "
+                        "(Tanaka et al. 2020); snip/grasp/synflow re-initialise the network, prune it at "
+                        "initialisation and train it with the masks kept")
     p.add_argument("--data", required=True, help="dataset name, e.g. mnist5k, digits, cifar10:DIR")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
     p.add_argument("--config", metavar="FILE.yaml", help="YAML mapping of the method's config fields")
     p.add_argument("--sparsity", type=float,
-                   help="target sparsity, e.g. 0.95 (magnitude/admm: sparsity, agp: final_sparsity, "
+                   help="target sparsity, e.g. 0.95 (magnitude/admm/snip/grasp/synflow: sparsity, agp: final_sparsity, "
                         "lth: target_sparsity)")
     p.add_argument("--scope", choices=("layer", "global"), help="per-layer or global ranking (not admm)")
     p.add_argument("--granularity", choices=sorted(set(_GRANULARITIES["magnitude"] + _GRANULARITIES["admm"])),
@@ -51,7 +54,8 @@ def add_parser(subparsers):
     p.add_argument("--nm", metavar="N:M", help="magnitude with --granularity nm: keep N of every M (default 2:4)")
     p.add_argument("--patterns", type=int, metavar="P",
                    help="magnitude with --granularity pattern: size of the pattern library (default 8)")
-    p.add_argument("--rounds", type=int, help="pruning rounds (magnitude: makes it iterative; lth)")
+    p.add_argument("--rounds", type=int, help="pruning rounds (magnitude: makes it iterative; lth; synflow: scoring "
+                        "rounds)")
     from prunekit.cli.finetune_flags import add_finetune_arguments
 
     # the method's `finetune` (magnitude: per retraining round; agp: the whole run; lth: per round;
@@ -111,7 +115,7 @@ def build_config(method: str, args):
         if method == "magnitude":
             d["rounds"] = args.rounds
             d["schedule"] = "iterative" if args.rounds > 1 else d["schedule"]
-        elif method == "lth":
+        elif method in ("lth", "synflow"):
             d["rounds"] = args.rounds
         else:
             raise ConfigError(f"--rounds does not apply to method {method!r}")

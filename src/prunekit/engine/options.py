@@ -49,8 +49,9 @@ class PlanOptions:
     its documentation (printed by ``prunekit prune --help``).
     """
 
-    criterion: str = _opt("l1", "channel importance: l1, l2, fpgm, bn_scale, lamp, random, taylor (taylor needs "
-                                "calibration data: Python API only)", flag="--criterion")
+    criterion: str = _opt("l1", "channel importance: l1, l2, fpgm, bn_scale, lamp, random, taylor, synflow, snip, "
+                                "grasp (taylor, snip and grasp need calibration data: Python API or "
+                                "prune --method pai)", flag="--criterion")
     ratio: Optional[float] = _opt(None, "fraction of every group's channels to remove, in [0, 1) (default 0.5 "
                                         "when no target and no per-layer ratios are set)", flag="--ratio", goal=True)
     ratios: Dict[str, Any] = _opt(help="per-layer ratios {layer: ratio}; a group takes the ratio of the first of "

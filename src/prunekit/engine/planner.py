@@ -93,7 +93,7 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
         model: an ``nn.Module``.
         example_inputs: a tensor, a tuple of tensors, or a dict of keyword tensors.
         options: a :class:`~prunekit.engine.options.PlanOptions` (default: the defaults).
-        data: ``[(x, y), ...]`` batches for gradient criteria (taylor).
+        data: ``[(x, y), ...]`` batches for gradient criteria (taylor, snip, grasp).
         loss_fn: loss for gradient criteria (default cross-entropy).
         **overrides: any :class:`PlanOptions` field by name (``criterion="l2", macs=0.5``);
             they override ``options``. Layers (``ignored_layers``, the keys of ``ratios``)
@@ -140,6 +140,12 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
 
     an = analyze(model, example_inputs, tracer=opts.tracer)
     grads = gradients(model, data, loss_fn) if opts.criterion in crit.NEEDS_GRADIENTS else None
+    if opts.criterion in crit.SALIENCY_CRITERIA:
+        from prunekit.saliency import saliency
+
+        # pruning-at-initialisation criteria: per-parameter saliencies, summed per channel by the criterion
+        ex = example_inputs if isinstance(example_inputs, torch.Tensor) else None
+        grads = saliency(opts.criterion, model, data, ex, loss_fn=loss_fn)
 
     cost = _cost_model([n for n, _ in model.named_parameters()], an)
     key_of = {k: i for i, k in enumerate(cost.dims)}

@@ -1,6 +1,6 @@
 """Pruning methods by name: each is a config dataclass plus a function ``fn(model, data, config)``.
 
-:data:`METHODS` maps a name (``"magnitude"``, ``"agp"``, ``"lth"``, ``"admm"``, ...)
+:data:`METHODS` maps a name (``"magnitude"``, ``"agp"``, ``"lth"``, ``"admm"``, ``"snip"``, ``"grasp"``, ``"synflow"``, ...)
 to a :class:`MethodInfo`. The modules that define methods are imported on the
 first lookup, so ``import prunekit.methods`` stays cheap.
 
@@ -44,6 +44,7 @@ _METHOD_MODULES = (
     "prunekit.methods.agp",
     "prunekit.methods.lottery",
     "prunekit.methods.admm",
+    "prunekit.methods.pai",
 )
 
 

@@ -1,30 +1,18 @@
 """Structured (channel) pruning methods of the seed papers, each a config + a function + a plan.
 
-============ ==================================================================== =========================
-name         method                                                               module
-============ ==================================================================== =========================
-l1           L1 filter pruning with per-layer sensitivity (Li et al., ICLR 2017)  :mod:`.l1`
-slimming     Network Slimming: L1 on BN scales, global threshold (Liu et al.,      :mod:`.slimming`
-             ICCV 2017); ``from_scratch`` per Liu et al., ICLR 2019
-lasso        Channel Pruning: LASSO selection + least squares (He et al.,          :mod:`.reconstruct`
-             ICCV 2017)
-thinet       ThiNet: greedy selection + least-squares scaling (Luo et al., 2017)   :mod:`.reconstruct`
-fpgm         iterative FPGM (He et al., CVPR 2019)                                 :mod:`.iterative`
-taylor       iterative Taylor (Molchanov et al., CVPR 2019)                        :mod:`.iterative`
-dcp          Discrimination-aware Channel Pruning (Zhuang et al., NeurIPS 2018)    :mod:`.dcp`
-autocompress AutoCompress: annealing search of per-layer rates + purification    :mod:`.autocompress`
-             (Liu et al., AAAI 2020)
-dcff         Dynamic-coded Filter Fusion (Lin et al., TPAMI 2023)                  :mod:`.dcff`
-scp          Operation-aware Soft Channel Pruning (Kang & Han, ICML 2020)          :mod:`.scp`
-============ ==================================================================== =========================
-
+pai          SNIP / GraSP / SynFlow channel scores at initialisation, trained     :mod:`.pai`
+             from those weights (Lee et al. 2019; Wang et al. 2020; Tanaka et
+             al. 2020)
+random       random widths under the MACs budget, best of N on a held-out split    :mod:`.random_widths`
+             (Li et al., CVPR 2022)
+============ ==================================================================== ==================
 Every method makes :class:`~prunekit.engine.PruningPlan` objects that the engine applies;
 :func:`run_structured` runs the whole pipeline and writes the run directory.
 
 Example:
     >>> from prunekit.methods.structured import STRUCTURED_METHODS
     >>> sorted(STRUCTURED_METHODS.names())
-    ['autocompress', 'dcff', 'dcp', 'fpgm', 'l1', 'lasso', 'scp', 'slimming', 'taylor', 'thinet']
+    ['autocompress', 'dcff', 'dcp', 'fpgm', 'l1', 'lasso', 'pai', 'random', 'scp', 'slimming', 'taylor', 'thinet']
 """
 from __future__ import annotations
 
@@ -41,7 +29,9 @@ from prunekit.methods.structured.dcp import DCPConfig, channel_scores, dcp, dcp_
 from prunekit.methods.structured.iterative import IterativeConfig, iterative_prune
 from prunekit.methods.structured.l1 import (L1Config, choose_ratios, l1_prune, plot_sensitivity, ratios_for_macs,
                                             sensitivity_analysis)
+from prunekit.methods.structured.pai import PaIChannelConfig, pai_channel_prune
 from prunekit.methods.structured.pipeline import Outcome, StructuredResult, run_structured
+from prunekit.methods.structured.random_widths import RandomChannelConfig, random_channel_prune
 from prunekit.methods.structured.reconstruct import (ChannelPruningConfig, ReconstructionResult, ThiNetConfig,
                                                      channel_pruning, reconstruct_prune, select_and_fit, thinet)
 from prunekit.methods.structured.scp import SCPConfig, mask_probability, scp
@@ -106,6 +96,17 @@ def _iterative(criterion):
     return run
 
 
+def _pai(model, data, cfg, progress):
+    net, p = pai_channel_prune(model, data, cfg, progress)
+    return Outcome(net, [p], {"criterion": cfg.criterion, "score_given_weights": cfg.score_given_weights,
+                              "note": "pruned at initialisation: 'fine-tuning' trains the fresh weights"})
+
+
+def _random(model, data, cfg, progress):
+    net, p, records = random_channel_prune(model, data, cfg, progress)
+    return Outcome(net, [p], {"candidates": records, "best_candidate": p.info["best_candidate"]})
+
+
 STRUCTURED_METHODS: Registry[StructuredMethod] = Registry("structured pruning method")
 for _m in (StructuredMethod("l1", _l1, L1Config, "Li et al., Pruning Filters for Efficient ConvNets, ICLR 2017"),
            StructuredMethod("slimming", _slimming, SlimmingConfig,
@@ -127,7 +128,12 @@ for _m in (StructuredMethod("l1", _l1, L1Config, "Li et al., Pruning Filters for
                             "Lin et al., Training Compact CNNs for Image Classification using Dynamic-coded Filter "
                             "Fusion, IEEE TPAMI 2023"),
            StructuredMethod("scp", _scp, SCPConfig,
-                            "Kang & Han, Operation-Aware Soft Channel Pruning using Differentiable Masks, ICML 2020")):
+                            "Kang & Han, Operation-Aware Soft Channel Pruning using Differentiable Masks, ICML 2020"),
+           StructuredMethod("pai", _pai, PaIChannelConfig,
+                            "Lee et al., SNIP, ICLR 2019; Wang et al., GraSP, ICLR 2020; Tanaka et al., SynFlow, "
+                            "NeurIPS 2020 (channel level, summed over each channel)"),
+           StructuredMethod("random", _random, RandomChannelConfig,
+                            "Li et al., Revisiting Random Channel Pruning for Neural Network Compression, CVPR 2022")):
     STRUCTURED_METHODS.add(_m.name, _m)
 del _m
 
@@ -138,4 +144,5 @@ __all__ = ["STRUCTURED_METHODS", "StructuredMethod", "run_structured", "Structur
            "plot_sensitivity", "slimming", "slimming_plan", "SparsityCallback", "add_sparsity_grad",
            "global_threshold", "channels_below", "iterative_prune", "DCPConfig", "dcp", "dcp_loss", "dcp_scores",
            "channel_scores", "AutoCompressConfig", "autocompress", "anneal_accept", "dead_channels",
-           "DCFFConfig", "dcff", "SCPConfig", "scp", "mask_probability"]
+           "DCFFConfig", "dcff", "SCPConfig", "scp", "mask_probability",
+           "PaIChannelConfig", "pai_channel_prune", "RandomChannelConfig", "random_channel_prune"]
