@@ -14,7 +14,9 @@ from prunekit.methods.structured import STRUCTURED_METHODS, run_structured
 FAST = {"l1": {"sensitivity_ratios": [0.25, 0.5, 0.75], "eval_samples": 120},
         "slimming": {"sparsity_epochs": 1}, "fpgm": {"steps": 2}, "taylor": {"steps": 2, "taylor_batches": 1},
         "dcp": {"aux_finetune": {"epochs": 1}}, "autocompress": {"iterations": 4, "eval_images": 96},
-        "dcff": {"fusion_epochs": 1}, "scp": {"mask_epochs": 1}}
+        "dcff": {"fusion_epochs": 1}, "scp": {"mask_epochs": 1},
+        # pai trains from a fresh initialisation: a few more epochs to pass the accuracy bar
+        "pai": {"finetune": {"epochs": 4, "lr": 0.05}}, "random": {"candidates": 2, "candidate_epochs": 0}}
 
 
 @pytest.fixture(scope="module")
