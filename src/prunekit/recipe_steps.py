@@ -10,7 +10,7 @@ dataclass, whose fields are exactly the keys the step accepts in YAML:
 * ``prune``: :class:`prunekit.engine.PlanOptions` (the engine's options: criterion,
   ratio, macs, params, tolerance, best_effort, global_ranking, round_to, steps, ...).
 * ``structured``: :class:`StructuredStepConfig` (l1, slimming, lasso, thinet, fpgm, taylor, dcp, autocompress,
-  dcff, scp).
+  dcff, scp, pai, random).
 * ``dynamic``: :class:`prunekit.methods.dynamic.DynamicConfig` (FBS run-time gates; the model becomes the gated one).
 * ``sparsify``: :class:`SparsifyStepConfig` (a weight-level method and its config).
 * ``compress``: :class:`prunekit.compress.CompressConfig` (Deep Compression).
@@ -196,7 +196,8 @@ class StructuredStepConfig:
     """Options of the ``structured`` step: a structured method and its own config.
 
     ``method`` is a name from :data:`prunekit.methods.structured.STRUCTURED_METHODS`
-    (l1, slimming, lasso, thinet, fpgm, taylor, dcp, autocompress, dcff, scp); ``config`` holds that method's
+    (l1, slimming, lasso, thinet, fpgm, taylor, dcp, autocompress, dcff, scp, pai,
+    random); ``config`` holds that method's
     config keys (macs, finetune: {epochs, lr, ...}, points_per_image, ...), see docs/methods.md.
     """
 

@@ -68,7 +68,8 @@ def test_channel_criterion_snip_sums_abs_grad_weight_over_the_channel():
     import prunekit
 
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 3))
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
+                              torch.nn.Linear(4 * 4 * 4, 3))
     x = torch.randn(6, 1, 6, 6)
     y = torch.tensor([0, 1, 2, 0, 1, 2])
     p = prunekit.plan(net, x[:1], criterion="snip", ratio=0.5, keep_scores=True, data=[(x, y)])

@@ -7,7 +7,8 @@ The run directory (``--out DIR``) then holds ``pruned.pt``, ``plan.json``,
 
 A YAML recipe describes the same run with every hyper-parameter::
 
-    method: lasso          # l1 | slimming | lasso | thinet | fpgm | taylor | dcp | autocompress | dcff | scp | dynamic
+    method: lasso          # l1 | slimming | lasso | thinet | fpgm | taylor | dcp | autocompress | dcff | scp | pai
+                           # | random | dynamic
     data: mnist5k          # any prunekit.data name or path spec
     config:                # the method's config dataclass (docs/methods.md)
       macs: 0.5
@@ -29,8 +30,9 @@ DYNAMIC = "dynamic"
 def add_method_arguments(parser) -> None:
     """Add ``--method``, ``--recipe``, ``--data``, the ``--finetune-*`` flags, ``--seed``, ``--set``, ``--no-progress``."""
     parser.add_argument("--method", help="run a structured method's whole pipeline: l1, slimming, lasso, thinet, "
-                                         "fpgm, taylor, dcp, autocompress, dcff, scp, or dynamic (FBS run-time gates, "
-                                         "--set keep=F; docs/methods.md) (then --out is a run directory)")
+                                         "fpgm, taylor, dcp, autocompress, dcff, scp, pai, random, or dynamic (FBS "
+                                         "run-time gates, --set keep=F; docs/methods.md) (then --out is a run "
+                                         "directory)")
     parser.add_argument("--recipe", metavar="YAML", help="YAML recipe (method, data, config) for --method runs")
     parser.add_argument("--data", help="dataset for --method runs (calibration, fine-tuning, evaluation), e.g. mnist5k")
     parser.add_argument("--seed", type=int, help="seed of sampling and fine-tuning (--method runs)")

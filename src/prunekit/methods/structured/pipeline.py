@@ -65,7 +65,7 @@ def run_structured(model, data, method: str, config=None, out_dir=None, progress
 
     Args:
         method: a name of :data:`STRUCTURED_METHODS` (l1, slimming, lasso, thinet, fpgm, taylor, dcp, autocompress,
-            dcff, scp).
+            dcff, scp, pai, random).
         config: the method's config dataclass, a dict of its keys, or None for defaults.
         out_dir: run directory for the files (None: write nothing).
         overwrite: replace the files of an earlier run in ``out_dir`` (they are cleared first).
