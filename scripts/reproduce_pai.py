@@ -210,7 +210,8 @@ The Lottery Ticket row trains the re-initialised network {EPOCHS} epochs, prunes
 rewinds the survivors to step 100 and trains {EPOCHS} epochs again (on 90% of the subset: LTH holds 10% out for
 its early-stopping record; the row reports the last epoch). Random channel pruning draws 4 width configurations
 within 0.03 of the MACs target, fine-tunes each 1 epoch on 90% of that subset, keeps the best on the other 10%
-(never the test split), then trains {EPOCHS} epochs. These are few epochs: absolute accuracies are below the papers' full schedules.
+(never the test split), then trains {EPOCHS} epochs. These are few epochs: absolute accuracies are below the
+papers' full schedules.
 
 ## Weight level, 90% of the Conv/Linear weights removed (global ranking)
 
