@@ -145,7 +145,7 @@ class SparsifyStepConfig:
     """Options of the ``sparsify`` step: a weight-level method and its own config.
 
     ``method`` is a name from :data:`prunekit.methods.METHODS` (magnitude, agp, lth,
-    admm); ``config`` holds that method's config keys (e.g. ``MagnitudeConfig``).
+    admm, snip, grasp, synflow); ``config`` holds that method's config keys (e.g. ``MagnitudeConfig``).
     """
 
     method: str = "magnitude"

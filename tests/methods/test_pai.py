@@ -108,3 +108,18 @@ def test_structured_pai_scores_at_init_and_meets_budget(digits):
         assert p.info["pai_criterion"] == crit and p.num_removed > 0
     with pytest.raises(ConfigError, match="criterion"):
         PaIChannelConfig(criterion="l1").check()
+
+
+@pytest.mark.parametrize("cls", [SnipConfig, GraspConfig, SynflowConfig])
+def test_configs_round_trip_and_recipe_step_checks_keys(cls):
+    import json
+
+    from prunekit.config import from_dict, to_dict
+    from prunekit.recipe_steps import SparsifyStepConfig
+
+    cfg = cls(sparsity=0.7, finetune={"epochs": 2})
+    assert from_dict(cls, json.loads(json.dumps(to_dict(cfg)))) == cfg
+    name = cls.__name__[:-len("Config")].lower()
+    SparsifyStepConfig(method=name, config={"sparsity": 0.5, "score_given_weights": True})
+    with pytest.raises(ConfigError, match="no_such_key"):
+        SparsifyStepConfig(method=name, config={"no_such_key": 1})
