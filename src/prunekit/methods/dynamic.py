@@ -27,22 +27,16 @@ from dataclasses import dataclass
 from typing import Optional
 
 from prunekit.errors import PrunekitError
-from prunekit.train import FinetuneConfig, as_finetune, finetune_field
+from prunekit.methods.structured import StructuredFinetune
+from prunekit.train import as_finetune, finetune_field
 from prunekit.validate import check_fraction, check_int
 
 PAPER = ("Gao, Zhao, Dudziak, Mullins & Xu, Dynamic Channel Pruning: Feature Boosting and Suppression, "
          "ICLR 2019")
 
 
-@dataclass
-class DynamicFinetune(FinetuneConfig):
-    """The gated network's training: :class:`~prunekit.train.FinetuneConfig` with the structured methods' defaults."""
-
-    epochs: int = 2
-    lr: float = 0.01
-    augment: bool = False
-    eval_every: int = 0
-    checkpoint_every: int = 0
+#: the gated network's training: the structured methods' fine-tuning defaults (2 epochs of SGD at 0.01, cosine)
+DynamicFinetune = StructuredFinetune
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Callable
 
 from prunekit.registry import Registry
 
-from prunekit.methods.structured._common import CommonConfig, write_reconstructed
+from prunekit.methods.structured._common import CommonConfig, StructuredFinetune, write_reconstructed
 from prunekit.methods.structured.autocompress import (AutoCompressConfig, anneal_accept, autocompress,
                                                        dead_channels)
 from prunekit.methods.structured.dcff import DCFFConfig, dcff
@@ -138,6 +138,7 @@ for _m in (StructuredMethod("l1", _l1, L1Config, "Li et al., Pruning Filters for
 del _m
 
 __all__ = ["STRUCTURED_METHODS", "StructuredMethod", "run_structured", "StructuredResult", "CommonConfig",
+           "StructuredFinetune",
            "L1Config", "SlimmingConfig", "ChannelPruningConfig", "ThiNetConfig", "IterativeConfig",
            "channel_pruning", "thinet", "reconstruct_prune", "select_and_fit", "ReconstructionResult",
            "write_reconstructed", "l1_prune", "sensitivity_analysis", "choose_ratios", "ratios_for_macs",
