@@ -13,7 +13,8 @@ def add_parser(subparsers):
         description="Plan which channels to remove (criterion + ratio or a MACs/params target), then remove "
                     "them physically and save a smaller checkpoint that reloads on its own, with OUT.report.json "
                     "and OUT.report.md beside it. Prints the before/after profile and the per-layer channel table. "
-                    "With --method (l1, slimming, lasso, thinet, fpgm, taylor, dcff, scp, pai, random, dynamic) it "
+                    "With --method (l1, slimming, lasso, thinet, fpgm, taylor, dcp, autocompress, dcff, scp, pai, "
+                    "random, dynamic) it "
                     "runs that method's whole pipeline, fine-tuning included, into the directory --out. "
                     "See docs/pruning.md and docs/methods.md.")
     from prunekit.cli.model_arg import add_model_arguments
