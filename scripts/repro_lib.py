@@ -34,6 +34,14 @@ ROOT = Path(__file__).resolve().parents[1]
 BASE_DIR = ROOT / "docs" / "results" / "base"
 
 
+class RowSkipped(Exception):
+    """Raised by a row's ``prune`` when the row cannot run here (e.g. a method not available, no BatchNorm).
+
+    :func:`run_rows` records the reason under ``results["skipped"][label]`` (not as a run, so a later
+    call retries it) and :func:`markdown_table` prints it in the row.
+    """
+
+
 @dataclass
 class Row:
     """One row of a table: ``prune(model, splits, seed)`` returns the compressed model (fine-tuned after).
@@ -52,13 +60,15 @@ class Row:
     options: dict = field(default_factory=dict)
 
 
-def load_base(name: str):
-    """(model, splits, info) of committed base network ``name`` (see scripts/train_base.py)."""
+def load_base(name: str, base_dir: Path | None = None, load_data: bool = True):
+    """(model, splits, info) of committed base network ``name`` (see scripts/train_base.py); splits None
+    unless ``load_data``."""
     from prunekit import checkpoint, data
 
-    info = json.loads((BASE_DIR / f"{name}.json").read_text())
-    model = checkpoint.load(BASE_DIR / f"{name}.pt").model
-    return model, data.load_dataset(info["data"]), info
+    base_dir = Path(base_dir or BASE_DIR)
+    info = json.loads((base_dir / f"{name}.json").read_text())
+    model = checkpoint.load(base_dir / f"{name}.pt").model
+    return model, (data.load_dataset(info["data"]) if load_data else None), info
 
 
 def _atomic_json(path: Path, obj) -> None:
@@ -84,17 +94,29 @@ def measure(model, splits) -> dict:
 
 
 def run_rows(base: str, rows, seeds=(0, 1, 2), finetune: dict | None = None, results_path: Path | None = None,
-             threads: int | None = None) -> dict:
-    """Run every row for every seed (skipping those already in ``results_path``); returns the results dict."""
+             threads: int | None = None, base_dir: Path | None = None, keep_going: bool = False,
+             splits=None) -> dict:
+    """Run every row for every seed (skipping those already in ``results_path``); returns the results dict.
+
+    A row whose ``prune`` raises :class:`RowSkipped` is recorded under ``results["skipped"]``; with
+    ``keep_going`` any other exception is recorded under ``results["failed"]`` and the next row runs
+    (neither is stored as a run, so a later call retries them). ``base_dir``: where the base network's
+    ``NAME.pt``/``NAME.json`` are (default docs/results/base). ``splits``: a ``DatasetSplits`` to use
+    instead of loading the base's dataset (e.g. a smoke test's slice).
+    """
     import torch
 
     from prunekit import train
 
     if threads:
         torch.set_num_threads(threads)
-    model0, splits, info = load_base(base)
+    model0, loaded, info = load_base(base, base_dir, load_data=splits is None)
+    splits = splits if splits is not None else loaded
     done = json.loads(results_path.read_text()) if results_path and results_path.exists() else {}
     done.setdefault("runs", {})
+    for what in ("skipped", "failed"):  # this call's rows are retried, so their old reasons go
+        done[what] = {k: v for k, v in done.get(what, {}).items()
+                      if k.rsplit("|", 1)[0] not in {r.label for r in rows} and k not in {r.label for r in rows}}
     done.update({"base": base, "base_info": info, "finetune": finetune or {}, "seeds": list(seeds),
                  "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"})
     done["dense"] = measure(model0, splits)
@@ -105,11 +127,23 @@ def run_rows(base: str, rows, seeds=(0, 1, 2), finetune: dict | None = None, res
                 continue
             torch.manual_seed(seed)
             t0 = time.time()
-            out = row.prune(copy.deepcopy(model0), splits, seed)
+            try:
+                out = row.prune(copy.deepcopy(model0), splits, seed)
+            except RowSkipped as e:
+                done["skipped"][row.label] = str(e)
+                print(f"{row.label}: skipped ({e})", flush=True)
+                break
+            except Exception as e:  # noqa: BLE001 - with keep_going a failing row is reported, not fatal
+                if not keep_going:
+                    raise
+                done["failed"][key] = f"{type(e).__name__}: {e}"
+                print(f"{row.label} seed {seed}: failed ({type(e).__name__}: {e})", flush=True)
+                continue
             net, extra = out if isinstance(out, tuple) else (out, {})
             before = measure(net, splits)["top1"]
             if row.finetune and finetune:
                 train.run_finetune(net, splits, {**finetune, "seed": seed}, progress=False)
+            net = net.cpu()  # fine-tuning may have moved it to a GPU; one counter, on the CPU
             rec = {**measure(net, splits), "top1_before_finetune": before, "seconds": round(time.time() - t0, 1),
                    **extra}
             done["runs"][key] = rec
@@ -122,7 +156,7 @@ def run_rows(base: str, rows, seeds=(0, 1, 2), finetune: dict | None = None, res
 
 def summary(results: dict, row: Row) -> dict | None:
     """mean/std of top-1 and the MACs fraction of ``row`` over its seeds (None when it has no runs)."""
-    runs = [v for k, v in results["runs"].items() if k.rsplit("|", 1)[0] == row.label]
+    runs = [v for k, v in results["runs"].items() if k.rsplit("|", 1)[0] == row.label and v.get("top1") is not None]
     if not runs:
         return None
     acc = [r["top1"] for r in runs]
@@ -134,22 +168,33 @@ def summary(results: dict, row: Row) -> dict | None:
             "met": row.budget is None or max(macs) <= row.budget + row.tolerance}
 
 
-def markdown_table(results: dict, rows) -> str:
-    """A Markdown table: top-1 mean +- std (n seeds), MACs fraction, params, the budget check, the paper's figure."""
-    d = results["dense"]
-    lines = ["| method | top-1 (mean +- std) | seeds | MACs / dense | params | non-zero params | budget | "
-             "the paper's own figure (theirs) |", "|---|---:|---:|---:|---:|---:|---|---|",
-             f"| dense base | {d['top1']:.2f}% | - | 1.000 | {d['params']:,} | {d['nonzero']:,} | - | - |"]
+def markdown_table(results: dict, rows, extra: dict | None = None) -> str:
+    """A Markdown table: top-1 mean +- std (n seeds), MACs fraction, params, the budget check, the paper's figure.
+
+    ``extra``: more columns before the paper's, ``{column title: {row label: cell text}}`` (a missing
+    cell is left empty). A row with no runs says why: skipped (its reason), failed, or not run (yet).
+    """
+    extra, d = extra or {}, results["dense"]
+    titles = list(extra)
+    more = "".join(f" {t} |" for t in titles)
+    lines = ["| method | top-1 (mean +- std) | seeds | MACs / dense | params | non-zero params | budget |" + more +
+             " the paper's own figure (theirs) |", "|---|---:|---:|---:|---:|---:|---|" + "---|" * len(titles) + "---|",
+             f"| dense base | {d['top1']:.2f}% | - | 1.000 | {d['params']:,} | {d['nonzero']:,} | - |" +
+             " - |" * len(titles) + " - |"]
     for row in rows:
         s = summary(results, row)
+        cells = "".join(f" {extra[t].get(row.label, '')} |" for t in titles)
         if s is None:
-            lines.append(f"| {row.label} | not run | 0 | | | | | {row.paper} |")
+            why = results.get("skipped", {}).get(row.label)
+            fails = [v for k, v in results.get("failed", {}).items() if k.rsplit("|", 1)[0] == row.label]
+            status = f"skipped: {why}" if why else (f"failed: {fails[0]}" if fails else "not run yet")
+            lines.append(f"| {row.label} | {status} | 0 | | | | |{cells} {row.paper} |")
             continue
         budget = "-" if row.budget is None else (
             f"{row.budget:.2f} met" if s["met"] else f"**{row.budget:.2f} missed** (max {s['macs_max']:.3f})")
         lines.append(f"| {row.label} | {s['top1_mean']:.2f} +- {s['top1_std']:.2f}% | {s['n']} | "
-                     f"{s['macs_mean']:.3f} | {s['params_mean']:,.0f} | {s['nonzero_mean']:,.0f} | {budget} | "
-                     f"{row.paper} |")
+                     f"{s['macs_mean']:.3f} | {s['params_mean']:,.0f} | {s['nonzero_mean']:,.0f} | {budget} |"
+                     f"{cells} {row.paper} |")
     return "\n".join(lines)
 
 

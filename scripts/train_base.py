@@ -29,6 +29,20 @@ BASES = {
     # VGG of the zoo with three conv-BN-ReLU-pool stages of 8/16/32 channels (about LeNet-5's MACs)
     "fashion_mnist_vgg_bn": ("vgg11", {"cfg": [8, "M", 16, "M", 32, "M"]}, "fashion-mnist",
                              {"epochs": 10, "lr": 0.05, "batch_size": 64, "schedule": "cosine", "seed": 0}),
+    # a small VGG (BatchNorm after every conv, so Network Slimming applies); 28 -> 14 -> 7 -> 3 px
+    "fashion_mnist_vgg_small": ("vgg11", {"cfg": [32, "M", 64, "M", 128, 128, "M", 256, 256]}, "fashion-mnist",
+                                {"epochs": 10, "lr": 0.05, "batch_size": 128, "schedule": "cosine", "seed": 0}),
+    "fashion_mnist_resnet20": ("resnet20", {}, "fashion-mnist",
+                               {"epochs": 10, "lr": 0.1, "batch_size": 128, "schedule": "cosine", "seed": 0}),
+    # CIFAR-10 (JPEG copy) with the CIFAR augmentation (pad-4 crop + flip, TrainConfig.augment=True).
+    # Short schedules sized for a 2-core CPU (~3 min/epoch for ResNet-20): far below the papers' 160-300 epochs.
+    "cifar10_resnet20": ("resnet20", {}, "cifar10-jpeg",
+                         {"epochs": 15, "lr": 0.1, "batch_size": 128, "schedule": "cosine", "seed": 0,
+                          "augment": True}),
+    "cifar10_vgg_small": ("vgg11", {"cfg": [32, "M", 64, "M", 128, 128, "M", 256, 256, "M", 256, 256]},
+                          "cifar10-jpeg",
+                          {"epochs": 15, "lr": 0.05, "batch_size": 128, "schedule": "cosine", "seed": 0,
+                           "augment": True}),
 }
 
 
@@ -48,13 +62,26 @@ def train_one(name: str, resume: bool, threads: int | None) -> dict:
     t0 = time.time()
     history = train.fit(net, splits, {**cfg, "progress": sys.stderr.isatty()}, out_dir=run_dir,
                         resume=resume and (run_dir / "last.pt").exists())
-    final = history[-1]
+    return publish(name, run_dir, len(history), round(time.time() - t0, 1), torch.get_num_threads())
+
+
+def publish(name: str, run_dir: Path, epochs_done: int, seconds: float | None, threads: int | None) -> dict:
+    """Copy ``run_dir``'s last checkpoint and history into docs/results/base/, with the settings in ``NAME.json``.
+
+    A base network whose run stopped before its schedule's end is published the same way with
+    ``partial: true`` and the epochs it got (``--snapshot``); ``--resume`` continues it later.
+    """
+    arch, kwargs, dataset, cfg = BASES[name]
+    history = json.loads((run_dir / "history.json").read_text())
+    records = history["epochs"] if isinstance(history, dict) and "epochs" in history else history
+    records = records[:epochs_done] if epochs_done else records
+    final = records[-1]
     OUT.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(run_dir / "last.pt", OUT / f"{name}.pt")
     shutil.copyfile(run_dir / "history.json", OUT / f"{name}.history.json")
     info = {"name": name, "model": arch, "model_kwargs": kwargs, "data": dataset, "train": cfg,
-            "final_test_top1": final["test_top1"], "epochs": len(history), "seconds": round(time.time() - t0, 1),
-            "torch_threads": torch.get_num_threads(), "command": f"scripts/train_base.py {name}"}
+            "final_test_top1": final["test_top1"], "epochs": len(records), "partial": len(records) < cfg["epochs"],
+            "seconds": seconds, "torch_threads": threads, "command": f"scripts/train_base.py {name}"}
     fd, tmp = tempfile.mkstemp(dir=OUT, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(info, f, indent=1)
@@ -69,6 +96,8 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="list the base networks and exit")
     ap.add_argument("--resume", action="store_true", help="continue runs/base/NAME/last.pt")
     ap.add_argument("--threads", type=int, default=None, help="torch threads")
+    ap.add_argument("--snapshot", action="store_true",
+                    help="publish the current runs/base/NAME/last.pt of an unfinished run (labelled partial)")
     args = ap.parse_args(argv)
     if args.list:
         for n, (arch, kw, ds, cfg) in BASES.items():
@@ -79,6 +108,10 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown base network(s) {', '.join(unknown)}; choose from {', '.join(BASES)}")
     for n in names:
+        if args.snapshot:
+            info = publish(n, ROOT / "runs" / "base" / n, 0, None, None)
+            print(f"{n}: published {info['epochs']} of {BASES[n][3]['epochs']} epochs, top-1 {info['final_test_top1']:.2f}%")
+            continue
         info = train_one(n, args.resume, args.threads)
         print(f"{n}: top-1 {info['final_test_top1']:.2f}% after {info['epochs']} epochs, {info['seconds']} s")
     return 0
