@@ -131,6 +131,8 @@ def run_rows(base: str, rows, seeds=(0, 1, 2), finetune: dict | None = None, res
                 out = row.prune(copy.deepcopy(model0), splits, seed)
             except RowSkipped as e:
                 done["skipped"][row.label] = str(e)
+                if results_path:
+                    _atomic_json(results_path, done)
                 print(f"{row.label}: skipped ({e})", flush=True)
                 break
             except Exception as e:  # noqa: BLE001 - with keep_going a failing row is reported, not fatal

@@ -19,6 +19,7 @@ Run (resumable: finished (row, seed) pairs are kept in the page's JSON):
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -207,7 +208,7 @@ def latency_pass(base: str, rows, results: dict, cache: Path) -> dict:
     for row in rows:
         path = cache / f"{_slug(row.label)}.pt"
         try:
-            net = torch.load(path, weights_only=False) if path.exists() else row.prune(model0, splits, 0)
+            net = torch.load(path, weights_only=False) if path.exists() else row.prune(copy.deepcopy(model0), splits, 0)
         except RowSkipped:
             continue
         net = net[0] if isinstance(net, tuple) else net
