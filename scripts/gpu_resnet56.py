@@ -58,7 +58,11 @@ def parse(argv=None):
 
 def schedule(a) -> dict:
     ft = {"epochs": a.finetune_epochs, "lr": 0.01, "batch_size": a.batch_size, "device": a.device}
-    return {"finetune": ft, "sparsity_epochs": a.sparsity_epochs}
+    sched = {"finetune": ft, "sparsity_epochs": a.sparsity_epochs}
+    if a.tiny:  # a short sensitivity analysis and calibration: the smoke test checks the steps, not the numbers
+        sched["options"] = {m: {"calib_images": 64} for m in ("l1", "slimming", "fpgm")}
+        sched["options"]["l1"].update(sensitivity_ratios=[0.5], eval_samples=64)
+    return sched
 
 
 def load(a):

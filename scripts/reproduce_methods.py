@@ -68,19 +68,15 @@ TP_PUBLISHED = [("Group-L1 (Li et al.'s L1 criterion on dependency groups)", "93
                 ("DepGraph group sparsity (group-norm, with sparse training)", "93.53", "93.77", "2.11x")]
 
 
-class TPRegularizer:
-    """Training callback: Torch-Pruning's sparsity regulariser (``pruner.regularize``) after each backward."""
+def tp_regularizer(pruner):
+    """A training callback that applies Torch-Pruning's sparsity regulariser (``pruner.regularize``) after backward."""
+    from prunekit.train import Callback
 
-    def __init__(self, pruner) -> None:
-        self.pruner = pruner
+    class TPRegularizer(Callback):
+        def on_after_backward(self, trainer) -> None:
+            pruner.regularize(trainer.model)
 
-    def __getattr__(self, name):  # the other callback hooks do nothing
-        if name.startswith("on_"):
-            return lambda *a, **k: None
-        raise AttributeError(name)
-
-    def on_after_backward(self, trainer) -> None:
-        self.pruner.regularize(trainer.model)
+    return TPRegularizer()
 
 
 def has_bn(model) -> bool:
@@ -99,6 +95,7 @@ def method_config(method: str, sched: dict, seed: int, budget: float = BUDGET) -
         cfg.update(sparsity_epochs=sched["sparsity_epochs"], sparsity_lr=0.01, sparsity=1e-4)
     if method in ("fpgm", "taylor"):
         cfg.update(steps=3, epochs_per_step=0)  # no training between steps: every row gets the same fine-tuning
+    cfg.update(sched.get("options", {}).get(method, {}))  # a schedule's own per-method settings (e.g. a smoke test)
     return cfg
 
 
@@ -161,7 +158,7 @@ def tp_row(kind: str, sched: dict, cache: Path | None, budget: float = BUDGET) -
         if kind != "l1":  # sparsity training with the same epochs and rate as prunekit's slimming
             run_finetune(model, splits, {**sched["finetune"], "epochs": sched["sparsity_epochs"], "lr": 0.01,
                                          "seed": seed, "eval_every": 0, "checkpoint_every": 0},
-                         callbacks=[TPRegularizer(pruner)], progress=False)
+                         callbacks=[tp_regularizer(pruner)], progress=False)
         model = model.cpu().eval()
         dense = count_macs(model, ex).per_sample
         steps = 0
