@@ -293,7 +293,8 @@ def render(set_name: str, bases, out: Path) -> None:
          "torch_pruning (installed 1.6.0; benchmark-only dependency) on the same base weights, pruned in up to "
          f"{TP_STEPS} progressive steps until the budget is met, then fine-tuned exactly as ours. fpgm/taylor "
          "prune in 3 steps without training between them; l1 chooses per-layer ratios from its sensitivity "
-         "analysis. Latency: `--latency` (compare_speed, interleaved, median ratio with its 95% interval), run "
+         "analysis. \"uniform width from scratch\": every channel group cut by one ratio to the same MACs, "
+         "re-initialised and trained for the base network's own schedule (not fine-tuned). Latency: `--latency` (compare_speed, interleaved, median ratio with its 95% interval), run "
          "on an idle machine only; \"not measured yet\" until then. Reproduce: "
          f"`PYTHONPATH=src .venv/bin/python scripts/reproduce_methods.py {set_name}` (resumable).", ""]
     for base in bases:
