@@ -55,7 +55,8 @@ PAPER = {
     "thinet": "Luo et al. 2017: VGG-16 on ImageNet 3.31x fewer FLOPs, -0.52% top-5",
     "fpgm": "He et al. 2019: ResNet-56 on CIFAR-10 -52.6% FLOPs, 93.49% (from 93.59%)",
     "taylor": "Molchanov et al. 2019: ResNet-101 on ImageNet -40% FLOPs, -0.02% top-1",
-    "random": "",
+    "random": "Li et al. 2022 (abstract): randomly sampled channel configurations, fine-tuned, perform on par with "
+              "sophisticated pruning criteria (CIFAR-10/ImageNet); no single figure",
     "uniform width from scratch": "Liu et al. 2019: scratch-trained pruned architectures match fine-tuned ones in "
                              "most of their settings",
 }
@@ -290,10 +291,12 @@ def render(set_name: str, bases, out: Path) -> None:
          f"{', '.join(map(str, SEEDS))}; top-1 is the final-epoch test accuracy, mean +- std over seeds. MACs: "
          "`prunekit.measure.count_macs` for every row (also the Torch-Pruning rows). A row whose largest MACs "
          f"fraction exceeds {BUDGET} + {TOLERANCE} is marked **missed**. Torch-Pruning rows use "
-         "torch_pruning (installed 1.6.0; benchmark-only dependency) on the same base weights, pruned in up to "
+         "torch_pruning (pip's torch-pruning 1.6.1, whose `__version__` says 1.6.0; benchmark-only dependency) on the same base weights, pruned in up to "
          f"{TP_STEPS} progressive steps until the budget is met, then fine-tuned exactly as ours. fpgm/taylor "
          "prune in 3 steps without training between them; l1 chooses per-layer ratios from its sensitivity "
-         "analysis. \"uniform width from scratch\": every channel group cut by one ratio to the same MACs, "
+         "analysis; random draws 4 width candidates and trains each for 1 epoch on 90% of the train split "
+         "before the chosen one gets the same fine-tuning (4 epochs of training more than the other rows, which "
+         "may be part of its lead). \"uniform width from scratch\": every channel group cut by one ratio to the same MACs, "
          "re-initialised and trained for the base network's own schedule (not fine-tuned). Latency: `--latency` (compare_speed, interleaved, median ratio with its 95% interval), run "
          "on an idle machine only; \"not measured yet\" until then. Reproduce: "
          f"`PYTHONPATH=src .venv/bin/python scripts/reproduce_methods.py {set_name}` (resumable).", ""]
