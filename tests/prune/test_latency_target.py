@@ -137,6 +137,22 @@ def test_widths_are_multiples_of_round_to_and_default_to_the_fast_width(stub_tim
     assert prunekit.plan(net, x, ratio=0.3).info["round_to"] == 1  # other budgets keep round_to 1
 
 
+def test_next_goal_corrects_then_interpolates_inside_the_bracket():
+    from prunekit.engine.latency_budget import next_goal
+
+    assert next_goal([(0.5, 0.6)], 0.5) == pytest.approx(0.5 * 0.5 / 0.6)
+    assert next_goal([(0.5, 0.05)], 0.5) == pytest.approx(0.75)  # damped to x1.5
+    # bracketed by (0.4 -> 0.45) and (0.5 -> 0.6): 0.4 + (0.5 - 0.45) * 0.1 / 0.15
+    assert next_goal([(0.5, 0.6), (0.4, 0.45)], 0.5) == pytest.approx(0.4 + 0.05 * 0.1 / 0.15)
+    # the closest point on each side is used, not the last two
+    pts = [(0.6, 0.8), (0.5, 0.6), (0.3, 0.3), (0.4, 0.45)]
+    assert next_goal(pts, 0.5) == pytest.approx(0.4 + 0.05 * 0.1 / 0.15)
+    # a non-monotonic bracket whose interpolation repeats a tried goal: the midpoint
+    tried = 0.454 + (0.5 - 0.444) * 0.004 / (0.525 - 0.444)
+    assert next_goal([(0.454, 0.444), (0.458, 0.525)], 0.5) == pytest.approx(tried)
+    assert next_goal([(0.454, 0.444), (0.458, 0.525), (tried, 0.7)], 0.5) == pytest.approx(0.456)
+
+
 def test_refine_loop_is_exact_with_a_stub_timer():
     # the measured ratio is 1.2 x the predicted one: 0.5 -> measured 0.6; the goal is corrected to
     # 0.5 * 0.5 / 0.6 = 0.41667, measured 0.5: met after two measurements

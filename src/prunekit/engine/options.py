@@ -75,8 +75,8 @@ class PlanOptions:
                                                 "process's current count)", flag="--latency-threads")
     latency_tolerance: float = _opt(0.05, "a latency budget is met when the measured ratio is within this "
                                           "fraction of the target (default 0.05: 0.5 +- 0.025)")
-    latency_refinements: int = _opt(3, "re-plans with a corrected target after the first measurement, at most "
-                                       "(default 3)")
+    latency_refinements: int = _opt(5, "re-plans with a corrected target after the first measurement, at most "
+                                       "(default 5)")
     latency_rounds: int = _opt(20, "interleaved dense/pruned timing rounds per measurement before its interval "
                                    "is first looked at (default 20)")
     latency_max_time_s: float = _opt(30.0, "a measurement goes on past latency_rounds until its 95% interval is "
