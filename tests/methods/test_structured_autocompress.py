@@ -71,8 +71,8 @@ def test_search_meets_the_budget_and_removes_what_purification_found(digits_slic
     data = digits_slice(256, 64)
     torch.manual_seed(0)
     net = models.create("convnet3", num_classes=10, in_channels=1, input_size=(8, 8))
-    cfg = AutoCompressConfig(macs=0.4, rounds=2, iterations=4, eval_images=64)
-    p = autocompress(net, data, cfg, progress=False)
+    cfg = AutoCompressConfig(macs=0.4, rounds=2, iterations=4, eval_images=64, admm_epochs=0)
+    _, p = autocompress(net, data, cfg, progress=False)
     x = data.train_x[:1]
     kept = count_macs(p.apply(net), x).total / count_macs(net, x).total
     assert kept <= 0.4 + 1e-9 and kept > 0.3
@@ -97,3 +97,32 @@ def test_unreachable_target_warns(digits_slice):
     with pytest.warns(UserWarning, match="out of reach"):
         autocompress(net, data, AutoCompressConfig(macs=0.1, max_rate=0.2, rounds=1, iterations=1, eval_images=16),
                      progress=False)
+
+
+def test_admm_step_prunes_at_least_the_searched_rates_and_zeroes_those_filters(digits_slice):
+    from prunekit import models
+    from prunekit.methods.admm import keep_count
+
+    data = digits_slice(256, 64)
+    torch.manual_seed(0)
+    net = models.create("convnet3", num_classes=10, in_channels=1, input_size=(8, 8))
+    before = {k: v.detach().clone() for k, v in net.named_parameters()}
+    cfg = AutoCompressConfig(macs=0.5, rounds=1, iterations=3, eval_images=64, admm_epochs=1)
+    trained, p = autocompress(net, data, cfg, progress=False)
+    assert len(p.info["admm"]) >= 1  # the ADMM log: one entry per ADMM epoch at least
+    assert all(torch.equal(before[k], v) for k, v in net.named_parameters())  # the caller's model is untouched
+    assert any(not torch.equal(before[k], v) for k, v in trained.named_parameters())  # ADMM trained the copy
+    params = dict(trained.named_parameters())
+    rates = {int(k): r for k, r in p.info["rates"].items()}
+    for g in p.groups:
+        r = rates.get(g.id, 0.0)
+        if r <= 0:
+            continue
+        # ADMM's hard prune removes size - keep_count(size, rate) filters; purification may add dead ones
+        assert len(g.removed) >= g.size - keep_count(g.size, r)
+        for m in g.members:
+            if m.role == "out" and m.param in params and m.param.endswith(".weight"):
+                w = params[m.param].detach()
+                for ch in g.removed:  # every removed filter is exactly zero in the masked model
+                    idx = [int(i) for i, c in zip(m.indices, m.channels) if c == ch]
+                    assert torch.count_nonzero(w.index_select(m.dim, torch.tensor(idx))) == 0

@@ -74,8 +74,8 @@ def _dcp(model, data, cfg, progress):
 
 
 def _autocompress(model, data, cfg, progress):
-    p = autocompress(model, data, cfg, progress)
-    return Outcome(p.apply(model), [p], {"rates": p.info["rates"], "purified": p.info["purified"],
+    net, p = autocompress(model, data, cfg, progress)
+    return Outcome(p.apply(net), [p], {"rates": p.info["rates"], "purified": p.info["purified"],
                                          "search": p.info["search"]})
 
 

@@ -14,7 +14,10 @@ the cross-entropy on ``eval_images`` training images after zeroing its lowest-L1
 accepted with probability ``exp(-delta / T)`` (:func:`anneal_accept`), ``T`` cools by
 ``cooling`` per move; each round starts from the previous round's best state.
 
-The best state's filters are zeroed and :func:`dead_channels` ("purification", Sec. 4.3)
+Structured ADMM (Zhang et al.'s, ``prunekit.methods.admm`` at filter granularity, the paper's
+pruning step) then trains the network for ``admm_epochs`` toward the best state's per-group
+rates and zeroes the filters it prunes (``admm_epochs: 0``: the lowest-L1 filters of those
+rates are zeroed instead), and :func:`dead_channels` ("purification", Sec. 4.3)
 finds every channel that is dead: all its producing slices zero (weight, bias, BN
 scale/shift: it outputs 0) or all its reading slices zero (nobody reads it). Those
 channels are removed through one engine plan (``plan_from_channels``); the pipeline then
@@ -51,6 +54,10 @@ class AutoCompressConfig(CommonConfig):
         step: a move multiplies one preference by ``exp(+-step)``.
         max_rate: largest fraction of a group's channels that may go.
         eval_images: training images of the proxy loss.
+        admm_epochs: epochs of structured (filter) ADMM training toward the found per-group
+            rates before the hard prune and purification (the paper prunes with ADMM; 0: the
+            found rates' lowest-L1 filters are removed directly).
+        admm_rho: the ADMM penalty's initial rho (grown x1.5 per epoch, as ``sparsify --method admm``).
     """
 
     rounds: int = 2
@@ -60,6 +67,8 @@ class AutoCompressConfig(CommonConfig):
     step: float = 0.5
     max_rate: float = 0.9
     eval_images: int = 512
+    admm_epochs: int = 2
+    admm_rho: float = 0.05
 
     def check(self) -> None:
         super().check()
@@ -71,6 +80,8 @@ class AutoCompressConfig(CommonConfig):
         check_number("config key 'cooling'", self.cooling, minimum=0.0, maximum=1.0, low_open=True)
         check_positive("config key 'step'", self.step)
         check_fraction("config key 'max_rate'", self.max_rate, allow_zero=False)
+        check_int("config key 'admm_epochs'", self.admm_epochs, minimum=0)
+        check_positive("config key 'admm_rho'", self.admm_rho)
 
 
 # ---------------------------------------------------------------------------------------- pure functions
@@ -235,11 +246,14 @@ def autocompress_search(model, data, cfg: AutoCompressConfig):
 
 
 def autocompress(model, data, config: AutoCompressConfig | None = None, progress: bool = True):
-    """AutoCompress of ``model``; returns the pruning plan (apply it to ``model`` for the pruned network).
+    """AutoCompress of ``model`` (left unchanged); returns ``(net, plan)``: apply ``plan`` to ``net``.
+
+    ``net`` is a copy of ``model`` trained by the ADMM step and masked by its hard prune
+    (``model`` itself when ``admm_epochs`` is 0).
 
     Example:
-        >>> p = autocompress(net, splits, AutoCompressConfig(macs=0.5))   # doctest: +SKIP
-        >>> small = p.apply(net)                                          # doctest: +SKIP
+        >>> net2, p = autocompress(net, splits, AutoCompressConfig(macs=0.5))   # doctest: +SKIP
+        >>> small = p.apply(net2)                                               # doctest: +SKIP
     """
     cfg = config or AutoCompressConfig()
     cfg.check()
@@ -247,9 +261,43 @@ def autocompress(model, data, config: AutoCompressConfig | None = None, progress
     if space.kept(rates) > cfg.macs + cfg.macs_tolerance:
         warnings.warn(f"autocompress: {cfg.macs:.3f} of the MACs is out of reach with max_rate {cfg.max_rate}; "
                       f"the result keeps {space.kept(rates):.3f}", UserWarning, stacklevel=2)
-    tensors = zero_filters({k: v.detach() for k, v in model.named_parameters()}, space.groups, space.removed(rates))
+    if cfg.admm_epochs > 0:
+        model = copy.deepcopy(model)  # ADMM trains and masks its own copy; the caller's model stays as it was
+    admm_log = _admm_to_rates(model, data, space, rates, cfg, progress) if cfg.admm_epochs > 0 else None
+    if admm_log is None:
+        tensors = zero_filters({k: v.detach() for k, v in model.named_parameters()}, space.groups,
+                               space.removed(rates))
+    else:  # ADMM trained the weights toward the rates and zeroed the filters it removed (in place)
+        tensors = {k: v.detach() for k, v in model.named_parameters()}
     dead = dead_channels(tensors, space.an.groups)   # purification: what the zeroed filters made redundant
     info = {"method": "autocompress", "criterion": "autocompress",
             "rates": {str(g.id): float(r) for g, r in zip(space.groups, rates)},
             "search": log, "purified": {str(k): len(v) for k, v in dead.items()}}
-    return space.plan(dead, info)
+    if admm_log is not None:
+        info["admm"] = admm_log
+    return model, space.plan(dead, info)
+
+
+def _admm_to_rates(model, data, space, rates, cfg: AutoCompressConfig, progress: bool) -> list:
+    """Structured (filter) ADMM toward the searched per-group rates, then its hard prune, in place on ``model``.
+
+    Zhang et al.'s ADMM (``prunekit.methods.admm``, ``granularity="filter"``) with one rate per
+    coupling group, given through the groups' producing layers; no retraining here (the
+    pipeline fine-tunes after the cut). Returns the ADMM log (rho and residual per epoch).
+    """
+    from prunekit.methods.admm import ADMMConfig, admm_prune
+
+    layer_sparsity = {}
+    for g, r in zip(space.groups, rates):
+        if r <= 0:
+            continue
+        for m in g.members:
+            if m.role == "out" and m.param.endswith(".weight"):
+                layer_sparsity.setdefault(m.module, float(r))
+    if not layer_sparsity:
+        return []
+    acfg = ADMMConfig(sparsity=0.0, layer_sparsity=layer_sparsity, granularity="filter", layers=list(layer_sparsity),
+                      rho=cfg.admm_rho, admm={"epochs": cfg.admm_epochs, "seed": cfg.seed},
+                      finetune={"epochs": 0})
+    res = admm_prune(model, data, acfg, progress=progress)
+    return res.extra["admm_log"]
