@@ -70,9 +70,13 @@ def main(argv=None) -> int:
              f"Torch-Pruning (at least {rounds} rounds, then until every interval is within "
              f"+-{100 * args.until_within:g}% or {args.max_time:g} s passed; median per-round ratio, 95% bootstrap "
              "interval).", "",
+             "Then prunekit's model is timed once more against dense alone, as `prunekit profile A --compare B` "
+             "does (the pair column): the two timings differ where the rotation matters (see "
+             "prunekit.measure.interleave).", "",
              "| model | target | predicted | plan's measurement | refinements | plan s | MACs kept | "
-             "prunekit latency ratio | within 5% | Torch-Pruning (same MACs) latency ratio | rounds |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "prunekit latency ratio (three-way) | within 5% | Torch-Pruning (same MACs) latency ratio | rounds | "
+             "prunekit vs dense, pair | within 5% (pair) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for name in args.models.split(","):
         dense, shape, ignored = build(name, size)
@@ -93,17 +97,24 @@ def main(argv=None) -> int:
                               until_within=None if args.quick else (args.until_within or None),
                               max_time_s=args.max_time)
             pk, tp = res["prunekit"], res["tp"]
+            pair = time_models({"dense": dense, "prunekit": small}, xb, args.threads, rounds,
+                               until_within=None if args.quick else (args.until_within or None),
+                               max_time_s=args.max_time)["prunekit"]
             m = plan.info["latency_measured"]
             within = abs(pk["ratio"] / target - 1) <= 0.05
+            within_pair = abs(pair["ratio"] / target - 1) <= 0.05
             lines.append(f"| {name} {size}x{size} | {target:g} | {plan.info['latency_predicted']:.3f} | "
                          f"{m['ratio']:.3f} [{m['low']:.3f}, {m['high']:.3f}] ({m['rounds']} rounds) | "
                          f"{len(plan.info['latency_refinements']) - 1} | {plan_s:.0f} | {kept:.3f} | "
                          f"{pk['ratio']:.3f} [{pk['low']:.3f}, {pk['high']:.3f}] | {'yes' if within else 'no'} | "
                          f"{tp['ratio']:.3f} [{tp['low']:.3f}, {tp['high']:.3f}] (MACs {tp_kept:.3f}) | "
-                         f"{pk['rounds']} |")
+                         f"{pk['rounds']} | {pair['ratio']:.3f} [{pair['low']:.3f}, {pair['high']:.3f}] | "
+                         f"{'yes' if within_pair else 'no'} |")
             summary.append(f"- {name}, latency target {target:g} (batch {args.batch}): measured "
                            f"{pk['ratio']:.3f} [{pk['low']:.3f}, {pk['high']:.3f}] "
-                           f"({'within' if within else 'outside'} 5%), MACs {kept:.3f}; Torch-Pruning at the same "
+                           f"({'within' if within else 'outside'} 5%; pair with dense alone "
+                           f"{pair['ratio']:.3f} [{pair['low']:.3f}, {pair['high']:.3f}], "
+                           f"{'within' if within_pair else 'outside'} 5%), MACs {kept:.3f}; Torch-Pruning at the same "
                            f"MACs: {tp['ratio']:.3f} [{tp['low']:.3f}, {tp['high']:.3f}]")
     lines += ["", *summary, ""]
     text = "\n".join(lines)
