@@ -161,7 +161,7 @@ def time_models(named: dict, x, threads: int, rounds: int, until_within: float |
     import statistics
 
     from prunekit.measure.interleave import interleave, stop_rule
-    from prunekit.measure.runtimes import ratio_interval
+    from prunekit.measure.runtimes import ratio_interval, within_interval
     from prunekit.measure.threads import num_threads
 
     names = list(named)
@@ -175,11 +175,7 @@ def time_models(named: dict, x, threads: int, rounds: int, until_within: float |
         fns.append(call)
 
     def tight(times) -> bool:
-        for t in times[1:]:
-            r, lo, hi = ratio_interval(times[0], t)
-            if (hi - lo) / 2 > until_within * r:
-                return False
-        return True
+        return all(within_interval(times[0], t, until_within) for t in times[1:])
 
     done, _ = stop_rule(rounds, is_tight=tight if until_within else None, max_time_s=max_time_s,
                         start=time.perf_counter())

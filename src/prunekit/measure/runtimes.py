@@ -42,7 +42,7 @@ from prunekit.measure.threads import check_threads, num_threads
 from prunekit.validate import check_choice, check_int, check_number
 
 __all__ = ["RUNTIMES", "RuntimeSpeed", "compare_runtimes", "interleaved_times", "paired_ratio", "paired_times",
-           "parse_runtimes", "ratio_interval", "runner", "time_runtimes"]
+           "parse_runtimes", "ratio_interval", "runner", "time_runtimes", "within_interval"]
 
 RUNTIMES = ("eager", "compile", "onnxruntime")
 ONNX_HINT = "install the onnx extra: pip install 'prunekit[onnx]' (onnx, onnxruntime, onnxscript)"
@@ -111,6 +111,17 @@ def ratio_interval(before: Sequence[float], after: Sequence[float], confidence: 
     return float(statistics.median(ratios)), low, high
 
 
+def within_interval(before, after, within: float) -> bool:
+    """True when the 95% interval of ``after``'s ratio to ``before`` has a half-width of at most ``within`` of it.
+
+    Example:
+        >>> within_interval([2.0, 2.0, 2.0], [1.0, 1.0, 1.0], 0.025)
+        True
+    """
+    ratio, low, high = ratio_interval(before, after)
+    return ratio > 0 and (high - low) / 2 <= within * ratio
+
+
 def paired_times(run_before: Callable, run_after: Callable, rounds: int, warmup: int = 2,
                  min_round_s: float = 0.005, warm_calls: int = 1):
     """Time two zero-argument callables interleaved: ``rounds`` rounds, the order alternating between rounds.
@@ -151,8 +162,7 @@ def paired_ratio(before, after, example_input, *, threads: int | None = None, ro
         check_number("until_within", until_within, minimum=0.0, low_open=True, error=PrunekitError)
 
     def tight(times) -> bool:
-        ratio, low, high = ratio_interval(times[0], times[1])
-        return ratio > 0 and (high - low) / 2 <= until_within * ratio
+        return within_interval(times[0], times[1], until_within)
 
     done, _ = stop_rule(rounds, is_tight=tight if until_within is not None else None, max_time_s=max_time_s,
                         start=time.perf_counter())
