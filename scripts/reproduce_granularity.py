@@ -39,9 +39,13 @@ GRID = [(s, g, nm) for s, nm in ((0.5, "2:4"), (0.75, "1:4"))
         for g in ("element", "nm", "pattern", "kernel")]
 PAPERS = {
     "element": "Han et al. 2015: fine-grained, the most accurate at a given sparsity",
-    "nm": "Zhou et al. 2021 (theirs): 2:4 ResNet-50 on ImageNet close to dense accuracy when trained for it",
-    "pattern": "Niu et al. 2020 (theirs): pattern + connectivity pruning without accuracy loss on their CNNs",
-    "kernel": "Mao et al. 2017 (theirs): coarser units cost accuracy at the same sparsity",
+    # each quoted from the paper's abstract (checked against the published abstracts, 2026-12-03)
+    "nm": "Zhou et al., ICLR 2021 (theirs, abstract): a 2:4 network trained from scratch (SR-STE) runs 2x faster "
+          "on A100 GPUs without performance drop",
+    "pattern": "Niu et al., ASPLOS 2020 (theirs, abstract): pattern-based pruning up to 44.5x faster than "
+               "TensorFlow Lite on mobile (with their compiler), no accuracy compromise",
+    "kernel": "Mao et al., CVPRW 2017 (theirs, abstract): coarse-grained (kernel) pruning reaches a sparsity similar "
+              "to unstructured pruning without loss of accuracy; harder to keep accuracy than fine-grained",
 }
 
 
@@ -101,13 +105,17 @@ def verdict(results: dict, rows) -> list[str]:
                          f"(gap {gap:+.2f} points, spread {noise:.2f}) -> {word}")
         order = sorted(((by[(s, g)]["top1_mean"], g) for g in ("element", "nm", "pattern", "kernel")
                         if by.get((s, g))), reverse=True)
-        # Mao et al.'s ordering, on the means: the coarsest unit (kernel) is the least accurate
-        agrees = bool(order) and order[-1][1] == "kernel"
+        # Mao et al.'s headline: kernel-level pruning keeps the accuracy of element-level pruning at the same
+        # sparsity (after their full retraining); it holds here when the kernel row is within the seed spread
+        k = by.get((s, "kernel"))
+        kernel_holds = k is not None and (e["top1_mean"] - k["top1_mean"]) <= e["top1_std"] + k["top1_std"]
         out.append(f"- **{int(round(100 * s))}% of the conv weights**: " + "; ".join(parts)
                    + f". Ranking by mean top-1: {' > '.join(g for _, g in order)}. "
-                   + ("Agrees with Mao et al. on the means: the coarsest unit, kernel, is the least accurate."
-                      if agrees else
-                      "Does **not** agree with Mao et al.'s ordering (see the figures)."))
+                   + ("Reproduces Mao et al.'s headline: kernel-level pruning is as accurate as element-level "
+                      "pruning at this sparsity." if kernel_holds else
+                      "Does **not** reproduce Mao et al.'s headline (kernel-level as accurate as element-level "
+                      "at the same sparsity) with this 1-epoch fine-tuning; it agrees with their remark that "
+                      "coarse units make accuracy harder to keep. They retrain for much longer."))
     return out
 
 
@@ -185,9 +193,9 @@ def main(argv=None) -> int:
         "![criteria heatmap](granularity_criteria.png)", "",
         results["criteria"]["markdown"], "",
         *(f"- note: {n}" for n in crit_data["notes"]), "",
-        "**Their finding (Huang et al., theirs):** the rankings of the norm-based criteria L1, L2 and FPGM are "
-        "highly similar (Spearman correlations close to 1 in most layers of the CIFAR-10 and ImageNet networks "
-        "they study), so the choice among them hardly changes which filters are pruned.", "",
+        "**Their finding (Huang et al., theirs, abstract):** several primary criteria are strongly similar: the "
+        "ranks of the filters' importance scores are almost identical, giving similar pruned structures "
+        "(\"Similarity\"); they also report that L1 and L2 pruning are not always similar.", "",
         f"**Ours:** the lowest mean correlation among L1/L2/FPGM is {lo:.3f} "
         + ("-- highly similar here too, agreeing with them." if lo >= 0.9 else
            "-- agreement is weaker than theirs on this small network (see the per-layer table: small layers such "

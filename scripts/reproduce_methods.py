@@ -55,8 +55,9 @@ PAPER = {
     "thinet": "Luo et al. 2017: VGG-16 on ImageNet 3.31x fewer FLOPs, -0.52% top-5",
     "fpgm": "He et al. 2019: ResNet-56 on CIFAR-10 -52.6% FLOPs, 93.49% (from 93.59%)",
     "taylor": "Molchanov et al. 2019: ResNet-101 on ImageNet -40% FLOPs, -0.02% top-1",
-    "random": "Li et al. 2022 (abstract): randomly sampled channel configurations, fine-tuned, perform on par with "
-              "sophisticated pruning criteria (CIFAR-10/ImageNet); no single figure",
+    "random": "Li et al., CVPR 2022 (theirs, abstract): channel configurations found by random search work quite "
+              "well compared with other channel pruning methods; no clear winner among importance criteria; "
+              "no single headline figure",
     "uniform width from scratch": "Liu et al. 2019: scratch-trained pruned architectures match fine-tuned ones in "
                              "most of their settings",
 }
