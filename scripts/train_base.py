@@ -3,7 +3,8 @@
 Every method in docs/RESULTS.md that prunes a trained network starts from the same weights: the
 final-epoch checkpoint this script writes to ``docs/results/base/<name>.pt`` with its training
 history (``<name>.history.json``) and the settings (``<name>.json``). Runs are resumable: an
-interrupted run continues from ``runs/base/<name>/last.pt`` with ``--resume``.
+interrupted run continues from ``runs/base/<name>/last.pt`` with ``--resume`` (on a fresh clone, from
+the committed partial snapshot that ``--snapshot`` published).
 
 Run: ``.venv/bin/python scripts/train_base.py fashion_mnist_lenet5`` (or ``--list``; ``all``).
 """
@@ -59,10 +60,31 @@ def train_one(name: str, resume: bool, threads: int | None) -> dict:
     net = models.create(arch, num_classes=splits.num_classes, in_channels=splits.train_x.shape[1],
                         input_size=tuple(splits.train_x.shape[2:]), **kwargs)
     run_dir = ROOT / "runs" / "base" / name
+    if resume:
+        restore_partial(name, run_dir)
     t0 = time.time()
     history = train.fit(net, splits, {**cfg, "progress": sys.stderr.isatty()}, out_dir=run_dir,
                         resume=resume and (run_dir / "last.pt").exists())
     return publish(name, run_dir, len(history), round(time.time() - t0, 1), torch.get_num_threads())
+
+
+def restore_partial(name: str, run_dir: Path) -> bool:
+    """Seed ``run_dir`` from the committed partial snapshot when the run folder is missing (a fresh clone).
+
+    ``--snapshot`` publishes an unfinished run's ``last.pt`` (which holds the optimizer and schedule
+    state) and history; copying them back lets ``--resume`` continue on another machine exactly where
+    the committed run stopped. A run folder that already has ``last.pt`` is left alone.
+    """
+    info_path, ckpt = OUT / f"{name}.json", OUT / f"{name}.pt"
+    if (run_dir / "last.pt").exists() or not info_path.exists() or not ckpt.exists():
+        return False
+    if not json.loads(info_path.read_text()).get("partial"):
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(ckpt, run_dir / "last.pt")
+    shutil.copyfile(OUT / f"{name}.history.json", run_dir / "history.json")
+    print(f"{name}: resuming from the committed partial snapshot ({ckpt})", file=sys.stderr)
+    return True
 
 
 def publish(name: str, run_dir: Path, epochs_done: int, seconds: float | None, threads: int | None) -> dict:
