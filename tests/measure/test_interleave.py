@@ -70,3 +70,20 @@ def test_paired_ratio_until_within_times_more_rounds():
     assert r.rounds > 6 and r.low <= r.ratio <= r.high
     with pytest.raises(PrunekitError, match="until_within"):
         paired_ratio(a, b, torch.zeros(1, 32), until_within=0)
+
+
+def test_paired_ratio_after_first_times_after_first_and_keeps_the_ratio_after_over_before(monkeypatch):
+    import torch
+    import torch.nn as nn
+
+    calls = []
+
+    def fake(fns, done, **kw):  # the first callable's turns took 1 s, the second's 2 s
+        calls.append(len(fns))
+        return [[1.0] * 5, [2.0] * 5]
+
+    monkeypatch.setattr("prunekit.measure.interleave.interleave", fake)
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    assert paired_ratio(a, b, torch.zeros(1, 4), threads=1, rounds=5).ratio == 2.0     # before first: 2 / 1
+    r = paired_ratio(a, b, torch.zeros(1, 4), threads=1, rounds=5, after_first=True)  # after first: 1 / 2
+    assert (r.ratio, r.before_ms, r.after_ms) == (0.5, 2000.0, 1000.0) and calls == [2, 2]

@@ -5,6 +5,7 @@ Every timing is replaced by a deterministic stub (no test depends on this machin
 from __future__ import annotations
 
 import json
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -58,15 +59,23 @@ def stub_timing(monkeypatch):
 
     monkeypatch.setattr(LatencyTable, "_measure_signature", entry)
     monkeypatch.setattr(LatencyTable, "_measure_model", lambda self, model, x: _net_ms(model))
-    state = SimpleNamespace(calls=calls, scale=1.0)
+    state = SimpleNamespace(calls=calls, scale=1.0, sessions=5, session_noise=(1.0,))
 
-    def paired(before, after, x, threads=None, rounds=20, runtime="eager", until_within=None, max_time_s=60.0):
+    def paired(before, after, x, threads=None, rounds=20, runtime="eager", until_within=None, max_time_s=60.0,
+               after_first=False):
+        # session k of a measurement lands at the true ratio x scale x session_noise[k % len(session_noise)]
+        k = calls["measure"] % state.sessions
         calls["measure"] += 1
         calls["until_within"] = until_within
-        r = state.scale * _net_ms(after) / _net_ms(before)
+        calls.setdefault("after_first", []).append(after_first)
+        calls["rounds"] = rounds
+        r = state.scale * state.session_noise[k % len(state.session_noise)] * _net_ms(after) / _net_ms(before)
         return RuntimeSpeed("eager", x.shape[0], threads or 1, 1.0, r, r, r * 0.98, r * 1.02, rounds)
 
     monkeypatch.setattr("prunekit.measure.runtimes.paired_ratio", paired)
+    # no pauses between sessions: the module's clock stays real, its sleep does nothing
+    monkeypatch.setattr("prunekit.measure.sessions.time", SimpleNamespace(perf_counter=time.perf_counter,
+                                                                          sleep=lambda s: None))
     return state
 
 
@@ -188,13 +197,17 @@ def test_plan_reports_predicted_and_measured_and_refines(stub_timing, tmp_path):
     assert info["latency_met"] is True and len(info["latency_refinements"]) == 1
     assert info["latency_measured"]["threads"] == 1 and info["latency_batch"] == 1
     assert abs(info["latency_measured"]["ratio"] / 0.55 - 1) <= 0.05
-    assert stub_timing.calls["until_within"] == 0.025  # measured until +-half the tolerance
+    # one measurement = 5 sessions of exactly latency_rounds rounds, the first-timed model alternating
+    assert stub_timing.calls["until_within"] is None and stub_timing.calls["rounds"] == 10
+    assert stub_timing.calls["after_first"] == [False, True, False, True, False]
+    assert info["latency_measured"]["sessions"] == 5 and info["latency_measured"]["rounds"] == 50
+    assert info["latency_verdict"] == "met" and "): met" in p.latency_line()
     assert "latency" in p.summary() and "target 0.55" in p.latency_line() and "[" in p.latency_line()
     stub_timing.scale = 1.3  # the machine runs pruned models slower than the table predicts: refine
     p = prunekit.plan(net, x, latency=0.6, round_to=8, latency_cache=str(tmp_path))
     hist = p.info["latency_refinements"]
     assert len(hist) >= 2 and hist[1]["goal"] < hist[0]["goal"]
-    with pytest.warns(prunekit.engine.planner.BudgetWarning, match="latency target 0.6 not met"):
+    with pytest.warns(prunekit.engine.planner.BudgetWarning, match="latency target 0.6 not met: "):
         stub_timing.scale = 5.0
         prunekit.plan(net, x, latency=0.6, round_to=8, latency_cache=str(tmp_path), latency_refinements=1)
     with pytest.raises(PrunekitError, match="best_effort=False"):
@@ -227,7 +240,9 @@ def test_cli_prune_latency_end_to_end(stub_timing, tmp_path, capsys):
     text = capsys.readouterr().out
     assert "latency 0." in text and "target 0.6" in text
     rep = json.loads((tmp_path / "small.pt.report.json").read_text())
-    assert rep["plan"]["latency"]["target"] == 0.6 and rep["plan"]["latency"]["measured"]["rounds"] == 20
+    measured = rep["plan"]["latency"]["measured"]
+    assert rep["plan"]["latency"]["target"] == 0.6 and measured["rounds"] == 50 and measured["sessions"] == 5
+    assert rep["plan"]["latency"]["verdict"] in ("met", "not met")
 
 
 def _lenet():
@@ -241,3 +256,38 @@ def test_latency_plan_leaves_the_model_as_it_was(stub_timing):
     w = net[0].weight.detach().clone()
     prunekit.plan(net, torch.randn(1, 3, 8, 8), latency=0.55, round_to=8, latency_cache="off")
     assert all(m.training for m in net.modules()) and torch.equal(net[0].weight, w)
+
+
+def test_loop_and_verdict_use_the_median_and_the_interval_over_sessions(stub_timing):
+    net, x = _net(), torch.randn(1, 3, 8, 8)
+    # sessions 3% apart either way: the interval over sessions (min, max) is +-3%, narrower than +-5%;
+    # the median session lands on the true ratio, so the loop stops where the noise-free one did
+    stub_timing.session_noise = (1.0, 1.03, 0.97, 1.0, 1.0)
+    p = prunekit.plan(net, x, latency=0.55, round_to=8, latency_cache="off")
+    m, first = p.info["latency_measured"], p.info["latency_refinements"][0]
+    true = m["ratio"]
+    assert first["session_ratios"] == pytest.approx([true, 1.03 * true, 0.97 * true, true, true])
+    assert first["measured"] == pytest.approx(true) and first["low"] == pytest.approx(0.97 * true)
+    assert (m["low"], m["high"], m["coverage"]) == (pytest.approx(0.97 * true), pytest.approx(1.03 * true), 0.9375)
+    assert m["half_width"] == pytest.approx(0.03) and m["within_half_width"] == pytest.approx(0.02)
+    assert p.info["latency_verdict"] == "met" and p.info["latency_met"] is True
+    # sessions 8% apart: +-8% over sessions is wider than +-5%, so neither met nor not met is claimed
+    stub_timing.session_noise = (1.0, 1.08, 0.92, 1.0, 1.0)
+    with pytest.warns(prunekit.engine.planner.BudgetWarning,
+                      match=r"not measurable to \+-5% on this machine right now: sessions spread 16%"):
+        p = prunekit.plan(net, x, latency=0.55, round_to=8, latency_cache="off")
+    assert p.info["latency_verdict"] == "not measurable" and p.info["latency_met"] is None
+    assert p.latency_line().endswith("not measurable to +-5% on this machine right now: sessions spread 16%")
+    with pytest.raises(PrunekitError, match="not measurable.*best_effort=False"):
+        prunekit.plan(net, x, latency=0.55, round_to=8, latency_cache="off", best_effort=False)
+
+
+def test_session_options_validate_and_round_trip():
+    opts = PlanOptions.from_dict({"latency": 0.5, "latency_sessions": 7, "latency_session_pause_s": 0.0,
+                                  "latency_rounds": 12, "latency_max_time_s": 20})
+    assert PlanOptions.from_dict(opts.to_dict()) == opts and opts.to_dict()["latency_sessions"] == 7
+    assert PlanOptions().latency_sessions == 5 and PlanOptions().latency_rounds == 10
+    with pytest.raises(ConfigError, match="latency_sessions"):
+        PlanOptions(latency_sessions=2)
+    with pytest.raises(ConfigError, match="latency_session_pause_s"):
+        PlanOptions(latency_session_pause_s=-1)

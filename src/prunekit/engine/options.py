@@ -73,15 +73,19 @@ class PlanOptions:
     latency_batch: int = _opt(1, "batch size a latency budget is measured at (default 1)", flag="--latency-batch")
     latency_threads: Optional[int] = _opt(None, "torch threads a latency budget is measured at (default: the "
                                                 "process's current count)", flag="--latency-threads")
-    latency_tolerance: float = _opt(0.05, "a latency budget is met when the measured ratio is within this "
-                                          "fraction of the target (default 0.05: 0.5 +- 0.025)")
+    latency_tolerance: float = _opt(0.05, "a latency budget is met when the median over timing sessions of the "
+                                          "measured ratio is within this fraction of the target (default 0.05: "
+                                          "0.5 +- 0.025); an interval over sessions wider than this is reported "
+                                          "as not measurable")
     latency_refinements: int = _opt(5, "re-plans with a corrected target after the first measurement, at most "
                                        "(default 5)")
-    latency_rounds: int = _opt(20, "interleaved dense/pruned timing rounds per measurement before its interval "
-                                   "is first looked at (default 20)")
-    latency_max_time_s: float = _opt(30.0, "a measurement goes on past latency_rounds until its 95% interval is "
-                                           "within half of latency_tolerance, at most this many seconds "
-                                           "(default 30)")
+    latency_sessions: int = _opt(5, "independent timing sessions per latency measurement (fresh model copies, "
+                                    "own warm-up; the ratio is their median, the interval is over sessions; at "
+                                    "least 3, default 5)")
+    latency_rounds: int = _opt(10, "interleaved dense/pruned timing rounds per session (default 10)")
+    latency_session_pause_s: float = _opt(0.25, "pause between two timing sessions, seconds (default 0.25)")
+    latency_max_time_s: float = _opt(60.0, "no further timing session of a measurement starts after this many "
+                                           "seconds (at least 3 sessions run; default 60)")
     latency_cache: Optional[str] = _opt(None, "folder of the cached per-layer latency tables (default "
                                               "$PRUNEKIT_CACHE_DIR/latency or ~/.cache/prunekit/latency; 'off': "
                                               "no cache)", flag="--latency-cache", metavar="DIR")
@@ -120,7 +124,12 @@ class PlanOptions:
         self.latency_threads = check_int("latency_threads", self.latency_threads, allow_none=True)
         self.latency_tolerance = check_fraction("latency_tolerance", self.latency_tolerance, allow_zero=False)
         self.latency_refinements = check_int("latency_refinements", self.latency_refinements, minimum=0)
+        from prunekit.measure.sessions import MIN_SESSIONS  # fewer give no interval over sessions
+
+        self.latency_sessions = check_int("latency_sessions", self.latency_sessions, minimum=MIN_SESSIONS)
         self.latency_rounds = check_int("latency_rounds", self.latency_rounds, minimum=3)
+        self.latency_session_pause_s = check_number("latency_session_pause_s", self.latency_session_pause_s,
+                                                    minimum=0.0)
         self.latency_max_time_s = check_number("latency_max_time_s", self.latency_max_time_s, minimum=0.0)
         if self.latency_cache is not None and not isinstance(self.latency_cache, str):
             raise ConfigError(f"latency_cache must be a folder path or 'off', got {self.latency_cache!r}")

@@ -356,23 +356,37 @@ class PruningPlan:
                 d[k] = self.info[k]
         if self.info.get("latency") is not None and "latency_measured" in self.info:
             d["latency"] = {k: self.info.get(f"latency_{k}") for k in ("batch", "threads", "predicted", "measured",
-                                                                      "met")}
+                                                                      "met", "verdict")}
             d["latency"]["target"] = self.info["latency"]
         return d
 
     def latency_line(self) -> str:
         """A latency budget's outcome in one line ("" for other plans).
 
-        E.g. ``latency 0.49 [0.47, 0.51] of the dense model measured (target 0.5, predicted 0.50; bs=1, 2 threads,
-        20 interleaved rounds, 95% CI)``.
+        E.g. ``latency 0.49 [0.47, 0.51] of the dense model measured (median of 5 timing sessions, 94% interval
+        over sessions; within a session +-1.8%; target 0.5, predicted 0.50; bs=1, 2 threads, 10 interleaved
+        rounds per session; 2 measurement(s)): met``, the verdict being "met", "not met" or "not measurable
+        to +-5% on this machine right now: sessions spread 12%".
         """
         m = self.info.get("latency_measured")
         if self.info.get("latency") is None or not m:
             return ""
-        return (f"latency {m['ratio']:.2f} [{m['low']:.2f}, {m['high']:.2f}] of the dense model measured (target "
-                f"{self.info['latency']:g}, predicted {self.info.get('latency_predicted', float('nan')):.2f}; "
-                f"bs={m['batch_size']}, {m['threads']} thread{'s' if m['threads'] != 1 else ''}, {m['rounds']} "
-                f"interleaved rounds, 95% CI; {len(self.info.get('latency_refinements', []))} measurement(s))")
+        threads = f"bs={m['batch_size']}, {m['threads']} thread{'s' if m['threads'] != 1 else ''}"
+        target = (f"target {self.info['latency']:g}, predicted {self.info.get('latency_predicted', float('nan')):.2f}"
+                  f"; {threads}")
+        n = len(self.info.get("latency_refinements", []))
+        if "sessions" not in m:  # a plan made before timing sessions (one interleaved timing)
+            return (f"latency {m['ratio']:.2f} [{m['low']:.2f}, {m['high']:.2f}] of the dense model measured "
+                    f"({target}, {m['rounds']} interleaved rounds, 95% CI; {n} measurement(s))")
+        k = m["sessions"]
+        verdict = self.info.get("latency_verdict") or ""
+        if verdict == "not measurable":
+            verdict = (f"not measurable to +-{100 * self.info.get('latency_tolerance', 0.05):g}% on this machine "
+                       f"right now: sessions spread {100 * m['spread']:.0f}%")
+        return (f"latency {m['ratio']:.2f} [{m['low']:.2f}, {m['high']:.2f}] of the dense model measured (median of "
+                f"{k} timing session{'s' if k != 1 else ''}, {100 * m['coverage']:.0f}% interval over sessions; "
+                f"within a session +-{100 * m['within_half_width']:.1f}%; {target}, {m['rounds'] // max(1, k)} "
+                f"interleaved rounds per session; {n} measurement(s))" + (f": {verdict}" if verdict else ""))
 
     def __str__(self) -> str:
         s = self.summary()

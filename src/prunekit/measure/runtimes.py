@@ -147,12 +147,15 @@ def interleaved_times(fns: Sequence[Callable], rounds: int, warmup: int = 2, min
 
 
 def paired_ratio(before, after, example_input, *, threads: int | None = None, rounds: int = 20,
-                 runtime: str = "eager", until_within: float | None = None, max_time_s: float = 60.0) -> RuntimeSpeed:
+                 runtime: str = "eager", until_within: float | None = None, max_time_s: float = 60.0,
+                 after_first: bool = False) -> RuntimeSpeed:
     """``after``'s latency relative to ``before``'s on ``example_input`` (a tensor), timed interleaved on ``runtime``.
 
     ``until_within``: keep timing past ``rounds`` (checked every 10 rounds) until the 95%
     interval's relative half-width is at most this (e.g. 0.025: +-2.5%) or ``max_time_s``
-    seconds have passed; None times exactly ``rounds`` rounds.
+    seconds have passed; None times exactly ``rounds`` rounds. ``after_first``: warm up and
+    time ``after`` first in round 0 (the order still alternates; :mod:`prunekit.measure.sessions`
+    alternates it between sessions).
     """
     from prunekit.measure.interleave import interleave, stop_rule
 
@@ -161,15 +164,19 @@ def paired_ratio(before, after, example_input, *, threads: int | None = None, ro
     if until_within is not None:
         check_number("until_within", until_within, minimum=0.0, low_open=True, error=PrunekitError)
 
+    b, a = (1, 0) if after_first else (0, 1)  # positions of before and after in the timed list
+
     def tight(times) -> bool:
-        return within_interval(times[0], times[1], until_within)
+        return within_interval(times[b], times[a], until_within)
 
     done, _ = stop_rule(rounds, is_tight=tight if until_within is not None else None, max_time_s=max_time_s,
                         start=time.perf_counter())
     with num_threads(threads) as used, contextlib.ExitStack() as stack:
         fb = stack.enter_context(runner(before, example_input, runtime, used))
         fa = stack.enter_context(runner(after, example_input, runtime, used))
-        tb, ta = interleave([fb, fa], done, warmup=2, warm_calls=1, min_turn_s=0.005)
+        fns = [fa, fb] if after_first else [fb, fa]
+        times = interleave(fns, done, warmup=2, warm_calls=1, min_turn_s=0.005)
+        tb, ta = times[b], times[a]
     ratio, low, high = ratio_interval(tb, ta)
     return RuntimeSpeed(runtime, int(example_input.shape[0]), int(used), 1000 * statistics.median(tb),
                         1000 * statistics.median(ta), ratio, low, high, len(tb))
