@@ -8,6 +8,8 @@
   uniform ratio) to a MACs fraction, bisecting its channel ratio;
 * :func:`time_models` times several models interleaved (``prunekit.measure.runtimes``)
   and gives each one's latency ratio to the first with a bootstrap 95% interval;
+  :func:`time_sessions` repeats that in several independent sessions and gives the median
+  and the interval over sessions (``prunekit.measure.sessions``);
 * :func:`write_section` writes a markdown file atomically.
 """
 from __future__ import annotations
@@ -151,12 +153,13 @@ def tp_prune_to_macs(dense, x, macs: float, ignored, steps: int = 5):
 
 
 def time_models(named: dict, x, threads: int, rounds: int, until_within: float | None = None,
-                max_time_s: float = 120.0) -> dict:
+                max_time_s: float = 120.0, first: int = 0) -> dict:
     """Every model timed interleaved on ``x``; ``{name: {"ms", "ratio", "low", "high", "rounds"}}`` (ratio to the first).
 
     prunekit's one timing loop (``prunekit.measure.interleave``: rotated order, one untimed call per
     turn). ``until_within``: go on past ``rounds`` until every interval's half-width is at most this
-    share of its ratio, or ``max_time_s`` passed.
+    share of its ratio, or ``max_time_s`` passed. ``first``: the model timed first in round 0 (the
+    ratios stay relative to the first of ``named``).
     """
     import statistics
 
@@ -165,6 +168,8 @@ def time_models(named: dict, x, threads: int, rounds: int, until_within: float |
     from prunekit.measure.threads import num_threads
 
     names = list(named)
+    names = names[first % len(names):] + names[:first % len(names)]  # the timing order; ratios to the reference
+    ref = list(named)[0]
     fns = []
     for n in names:
         m = named[n].eval()
@@ -175,17 +180,47 @@ def time_models(named: dict, x, threads: int, rounds: int, until_within: float |
         fns.append(call)
 
     def tight(times) -> bool:
-        return all(within_interval(times[0], t, until_within) for t in times[1:])
+        r = times[names.index(ref)]
+        return all(within_interval(r, t, until_within) for t in times)
 
     done, _ = stop_rule(rounds, is_tight=tight if until_within else None, max_time_s=max_time_s,
                         start=time.perf_counter())
     with num_threads(threads):
         times = interleave(fns, done, warmup=2, warm_calls=1, min_turn_s=0.005)
     out = {}
-    for n, t in zip(names, times):
-        r, lo, hi = ratio_interval(times[0], t)
+    base = times[names.index(ref)]
+    for n in named:
+        t = times[names.index(n)]
+        r, lo, hi = ratio_interval(base, t)
         out[n] = {"ms": 1000 * statistics.median(t), "ratio": r, "low": lo, "high": hi, "rounds": len(t)}
     return out
+
+
+def time_sessions(named: dict, x, threads: int, rounds: int, sessions: int = 5, pause_s: float = 0.25) -> dict:
+    """Every model's latency ratio to the first of ``named``, over ``sessions`` independent interleaved sessions.
+
+    Session ``k`` times fresh deep copies of every model (new allocations) for exactly ``rounds``
+    rounds (:func:`time_models`), the model timed first rotating between sessions, after a pause of
+    ``pause_s``. Returns ``{name: SessionSpeed}`` for every model but the first
+    (``prunekit.measure.sessions.summarize_sessions``: median over sessions, the distribution-free
+    interval over sessions, each session's own interval kept).
+    """
+    from prunekit.measure.runtimes import RuntimeSpeed
+    from prunekit.measure.sessions import summarize_sessions
+
+    names = list(named)
+    per = {n: [] for n in names[1:]}
+    for k in range(sessions):
+        if k and pause_s:
+            time.sleep(pause_s)
+        fresh = {n: copy.deepcopy(m) for n, m in named.items()}
+        res = time_models(fresh, x.clone(), threads, rounds, first=k)
+        del fresh
+        for n in names[1:]:
+            r = res[n]
+            per[n].append(RuntimeSpeed("eager", int(x.shape[0]), int(threads), res[names[0]]["ms"], r["ms"],
+                                       r["ratio"], r["low"], r["high"], r["rounds"]))
+    return {n: summarize_sessions(v) for n, v in per.items()}
 
 
 def machine_line(threads: int) -> str:
