@@ -1,4 +1,4 @@
-"""bench/latency_target.py: its findings are computed from the table; bench/latency_common.time_sessions on a fake timer.
+"""bench/latency_target.py: findings computed from the table; latency_common.time_sessions on a fake timer.
 
 Nothing is timed here (the benchmark runs on an idle machine: ``python bench/latency_target.py``).
 """
