@@ -102,6 +102,9 @@ def test_cli_latency_with_macs_is_a_one_line_error(tmp_path, capsys):
     assert main(["prune", str(ck), "--latency", "1.5", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "latency" in err and "1.5" in err and "Traceback" not in err
+    assert main(["prune", str(ck), "--latency", "0.5", "--set", "latency_sessions=2", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "latency_sessions" in err and "3" in err and "Traceback" not in err
 
 
 def test_select_fraction_meets_a_cost_function_exactly():
