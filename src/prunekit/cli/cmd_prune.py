@@ -141,9 +141,12 @@ def run(args) -> int:
         plan = make_plan(model, x, options)
     if args.explain:
         if args.json:
-            print(json.dumps({"frozen": plan.frozen}))
+            print(json.dumps({"frozen": plan.frozen, "tied": plan.tied}))
         else:
             print("\n".join(plan.frozen_lines()) or "no frozen regions: the engine follows every op of this model")
+            if plan.tied:
+                print("tied in proportion (a width read at run time sizes another dimension):")
+                print("\n".join("  " + line for line in plan.tied_lines()))
         return 0
     if args.dry_run:
         if args.json:

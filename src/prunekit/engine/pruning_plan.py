@@ -122,6 +122,10 @@ class PruningPlan:
         info: how the plan was made (criterion, ratio, targets, estimates).
         frozen: places whose channels the engine keeps, each ``{"op", "module",
             "line", "reason"}`` (see :class:`prunekit.graph.analysis.FrozenRegion`).
+        tied: places where a width read at run time sizes another dimension
+            (``C // num_heads``), so the engine tied the two widths in proportion;
+            each ``{"op", "module", "line", "reason", "groups"}`` with the names of
+            the groups that carry the tie (see :class:`prunekit.graph.frozen.TiedSize`).
     """
 
     groups: list[PlanGroup]
@@ -129,6 +133,7 @@ class PruningPlan:
     tensor_shapes: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     frozen: list[dict] = field(default_factory=list)
+    tied: list[dict] = field(default_factory=list)
 
     # ------------------------------------------------------------------ derived views
     def removed_indices(self) -> dict:
@@ -244,6 +249,8 @@ class PruningPlan:
              "attrs": [dict(a) for a in self.attrs], "groups": [g.to_dict() for g in self.groups]}
         if self.frozen:  # optional key: plans without frozen regions read as before
             d["frozen"] = [dict(f) for f in self.frozen]
+        if self.tied:  # optional key, as "frozen"
+            d["tied"] = [dict(t, groups=list(t.get("groups", []))) for t in self.tied]
         return d
 
     @classmethod
@@ -252,7 +259,8 @@ class PruningPlan:
             raise ConfigError(f"not a prunekit pruning plan (expected format {PLAN_FORMAT!r})")
         if d.get("version") != PLAN_VERSION:
             raise ConfigError(f"pruning plan version {d.get('version')!r} is not supported")
-        _check_keys(d, {"groups", "tensor_shapes"}, {"format", "version", "info", "attrs", "frozen"}, "pruning plan")
+        _check_keys(d, {"groups", "tensor_shapes"}, {"format", "version", "info", "attrs", "frozen", "tied"},
+                    "pruning plan")
         attrs = []
         for a in d.get("attrs", []):
             _check_keys(a, {"module", "attr", "before", "after"}, set(), "plan attribute")
@@ -261,9 +269,14 @@ class PruningPlan:
         for f in d.get("frozen", []):
             _check_keys(f, {"op", "module", "line", "reason"}, set(), "plan frozen region")
             frozen.append({k: str(f[k]) for k in ("op", "module", "line", "reason")})
+        tied = []
+        for t in d.get("tied", []):
+            _check_keys(t, {"op", "module", "line", "reason"}, {"groups"}, "plan tied size")
+            tied.append(dict({k: str(t[k]) for k in ("op", "module", "line", "reason")},
+                             groups=[str(g) for g in t.get("groups", [])]))
         return cls(groups=[PlanGroup.from_dict(g) for g in d["groups"]], attrs=attrs,
                    tensor_shapes={k: [int(s) for s in v] for k, v in d["tensor_shapes"].items()},
-                   info=dict(d.get("info", {})), frozen=frozen)
+                   info=dict(d.get("info", {})), frozen=frozen, tied=tied)
 
     def to_json(self, indent: int | None = None) -> str:
         return json.dumps(self.to_dict(), indent=indent)
@@ -333,6 +346,10 @@ class PruningPlan:
         if self.frozen:
             lines += ["", f"kept whole ({len(self.frozen)} frozen regions; channels touching them are not pruned):"]
             lines += ["  " + line for line in self.frozen_lines()]
+        if self.tied:
+            lines += ["", f"tied in proportion ({len(self.tied)} places where a width read at run time sizes "
+                          "another dimension):"]
+            lines += ["  " + line for line in self.tied_lines()]
         return "\n".join(lines)
 
     def frozen_lines(self) -> list[str]:
@@ -342,6 +359,16 @@ class PruningPlan:
             where = f" ({f['line']})" if f.get("line") else ""
             module = repr(f["module"]) if f.get("module") else "<root>"
             out.append(f"{f['op']} in {module}{where}: {f['reason']}")
+        return out
+
+    def tied_lines(self) -> list[str]:
+        """One line per tied size: ``op in 'module' (file:line): reason [groups]`` (also in ``--explain``)."""
+        out = []
+        for t in self.tied:
+            where = f" ({t['line']})" if t.get("line") else ""
+            module = repr(t["module"]) if t.get("module") else "<root>"
+            groups = f" [groups: {', '.join(t['groups'])}]" if t.get("groups") else ""
+            out.append(f"{t['op']} in {module}{where}: {t['reason']}{groups}")
         return out
 
     def summary(self) -> dict:

@@ -21,6 +21,7 @@ from prunekit.errors import PrunekitError, UnsupportedModelError
 from prunekit.graph.capture import AttrTag, TaggedInt
 from prunekit.graph.frozen import FrozenRegion, frozen_warnings, module_line, node_origin
 from prunekit.graph.labels import FIXED, Labels, UnionSink, leaves, rigid
+from prunekit.graph.size_constraints import check_size_constraints
 
 
 @dataclass
@@ -135,6 +136,7 @@ class Analysis:
         opaque: user modules kept whole because fx could not trace them.
         graph_ops: number of graph nodes.
         frozen: every :class:`FrozenRegion`, in graph order.
+        tied: ``(TiedSize, group names)``: widths tied in proportion so a size read at run time stays right.
     """
 
     groups: list[Group]
@@ -149,6 +151,7 @@ class Analysis:
     graph_ops: int
     output_meta: object = None
     frozen: list = field(default_factory=list)
+    tied: list = field(default_factory=list)
 
 
 class Context:
@@ -168,6 +171,7 @@ class Context:
         self.cross: list[tuple[np.ndarray, str]] = []
         self.binding_sites: dict = {}
         self.size_constraints: list = []
+        self.ties: list = []  # (TiedSize, ids of the tied dimension) from check_size_constraints
         self.count_attrs: list = []
         self.macs_terms: list = []
         self.frozen: list[FrozenRegion] = []
@@ -331,7 +335,7 @@ def analyze(model, example_inputs, *, leaf_names=(), tracer: str = "auto") -> An
         for node in nodes:
             ctx.env[node] = ops.run_node(ctx, node)
         _finish_bindings(ctx)
-        _check_size_constraints(ctx)
+        check_size_constraints(ctx)
         result = _extract(ctx, cap, len(nodes))
     except PrunekitError:
         raise
@@ -376,43 +380,6 @@ def _finish_bindings(ctx: Context) -> None:
         first = sites[0][1]
         for _, rep, _ in sites[1:]:
             ctx.sink.unify(first, rep)
-
-
-def _check_size_constraints(ctx: Context) -> None:
-    """A size read from one tensor and used to shape another must shrink in step with it.
-
-    Each constraint is ``(src, rep)``: ids of the measured dimension and ids along
-    the output dimension the size was used for. They agree when both touch the same
-    channels, each channel the same number of times relative to the other (so
-    ``c // groups`` stays right). When they do not agree but have the same length
-    (``reshape(B, N, C)`` after attention, with ``C`` read from the input width),
-    index ``i`` of one is tied to index ``i`` of the other: both then lose the same
-    number of indices, which is all the reshape needs. Otherwise both are fixed.
-    """
-    if not ctx.size_constraints:
-        return
-    for _ in range(4):  # ties can only satisfy more constraints; a few rounds settle it
-        comp = ctx.sink.components()
-        changed = False
-        for src, rep, where in ctx.size_constraints:
-            cs, ns = np.unique(comp[src], return_counts=True)
-            cr, nr = np.unique(comp[rep], return_counts=True)
-            ok = cs.shape == cr.shape and (cs == cr).all()
-            if ok:
-                ok = bool((ns * nr[0] == nr * ns[0]).all()) and ns.size > 0
-            if ok:
-                continue
-            changed = True
-            if len(src) == len(rep):
-                ctx.sink.unify(src, rep)
-            else:
-                name = where.name if where is not None else "?"
-                ctx.freeze(f"size argument of node {name}",
-                           "shapes a tensor with a size read from another tensor whose channels are pruned "
-                           "differently; both are kept (write -1 there to let them be pruned)",
-                           [src, rep], node=where)
-        if not changed:
-            return
 
 
 def _output_meta(cap):
@@ -511,6 +478,12 @@ def _extract(ctx: Context, cap, n_nodes: int) -> Analysis:
         for g in gs[gs >= 0].tolist():
             if why not in groups[g].notes:
                 groups[g].notes.append(why)
+    tied = []
+    for region, ids in ctx.ties:
+        gs = np.unique(gmap[comp[ids]])
+        names = [groups[g].name for g in gs[gs >= 0].tolist()]
+        if names:  # a tie whose channels were all kept in the end explains nothing
+            tied.append((region, names))
     bindings = []
     for (module, attr), sites in ctx.binding_sites.items():
         tag, rep, _ = sites[0]
@@ -527,4 +500,4 @@ def _extract(ctx: Context, cap, n_nodes: int) -> Analysis:
     return Analysis(groups=groups, members=members, comp_of=comp_of, group_of_comp=group_of_comp,
                     bindings=bindings, macs_terms=ctx.macs_terms, param_shapes=shapes,
                     warnings=list(ctx.warnings) + frozen_warnings(ctx.frozen), opaque=dict(cap.opaque), graph_ops=n_nodes,
-                    output_meta=_output_meta(cap), frozen=list(ctx.frozen))
+                    output_meta=_output_meta(cap), frozen=list(ctx.frozen), tied=tied)

@@ -151,8 +151,8 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
     tags: dict = {}
 
     class Tracer(fx.Tracer):
-        def __init__(self):
-            super().__init__()
+        def __init__(self, autowrap=()):
+            super().__init__(autowrap_functions=autowrap)
             self.failed = None
 
         def create_node(self, *args, **kwargs):
@@ -196,14 +196,21 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
 
     root_name = type(model).__name__
     graph = None
+    autowrap = ()
     for _ in range(_MAX_RETRIES):
-        tr = Tracer()
+        tr = Tracer(autowrap)
         try:
             graph = tr.trace(model)
             break
         except Exception as e:  # fx raises many types on untraceable Python
             failed = tr.failed
             if failed is None or failed[0] in opaque or failed[0] == "":
+                if not autowrap and library_notrace_functions():
+                    # the root forward branches on sizes: once more with the helpers the model's
+                    # library declares untraceable kept as single calls (only then: wrapping them
+                    # everywhere would hide ops fx follows well, e.g. window partitions)
+                    autowrap = library_notrace_functions()
+                    continue
                 if tracer == "fx":
                     raise UnsupportedModelError(
                         f"torch.fx cannot trace the forward of {root_name}: {_first_line(e)}. Move data-dependent "
@@ -277,6 +284,26 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
         for m, t in training.items():
             m.training = t
     return Capture(gm=gm, meta=meta, opaque=opaque, tags=tags)
+
+
+def library_notrace_functions() -> tuple:
+    """Functions a loaded model library declares untraceable by torch.fx (kept as single graph calls).
+
+    timm marks helpers that branch on input sizes (``crossvit.scale_image``...)
+    with ``register_notrace_function`` so that fx records one call instead of
+    failing on the branch; honouring that list keeps such a model on the fx
+    path (sizes followed symbolically) instead of torch.export (sizes baked in).
+    Only a library that is already imported is asked; nothing is imported here.
+    """
+    import sys
+
+    fx_mod = sys.modules.get("timm.layers._fx")
+    get = getattr(fx_mod, "get_notrace_functions", None)
+    try:
+        fns = get() if callable(get) else []
+    except Exception:  # noqa: BLE001 - a library's internals changed: trace without its list
+        return ()
+    return tuple(f for f in fns if callable(f))
 
 
 def _mostly_opaque(model, opaque: dict) -> bool:

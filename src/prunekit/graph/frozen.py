@@ -43,6 +43,32 @@ class FrozenRegion:
         return {"op": self.op, "module": self.module, "line": self.line, "reason": self.reason}
 
 
+@dataclass(frozen=True)
+class TiedSize:
+    """A place where a width read at run time sizes another dimension, so the two were tied in proportion.
+
+    ``B, N, C = x.shape; qkv.reshape(B, N, 3, heads, C // heads)`` stays right
+    after pruning only if the per-head width loses one channel for every
+    ``heads`` channels of ``C``: the analysis ties them (see
+    :mod:`prunekit.graph.size_constraints`) instead of keeping both whole, and
+    records it here so the plan can say so.
+
+    Attributes: as :class:`FrozenRegion`; ``reason`` says what was tied to what.
+    """
+
+    op: str
+    module: str
+    line: str
+    reason: str
+
+    def describe(self) -> str:
+        """One line: ``op in module (file:line): reason``."""
+        return FrozenRegion.describe(self)  # type: ignore[arg-type] - same fields
+
+    def to_dict(self) -> dict:
+        return {"op": self.op, "module": self.module, "line": self.line, "reason": self.reason}
+
+
 def frozen_warnings(frozen) -> list[str]:
     """One message per kind of frozen region (same op and reason), naming the first place and the count.
 

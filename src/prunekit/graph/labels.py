@@ -420,7 +420,12 @@ def reshape(lab: Labels, out_shape, free_dims: set[int], sink: UnionSink, bindin
                 if d in bindings:
                     rep = np.moveaxis(arr, k, 0).reshape(arr.shape[k], -1)[:, 0]
                     bindings[d].append((rep, k == axis))
-        blocks.append((tuple(out_dims), np.ascontiguousarray(arr)))
+        # the other output dims of the chunk keep their size: they leave the block
+        # (rigid), so a later op that keeps one of them but contracts or reduces the
+        # free one (q @ k^T over the per-head width, heads kept) does not tie the
+        # channels of the free dim together through them
+        rep = np.moveaxis(arr, axis, 0).reshape(arr.shape[axis], -1)[:, 0]
+        blocks.append(((out_dims[axis],), np.ascontiguousarray(rep)))
     return Labels(out_shape, blocks)
 
 

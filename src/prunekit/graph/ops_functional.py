@@ -170,3 +170,22 @@ def embedding_fn(ctx, node, args, kwargs):
     if b0 is not None:
         ctx.sink.fix(b0[1])
     return Labels(tuple(shape), [((len(shape) - 1,), b1[1])] if b1 is not None else [])
+
+
+@handles(F.normalize)
+def normalize_fn(ctx, node, args, kwargs):
+    """``F.normalize(x, p, dim)``: ``x / max(||x||_p, eps)`` along ``dim`` (cosine attention in Swin V2).
+
+    Channels keep their positions. A zeroed channel adds nothing to a p-norm
+    (p > 0), so removing channels along ``dim`` equals masking them: no
+    cross-channel note, unlike a mean-based norm.
+    """
+    from prunekit.graph.analysis import Sz
+
+    lab = need_labels(args[0])
+    p = kwargs.get("p", args[1] if len(args) > 1 else 2.0)
+    if isinstance(p, Sz):
+        p = p.value
+    if not isinstance(p, (int, float)) or p <= 0 or tuple(out_shape(ctx, node)) != lab.shape:
+        raise NotHandled
+    return lab

@@ -31,7 +31,11 @@ def arith_or_elementwise(ctx, node, args, kwargs):
 
     A size ``c`` measured on a prunable dimension stays meaningful through
     ``c * k``, ``c // k`` and ``c / k`` (it shrinks in proportion, e.g. channels
-    per head), so the result keeps ``c``'s source. Any other arithmetic on it
+    per head), so the result keeps ``c``'s source. ``k`` may be a literal or a
+    module attribute (``C // self.num_heads``); the attribute then keeps its value
+    (the head count stays, the per-head width follows ``C``), and the reshape the
+    result sizes ties each kept index to ``k`` indices of ``c``
+    (:func:`prunekit.graph.analysis.check_size_constraints`). Any other arithmetic on it
     (``k // c``, ``c + 1``, two measured sizes together) gives a number that
     would go stale after pruning: that dimension is kept and the reason recorded.
     """
@@ -49,15 +53,23 @@ def arith_or_elementwise(ctx, node, args, kwargs):
                                            "pruning; that dimension is kept", srcs)
         return ctx.rigid_like(value)
     linear = node.target in (operator.floordiv, operator.mul, operator.truediv)
-    if len(srcs) == 1 and linear and not any(a.src is not None or a.tag is not None for a in szs if a is not srcs[0]):
+    # the other operand may be a module attribute (``C // self.num_heads``): it is marked misused
+    # above, so it keeps its value in the pruned model and divides like a literal
+    if len(srcs) == 1 and linear and not any(a.src is not None for a in szs if a is not srcs[0]):
         if (node.target is operator.truediv or node.target is operator.floordiv) and args[0] is not srcs[0]:
             pass  # k // c is not proportional to c: falls through to freezing it
+        elif node.target is operator.floordiv and value * _int(args[1]) != srcs[0].value:
+            pass  # 12 // 5: the remainder would not shrink in proportion
         else:
             return Sz(value, src=srcs[0].src, derived=True)
     if srcs:
         ctx.freeze(op_name(ctx, node), "a channel count is used in arithmetic that does not follow pruning; "
                                        "that dimension is kept", srcs)
     return Sz(value)
+
+
+def _int(v) -> int:
+    return int(v.value) if isinstance(v, Sz) else int(v)
 
 
 _COMPARISONS = {operator.eq, operator.ne, operator.lt, operator.le, operator.gt, operator.ge}
