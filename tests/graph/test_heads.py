@@ -201,3 +201,15 @@ def test_library_notrace_functions_rescue_a_root_that_branches_on_sizes(monkeypa
     assert [n.target for n in cap.gm.graph.nodes if n.op == "call_function"][0] is rescale
     plan = _plan(net, x)
     assert plan.apply(net).conv.out_channels == 4
+
+
+def test_crossvit_stays_on_fx_and_runs_after_pruning():
+    """timm's CrossViT: under torch.export its ``C // num_heads`` was baked in and the pruned model broke."""
+    from tests.graph.test_timm_slice import HARNESS, TIMM
+
+    if TIMM is None:
+        pytest.skip("timm is not installed")
+    model, x, heads = HARNESS.build_timm("crossvit_tiny_240")
+    row = HARNESS.run_prunekit(model, x, heads)
+    assert row["status"] == "pruned", row.get("reason")
+    assert row["shape_kept"] and row["finite"] and row["macs_ratio"] <= 0.6, row
