@@ -248,7 +248,7 @@ def _assemble(an, cost, removed: dict, info: dict, scores: dict | None = None) -
     return PruningPlan(groups=out_groups, attrs=_attribute_updates(an, removed_comp),
                        tensor_shapes={p: list(an.param_shapes[p]) for p in sorted(touched)}, info=info,
                        frozen=[f.to_dict() for f in an.frozen],
-                       tied=[dict(r.to_dict(), groups=list(names)) for r, names in getattr(an, "tied", [])])
+                       tied=[dict(r.to_dict(), groups=list(names)) for r, names in an.tied])
 
 
 def plan_from_channels(model, example_inputs, removed: dict, *, info: dict | None = None,

@@ -354,22 +354,12 @@ class PruningPlan:
 
     def frozen_lines(self) -> list[str]:
         """One line per frozen region: ``op in 'module' (file:line): reason`` (what ``prunekit prune --explain`` prints)."""
-        out = []
-        for f in self.frozen:
-            where = f" ({f['line']})" if f.get("line") else ""
-            module = repr(f["module"]) if f.get("module") else "<root>"
-            out.append(f"{f['op']} in {module}{where}: {f['reason']}")
-        return out
+        return [_region_line(f) for f in self.frozen]
 
     def tied_lines(self) -> list[str]:
-        """One line per tied size: ``op in 'module' (file:line): reason [groups]`` (also in ``--explain``)."""
-        out = []
-        for t in self.tied:
-            where = f" ({t['line']})" if t.get("line") else ""
-            module = repr(t["module"]) if t.get("module") else "<root>"
-            groups = f" [groups: {', '.join(t['groups'])}]" if t.get("groups") else ""
-            out.append(f"{t['op']} in {module}{where}: {t['reason']}{groups}")
-        return out
+        """One line per tied size, as :meth:`frozen_lines` plus ``[groups: ...]`` (also in ``--explain``)."""
+        return [_region_line(t) + (f" [groups: {', '.join(t['groups'])}]" if t.get("groups") else "")
+                for t in self.tied]
 
     def summary(self) -> dict:
         total = sum(g.size for g in self.groups)
@@ -431,6 +421,11 @@ class PruningPlan:
 
 
 # ----------------------------------------------------------------------------- helpers
+
+
+def _region_line(r: dict) -> str:
+    where = f" ({r['line']})" if r.get("line") else ""
+    return f"{r['op']} in {repr(r['module']) if r.get('module') else '<root>'}{where}: {r['reason']}"
 
 
 def _encode_mapping(indices: np.ndarray, channels: np.ndarray) -> dict:
