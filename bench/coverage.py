@@ -26,12 +26,25 @@ it (:func:`install_torchvision_stub`). prunekit itself never imports torchvision
 
 Usage::
 
-    python bench/coverage.py --sample 30            # one model per family, ~30 families
-    python bench/coverage.py --all                  # every timm architecture (hours)
+    python bench/coverage.py --sample 30            # one model per module family, ~30 families
+    python bench/coverage.py --families --resume    # one architecture per name stem (289), resumable
+    python bench/coverage.py --all --resume         # every timm architecture (hours; see below)
     python bench/coverage.py --models resnet18,vit_tiny_patch16_224 --no-tp
     python bench/coverage.py --hf                   # the HF transformers models only
+    python bench/coverage.py --render               # rebuild the pages from the --json store alone
 
-Writes ``docs/coverage.md`` (table) and ``docs/coverage.json`` unless told otherwise.
+The full sweep on a 2-core machine, two shard processes sharing one store
+(each finished model is merged into it at once; rerun the same commands after
+an interruption and they continue)::
+
+    python bench/coverage.py --all --resume --shard 1/2 --no-render &
+    python bench/coverage.py --all --resume --shard 2/2 --no-render; wait
+    python bench/coverage.py --render
+
+Writes ``docs/coverage.md`` (table), ``docs/coverage.json`` (the store) and
+``docs/bench/coverage.md`` (totals) unless told otherwise. The bookkeeping
+(store, shards, families, progress) is in ``coverage_sweep.py``, the
+categories and pages in ``coverage_report.py``.
 """
 from __future__ import annotations
 
@@ -45,94 +58,16 @@ import traceback
 import warnings
 from pathlib import Path
 
+sys.path.append(str(Path(__file__).resolve().parent))  # appended: bench/coverage.py must not shadow `coverage`
+
+import coverage_report as report  # noqa: E402
+import coverage_sweep as sweep  # noqa: E402
+from coverage_models import (  # noqa: E402,F401 - re-exported: the tests and users build models through here
+    HF_MODELS, build_hf, import_timm, install_torchvision_stub, remove_torchvision_stub, timm_family)
+
 RATIO = 0.5
+MAX_PARAMS_M = 300  # default --max-params: larger models are recorded as too large, not built
 SMALL_SIDES = (64, 96, 128)  # tried in order for models that accept other input sizes
-
-# ----------------------------------------------------------------------------- timm without torchvision
-
-
-def install_torchvision_stub() -> bool:
-    """Make ``import torchvision...`` succeed with inert stand-ins when torchvision is not installed.
-
-    Returns True when the stub was installed. Any attribute of a stub module is a
-    placeholder class; calling it raises, so code that really needs torchvision
-    fails loudly instead of silently doing nothing.
-    """
-    import importlib.abc
-    import importlib.machinery
-    import importlib.util
-    import types
-
-    if "torchvision" in sys.modules or importlib.util.find_spec("torchvision") is not None:
-        return False
-
-    class _Placeholder(type):
-        def __getattr__(cls, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _Placeholder(name, (), {})
-
-        def __call__(cls, *a, **k):
-            raise RuntimeError(f"torchvision is not installed ({cls.__name__} is a stub)")
-
-    class _StubModule(types.ModuleType):
-        def __getattr__(self, name):
-            if name.startswith("__"):
-                raise AttributeError(name)
-            return _Placeholder(name, (), {})
-
-    class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-        prunekit_stub = True
-
-        def find_spec(self, fullname, path, target=None):
-            if fullname == "torchvision" or fullname.startswith("torchvision."):
-                return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
-            return None
-
-        def create_module(self, spec):
-            m = _StubModule(spec.name)
-            m.__path__ = []
-            return m
-
-        def exec_module(self, module):
-            pass
-
-    sys.meta_path.append(_Finder())
-    return True
-
-
-def remove_torchvision_stub() -> None:
-    """Undo :func:`install_torchvision_stub` (transformers reads torchvision's version when it looks importable)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not getattr(f, "prunekit_stub", False)]
-    for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
-        if type(sys.modules[name]).__name__ == "_StubModule":
-            del sys.modules[name]
-
-
-def import_timm():
-    """``timm``, or None when it is not installed."""
-    try:
-        import timm  # noqa: F401
-    except ModuleNotFoundError as e:
-        if e.name != "torchvision":
-            return None
-        install_torchvision_stub()
-    try:
-        import timm
-    except ModuleNotFoundError:
-        return None
-    return timm
-
-
-def timm_family(timm, name: str) -> str:
-    """The timm module an architecture is defined in (its family: ``resnet``, ``vision_transformer``...)."""
-    from timm.models import get_arch_name, model_entrypoint
-
-    try:
-        return model_entrypoint(name).__module__.rpartition(".")[2]
-    except Exception:  # noqa: BLE001 - family is only used for sampling
-        return get_arch_name(name)
-
 
 def timm_sample(timm, n: int) -> list[str]:
     """Up to ``n`` architectures, one per family, the smallest-looking name of each family first.
@@ -142,20 +77,31 @@ def timm_sample(timm, n: int) -> list[str]:
     fams: dict = {}
     for name in timm.list_models():
         fams.setdefault(timm_family(timm, name), []).append(name)
-    small = ("atto", "femto", "pico", "nano", "tiny", "xxs", "xs", "small", "s12", "t8", "_002", "050", "18", "_b0",
-             "lite0", "a0", "_s", "128s")
-
-    def rank(name):
-        hit = [k for k, s in enumerate(small) if s in name]
-        return (min(hit) if hit else len(small), len(name), name)
-
     keys = sorted(fams)
     if n >= len(keys):
         chosen = keys
     else:
         step = len(keys) / n
         chosen = [keys[int(k * step)] for k in range(n)]
-    return [sorted(fams[f], key=rank)[0] for f in chosen]
+    return [min(fams[f], key=sweep.small_rank) for f in chosen]
+
+
+def timm_params_m(name: str) -> float | None:
+    """Millions of parameters of a timm architecture, from a build on the meta device (no memory, ~1 s).
+
+    None when the architecture cannot be built on the meta device (some compute
+    tables at init); the real build then runs under the time and memory limits.
+    """
+    import torch
+
+    timm = import_timm()
+    try:
+        with warnings.catch_warnings(), torch.device("meta"):
+            warnings.simplefilter("ignore")
+            model = timm.create_model(name, pretrained=False, num_classes=10)
+    except Exception:  # noqa: BLE001 - only an estimate
+        return None
+    return sum(p.numel() for p in model.parameters()) / 1e6
 
 
 def build_timm(name: str):
@@ -185,72 +131,6 @@ def build_timm(name: str):
         except Exception as e:  # noqa: BLE001 - the next size (finally the default) is tried
             last = e
     raise RuntimeError(f"does not build: {type(last).__name__}: {str(last)[:200]}")
-
-
-# ----------------------------------------------------------------------------- HF transformers
-
-
-HF_MODELS = ("hf_bert", "hf_vit", "hf_gpt2", "hf_llama_gqa", "hf_qwen2_gqa", "hf_t5")
-
-
-def build_hf(name: str):
-    """A small-config HF transformers model wrapped to return its logits, with its example input and head."""
-    import torch
-
-    remove_torchvision_stub()  # timm models are built already; transformers must not see a fake torchvision
-    import transformers as tf
-
-    torch.manual_seed(0)
-    ids = torch.randint(0, 100, (1, 12))
-    common = dict(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
-    if name == "hf_bert":
-        model = tf.BertForSequenceClassification(tf.BertConfig(**common, num_labels=3))
-        head, x = "model.classifier", ids
-    elif name == "hf_vit":
-        cfg = tf.ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
-                           image_size=32, patch_size=8, num_labels=3)
-        model = tf.ViTForImageClassification(cfg)
-        head, x = "model.classifier", torch.randn(1, 3, 32, 32)
-    elif name == "hf_gpt2":
-        cfg = tf.GPT2Config(vocab_size=100, n_embd=64, n_layer=2, n_head=4, n_positions=32, num_labels=3,
-                            pad_token_id=0)
-        model = tf.GPT2ForSequenceClassification(cfg)
-        head, x = "model.score", ids
-    elif name == "hf_llama_gqa":
-        model = tf.LlamaForCausalLM(tf.LlamaConfig(**common, num_key_value_heads=2, max_position_embeddings=32))
-        head, x = "model.lm_head", ids
-    elif name == "hf_qwen2_gqa":
-        model = tf.Qwen2ForCausalLM(tf.Qwen2Config(**common, num_key_value_heads=2, max_position_embeddings=32))
-        head, x = "model.lm_head", ids
-    elif name == "hf_t5":
-        cfg = tf.T5Config(vocab_size=100, d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-                          decoder_start_token_id=0)
-        model = tf.T5ForConditionalGeneration(cfg)
-        head, x = "model.lm_head", (ids, torch.zeros(1, 4, dtype=torch.long))
-    else:
-        raise ValueError(f"unknown HF model {name!r}; choose from {HF_MODELS}")
-    wrapped = _make_logits()(model.eval()).eval()
-    return wrapped, x, [head]
-
-
-def _make_logits():
-    import torch.nn as nn
-
-    class Logits(nn.Module):
-        """A HF model returning its logits tensor (the engine and Torch-Pruning want tensors out)."""
-
-        def __init__(self, model):
-            super().__init__()
-            self.model = model
-
-        def forward(self, x, decoder_input_ids=None):
-            if decoder_input_ids is not None:
-                return self.model(input_ids=x, decoder_input_ids=decoder_input_ids, use_cache=False).logits
-            if x.is_floating_point():
-                return self.model(pixel_values=x).logits
-            return self.model(input_ids=x, use_cache=False).logits  # no KV cache: one forward pass
-
-    return Logits
 
 
 # ----------------------------------------------------------------------------- one model
@@ -285,10 +165,10 @@ def run_prunekit(model, x, heads) -> dict:
     except UnsupportedModelError as e:
         msg = str(e)
         row.update(status="frozen" if msg.startswith("nothing in") else "error", reason=msg[:300],
-                   seconds=round(time.perf_counter() - t0, 2))
+                   error_type="UnsupportedModelError", seconds=round(time.perf_counter() - t0, 2))
         return row
     except Exception as e:  # noqa: BLE001 - recorded: the harness must finish
-        row.update(status="error", reason=f"{type(e).__name__}: {str(e)[:300]}",
+        row.update(status="error", reason=f"{type(e).__name__}: {str(e)[:300]}", error_type=type(e).__name__,
                    trace=traceback.format_exc(limit=-3)[-600:], seconds=round(time.perf_counter() - t0, 2))
         return row
     seconds = time.perf_counter() - t0
@@ -360,17 +240,29 @@ def run_torch_pruning(model, x, heads) -> dict:
             "really_pruned": bool(ratio <= 0.6 and shape_kept and finite), "seconds": round(seconds, 2)}
 
 
-def evaluate(name: str, tool: str = "prunekit") -> dict:
+def evaluate(name: str, tool: str = "prunekit", max_params_m: float | None = None, send=None) -> dict:
     """Build ``name`` (a timm architecture or one of :data:`HF_MODELS`) and prune it with ``tool``.
 
     ``tool`` is ``"prunekit"`` or ``"torch_pruning"``; each runs in its own
     process (see :func:`evaluate_isolated`) so that one tool's timeout does not
-    hide the other's result.
+    hide the other's result. A timm architecture with more than
+    ``max_params_m`` million parameters (counted on the meta device) is not
+    built (``build: too_large``). ``send``, when given, receives the row once
+    the model is built, so a timeout while pruning is told apart from one while
+    building.
     """
     import torch
 
     torch.set_num_threads(1)
     row = {"model": name, "library": "transformers" if name in HF_MODELS else "timm"}
+    if row["library"] == "timm":
+        row["family"] = timm_family(import_timm(), name)
+        if max_params_m:
+            row["params_m"] = timm_params_m(name)
+            if row["params_m"] is not None and row["params_m"] > max_params_m:
+                row.update(build="too_large", reason=f"{row['params_m']:.0f} M parameters > --max-params "
+                                                     f"{max_params_m:g} M (counted on the meta device, not built)")
+                return row
     t0 = time.perf_counter()
     try:
         model, x, heads = build_hf(name) if name in HF_MODELS else build_timm(name)
@@ -378,193 +270,158 @@ def evaluate(name: str, tool: str = "prunekit") -> dict:
         row.update(build="failed", reason=f"{type(e).__name__}: {str(e)[:200]}")
         return row
     row.update(build="ok", input=[list(t.shape) for t in _as_tuple(x)], build_s=round(time.perf_counter() - t0, 2))
-    if row["library"] == "timm":
-        row["family"] = timm_family(import_timm(), name)
+    if send is not None:
+        send({"stage": "built", **row})
     row[tool] = (run_prunekit if tool == "prunekit" else run_torch_pruning)(model, x, heads)
     return row
 
 
-def _child(name, tool, mem_gb, conn):
+def _child(name, tool, mem_gb, max_params_m, conn):
     if mem_gb:
         import resource
 
         limit = int(mem_gb * 2**30)
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     try:
-        conn.send(evaluate(name, tool))
+        conn.send(evaluate(name, tool, max_params_m, send=conn.send))
     except BaseException as e:  # noqa: BLE001 - MemoryError included
         conn.send({"model": name, "build": "failed", "reason": f"{type(e).__name__}: {str(e)[:200]}"})
     conn.close()
 
 
-def _run_forked(name: str, tool: str, timeout: float, mem_gb: float | None) -> dict | None:
+def _run_forked(name: str, tool: str, timeout: float, mem_gb: float | None,
+                max_params_m: float | None = None) -> tuple[dict | None, dict | None, str]:
+    """``(built row or None, final row or None, why none)`` of :func:`evaluate` in a forked, limited process."""
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(name, tool, mem_gb, child))
+    p = ctx.Process(target=_child, args=(name, tool, mem_gb, max_params_m, child))
     p.start()
     child.close()
-    row = None
-    if parent.poll(timeout):
+    built = final = None
+    deadline = time.monotonic() + timeout
+    while final is None and parent.poll(max(0.0, deadline - time.monotonic())):
         try:
-            row = parent.recv()
+            msg = parent.recv()
         except EOFError:
-            row = None
+            break
+        if msg.pop("stage", None) == "built":
+            built = msg
+        else:
+            final = msg
     p.join(5)
     if p.is_alive():
         p.kill()
         p.join()
-    if row is None:
-        why = f"timeout after {timeout:.0f} s" if p.exitcode in (None, -9) else f"process died (exit {p.exitcode})"
-        return {"status": "skipped", "reason": why}
+    why = "" if final else (f"timeout after {timeout:.0f} s" if p.exitcode in (None, -9)
+                            else f"process died (exit {p.exitcode})")
+    return built, final, why
+
+
+def evaluate_isolated(name: str, with_tp: bool | list, timeout: float, mem_gb: float | None,
+                      max_params_m: float | None = None) -> dict:
+    """:func:`evaluate` for each tool (``with_tp``: both or prunekit only; or a list of tools), each in a forked
+    process killed after ``timeout`` s; a tool that did not finish on a built model gets status ``timeout``/``died``.
+    """
+    tools = with_tp if isinstance(with_tp, list) else ["prunekit"] + (["torch_pruning"] if with_tp else [])
+    row: dict = {"model": name}
+    for tool in tools:
+        built, final, why = _run_forked(name, tool, timeout, mem_gb, max_params_m)
+        if final is not None:
+            row.update(final)
+        elif built is not None:  # built, then the tool ran out of time or memory
+            row.update(built)
+            row[tool] = {"status": "timeout" if why.startswith("timeout") else "died", "reason": why}
+        else:
+            row.update(build="skipped", reason=f"did not build: {why}")
+        if row.get("build") != "ok":
+            break
     return row
 
 
-def evaluate_isolated(name: str, with_tp: bool, timeout: float, mem_gb: float | None) -> dict:
-    """:func:`evaluate` for prunekit, then for Torch-Pruning, each in a forked process killed after ``timeout`` s."""
-    row = _run_forked(name, "prunekit", timeout, mem_gb)
-    if "build" not in row:  # the prunekit process timed out or died
-        row = {"model": name, "build": "skipped", "reason": row["reason"]}
-    if with_tp and row.get("build") == "ok":
-        tp = _run_forked(name, "torch_pruning", timeout, mem_gb)
-        row["torch_pruning"] = tp.get("torch_pruning", {"status": tp.get("status", "error"),
-                                                         "reason": tp.get("reason", "")})
-    return row
-
-
-# ----------------------------------------------------------------------------- report
-
-
-def summarize(rows: list[dict]) -> dict:
-    """Totals per library: built, really pruned by prunekit / by Torch-Pruning, errors, frozen."""
-    out = {}
-    for lib in sorted({r.get("library", "timm") for r in rows}):
-        rs = [r for r in rows if r.get("library", "timm") == lib and r.get("build") == "ok"]
-        pk = [r["prunekit"] for r in rs]
-        tp = [r.get("torch_pruning", {}) for r in rs]
-        exact = [p for p in pk if p.get("really_pruned") and not p.get("norm_coupled")]
-        out[lib] = {
-            "built": len(rs),
-            "not_built": sum(1 for r in rows if r.get("library", "timm") == lib and r.get("build") != "ok"),
-            "prunekit_really_pruned": sum(1 for p in pk if p.get("really_pruned")),
-            "prunekit_frozen_everything": sum(1 for p in pk if p.get("status") == "frozen"),
-            "prunekit_errors": sum(1 for p in pk if p.get("status") == "error"),
-            "prunekit_exact_apply_vs_masks": sum(1 for p in exact if (p.get("apply_vs_masks") or 0) <= 1e-4),
-            "prunekit_exact_candidates": len(exact),
-            "tp_really_pruned": sum(1 for t in tp if t.get("really_pruned")),
-            "tp_errors": sum(1 for t in tp if t.get("status") == "error"),
-            "tp_pruned_but_not_prunekit": sorted(r["model"] for r in rs if r.get("torch_pruning", {}).get(
-                "really_pruned") and not r["prunekit"].get("really_pruned")),
-        }
-    return out
-
-
-def _cell(d: dict, key: str, fmt="{}") -> str:
-    v = d.get(key)
-    return "" if v is None else fmt.format(v)
-
-
-def markdown(rows: list[dict], totals: dict, command: str) -> str:
-    lines = ["# Coverage: third-party models pruned at 50% of channels", "",
-             f"Generated by `{command}` (random init, task head ignored; prunekit and Torch-Pruning 1.6.1 "
-             "in the same run, same ratio, same MACs counter). `really` = MACs after/before <= 0.6, output "
-             "shape kept, finite. `apply/masks` = relative difference between removing and zeroing the "
-             "channels (`~` marks plans that prune channels a LayerNorm-style op normalises over, where the "
-             "two differ by design). Torch-Pruning runs with its defaults (`MagnitudePruner`, L1, no `num_heads` "
-             "map, so attention models often fail in its reshapes); a model whose tool exceeded the time limit is "
-             "`skipped`. Seconds are wall time; unless the run was alone on the machine they were measured under load and are not results (the published sample ran beside other jobs).", ""]
-    for lib, t in totals.items():
-        lines.append(f"**{lib}**: {t['built']} built ({t['not_built']} did not build within the limits); "
-                     f"prunekit really prunes {t['prunekit_really_pruned']}/{t['built']} "
-                     f"(frozen everything: {t['prunekit_frozen_everything']}, errors: {t['prunekit_errors']}; "
-                     f"apply = apply_masks within 1e-4 on {t['prunekit_exact_apply_vs_masks']}/"
-                     f"{t['prunekit_exact_candidates']} without norm coupling); Torch-Pruning 1.6.1 really prunes "
-                     f"{t['tp_really_pruned']}/{t['built']} (errors: {t['tp_errors']})"
-                     + (f"; pruned by Torch-Pruning only: {', '.join(t['tp_pruned_but_not_prunekit'])}"
-                        if t["tp_pruned_but_not_prunekit"] else "") + ".")
-        lines.append("")
-    lines += ["| model | family | input | prunekit | MACs after/before | really | apply/masks | frozen regions | s "
-              "| Torch-Pruning | MACs after/before | really | s | reason (prunekit) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        if r.get("build") != "ok":
-            lines.append(f"| {r['model']} | {r.get('family', '')} | | not built | | | | | | | | | | "
-                         f"{r.get('reason', '')[:160]} |")
-            continue
-        p, t = r["prunekit"], r.get("torch_pruning", {})
-        avm = p.get("apply_vs_masks")
-        avm_s = "" if avm is None else (("~" if p.get("norm_coupled") else "") + f"{avm:.1e}")
-        inp = "x".join(str(s) for s in r["input"][0][1:])
-        reason = (p.get("reason") or (p.get("frozen") or [""])[0]).replace("|", "/")[:200]
-        lines.append(" | ".join([
-            f"| {r['model']}", r.get("family", r.get("library", "")), inp, p.get("status", ""),
-            _cell(p, "macs_ratio", "{:.2f}"), "yes" if p.get("really_pruned") else "no", avm_s,
-            str(p.get("n_frozen", "")), _cell(p, "seconds", "{:.1f}"), t.get("status", ""),
-            _cell(t, "macs_ratio", "{:.2f}"), ("yes" if t.get("really_pruned") else "no") if t else "",
-            _cell(t, "seconds", "{:.1f}"), reason]) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def summary_page(totals: dict, command: str, table: str) -> str:
-    """The totals, for BENCHMARKS.md (the per-model table stays in ``table``)."""
-    lines = ["# Coverage of third-party models (`bench/coverage.py`)", "",
-             f"`{command}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, random init, 50% of channels, "
-             "task head ignored, prunekit and Torch-Pruning 1.6.1 (its defaults: `MagnitudePruner`, L1) in the same run "
-             "on the same list. "
-             f"Per-model rows with the reason for every model not pruned: [{Path(table).name}](../{Path(table).name}).",
-             "", "| library | built | prunekit really prunes | frozen everything | errors | apply = masks (no norm "
-             "coupling) | Torch-Pruning really prunes | TP errors |", "|---|---|---|---|---|---|---|---|"]
-    for lib, t in totals.items():
-        lines.append(f"| {lib} | {t['built']} | {t['prunekit_really_pruned']} | {t['prunekit_frozen_everything']} | "
-                     f"{t['prunekit_errors']} | {t['prunekit_exact_apply_vs_masks']}/{t['prunekit_exact_candidates']} | "
-                     f"{t['tp_really_pruned']} | {t['tp_errors']} |")
-    lines += ["", "\"Really prunes\": MACs after/before <= 0.6, output shape kept, finite output."]
-    return "\n".join(lines) + "\n"
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    sel = ap.add_mutually_exclusive_group()
-    sel.add_argument("--sample", type=int, default=30, help="one architecture per family, this many families")
-    sel.add_argument("--all", action="store_true", help="every timm architecture")
-    sel.add_argument("--models", help="comma-separated architecture names (timm names or hf_*)")
-    ap.add_argument("--hf", action="store_true", help="only the HF transformers models")
-    ap.add_argument("--no-hf", action="store_true", help="skip the HF transformers models")
-    ap.add_argument("--no-tp", action="store_true", help="skip Torch-Pruning")
-    ap.add_argument("--timeout", type=float, default=180, help="seconds per model (build + both tools)")
-    ap.add_argument("--mem-gb", type=float, default=8, help="address-space limit per model process (0: none)")
-    ap.add_argument("--out", default="docs/coverage.md")
-    ap.add_argument("--json", default="docs/coverage.json")
-    ap.add_argument("--summary", default="docs/bench/coverage.md",
-                    help="totals page collected into BENCHMARKS.md by scripts/build_reports.py ('' to skip)")
-    args = ap.parse_args(argv)
-    timm = import_timm()
+def select(args, timm) -> list[str]:
+    """The models a command line asks for, in order, after ``--shard``."""
     if args.models:
         names = args.models.split(",")
     elif args.hf:
         names = list(HF_MODELS)
     else:
-        if timm is None:
-            print("timm is not installed: pip install --no-deps timm huggingface_hub safetensors", file=sys.stderr)
-            return 2
-        names = timm.list_models() if args.all else timm_sample(timm, args.sample)
+        if args.all:
+            names = timm.list_models()
+        elif args.families:
+            names = sweep.one_per_family(timm.list_models())
+        else:
+            names = timm_sample(timm, args.sample)
         if not args.no_hf:
             names += list(HF_MODELS)
-    rows = []
-    for k, name in enumerate(names):
-        row = evaluate_isolated(name, not args.no_tp, args.timeout, args.mem_gb or None)
-        rows.append(row)
-        p, t = row.get("prunekit", {}), row.get("torch_pruning", {})
-        print(f"[{k + 1}/{len(names)}] {name}: {row.get('build')} prunekit={p.get('status')} "
-              f"{p.get('macs_ratio')} tp={t.get('status')} {t.get('macs_ratio')} {row.get('reason') or p.get('reason') or ''}"[:300],
-              flush=True)
-    totals = summarize(rows)
+    return sweep.shard(names, args.shard)
+
+
+def render(store: dict, out: str, summary: str) -> dict:
+    """Write the table page ``out`` and the totals page ``summary`` from the store alone; returns the totals."""
+    rows = sorted(store["rows"].values(), key=lambda r: (r.get("library", "timm") != "timm", r["model"]))
+    totals = report.summarize(rows)
+    command = store["meta"].get("command", "python bench/coverage.py")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(report.markdown(rows, totals, command))
+    if summary:
+        Path(summary).parent.mkdir(parents=True, exist_ok=True)
+        Path(summary).write_text(report.summary_page(totals, command, out))
+    return totals
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sel = ap.add_mutually_exclusive_group()
+    sel.add_argument("--sample", type=int, default=30, help="one architecture per module family, this many families")
+    sel.add_argument("--families", action="store_true", help="one architecture per name stem, every stem")
+    sel.add_argument("--all", action="store_true", help="every timm architecture")
+    sel.add_argument("--models", help="comma-separated architecture names (timm names or hf_*)")
+    sel.add_argument("--render", action="store_true", help="only rebuild the pages from the --json store")
+    ap.add_argument("--hf", action="store_true", help="only the HF transformers models")
+    ap.add_argument("--no-hf", action="store_true", help="skip the HF transformers models")
+    ap.add_argument("--no-tp", action="store_true", help="skip Torch-Pruning")
+    ap.add_argument("--shard", help="i/n: run every n-th selected model from the i-th (1-based)")
+    ap.add_argument("--resume", action="store_true",
+                    help="keep the --json store's rows and run only the models (or tools) it lacks")
+    ap.add_argument("--no-render", action="store_true", help="do not write the pages at the end (shard runs)")
+    ap.add_argument("--timeout", type=float, default=180, help="seconds per model and tool (build + pruning)")
+    ap.add_argument("--mem-gb", type=float, default=8, help="address-space limit per model process (0: none)")
+    ap.add_argument("--max-params", type=float, default=MAX_PARAMS_M,
+                    help="millions of parameters above which a timm model is not built (0: no limit)")
+    ap.add_argument("--out", default="docs/coverage.md")
+    ap.add_argument("--json", default="docs/coverage.json", help="the per-model results store")
+    ap.add_argument("--summary", default="docs/bench/coverage.md",
+                    help="totals page collected into BENCHMARKS.md by scripts/build_reports.py ('' to skip)")
+    args = ap.parse_args(argv)
+    if args.render:
+        print(json.dumps(render(sweep.load_store(args.json), args.out, args.summary), indent=1))
+        return 0
+    try:
+        sweep.parse_shard(args.shard) if args.shard else None
+    except ValueError as e:
+        ap.error(str(e))
+    timm = import_timm()
+    if timm is None and not (args.models or args.hf):
+        print("timm is not installed: pip install --no-deps timm huggingface_hub safetensors", file=sys.stderr)
+        return 2
+    names = select(args, timm)
     command = "python bench/coverage.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(markdown(rows, totals, command.strip()))
-    Path(args.json).write_text(json.dumps({"ratio": RATIO, "totals": totals, "rows": rows}, indent=1, default=str))
-    if args.summary:
-        Path(args.summary).write_text(summary_page(totals, command.strip(), args.out))
-    print(json.dumps(totals, indent=1))
+    if not args.resume:
+        sweep.save_store(args.json, {"meta": {}, "rows": {}})
+    stored = sweep.load_store(args.json)["rows"]
+    todo = [(n, sweep.tools_needed(stored.get(n), not args.no_tp)) for n in names]
+    todo = [(n, t) for n, t in todo if t]
+    print(f"{len(names)} selected, {len(names) - len(todo)} already in {args.json}, {len(todo)} to run", flush=True)
+    progress = sweep.Progress(len(todo))
+    for name, tools in todo:
+        row = evaluate_isolated(name, tools, args.timeout, args.mem_gb or None, args.max_params or None)
+        store = sweep.merge_row(args.json, row, {"command": command.strip(), "ratio": RATIO})
+        row = store["rows"][name]
+        p = row.get("prunekit", {})
+        detail = f"MACs {p['macs_ratio']}" if "macs_ratio" in p else (p.get("reason") or row.get("reason") or "")
+        print(progress.step(name, report.category(row), detail[:160]), flush=True)
+    if not args.no_render:
+        print(json.dumps(render(sweep.load_store(args.json), args.out, args.summary), indent=1))
     return 0
 
 
