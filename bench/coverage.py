@@ -150,7 +150,7 @@ def run_prunekit(model, x, heads) -> dict:
 
     import prunekit
     from prunekit import measure
-    from prunekit.errors import UnsupportedModelError
+    from prunekit.errors import PrunekitError, UnsupportedModelError
 
     names = dict(model.named_modules())
     ignored = [h for h in heads if h in names]
@@ -169,6 +169,7 @@ def run_prunekit(model, x, heads) -> dict:
         return row
     except Exception as e:  # noqa: BLE001 - recorded: the harness must finish
         row.update(status="error", reason=f"{type(e).__name__}: {str(e)[:300]}", error_type=type(e).__name__,
+                   internal=not isinstance(e, PrunekitError),
                    trace=traceback.format_exc(limit=-3)[-600:], seconds=round(time.perf_counter() - t0, 2))
         return row
     seconds = time.perf_counter() - t0

@@ -28,7 +28,8 @@ def category(row: dict) -> str:
     ``...: memory`` (MemoryError or the process died under the memory limit),
     ``build error``. prunekit outcomes on a built model: ``really pruned``,
     ``prunekit: timeout``, ``prunekit: memory``, ``prunekit: raw <Type>`` (an
-    internal exception: a bug), ``prunekit: unsupported`` (one
+    internal exception: a bug), ``prunekit: refused (<Type>)`` (another PrunekitError, a
+    message for the user), ``prunekit: unsupported`` (one
     UnsupportedModelError naming op, module and line), ``prunekit: frozen everything``,
     ``prunekit: output shape changed``, ``prunekit: non-finite output``,
     ``prunekit: pruned model fails`` (running or measuring it raised),
@@ -61,6 +62,8 @@ def category(row: dict) -> str:
             return "prunekit: pruned model fails"
         if kind in (None, "UnsupportedModelError"):
             return "prunekit: unsupported"
+        if p.get("internal") is False:  # a PrunekitError subclass: a message for the user, not a bug
+            return f"prunekit: refused ({kind})"
         return f"prunekit: raw {kind}"
     if p.get("shape_kept") is False:
         return "prunekit: output shape changed"

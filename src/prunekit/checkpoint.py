@@ -467,14 +467,14 @@ def load(path: str | os.PathLike, *, strict: bool = True, trusted_factories=(),
 
 
 def check_finite(model, where: str) -> None:
-    """Raise CheckpointError if a floating-point weight or buffer of ``model`` holds NaN or infinity.
+    """Raise CheckpointError if a floating-point weight of ``model`` holds NaN or infinity, or a buffer NaN.
 
     Pruning ranks and compression clusters weights by value: on NaN they silently
     pick arbitrary channels or codebooks, so callers refuse such a model first.
     """
-    from prunekit.validate import find_non_finite
+    from prunekit.validate import find_invalid_values
 
-    bad = find_non_finite(model.state_dict().items())
+    bad = find_invalid_values(model)
     if bad is not None:
         name, count = bad
         raise CheckpointError(f"{where}: {name} holds {count} non-finite value(s) (NaN or infinity); the model "

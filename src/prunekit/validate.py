@@ -182,3 +182,31 @@ def find_non_finite(named_tensors) -> tuple[str, int] | None:
         if bad:
             return name, bad
     return None
+
+def find_invalid_values(model) -> tuple[str, int] | None:
+    """``(name, count)`` of the first parameter holding NaN or infinity, or buffer holding NaN; None if none does.
+
+    Buffers may hold infinity by design (timm's clipped linear layers default
+    their clamp bounds to -inf/+inf, attention masks hold -inf), so only NaN
+    marks a broken buffer; a parameter must be finite.
+
+    Example:
+        >>> import torch
+        >>> m = torch.nn.Linear(2, 2)
+        >>> m.register_buffer("lo", torch.tensor(-float("inf")))
+        >>> find_invalid_values(m) is None
+        True
+        >>> _ = m.lo.fill_(float("nan"))
+        >>> find_invalid_values(m)
+        ('lo', 1)
+    """
+    import torch
+
+    bad = find_non_finite(model.named_parameters())
+    if bad is not None:
+        return bad
+    for name, b in model.named_buffers():
+        if isinstance(b, torch.Tensor) and b.is_floating_point() and bool(torch.isnan(b).any()):
+            return name, int(torch.isnan(b).sum())
+    return None
+

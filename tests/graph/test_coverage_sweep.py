@@ -185,6 +185,8 @@ def test_render_rebuilds_the_pages_from_the_store_alone(tmp_path):
     ({**_pruned("a"), "prunekit": {"status": "pruned", "shape_kept": True, "finite": False}},
      "prunekit: non-finite output"),
     ({**_pruned("a"), "prunekit": {"status": "error", "reason": "KeyError: 'x'"}}, "prunekit: raw KeyError"),
+    ({**_pruned("a"), "prunekit": {"status": "error", "reason": "PrunekitError: w holds NaN", "internal": False,
+                                   "error_type": "PrunekitError"}}, "prunekit: refused (PrunekitError)"),
     ({**_pruned("a"), "prunekit": {"status": "error", "reason": "op add in m (f.py:3): bad",
                                    "error_type": "UnsupportedModelError"}}, "prunekit: unsupported"),
     ({**_pruned("a"), "prunekit": {"status": "error", "reason": "MemoryError: "}}, "prunekit: memory"),

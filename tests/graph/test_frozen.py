@@ -191,19 +191,21 @@ class StdConv(nn.Conv2d):
         return torch.nn.functional.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-def test_computed_grouped_weight_keeps_its_input_channels_and_the_pruned_model_runs():
+def test_computed_grouped_weight_prunes_whole_group_positions_and_the_pruned_model_runs():
     net = nn.Sequential(nn.Conv2d(3, 8, 1), StdConv(8, 6, 3, padding=1, groups=2), nn.ReLU(), nn.Conv2d(6, 4, 1))
     net.eval()
     x = torch.randn(1, 3, 6, 6)
     plan = _quiet_plan(net, x, ratio=0.5)
-    # 0 -> 1: the standardised weight has no channel labels on its input dim, so those 8 stay;
-    # 1 -> 3: output channels of the grouped conv, one per group position, are prunable
+    # 0 -> 1: the standardised weight's input dim follows its channels (the kernel positions go with
+    # them); 2 groups of 4 inputs: position j of both groups goes together, so the group has 4 channels;
+    # 1 -> 3: output channels of the grouped conv, one per group position
     # (before the fix, conv 0's output was pruned and the pruned model failed: "expected 8 channels")
     assert [(g.size, len(g.removed), sorted({m.module for m in g.members})) for g in plan.groups] == \
-        [(3, 1, ["1", "3"])]
+        [(4, 2, ["0", "1"]), (3, 1, ["1", "3"])]
     small = plan.apply(net)
     with torch.no_grad():
         assert small(x).shape == net(x).shape
+    assert small[1].weight.shape == (4, 2, 3, 3)
 
 
 class BlurAttr(nn.Module):

@@ -160,6 +160,34 @@ def test_plan_refuses_nan_weights(criterion):
         prunekit.plan(net, torch.randn(1, 1, 8, 8), criterion=criterion, ratio=0.5)
 
 
+class Clipped(torch.nn.Module):
+    """timm's clipped linear (Gemma-4 ViT): clamp bounds are buffers that default to -inf/+inf (a no-op clamp)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(4, 8), torch.nn.Linear(8, 3)
+        self.register_buffer("lo", torch.tensor(-float("inf")))
+        self.register_buffer("hi", torch.tensor(float("inf")))
+
+    def forward(self, x):
+        return self.b(torch.clamp(torch.relu(self.a(x)), self.lo, self.hi))
+
+
+def test_plan_accepts_infinite_buffers_but_not_nan_ones():
+    import prunekit
+    from prunekit.errors import PrunekitError
+    from prunekit.validate import find_invalid_values
+
+    net = Clipped()
+    assert find_invalid_values(net) is None
+    plan = prunekit.plan(net, torch.randn(2, 4), ratio=0.5)
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(8, 4)]
+    net.lo.fill_(float("nan"))
+    assert find_invalid_values(net) == ("lo", 1)
+    with pytest.raises(PrunekitError, match="lo holds NaN or infinite values"):
+        prunekit.plan(net, torch.randn(2, 4), ratio=0.5)
+
+
 EVIL = 'criterion=!!python/object/apply:os.system ["echo hi"]'
 
 

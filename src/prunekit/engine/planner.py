@@ -121,7 +121,7 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
     from prunekit.engine.gather import gather_group, gradients
     from prunekit.engine.policy import GroupCost, normalize_scores, select
     from prunekit.graph import analyze
-    from prunekit.validate import find_non_finite
+    from prunekit.validate import find_invalid_values
 
     opts = options_with(options, overrides)
     ratio, target = opts.ratio, opts.target
@@ -130,7 +130,7 @@ def plan(model, example_inputs, options: PlanOptions | None = None, *, data=None
     if not isinstance(model, torch.nn.Module):
         raise PrunekitError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     # criteria rank channels by value: on NaN (a diverged model) they would silently pick channels 0, 1, ...
-    bad = find_non_finite(model.state_dict().items())
+    bad = find_invalid_values(model)
     if bad is not None:
         raise PrunekitError(f"{bad[0]} holds NaN or infinite values: the model diverged or its file is damaged, "
                             "so its channels cannot be ranked")

@@ -389,11 +389,15 @@ def reshape(lab: Labels, out_shape, free_dims: set[int], sink: UnionSink, bindin
         if not own:
             continue
         if len(own) > 1:
-            # two independent channel sets mixed into one chunk: removing from
-            # either would leave a ragged grid the reshape cannot express
-            for _, ids in own:
+            # independent channel sets mixed into one chunk (a conv weight's in, kh
+            # and kw flattened together by weight standardisation): one set can
+            # follow the reshape, several cannot, since each output index holds one
+            # id. The outermost set is kept (removing one of its channels removes a
+            # contiguous slab, a full grid for any reshape); the others stay whole
+            own.sort(key=lambda b: min(b[0]))
+            for _, ids in own[1:]:
                 sink.fix(ids)
-            continue
+            own = own[:1]
         dims, ids = own[0]
         # give every element of the chunk the id of its channel, then reshape the
         # ids exactly as the tensor is reshaped: each output element knows its channel

@@ -40,6 +40,12 @@ def conv_fn(ctx, node, args, kwargs):
     nsp = w.ndim - 2
     d = x.ndim - nsp - 1
     w0, w1 = w.block_of(0), w.block_of(1)
+    if w1 is not None and w1[0] != (1,) and 0 not in w1[0]:
+        # a computed weight whose input block also spans the kernel dims (weight
+        # standardisation reshapes back from (1, out, in*k*k)): the kernel
+        # positions of one input channel go together, as in any conv
+        w, _ = isolate(ctx, w, 1)
+        w1 = w.block_of(1)
     if w0 is None or w0[0] != (0,) or (w1 is not None and w1[0] != (1,)):
         raise NotHandled
     for dims, ids in w.blocks:

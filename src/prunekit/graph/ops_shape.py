@@ -220,6 +220,40 @@ def repeat_m(ctx, node, args, kwargs):
     return keep_same_size_dims(ctx, lab, shape)
 
 
+@handles("repeat_interleave", torch.repeat_interleave)
+def repeat_interleave_m(ctx, node, args, kwargs):
+    """``x.repeat_interleave(r, dim)`` with an int ``r``: each index of ``dim`` becomes ``r`` copies in a row.
+
+    A channel's copies carry its id, so removing it removes all of them and the
+    pruned tensor still repeats every kept channel ``r`` times (GCViT repeats a
+    global query over the batch of windows, where the dim carries no channel).
+    """
+    lab = need_labels(args[0])
+    reps = args[1] if len(args) > 1 else kwargs.get("repeats")
+    dim = args[2] if len(args) > 2 else kwargs.get("dim")
+    if dim is None or not isinstance(reps, (Sz, int)) or isinstance(reps, bool):
+        raise NotHandled  # flattening form, or per-index counts from a tensor
+    r, d = int_of(reps), int_of(dim) % lab.ndim
+    blocks = [(dims, np.repeat(ids, r, axis=dims.index(d)) if d in dims else ids) for dims, ids in lab.blocks]
+    return Labels(tuple(out_shape(ctx, node)), blocks)
+
+
+@handles("unfold")
+def unfold_m(ctx, node, args, kwargs):
+    """``x.unfold(dim, size, step)``: sliding windows along ``dim``, the window as a new last dim.
+
+    The other dims keep their positions, so their channels pass through (HaloNet
+    unfolds the spatial dims of its keys and values); channels on ``dim`` itself
+    are kept unless the windows are the identity (size 1, step 1).
+    """
+    lab = need_labels(args[0])
+    shape = out_shape(ctx, node)
+    if len(shape) != lab.ndim + 1:
+        raise NotHandled
+    kept = keep_same_size_dims(ctx, lab, shape[:-1])
+    return Labels(tuple(shape), kept.blocks)
+
+
 # ----------------------------------------------------------------------------- cat / stack / split
 
 
