@@ -384,6 +384,9 @@ def main(argv=None) -> int:
     ap.add_argument("--shard", help="i/n: run every n-th selected model from the i-th (1-based)")
     ap.add_argument("--resume", action="store_true",
                     help="keep the --json store's rows and run only the models (or tools) it lacks")
+    ap.add_argument("--redo", action="append", default=[], metavar="CATEGORY",
+                    help="with --resume: run again the stored rows whose category starts with this (e.g. "
+                         "'prunekit:' after an engine fix; repeatable)")
     ap.add_argument("--no-render", action="store_true", help="do not write the pages at the end (shard runs)")
     ap.add_argument("--timeout", type=float, default=180, help="seconds per model and tool (build + pruning)")
     ap.add_argument("--mem-gb", type=float, default=8, help="address-space limit per model process (0: none)")
@@ -410,7 +413,9 @@ def main(argv=None) -> int:
     if not args.resume:
         sweep.save_store(args.json, {"meta": {}, "rows": {}})
     stored = sweep.load_store(args.json)["rows"]
-    todo = [(n, sweep.tools_needed(stored.get(n), not args.no_tp)) for n in names]
+    redo = tuple(args.redo)
+    todo = [(n, sweep.tools_needed(None if redo and n in stored and report.category(stored[n]).startswith(redo)
+                                   else stored.get(n), not args.no_tp)) for n in names]
     todo = [(n, t) for n, t in todo if t]
     print(f"{len(names)} selected, {len(names) - len(todo)} already in {args.json}, {len(todo)} to run", flush=True)
     progress = sweep.Progress(len(todo))

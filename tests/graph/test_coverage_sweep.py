@@ -146,6 +146,19 @@ def test_resume_runs_only_what_the_store_lacks_and_keeps_finished_rows(tmp_path,
     assert "| prunekit: MACs ratio > 0.6 | 1 | done |" in text
 
 
+def test_redo_runs_the_stored_rows_of_a_category_again(tmp_path, monkeypatch):
+    store = tmp_path / "s.json"
+    rows = {"low": _pruned("low", 0.9), "ok": _pruned("ok", 0.2),
+            "big": {"model": "big", "library": "timm", "build": "too_large"}}
+    SWEEP.save_store(store, {"meta": {}, "rows": rows})
+    calls: list = []
+    monkeypatch.setattr(HARNESS, "evaluate_isolated", _fake_evaluate(calls))
+    HARNESS.main(["--models", "low,ok,big", "--no-tp", "--resume", "--redo", "prunekit:", "--json", str(store),
+                  "--no-render"])
+    assert calls == [("low", ("prunekit",))]
+    assert SWEEP.load_store(store)["rows"]["low"]["prunekit"]["macs_ratio"] == 0.25  # replaced by the new run
+
+
 def test_without_resume_the_store_starts_empty(tmp_path, monkeypatch):
     store = tmp_path / "s.json"
     SWEEP.save_store(store, {"meta": {}, "rows": {"old": _pruned("old")}})
