@@ -177,3 +177,31 @@ def test_antialiased_resize_under_torch_export_passes_channels(mode):
         pos = F.interpolate(net.pos[:, k], size=(6, 6), mode=mode, antialias=True)
         ref = F.conv2d(F.conv2d(x, net.a.weight[k], net.a.bias[k]) + pos, net.b.weight[:, k], net.b.bias)
         assert torch.allclose(small(x), ref, atol=1e-5)
+
+
+class BiasTable(nn.Module):
+    """TinyViT / LeViT: a per-head bias table looked up by a buffer of position indices, ``table[:, idx]``."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 2, 1)
+        self.table = nn.Parameter(torch.randn(4, 5))
+        self.register_buffer("idx", torch.tensor([[0, 1, 2], [1, 2, 3], [2, 3, 4]]))
+
+    def forward(self, x):
+        return self.b(self.a(x) + self.table[:, self.idx].unsqueeze(0))
+
+
+def test_index_tensor_under_torch_export_prunes_the_table_with_its_channels():
+    torch.manual_seed(0)
+    net = BiasTable().eval()
+    x = torch.randn(1, 3, 3, 3)
+    plan = _plan(net, x, ratio=0.5, tracer="export")
+    assert plan.frozen == []  # before: "aten.index.Tensor not understood", a's channels kept
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(4, 2)]
+    k = plan.kept_indices()[("a.weight", 0)]
+    assert list(plan.kept_indices()[("table", 0)]) == list(k)
+    small = plan.apply(net)
+    with torch.no_grad():
+        h = F.conv2d(x, net.a.weight[k], net.a.bias[k]) + net.table[k][:, net.idx].unsqueeze(0)
+        assert torch.allclose(small(x), F.conv2d(h, net.b.weight[:, k], net.b.bias), atol=1e-6)

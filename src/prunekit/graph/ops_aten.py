@@ -95,6 +95,20 @@ def slice_tensor(ctx, node, args, kwargs):
     return getitem_tensor(ctx, node, lab, index)
 
 
+@handles(*aten("index.Tensor"))
+def index_tensor(ctx, node, args, kwargs):
+    """``aten.index.Tensor(x, [None, idx, ...])``: ``x[:, idx]`` as torch.export writes it (None = a full slice).
+
+    The relative-position-bias lookups of TinyViT, LeViT and SAM, analysed
+    like their fx form (:func:`prunekit.graph.ops_index.getitem_tensor`).
+    """
+    lab = need_labels(args[0])
+    indices = args[1] if len(args) > 1 else kwargs["indices"]
+    if not isinstance(indices, (list, tuple)):
+        raise NotHandled
+    return getitem_tensor(ctx, node, lab, tuple(slice(None) if i is None else i for i in indices))
+
+
 # Aten ops whose handler is the one of their torch.nn.functional / tensor-method
 # form (same arguments): registered here rather than on those handlers so that
 # everything torch.export-specific stays in this module.
