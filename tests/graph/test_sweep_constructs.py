@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 
-import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -147,36 +146,6 @@ def test_tensor_unfold_over_channels_keeps_them():
     plan = _plan(UnfoldChannels().eval(), torch.randn(1, 3, 4, 4), ratio=0.5)
     assert plan.frozen == []
     assert [sorted({m.module for m in g.members}) for g in plan.groups] == [["b", "c"]]  # a's 8 stay whole
-
-
-class PosResize(nn.Module):
-    """NaFlexViT / SAM: a position embedding resized to the feature map with an antialiased interpolation."""
-
-    def __init__(self, mode):
-        super().__init__()
-        self.mode = mode
-        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
-        self.pos = nn.Parameter(torch.randn(1, 8, 3, 3))
-
-    def forward(self, x):
-        y = self.a(x)
-        return self.b(y + F.interpolate(self.pos, size=(6, 6), mode=self.mode, antialias=True))
-
-
-@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
-def test_antialiased_resize_under_torch_export_passes_channels(mode):
-    torch.manual_seed(0)
-    net = PosResize(mode).eval()
-    x = torch.randn(1, 3, 6, 6)
-    plan = _plan(net, x, ratio=0.5, tracer="export")
-    assert plan.frozen == []  # before: "aten._upsample_bilinear2d_aa not understood", the 8 channels kept
-    assert [(g.size, len(g.removed)) for g in plan.groups] == [(8, 4)]
-    k = plan.kept_indices()[("a.weight", 0)]
-    small = plan.apply(net)
-    with torch.no_grad():
-        pos = F.interpolate(net.pos[:, k], size=(6, 6), mode=mode, antialias=True)
-        ref = F.conv2d(F.conv2d(x, net.a.weight[k], net.a.bias[k]) + pos, net.b.weight[:, k], net.b.bias)
-        assert torch.allclose(small(x), ref, atol=1e-5)
 
 
 class BiasTable(nn.Module):

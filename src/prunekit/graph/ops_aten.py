@@ -143,8 +143,4 @@ handles(*aten("contiguous.default", "alias.default", "detach.default", "detach_.
 handles(*aten("where"))(elementwise)
 handles(*aten("adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "max_pool1d", "max_pool2d",
               "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d", "upsample_nearest2d", "upsample_bilinear2d",
-              # every resize F.interpolate lowers to (antialiased ones: NaFlexViT and SAM resize position
-              # embeddings with antialias=True); they change spatial sizes only
-              "upsample_nearest1d", "upsample_nearest3d", "_upsample_nearest_exact1d", "_upsample_nearest_exact2d",
-              "_upsample_nearest_exact3d", "upsample_linear1d", "upsample_bicubic2d", "upsample_trilinear3d",
-              "_upsample_bilinear2d_aa", "_upsample_bicubic2d_aa", "constant_pad_nd", "pad", "max_pool2d_with_indices", "adaptive_max_pool2d"))(channelwise)
+              "constant_pad_nd", "pad", "max_pool2d_with_indices", "adaptive_max_pool2d"))(channelwise)
