@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -174,3 +175,59 @@ def test_index_tensor_under_torch_export_prunes_the_table_with_its_channels():
     with torch.no_grad():
         h = F.conv2d(x, net.a.weight[k], net.a.bias[k]) + net.table[k][:, net.idx].unsqueeze(0)
         assert torch.allclose(small(x), F.conv2d(h, net.b.weight[:, k], net.b.bias), atol=1e-6)
+
+
+class RepeatNewDims(nn.Module):
+    """XCiT's position grid: ``repeat`` with more counts than dims adds leading dims."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.a(x).repeat(2, 1, 1, 1, 1)  # (2, 1, 8, h, w)
+        return self.b(y.sum(0))
+
+
+def test_repeat_adding_leading_dims_passes_channels():
+    torch.manual_seed(0)
+    net = RepeatNewDims().eval()
+    x = torch.randn(1, 3, 4, 4)
+    plan = _plan(net, x, ratio=0.5)
+    assert plan.frozen == []  # before: ".repeat() not understood in this form", a's channels kept
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(8, 4)]
+    k = plan.kept_indices()[("a.weight", 0)]
+    with torch.no_grad():
+        ref = F.conv2d(2 * F.conv2d(x, net.a.weight[k], net.a.bias[k]), net.b.weight[:, k], net.b.bias)
+        assert torch.allclose(plan.apply(net)(x), ref, atol=1e-5)
+
+
+class Im2col(nn.Module):
+    """VOLO's outlook attention: values unfolded (im2col), then split per channel and kernel position."""
+
+    def __init__(self, functional):
+        super().__init__()
+        self.functional = functional
+        self.a, self.b = nn.Conv2d(3, 8, 1), nn.Conv1d(8, 4, 1)
+        self.unfold = nn.Unfold(kernel_size=2)
+
+    def forward(self, x):
+        y = self.a(x)
+        cols = F.unfold(y, kernel_size=2) if self.functional else self.unfold(y)  # (n, 8*4, L)
+        n, _, length = cols.shape
+        return self.b(cols.reshape(n, -1, 4, length).mean(2))
+
+
+@pytest.mark.parametrize("functional", [True, False])
+def test_im2col_unfold_carries_each_channel_to_its_kernel_rows(functional):
+    torch.manual_seed(0)
+    net = Im2col(functional).eval()
+    x = torch.randn(1, 3, 4, 4)
+    plan = _plan(net, x, ratio=0.5)
+    assert plan.frozen == []  # before: "module Unfold not understood", a's channels kept
+    assert [(g.size, len(g.removed)) for g in plan.groups] == [(8, 4)]
+    k = plan.kept_indices()[("a.weight", 0)]
+    with torch.no_grad():
+        cols = F.unfold(F.conv2d(x, net.a.weight[k], net.a.bias[k]), kernel_size=2)
+        ref = F.conv1d(cols.reshape(1, 4, 4, -1).mean(2), net.b.weight[:, k], net.b.bias)
+        assert torch.allclose(plan.apply(net)(x), ref, atol=1e-5)

@@ -6,7 +6,7 @@ import torch.nn as nn
 
 from prunekit.graph.labels import Labels, rigid
 from prunekit.graph.ops import NotHandled, handles, need_labels, out_shape
-from prunekit.graph.ops_shape import channelwise, free_reshape, isolate, reshape_with_sizes
+from prunekit.graph.ops_shape import channelwise, free_reshape, im2col_labels, isolate, reshape_with_sizes
 
 
 def _pid(ctx, node, name, dim, role):
@@ -187,6 +187,12 @@ def _stats_norm(ctx, node, module, x, d):
         names += [("running_mean", "stat"), ("running_var", "stat")]
     out, _ = _norm_channels(ctx, node, x, d, names, out_shape(ctx, node), attrs=("num_features",))
     return out
+
+
+@handles(nn.Unfold)
+def unfold_module(ctx, node, module, args, kwargs):
+    """``nn.Unfold`` (im2col): see :func:`prunekit.graph.ops_shape.im2col_labels`."""
+    return im2col_labels(ctx, node, need_labels(args[0]))
 
 
 @handles(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from prunekit.graph.analysis import Sz
 from prunekit.graph.labels import (
-    Labels, broadcast_unify, index_along, permute, project, reshape, squeeze_block_dims,
+    Labels, broadcast_unify, index_along, permute, project, reshape, shift, squeeze_block_dims,
 )
 from prunekit.graph.ops import NotHandled, dims_arg, existing, handles, int_of, need_labels, out_shape
 
@@ -213,10 +213,14 @@ def keep_same_size_dims(ctx, lab: Labels, shape) -> Labels:
 
 @handles("repeat", "tile")
 def repeat_m(ctx, node, args, kwargs):
+    """``repeat``/``tile``: more repeat counts than dims add leading dims (XCiT's position grid), as torch does."""
     lab = need_labels(args[0])
     shape = out_shape(ctx, node)
-    if len(shape) != lab.ndim:
+    if len(shape) < lab.ndim:
         raise NotHandled
+    if len(shape) > lab.ndim:
+        extra = len(shape) - lab.ndim
+        lab = shift(lab, (1,) * extra + tuple(lab.shape), extra)
     return keep_same_size_dims(ctx, lab, shape)
 
 
@@ -252,6 +256,32 @@ def unfold_m(ctx, node, args, kwargs):
         raise NotHandled
     kept = keep_same_size_dims(ctx, lab, shape[:-1])
     return Labels(tuple(shape), kept.blocks)
+
+
+def im2col_labels(ctx, node, lab: Labels) -> Labels:
+    """``F.unfold`` / ``nn.Unfold`` (im2col): ``(N, C, H, W)`` -> ``(N, C*k, L)``, channel-major.
+
+    Channel ``c`` becomes the ``k`` rows ``c*k .. c*k+k-1`` (its kernel
+    positions), so those rows carry its id and go with it (VOLO's outlook
+    attention unfolds its values); the spatial positions are mixed into
+    windows, so channels on them are kept.
+    """
+    shape = out_shape(ctx, node)
+    d = lab.ndim - 3  # 1 batched, 0 unbatched
+    if d not in (0, 1) or len(shape) != d + 2:
+        raise NotHandled
+    lab2, ids = isolate(ctx, lab, d)
+    for dims, other in lab2.blocks:
+        if d not in dims:
+            ctx.sink.fix(other)
+    if ids is None:
+        return Labels(tuple(shape), [])
+    return Labels(tuple(shape), [((d,), np.repeat(ids, shape[d] // lab.shape[d]))])
+
+
+@handles(F.unfold)
+def unfold_fn(ctx, node, args, kwargs):
+    return im2col_labels(ctx, node, need_labels(args[0] if args else kwargs["input"]))
 
 
 # ----------------------------------------------------------------------------- cat / stack / split
