@@ -231,3 +231,32 @@ def test_im2col_unfold_carries_each_channel_to_its_kernel_rows(functional):
         cols = F.unfold(F.conv2d(x, net.a.weight[k], net.a.bias[k]), kernel_size=2)
         ref = F.conv1d(cols.reshape(1, 4, 4, -1).mean(2), net.b.weight[:, k], net.b.bias)
         assert torch.allclose(plan.apply(net)(x), ref, atol=1e-5)
+
+
+class Normalized(nn.Module):
+    """XCiT's cross-covariance attention normalises q and k with ``F.normalize`` (over tokens, and here over
+    channels too)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.dim = dim
+        self.a, self.b = nn.Conv1d(3, 8, 1), nn.Conv1d(8, 4, 1)
+
+    def forward(self, x):
+        return self.b(F.normalize(self.a(x), dim=self.dim))
+
+
+@pytest.mark.parametrize("dim", [1, -1])
+def test_normalize_passes_channels_and_removing_equals_zeroing(dim):
+    torch.manual_seed(0)
+    net = Normalized(dim).eval()
+    x = torch.randn(2, 3, 5)
+    plan = _plan(net, x, ratio=0.5)
+    assert plan.frozen == []  # before: "F.normalize not understood", a's channels kept
+    assert [(g.size, len(g.removed), g.notes) for g in plan.groups] == [(8, 4, [])]
+    k = plan.kept_indices()[("a.weight", 0)]
+    with torch.no_grad():
+        ref = F.conv1d(F.normalize(F.conv1d(x, net.a.weight[k], net.a.bias[k]), dim=dim), net.b.weight[:, k],
+                       net.b.bias)
+        assert torch.allclose(plan.apply(net)(x), ref, atol=1e-6)
+        assert torch.allclose(plan.apply_masks(net)(x), ref, atol=1e-6)  # a zero adds nothing to the norm
