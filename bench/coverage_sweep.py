@@ -92,6 +92,7 @@ def save_store(path: str | Path, store: dict, extra: dict | None = None) -> None
     data = {"meta": store.get("meta", {}), **(extra or {}), "rows": store["rows"]}
     fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the store is an ordinary results file
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1, default=str)
             f.flush()
@@ -105,7 +106,8 @@ def save_store(path: str | Path, store: dict, extra: dict | None = None) -> None
 
 @contextlib.contextmanager
 def _locked(path: Path):
-    """An exclusive lock on ``path + '.lock'`` (shard processes sharing one store merge one at a time)."""
+    """An exclusive lock on ``path + '.lock'`` (shard processes sharing one store merge one at a time; the
+    empty lock file stays, ignored by git)."""
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,7 @@ def test_store_round_trip_is_atomic_and_reads_legacy_lists(tmp_path):
     assert json.loads(path.read_text()) == {"meta": {"command": "c"}, "totals": {"x": 1},
                                             "rows": {"a": {"model": "a"}}}
     assert sorted(p.name for p in path.parent.iterdir()) == ["store.json"]  # no temporary file left behind
+    assert path.stat().st_mode & 0o777 == 0o644
     legacy = tmp_path / "legacy.json"
     legacy.write_text(json.dumps({"ratio": 0.5, "rows": [{"model": "b", "build": "ok"}]}))
     assert SWEEP.load_store(legacy) == {"meta": {}, "rows": {"b": {"model": "b", "build": "ok"}}}

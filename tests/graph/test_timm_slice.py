@@ -31,12 +31,13 @@ TIMM = HARNESS.import_timm()
 # ViT (attention heads), MLP-Mixer, ResMLP (affine), DenseNet (concatenation), RepVGG, GhostNet (cheap ops +
 # slicing), ReXNet (partial residual adds), DLA (trees), PoolFormer (GroupNorm),
 # LeViT (attention with literal sizes), PiT (pooling tokens, a class-token parameter passed between modules),
-# CaiT / Swin V2 CR (per-head width computed at run time: C // num_heads; cosine attention)
+# CaiT / Swin V2 CR (per-head width computed at run time: C // num_heads; cosine attention),
+# NFNet (weight-standardised convs, ScaledStdConv2d: MACs ratio 0.77 before they pruned their inputs)
 ARCHS = [
     "resnet18", "efficientnet_b0", "mobilenetv3_small_050", "regnetx_002", "convnext_atto",
     "vit_tiny_patch16_224", "mixer_s32_224", "resmlp_12_224", "densenet121", "repvgg_a0", "ghostnet_050",
     "rexnet_100", "dla34", "poolformer_s12", "levit_128s", "pit_ti_224", "cait_xxs24_224", "swinv2_cr_tiny_224",
-    "davit_tiny",
+    "davit_tiny", "eca_nfnet_l0",
 ]
 
 
