@@ -260,3 +260,50 @@ def test_normalize_passes_channels_and_removing_equals_zeroing(dim):
                        net.b.bias)
         assert torch.allclose(plan.apply(net)(x), ref, atol=1e-6)
         assert torch.allclose(plan.apply_masks(net)(x), ref, atol=1e-6)  # a zero adds nothing to the norm
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """timm's LayerNorm2d: an nn.LayerNorm subclass calling F.layer_norm on channels-last (the surgery updates
+    its normalized_shape)."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps).permute(0, 3, 1, 2)
+
+
+class ConstantShapeNorm(nn.Module):
+    """A functional layer_norm whose normalized_shape is another module's tuple attribute (a constant)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.n1, self.b = nn.Conv2d(3, 8, 1), LayerNorm2d(8), nn.Conv2d(8, 6, 1)
+        self.w, self.bias, self.shape6 = nn.Parameter(torch.rand(6) + 0.5), nn.Parameter(torch.zeros(6)), (6,)
+        self.c = nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        y = self.b(self.n1(self.a(x))).permute(0, 2, 3, 1)
+        return self.c(F.layer_norm(y, self.shape6, self.w, self.bias).permute(0, 3, 1, 2))
+
+
+def test_functional_layer_norm_with_a_constant_shape_keeps_its_channels_and_names_the_line():
+    torch.manual_seed(0)
+    net = ConstantShapeNorm().eval()
+    x = torch.randn(1, 3, 4, 4)
+    plan = _plan(net, x, ratio=0.5)
+    # before: the 6 channels were pruned and the pruned model failed ("weight of shape [3] and
+    # normalized_shape = [6]"); the LayerNorm2d subclass's own attribute is updated, so a -> n1 -> b prunes
+    assert [(g.size, len(g.removed), sorted({m.module for m in g.members})) for g in plan.groups] == \
+        [(8, 4, ["a", "b", "n1"])]
+    (f,) = plan.frozen
+    assert (f["op"], f["module"]) == ("function torch.nn.functional.layer_norm", "")
+    assert f["line"].endswith(f"test_sweep_constructs.py:{ConstantShapeNorm.forward.__code__.co_firstlineno + 2}")
+    assert "constant normalized_shape" in f["reason"]
+    small = plan.apply(net)
+    assert small.n1.normalized_shape == (4,)
+    k = plan.kept_indices()[("a.weight", 0)]
+    with torch.no_grad():
+        h = F.conv2d(x, net.a.weight[k], net.a.bias[k]).permute(0, 2, 3, 1)
+        h = F.layer_norm(h, (4,), net.n1.weight[k], net.n1.bias[k], net.n1.eps).permute(0, 3, 1, 2)
+        y = F.conv2d(h, net.b.weight[:, k], net.b.bias).permute(0, 2, 3, 1)
+        ref = F.conv2d(F.layer_norm(y, (6,), net.w, net.bias).permute(0, 3, 1, 2), net.c.weight, net.c.bias)
+        assert torch.allclose(small(x), ref, atol=1e-5)

@@ -88,15 +88,58 @@ def conv_fn(ctx, node, args, kwargs):
     return Labels(tuple(shape), [((d,), w0[1])])
 
 
-def _conv_module_weight(ctx, out_ids) -> bool:
-    """Do the output-channel ids ``out_ids`` belong to the weight of an ``nn.Conv*`` module?"""
+def _weight_owner(ctx, out_ids) -> str | None:
+    """Qualified name of the module whose ``weight`` dim 0 has the ids ``out_ids`` (None: not a weight)."""
     if out_ids.size == 0:
-        return False
+        return None
     first = int(out_ids.reshape(-1)[0])
     for m in ctx.member_order:
         if m.dim == 0 and m.ids.size and int(m.ids.reshape(-1)[0]) == first:
-            return isinstance(ctx.modules.get(m.module), nn.modules.conv._ConvNd) and m.param.endswith("weight")
-    return False
+            return m.module if m.param.endswith("weight") else None
+    return None
+
+
+def _module_weight(ctx, out_ids, kinds) -> bool:
+    """Do the dim-0 ids ``out_ids`` belong to the ``weight`` of a module of one of ``kinds``?"""
+    owner = _weight_owner(ctx, out_ids)
+    return owner is not None and isinstance(ctx.modules.get(owner), kinds)
+
+
+def _conv_module_weight(ctx, out_ids) -> bool:
+    """Do the output-channel ids ``out_ids`` belong to the weight of an ``nn.Conv*`` module?"""
+    return _module_weight(ctx, out_ids, nn.modules.conv._ConvNd)
+
+
+_SURGERY_NORMS = tuple(t for t in (nn.LayerNorm, getattr(nn, "RMSNorm", None)) if t is not None)
+
+
+def _keep_if_constant_shape(ctx, node, ns, weight, x_ids, what: str) -> None:
+    """Keep the normalised channels when the pruned model would call the norm with a stale ``normalized_shape``.
+
+    A size measured on the input (``x.shape[-1:]``) or an int attribute is
+    handled by the dispatcher (it keeps those channels); a constant follows only
+    as the ``normalized_shape`` of an ``nn.LayerNorm``/``nn.RMSNorm`` whose weight
+    this is (a subclass with its own ``forward``, e.g. timm's LayerNorm2d): the
+    surgery updates that attribute. Any other constant (a literal, a tuple
+    attribute of another module) would fail in the pruned model.
+    """
+    from prunekit.graph.analysis import Sz
+    from prunekit.graph.ops import op_name
+
+    s = ns[0]
+    if x_ids is None or not isinstance(s, Sz) or s.src is not None or s.tag is not None:
+        return
+    w = _vec_ids(weight)
+    if w is not None and _module_weight(ctx, w, _SURGERY_NORMS):
+        return  # torch.export graphs: ctx.modules are the model's own
+    stack = node.meta.get("nn_module_stack") or {}
+    last = list(stack.values())[-1] if stack else None
+    if (w is not None and isinstance(last, tuple) and len(last) == 2 and isinstance(last[1], type)
+            and issubclass(last[1], _SURGERY_NORMS) and _weight_owner(ctx, w) == str(last[0])):
+        return  # fx: the norm's own forward (ctx.modules hold plain copies of traced-through modules)
+    ctx.sink.fix(x_ids)
+    ctx.freeze(op_name(ctx, node), f"{what} with a constant normalized_shape that the surgery cannot update (not "
+                                   "an nn.LayerNorm's own attribute); the normalised channels are kept")
 
 
 def _vec_ids(v):
@@ -148,6 +191,7 @@ def layer_norm_fn(ctx, node, args, kwargs):
     x2, x_ids = isolate(ctx, x, x.ndim - 1)
     _tie_vectors(ctx, list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")], x_ids)
     ctx.note_cross(x_ids, "layer_norm")
+    _keep_if_constant_shape(ctx, node, ns, args[2] if len(args) > 2 else kwargs.get("weight"), x_ids, "layer_norm")
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)
 
 
