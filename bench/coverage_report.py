@@ -33,7 +33,8 @@ def category(row: dict) -> str:
     UnsupportedModelError naming op, module and line), ``prunekit: frozen everything``,
     ``prunekit: output shape changed``, ``prunekit: non-finite output``,
     ``prunekit: pruned model fails`` (running or measuring it raised),
-    ``prunekit: MACs ratio > 0.6``.
+    ``prunekit: MACs ratio > 0.6, frozen: <op of the first frozen region>`` or
+    ``..., no frozen region`` (channels kept by constant sizes, e.g. under torch.export).
     """
     build = row.get("build")
     reason = row.get("reason") or ""
@@ -71,7 +72,10 @@ def category(row: dict) -> str:
         return "prunekit: non-finite output"
     if status == "unpruned":
         return "prunekit: nothing removed"
-    return "prunekit: MACs ratio > 0.6"
+    frozen = p.get("frozen") or []
+    if frozen:  # the first frozen region's op names the cause ("function _operator.floordiv", "module GPSA")
+        return f"prunekit: MACs ratio > 0.6, frozen: {frozen[0].split(' in ')[0]}"
+    return "prunekit: MACs ratio > 0.6, no frozen region"
 
 
 def categories(rows: list[dict], examples: int = 3) -> dict[str, dict]:

@@ -144,7 +144,7 @@ def test_resume_runs_only_what_the_store_lacks_and_keeps_finished_rows(tmp_path,
     text = out.read_text()
     assert "prunekit really prunes 1/2 (50.0%;" in text  # new pruned; done at 0.7 is not really pruned
     assert "| not built within limits: too large | 1 | big |" in text
-    assert "| prunekit: MACs ratio > 0.6 | 1 | done |" in text
+    assert "| prunekit: MACs ratio > 0.6, no frozen region | 1 | done |" in text
 
 
 def test_redo_runs_the_stored_rows_of_a_category_again(tmp_path, monkeypatch):
@@ -194,7 +194,9 @@ def test_render_rebuilds_the_pages_from_the_store_alone(tmp_path):
 
 @pytest.mark.parametrize("row, expected", [
     (_pruned("a", 0.3), "really pruned"),
-    (_pruned("a", 0.7), "prunekit: MACs ratio > 0.6"),
+    (_pruned("a", 0.7), "prunekit: MACs ratio > 0.6, no frozen region"),
+    (_pruned("a", 0.7, frozen=["function _operator.floordiv in blocks.0.attn (cait.py:167): a channel count"]),
+     "prunekit: MACs ratio > 0.6, frozen: function _operator.floordiv"),
     ({**_pruned("a"), "prunekit": {"status": "pruned", "shape_kept": False}}, "prunekit: output shape changed"),
     ({**_pruned("a"), "prunekit": {"status": "pruned", "shape_kept": True, "finite": False}},
      "prunekit: non-finite output"),
@@ -226,5 +228,5 @@ def test_categories_count_and_examples_most_frequent_first():
     rows = [_pruned("a"), _pruned("b", 0.9), _pruned("c"), _pruned("d"), _pruned("e")]
     assert REPORT.categories(rows, examples=2) == {
         "really pruned": {"count": 4, "examples": ["a", "c"]},
-        "prunekit: MACs ratio > 0.6": {"count": 1, "examples": ["b"]},
+        "prunekit: MACs ratio > 0.6, no frozen region": {"count": 1, "examples": ["b"]},
     }
