@@ -37,6 +37,7 @@ The full sweep on a 2-core machine, two shard processes sharing one store
 (each finished model is merged into it at once; rerun the same commands after
 an interruption and they continue)::
 
+    rm -f docs/coverage.json                        # a fresh store (without this, finished rows are kept)
     python bench/coverage.py --all --resume --shard 1/2 --no-render &
     python bench/coverage.py --all --resume --shard 2/2 --no-render; wait
     python bench/coverage.py --render
