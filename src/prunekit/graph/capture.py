@@ -154,13 +154,14 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
         def __init__(self, autowrap=()):
             super().__init__(autowrap_functions=autowrap)
             self.failed = None
+            self.paths: dict = {}
 
         def create_node(self, *args, **kwargs):
             # remember the user's source line of every node (cheaper than fx's
             # record_stack_traces, which formats the whole stack each time): a
             # frozen region then names the line that made it
             node = super().create_node(*args, **kwargs)
-            node.meta["prunekit_line"] = _caller_line()
+            node.meta["prunekit_line"] = _caller_line(self.paths)
             return node
 
         def is_leaf_module(self, m, qualname):
@@ -230,7 +231,7 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
                                    f"{len(opaque)} submodules holding most parameters are untraceable")
         except UnsupportedModelError:
             pass
-    gm = fx.GraphModule(tr.root, graph, root_name)
+    gm = _graph_module(tr.root, graph, root_name)
 
     meta: dict = {}
 
@@ -304,6 +305,24 @@ def library_notrace_functions() -> tuple:
     except Exception:  # noqa: BLE001 - a library's internals changed: trace without its list
         return ()
     return tuple(f for f in fns if callable(f))
+
+
+def _graph_module(root, graph, name: str):
+    """A GraphModule over ``graph`` that generates its Python code only when it is first called.
+
+    The analysis never calls the module (it walks the graph and interprets it),
+    and code generation plus ``compile`` was two thirds of building it (about
+    10 ms on ResNet-50). torch's own lazy variant (``_LazyGraphModule``, what
+    inductor uses) behaves as a GraphModule in every other way; where a torch
+    release lacks it, the plain GraphModule is built.
+    """
+    import torch.fx as fx
+
+    try:
+        from torch.fx._lazy_graph_module import _LazyGraphModule
+    except ImportError:  # pragma: no cover - older or newer torch without it
+        return fx.GraphModule(root, graph, name)
+    return _LazyGraphModule(root, graph, name)
 
 
 def _mostly_opaque(model, opaque: dict) -> bool:
@@ -386,15 +405,25 @@ def _skip_dirs() -> tuple:
     return (os.path.dirname(os.path.abspath(torch.__file__)) + os.sep, here + os.sep)
 
 
-def _caller_line() -> str:
-    """``file.py:LINE`` of the innermost frame outside torch and prunekit (the model's code)."""
+def _caller_line(paths: dict) -> str:
+    """``file.py:LINE`` of the innermost frame outside torch and prunekit (the model's code).
+
+    ``paths`` caches :func:`short_path` per source file for one trace (it walks
+    ``sys.path`` for every call, and a trace asks once per node).
+    """
     import sys
 
     skip = _skip_dirs()
     f = sys._getframe(1)
     while f is not None and f.f_code.co_filename.startswith(skip):
         f = f.f_back
-    return f"{short_path(f.f_code.co_filename)}:{f.f_lineno}" if f is not None else ""
+    if f is None:
+        return ""
+    name = f.f_code.co_filename
+    short = paths.get(name)
+    if short is None:
+        short = paths[name] = short_path(name)
+    return f"{short}:{f.f_lineno}"
 
 
 def last_user_frame(stack_trace: str) -> str:
