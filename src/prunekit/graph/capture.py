@@ -16,7 +16,8 @@ The capture uses :func:`torch.fx` symbolic tracing with two additions:
 
 Shapes come from running the traced graph once on the example inputs under
 ``torch.no_grad()`` in eval mode (a recording :class:`torch.fx.Interpreter`, like
-:class:`torch.fx.passes.shape_prop.ShapeProp` but also keeping Python ints).
+:class:`torch.fx.passes.shape_prop.ShapeProp` but also keeping Python ints), on
+meta or fake tensors where it can (:mod:`prunekit.graph.shape_pass`).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import functools
 from dataclasses import dataclass, field
 
 from prunekit.errors import UnsupportedModelError
-from prunekit.graph.shapes import meta_leaf_output, meta_same_shape_binary
+from prunekit.graph.shape_pass import DEFAULT_PASSES, record_shapes, summarize
 
 _MAX_RETRIES = 64
 
@@ -96,6 +97,10 @@ class Capture:
         meta: node -> summary of its value (see :func:`summarize`).
         opaque: qualified names of user modules kept as opaque leaves, with the reason.
         tags: (module, attr) -> :class:`AttrTag`.
+        kind: ``"fx"`` or ``"export"``.
+        param_placeholders: export graphs: placeholder name -> parameter or buffer name.
+        shape_pass: how the shapes were recorded (:meth:`ShapeRecord.describe
+            <prunekit.graph.shape_pass.ShapeRecord.describe>`; ``"export"`` for torch.export's own).
     """
 
     gm: object
@@ -104,28 +109,11 @@ class Capture:
     tags: dict
     kind: str = "fx"
     param_placeholders: dict = field(default_factory=dict)
+    shape_pass: str = "meta"
 
 
-def summarize(value):
-    """Shape-level summary of a traced value: tensors become ``("tensor", shape, dtype)``."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return ("tensor", tuple(int(s) for s in value.shape), value.dtype)
-    if isinstance(value, torch.Size):
-        return tuple(int(s) for s in value)
-    if isinstance(value, list):
-        return [summarize(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(summarize(v) for v in value)
-    if isinstance(value, dict):
-        return {k: summarize(v) for k, v in value.items()}
-    if isinstance(value, (bool, int, float, str, type(None))):
-        return value
-    return ("other", type(value).__name__)
-
-
-def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), tracer: str = "auto") -> Capture:
+def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), tracer: str = "auto",
+            shapes: str = "auto") -> Capture:
     """Trace ``model`` and record the shape of every node on ``example_inputs``.
 
     Args:
@@ -135,6 +123,8 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
         leaf_names: qualified names to keep opaque from the start.
         tracer: ``"auto"`` (fx, torch.export when fx cannot trace the root forward),
             ``"fx"`` (never fall back) or ``"export"`` (always torch.export).
+        shapes: ``"auto"`` (meta tensors, the real forward where they cannot run;
+            see :mod:`prunekit.graph.shape_pass`) or ``"real"`` (always the real forward).
 
     Raises:
         UnsupportedModelError: the root forward cannot be traced, or the example
@@ -145,6 +135,8 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
 
     if tracer not in ("auto", "fx", "export"):
         raise ValueError(f"tracer must be 'auto', 'fx' or 'export', got {tracer!r}")
+    if shapes not in ("auto", "real"):
+        raise ValueError(f"shapes must be 'auto' or 'real', got {shapes!r}")
     if tracer == "export":
         return _capture_export(model, example_inputs, type(model).__name__, "tracer='export' requested")
     opaque = {name: "requested" for name in leaf_names}
@@ -233,40 +225,11 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
             pass
     gm = _graph_module(tr.root, graph, root_name)
 
-    meta: dict = {}
-
-    class Recorder(fx.Interpreter):
-        def run_node(self, n):
-            result = super().run_node(n)
-            meta[n] = summarize(result)
-            return result
-
-    class MetaRecorder(Recorder):
-        # shapes without computing: parameters and inputs become meta tensors and
-        # the costly leaves get their output shape from graph.shapes. Anything the
-        # meta run cannot do (a data-dependent value, a leaf without a rule, a
-        # real tensor made mid-graph) raises, and the real forward runs instead.
-        def get_attr(self, target, args, kwargs):
-            value = super().get_attr(target, args, kwargs)
-            return value.to("meta") if isinstance(value, torch.Tensor) else value
-
-        def call_module(self, target, args, kwargs):
-            return meta_leaf_output(self.fetch_attr(target), args, kwargs)
-
-        def call_function(self, target, args, kwargs):
-            out = meta_same_shape_binary(target, args, kwargs)
-            return super().call_function(target, args, kwargs) if out is None else out
-
     training = {m: m.training for m in model.modules()}
     try:
         model.eval()
         with torch.no_grad():
-            try:
-                MetaRecorder(gm).run(*(a.to("meta") if isinstance(a, torch.Tensor) else a
-                                       for a in example_inputs))
-            except Exception:  # noqa: BLE001 - any failure means: compute it for real
-                meta.clear()
-                Recorder(gm).run(*example_inputs)
+            record = record_shapes(gm, example_inputs, passes=DEFAULT_PASSES if shapes == "auto" else ("real",))
     except Exception as e:
         graph_error = f"{type(e).__name__}: {_first_line(e)}"
         eager_error = _eager_error(model, example_inputs)
@@ -284,7 +247,7 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
     finally:
         for m, t in training.items():
             m.training = t
-    return Capture(gm=gm, meta=meta, opaque=opaque, tags=tags)
+    return Capture(gm=gm, meta=record.meta, opaque=opaque, tags=tags, shape_pass=record.describe())
 
 
 def library_notrace_functions() -> tuple:
@@ -378,7 +341,8 @@ def _capture_export(model, example_inputs, root_name: str, fx_error: str) -> Cap
     for node in gm.graph.nodes:
         if "val" in node.meta:
             meta[node] = summarize(_concrete(node.meta["val"]))
-    return Capture(gm=gm, meta=meta, opaque={}, tags={}, kind="export", param_placeholders=placeholders)
+    return Capture(gm=gm, meta=meta, opaque={}, tags={}, kind="export", param_placeholders=placeholders,
+                   shape_pass="export")
 
 
 def _concrete(v):

@@ -112,6 +112,8 @@ class Analysis:
         graph_ops: number of graph nodes.
         frozen: every :class:`FrozenRegion`, in graph order.
         tied: ``(TiedSize, group names)``: widths tied in proportion so a size read at run time stays right.
+        shape_pass: how the capture recorded shapes: ``"meta"``, ``"fake (why not meta)"``,
+            ``"real (why not meta, fake)"`` or ``"export"`` (see :mod:`prunekit.graph.shape_pass`).
     """
 
     groups: list[Group]
@@ -127,6 +129,7 @@ class Analysis:
     output_meta: object = None
     frozen: list = field(default_factory=list)
     tied: list = field(default_factory=list)
+    shape_pass: str = "meta"
 
 
 def _output_meta(cap):
@@ -270,4 +273,5 @@ def extract_groups(ctx, cap, n_nodes: int) -> Analysis:
     return Analysis(groups=groups, members=members, comp_of=comp_of, group_of_comp=group_of_comp,
                     bindings=bindings, macs_terms=ctx.macs_terms, param_shapes=shapes,
                     warnings=list(ctx.warnings) + frozen_warnings(ctx.frozen), opaque=dict(cap.opaque), graph_ops=n_nodes,
-                    output_meta=_output_meta(cap), frozen=list(ctx.frozen), tied=tied)
+                    output_meta=_output_meta(cap), frozen=list(ctx.frozen), tied=tied,
+                    shape_pass=cap.shape_pass)

@@ -116,7 +116,43 @@ def meta_leaf_output(module, args, kwargs):
     elif kind is nn.Linear:
         if x.dim() >= 1 and x.shape[-1] == module.in_features and x.dtype == module.weight.dtype:
             return torch.empty((*x.shape[:-1], module.out_features), dtype=x.dtype, device="meta")
+    elif kind is nn.LayerNorm:
+        n = len(module.normalized_shape)
+        if (x.dim() >= n and tuple(x.shape[x.dim() - n:]) == tuple(module.normalized_shape)
+                and _same_shape_ok(module, x, range(n, 9))):
+            return _like(x)
+    elif kind is nn.GroupNorm:
+        if x.dim() >= 2 and x.shape[1] == module.num_channels and _same_shape_ok(module, x, range(2, 9)):
+            return _like(x)
     elif kind in (nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten):
         # parameter-free: their own meta kernels are cheap enough
         return module(x)
     raise NoShapeRule(type(module).__name__)
+
+
+def meta_module_call(module, args, kwargs):
+    """Run a ``torch.nn`` layer without a shape rule on meta tensors, its weights seen as meta too.
+
+    ``torch.func.functional_call`` swaps in meta copies of the parameters and
+    buffers (shape only, no data) for this one call, so layers such as
+    ``Embedding``, ``PReLU``, ``ConvTranspose2d``, ``InstanceNorm2d`` or
+    ``MultiheadAttention`` keep the shape pass on meta tensors. User modules are
+    never run this way (their forward could keep a meta tensor in the model);
+    they raise :class:`NoShapeRule`, and so does a layer whose forward fails on meta.
+
+    Example:
+        >>> import torch
+        >>> emb = torch.nn.Embedding(10, 4)
+        >>> meta_module_call(emb, (torch.empty(2, 3, dtype=torch.long, device="meta"),), {}).shape
+        torch.Size([2, 3, 4])
+    """
+    import torch
+
+    if not type(module).__module__.startswith("torch.nn."):
+        raise NoShapeRule(type(module).__name__)
+    tensors = dict(module.named_parameters())
+    tensors.update(module.named_buffers())
+    try:
+        return torch.func.functional_call(module, {k: v.to("meta") for k, v in tensors.items()}, args, kwargs)
+    except Exception as e:  # noqa: BLE001 - the real forward then runs (and raises what users expect)
+        raise NoShapeRule(f"{type(module).__name__} on meta tensors: {type(e).__name__}: {e}") from e
