@@ -97,3 +97,22 @@ def test_size_on_disk_model_state_dict_and_file(tmp_path):
         size_on_disk(tmp_path / "missing.pt")
     with pytest.raises(PrunekitError, match="not a regular file"):
         size_on_disk(tmp_path)
+
+
+def test_peak_cpu_memory_sees_torch_and_numpy_allocations():
+    import numpy as np
+
+    from prunekit.measure.memory import peak_cpu_memory
+
+    def make():
+        t = torch.empty(1_000_000)          # 4 MB through torch's allocator, freed before the end
+        a = np.ones(2_000_000)              # 16 MB of NumPy (tracemalloc), freed before the end
+        del t, a
+        return None
+
+    torch_only = peak_cpu_memory(make)
+    both = peak_cpu_memory(make, python=True)
+    if torch_only is None:
+        pytest.skip("no Kineto profiler in this torch build")
+    assert 4_000_000 <= torch_only < 16_000_000
+    assert both >= torch_only + 16_000_000
