@@ -8,7 +8,12 @@ Measures, in one run on one machine:
 (b) CPU latency of the dense and both pruned models, interleaved
     (``prunekit.measure.compare_latency``), and speedup / MACs reduction with 95% intervals
     (``prunekit.measure.paired_speedup``: per-round paired ratios, bootstrap over rounds);
-(c) MACs and parameters of both results counted the same way (``prunekit.measure``).
+(c) MACs and parameters of both results counted the same way (``prunekit.measure``);
+(d) peak memory (``prunekit.measure.memory.peak_cpu_memory``: torch's CPU allocator plus
+    Python/NumPy allocations) of prunekit's analysis (``prunekit.graph.analyze``), of
+    ``prunekit.plan`` + ``apply`` and of Torch-Pruning's ``MetaPruner`` + ``step``, each as a
+    multiple of the dense model's own forward at batch 1 (measured the same way), on
+    fresh copies, outside the timed runs (tracemalloc slows Python down).
 
 Torch-Pruning is a benchmark-only dependency: ``pip install --no-deps torch-pruning==1.6.1``.
 
@@ -37,6 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--batch-sizes", default="1,32")
     ap.add_argument("--repeats", type=int, default=10, help="timed forward passes per model and batch size")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table (d)")
     args = ap.parse_args(argv)
 
     import torch
@@ -128,6 +134,9 @@ def main(argv=None) -> int:
             line += f" {lat[bs][k].median_ms:.1f} | {cells[0]} | {cells[1]} |"
         print(line)
     del cols
+    if not args.no_memory:
+        print()
+        print(memory_table(dense, x1, run_prunekit_plain(args), run_tp_plain(tp, args)))
     # Each round timed every library back to back, so the per-round ratio cancels the machine's drift;
     # its median gets a bootstrap interval over the rounds.
     tp_key = "torch-pruning 1.6.1"
@@ -140,6 +149,59 @@ def main(argv=None) -> int:
         print(f"- analyse+prune time, {k} / Torch-Pruning: median {med:.2f} "
               f"[95% bootstrap CI {lo:.2f}, {hi:.2f}] over {len(ratios)} interleaved rounds")
     return 0
+
+
+def run_prunekit_plain(args):
+    """prunekit's analyse + prune on a model, in place (what the timed runs do), for the memory table."""
+    import prunekit
+
+    def run(net, x):
+        plan = prunekit.plan(net, x, criterion=args.criterion, ratio=args.ratio, ignored_layers=[net.fc])
+        plan.apply(net, inplace=True)
+    return run
+
+
+def run_tp_plain(tp, args):
+    """Torch-Pruning's analyse + prune on a model, in place, for the memory table."""
+    def run(net, x):
+        imp = tp.importance.MagnitudeImportance(p=2 if args.criterion == "l2" else 1)
+        tp.pruner.MetaPruner(net, x, importance=imp, pruning_ratio=args.ratio, ignored_layers=[net.fc]).step()
+    return run
+
+
+def memory_table(dense, x, run_prunekit, run_tp) -> str:
+    """Markdown table (d): peak CPU memory of the analysis and of each library's prune, vs the forward.
+
+    Each figure is ``peak_cpu_memory(..., python=True)`` on a fresh copy of ``dense``
+    (one warm-up call first, so one-off caches and imports are not counted): the
+    peak of torch's CPU allocator plus the peak of Python/NumPy allocations.
+    """
+    import torch
+
+    from prunekit.graph import analyze
+    from prunekit.measure.memory import peak_cpu_memory
+
+    def fresh_peak(fn):
+        fn(copy.deepcopy(dense))  # warm-up
+        net = copy.deepcopy(dense)
+        return peak_cpu_memory(lambda: fn(net), python=True)
+
+    def forward(net):
+        with torch.no_grad():
+            return net(x)
+
+    rows = {"dense forward (batch 1, no grad)": fresh_peak(forward),
+            "prunekit analysis (graph.analyze)": fresh_peak(lambda net: analyze(net, x)),
+            "prunekit plan + apply": fresh_peak(lambda net: run_prunekit(net, x)),
+            "Torch-Pruning MetaPruner + step": fresh_peak(lambda net: run_tp(net, x))}
+    base = rows["dense forward (batch 1, no grad)"]
+    lines = ["| peak CPU memory (torch allocator + Python/NumPy) | MB | x forward |", "|---|---|---|"]
+    for name, b in rows.items():
+        if b is None:
+            lines.append(f"| {name} | n/a | - |")
+            continue
+        lines.append(f"| {name} | {b / 2**20:.1f} | {b / base:.2f} |" if base else f"| {name} | {b / 2**20:.1f} | - |")
+    return "\n".join(lines)
 
 
 def _median_ci(values, n_boot: int = 2000, seed: int = 0):
