@@ -227,14 +227,13 @@ def _cost_model(param_names, an):
 def _assemble(an, cost, removed: dict, info: dict, scores: dict | None = None) -> PruningPlan:
     """The plan of analysis ``an`` removing ``removed[group id]`` channels, with exact MACs/params estimates."""
     rem = np.zeros(len(cost.dims))
-    out_groups, removed_comp = [], set()
+    out_groups, chans_of = [], {}
     for g in an.groups:
-        chans = sorted(int(c) for c in removed.get(g.id, ()))
+        chans = chans_of[g.id] = sorted(int(c) for c in removed.get(g.id, ()))
         members = [PlanMember(m.param, m.dim, m.role, m.indices, m.channels) for m in g.members]
         s = (scores or {}).get(g.id)
         out_groups.append(PlanGroup(g.id, g.size, members, chans, [float(v) for v in s] if s is not None else None,
                                     list(g.notes)))
-        removed_comp.update((g.id, c) for c in chans)
         if chans:
             for m in g.members:
                 per_ch = np.bincount(m.channels, minlength=g.size)
@@ -245,7 +244,7 @@ def _assemble(an, cost, removed: dict, info: dict, scores: dict | None = None) -
     info.update({"macs_before": cost.macs(zero), "macs_after": cost.macs(rem), "params_before": cost.params(zero),
                  "params_after": cost.params(rem), "warnings": list(an.warnings),
                  "output_shapes": _shapes(an.output_meta)})
-    return PruningPlan(groups=out_groups, attrs=_attribute_updates(an, removed_comp),
+    return PruningPlan(groups=out_groups, attrs=_attribute_updates(an, chans_of),
                        tensor_shapes={p: list(an.param_shapes[p]) for p in sorted(touched)}, info=info,
                        frozen=[f.to_dict() for f in an.frozen],
                        tied=[dict(r.to_dict(), groups=list(names)) for r, names in an.tied])
@@ -328,15 +327,32 @@ def plan_from_analysis(analysis, removed: dict, *, param_names: list, info: dict
     return _assemble(an, _cost_model(param_names, an), resolved, base)
 
 
-def _attribute_updates(an, removed: set) -> list[dict]:
+def _attribute_updates(an, removed: dict) -> list[dict]:
+    """Module attributes after removing ``removed[group id]`` channels: one unit per index left.
+
+    An index of a binding is left when its component is in no group or is a
+    channel not removed. Vectorised over the components (a dict lookup per index
+    was a tenth of planning ResNet-50: every BatchNorm's ``num_features`` counts).
+    """
+    if not an.bindings:
+        return []
+    if an.comp_group is None:  # an Analysis made without the component arrays
+        gone_pairs = {(g, int(c)) for g, chans in removed.items() for c in chans}
+        return [{"module": b.module, "attr": b.attr, "before": int(b.value),
+                 "after": sum(1 for c in b.comps.tolist() if an.group_of_comp.get(c) not in gone_pairs)}
+                for b in an.bindings]
+    sizes = np.array([g.size for g in an.groups], dtype=np.int64)
+    start = np.cumsum(sizes) - sizes
+    gone = np.zeros(int(sizes.sum()), dtype=bool)
+    for gid, chans in removed.items():
+        if len(chans):
+            gone[start[gid] + np.asarray(chans, dtype=np.int64)] = True
     out = []
     for b in an.bindings:
-        kept = 0
-        for c in b.comps.tolist():
-            gc = an.group_of_comp.get(c)
-            if gc is None or gc not in removed:
-                kept += 1
-        out.append({"module": b.module, "attr": b.attr, "before": int(b.value), "after": int(kept)})
+        g = an.comp_group[b.comps]
+        live = g >= 0
+        n_gone = int(gone[start[g[live]] + an.comp_channel[b.comps[live]]].sum())
+        out.append({"module": b.module, "attr": b.attr, "before": int(b.value), "after": int(b.comps.size) - n_gone})
     return out
 
 

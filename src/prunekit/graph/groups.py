@@ -112,6 +112,8 @@ class Analysis:
         graph_ops: number of graph nodes.
         frozen: every :class:`FrozenRegion`, in graph order.
         tied: ``(TiedSize, group names)``: widths tied in proportion so a size read at run time stays right.
+        comp_group, comp_channel: component -> group id and channel index as arrays
+            (-1 for components in no group); ``group_of_comp`` as arrays.
         shape_pass: how the capture recorded shapes: ``"meta"``, ``"fake (why not meta)"``,
             ``"real (why not meta, fake)"`` or ``"export"`` (see :mod:`prunekit.graph.shape_pass`).
     """
@@ -130,6 +132,8 @@ class Analysis:
     frozen: list = field(default_factory=list)
     tied: list = field(default_factory=list)
     shape_pass: str = "meta"
+    comp_group: np.ndarray | None = None
+    comp_channel: np.ndarray | None = None
 
 
 def _output_meta(cap):
@@ -274,4 +278,4 @@ def extract_groups(ctx, cap, n_nodes: int) -> Analysis:
                     bindings=bindings, macs_terms=ctx.macs_terms, param_shapes=shapes,
                     warnings=list(ctx.warnings) + frozen_warnings(ctx.frozen), opaque=dict(cap.opaque), graph_ops=n_nodes,
                     output_meta=_output_meta(cap), frozen=list(ctx.frozen), tied=tied,
-                    shape_pass=cap.shape_pass)
+                    shape_pass=cap.shape_pass, comp_group=gmap, comp_channel=chmap)
