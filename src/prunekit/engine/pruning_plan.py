@@ -149,12 +149,16 @@ class PruningPlan:
                 continue
             rem = np.asarray(g.removed, dtype=np.int64)
             rem = rem[rem >= 0]  # as np.isin did, a negative channel matches nothing
+            if not rem.size:
+                continue
+            # one channel mask per group (members of a loaded plan may name channels past its size)
+            top = max((int(m.channels.max()) for m in g.members if np.size(m.channels)), default=-1)
+            is_rem = np.zeros(max(int(g.size), top + 1, int(rem.max()) + 1), dtype=bool)
+            is_rem[rem] = True
             for m in g.members:
                 chans = np.asarray(m.channels, dtype=np.int64)
-                if not chans.size or not rem.size:
+                if not chans.size:
                     continue
-                is_rem = np.zeros(max(int(g.size), int(chans.max()) + 1, int(rem.max()) + 1), dtype=bool)
-                is_rem[rem] = True
                 sel = np.asarray(m.indices, dtype=np.int64)[is_rem[chans] & (chans >= 0)]
                 if sel.size:
                     key = (m.param, m.dim)

@@ -57,7 +57,9 @@ def slice_model(model, kept: dict) -> None:
             if index.numel() and (int(index.max()) >= new.shape[dim] or int(index.min()) < 0):
                 raise PrunekitError(f"plan index out of range for {name} dim {dim} (size {new.shape[dim]})")
             new = new.index_select(dim, index.to(new.device))
-        new = new.clone().contiguous()
+        # index_select made a new, contiguous tensor (every entry of ``kept`` shrinks a dim): no
+        # copy needed; only a tensor left unsliced would still share the model's storage
+        new = new.contiguous() if slices else new.clone()
         if is_param:
             replacement = nn.Parameter(new, requires_grad=t.requires_grad)
         else:
