@@ -191,30 +191,50 @@ def extract_groups(ctx, cap, n_nodes: int) -> Analysis:
     members = ctx.member_order
     n_mem = len(members)
     ncomp = int(comp.max()) + 1 if comp.size else 1
-    # every member's channels as one array: element k is index all_pos[k] of member all_m[k]
+    # every member's components as one array, member after member
     lens = np.fromiter((m.ids.size for m in members), dtype=np.int64, count=n_mem)
     offsets = np.cumsum(lens) - lens
     all_c = comp[np.concatenate([m.ids.reshape(-1) for m in members])] if n_mem else np.zeros(0, np.int64)
-    all_m = np.repeat(np.arange(n_mem, dtype=np.int64), lens)
     comp_of = {(m.param, m.dim): all_c[o:o + n] for m, o, n in zip(members, offsets.tolist(), lens.tolist())}
-    # elements by component, each component's in member order (a stable sort keeps it): the
-    # distinct (component, member) pairs are where either changes
-    live_el = np.flatnonzero(all_c != fixed)
-    c_el, m_el = all_c[live_el], all_m[live_el]
+    # members with the same components at the same positions (a BatchNorm's weight, bias and
+    # statistics; a conv's bias) behave alike below, so the work runs once per class of them
+    cls_of = np.empty(n_mem, dtype=np.int64)
+    reps: list[int] = []
+    seen: dict = {}
+    for i, c in enumerate(comp_of.values()):
+        cls_of[i] = seen.setdefault(c.tobytes(), len(reps))
+        if cls_of[i] == len(reps):
+            reps.append(i)
+    n_cls = len(reps)
+    r_lens = lens[reps]
+    r_offsets = np.cumsum(r_lens) - r_lens
+    r_c = np.concatenate([all_c[o:o + n] for o, n in zip(offsets[reps].tolist(), r_lens.tolist())]) if n_cls \
+        else np.zeros(0, np.int64)
+    r_m = np.repeat(np.arange(n_cls, dtype=np.int64), r_lens)
+    # elements by component, each component's in class order (a stable sort keeps it): the
+    # distinct (component, class) pairs are where either changes
+    live_el = np.flatnonzero(r_c != fixed)
+    c_el, m_el = r_c[live_el], r_m[live_el]
     order = _stable_order(c_el, ncomp)
     cs, ms = c_el[order], m_el[order]
+    del live_el, c_el, m_el, order
     new_pair = np.r_[True, (cs[1:] != cs[:-1]) | (ms[1:] != ms[:-1])] if cs.size else np.zeros(0, bool)
     pc, pm = cs[new_pair], ms[new_pair]
+    del cs, ms, new_pair
     starts = _runs(pc)
     comps = pc[starts]
     # signature of a component = the set of members it touches: a sum of random 62-bit keys
-    # (uint64 wraps around, so the sum is exact modulo 2**64 and independent of order)
+    # (uint64 wraps around, so the sum is exact modulo 2**64 and independent of order), a
+    # class contributing the sum of its members' keys
     rng = np.random.default_rng(12345)
     keys = rng.integers(1, 2**62, size=n_mem, dtype=np.int64).astype(np.uint64)
-    sig = np.add.reduceat(keys[pm], starts) if starts.size else np.zeros(0, np.uint64)
-    # groups and channels in order of first appearance along the member order: by the
-    # first member touching a component, then by component number (comps ascends, the sort is stable)
-    by_first = _stable_order(pm[starts], max(n_mem, 1))
+    class_keys = np.zeros(n_cls, dtype=np.uint64)
+    np.add.at(class_keys, cls_of, keys)
+    sig = np.add.reduceat(class_keys[pm], starts) if starts.size else np.zeros(0, np.uint64)
+    # groups and channels in order of first appearance along the member order: by the first
+    # member touching a component (a class's first member comes first among the classes, in
+    # member order), then by component number (comps ascends, the sort is stable)
+    by_first = _stable_order(pm[starts], max(n_cls, 1))
     live, sig = comps[by_first], sig[by_first]
     uniq_first = np.unique(sig, return_index=True, return_inverse=True)[1:] if sig.size else (
         np.zeros(0, np.int64), np.zeros(0, np.int64))
@@ -233,22 +253,25 @@ def extract_groups(ctx, cap, n_nodes: int) -> Analysis:
     chmap = np.full(ncomp, -1, dtype=np.int64)
     gmap[live] = g_live
     chmap[live] = ch_live
-    # each member's channels split by group: segments ordered by member, then group,
-    # positions ascending within a segment (the elements are in (member, position) order
-    # and the sort is stable)
-    all_g = gmap[all_c]
-    sel = np.flatnonzero(all_g >= 0)
-    seg_key = all_m[sel] * max(n_groups, 1) + all_g[sel]
-    seg_order = _stable_order(seg_key, max(n_mem * n_groups, 1))
+    # each class's channels split by group: segments ordered by class, then group, positions
+    # ascending within a segment (the elements are in (class, position) order and the sort is
+    # stable); every member of the class gets the class's segments, members in member order
+    r_g = gmap[r_c]
+    sel = np.flatnonzero(r_g >= 0)
+    seg_key = r_m[sel] * max(n_groups, 1) + r_g[sel]
+    seg_order = _stable_order(seg_key, max(n_cls * n_groups, 1))
     order = sel[seg_order]
     seg_key = seg_key[seg_order]
     bounds = _runs(seg_key)
     ends = np.r_[bounds[1:], order.size].astype(np.int64)
-    pos_sorted = order - np.repeat(offsets, lens)[order]
-    ch_sorted = chmap[all_c[order]]
+    pos_sorted = order - np.repeat(r_offsets, r_lens)[order]
+    ch_sorted = chmap[r_c[order]]
+    segments: list[list] = [[] for _ in range(n_cls)]
     for a, b, k in zip(bounds.tolist(), ends.tolist(), seg_key[bounds].tolist()):
-        m = members[k // n_groups]
-        groups[k % n_groups].members.append(GroupMember(m.param, m.dim, m.role, pos_sorted[a:b], ch_sorted[a:b]))
+        segments[k // n_groups].append((k % n_groups, a, b))
+    for m, c in zip(members, cls_of.tolist()):
+        for g, a, b in segments[c]:
+            groups[g].members.append(GroupMember(m.param, m.dim, m.role, pos_sorted[a:b], ch_sorted[a:b]))
     # cross-channel notes
     for ids, why in ctx.cross:
         gs = np.unique(gmap[comp[ids]])
