@@ -125,9 +125,11 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     Python union-find would cost one interpreter step per edge, and there are
     millions of edges on a large model. NumPy only: no scipy dependency.
     """
-    parent = np.arange(n, dtype=np.int64)
-    a = np.asarray(a, dtype=np.int64)
-    b = np.asarray(b, dtype=np.int64)
+    # 32-bit ids where they fit: every round is gathers over the edges, a quarter faster
+    dtype = np.int32 if n < 2**31 else np.int64
+    parent = np.arange(n, dtype=dtype)
+    a = np.asarray(a).astype(dtype, copy=False)
+    b = np.asarray(b).astype(dtype, copy=False)
     while True:
         ra, rb = parent[a], parent[b]  # roots: parent is fully compressed here
         differ = ra != rb
@@ -145,8 +147,8 @@ def connected_components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         a, b = a[differ], b[differ]  # edges inside one component stay inside it
     # renumber roots 0..k-1 in increasing order of their smallest member
     # (a root is its component's smallest member, so rank the roots; no sort needed)
-    rank = np.cumsum(parent == np.arange(n, dtype=np.int64)) - 1
-    return rank[parent].astype(np.int64)
+    rank = np.cumsum(parent == np.arange(n, dtype=dtype), dtype=np.int64) - 1
+    return rank[parent]
 
 
 def leaves(value, *, slices: bool = True):
