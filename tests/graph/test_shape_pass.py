@@ -158,3 +158,13 @@ def test_meta_pass_equals_real_forward_on_timm_models(arch):
         pytest.skip("timm is not installed")
     model, x, _ = HARNESS.build_timm(arch)
     _check_meta_equals_real(model, (x,))
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_fake_pass_alone_refuses_graphs_with_user_modules_kept_whole():
+    from prunekit.errors import UnsupportedModelError
+
+    model, inputs = _test_model("data_dependent")
+    cap = capture(model, inputs, ops.is_handled_module)
+    with pytest.raises(UnsupportedModelError, match="fake shape pass"):
+        record_shapes(cap.gm, inputs, passes=("fake",))

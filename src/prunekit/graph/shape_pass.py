@@ -32,6 +32,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from prunekit.errors import UnsupportedModelError
+
 PASSES = ("meta", "fake", "real")
 DEFAULT_PASSES = ("meta", "real")
 
@@ -86,6 +88,7 @@ def record_shapes(gm, example_inputs: tuple, passes=DEFAULT_PASSES) -> ShapeReco
             default ``("meta", "real")``).
 
     Raises:
+        UnsupportedModelError: ``"fake"`` is the last pass and the graph calls a user module kept whole.
         whatever the last pass raises (the real forward's error on inputs that do not fit).
 
     Example:
@@ -102,7 +105,9 @@ def record_shapes(gm, example_inputs: tuple, passes=DEFAULT_PASSES) -> ShapeReco
     for i, how in enumerate(passes):
         last = i == len(passes) - 1
         skip = _fake_unsafe(gm) if how == "fake" else None
-        if skip is not None and not last:
+        if skip is not None:
+            if last:
+                raise UnsupportedModelError(f"the fake shape pass cannot run this graph: {skip}")
             reasons.append(f"fake: {skip}")
             continue
         recorder = _recorders()[how](gm)
