@@ -112,6 +112,11 @@ def summarize(rows: list[dict]) -> dict:
             "tp_run": sum(1 for t in tp if t),
             "tp_really_pruned": sum(1 for t in tp if t.get("really_pruned")),
             "tp_errors": sum(1 for t in tp if t.get("status") == "error"),
+            "slowest_plan_s": max((p["plan_s"] for p in pk if p.get("plan_s") is not None), default=None),
+            "plan_over_10s": sorted(r["model"] for r in rs if (r.get("prunekit", {}).get("plan_s") or 0) > 10),
+            "max_analysis_vs_forward": max((p["analysis_vs_forward"] for p in pk
+                                            if p.get("analysis_vs_forward") is not None), default=None),
+            "shape_pass_real": sum(1 for p in pk if str(p.get("shape_pass", "")).startswith("real")),
             "tp_pruned_but_not_prunekit": sorted(r["model"] for r in rs if r.get("torch_pruning", {}).get(
                 "really_pruned") and not r["prunekit"].get("really_pruned")),
         }
@@ -121,6 +126,10 @@ def summarize(rows: list[dict]) -> dict:
 def _cell(d: dict, key: str, fmt="{}") -> str:
     v = d.get(key)
     return "" if v is None else fmt.format(v)
+
+
+def _fmt(v, fmt: str) -> str:
+    return "-" if v is None else fmt.format(v)
 
 
 def _pct(a: int, b: int) -> str:
@@ -152,14 +161,23 @@ def markdown(rows: list[dict], totals: dict, command: str) -> str:
                      + (f"; pruned by Torch-Pruning only: {', '.join(t['tp_pruned_but_not_prunekit'])}"
                         if t["tp_pruned_but_not_prunekit"] else "") + ".")
         lines.append("")
+        if t.get("slowest_plan_s") is not None:
+            lines.append(f"prunekit plan + apply: slowest {t['slowest_plan_s']:.2f} s"
+                         + (f", over 10 s: {', '.join(t['plan_over_10s'])}" if t["plan_over_10s"] else
+                            ", none over 10 s")
+                         + (f"; analysis peak memory at most {t['max_analysis_vs_forward']:.2f}x the model's "
+                            f"forward; shapes from the real forward on {t['shape_pass_real']} models"
+                            if t.get("max_analysis_vs_forward") is not None else "") + ".")
+            lines.append("")
     lines += ["| outcome | models | examples |", "|---|---|---|"]
     lines += [f"| {c} | {v['count']} | {', '.join(v['examples'])} |" for c, v in categories(rows).items()]
     lines += ["", "| model | family | input | prunekit | MACs after/before | really | apply/masks | frozen regions | s "
-              "| Torch-Pruning | MACs after/before | really | s | reason (prunekit) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| plan+apply s | analysis peak / forward | Torch-Pruning | MACs after/before | really | s "
+              "| reason (prunekit) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if r.get("build") != "ok":
-            lines.append(f"| {r['model']} | {r.get('family', '')} | | {category(r)} | | | | | | | | | | "
+            lines.append(f"| {r['model']} | {r.get('family', '')} | | {category(r)} | | | | | | | | | | | | "
                          f"{(r.get('reason') or '').replace('|', '/')[:160]} |")
             continue
         p, t = r.get("prunekit", {}), r.get("torch_pruning", {})
@@ -170,7 +188,8 @@ def markdown(rows: list[dict], totals: dict, command: str) -> str:
         lines.append(" | ".join([
             f"| {r['model']}", r.get("family", r.get("library", "")), inp, p.get("status", ""),
             _cell(p, "macs_ratio", "{:.2f}"), "yes" if p.get("really_pruned") else "no", avm_s,
-            str(p.get("n_frozen", "")), _cell(p, "seconds", "{:.1f}"), t.get("status", ""),
+            str(p.get("n_frozen", "")), _cell(p, "seconds", "{:.1f}"), _cell(p, "plan_s", "{:.2f}"),
+            _cell(p, "analysis_vs_forward", "{:.2f}"), t.get("status", ""),
             _cell(t, "macs_ratio", "{:.2f}"), ("yes" if t.get("really_pruned") else "no") if t else "",
             _cell(t, "seconds", "{:.1f}"), reason]) + " |")
     return "\n".join(lines) + "\n"
@@ -184,13 +203,15 @@ def summary_page(totals: dict, command: str, table: str) -> str:
              "on the same list. "
              f"Per-model rows with the reason for every model not pruned: [{Path(table).name}](../{Path(table).name}).",
              "", "| library | built | not built (limits) | prunekit really prunes | frozen everything | errors | "
-             "apply = masks (no norm coupling) | Torch-Pruning really prunes | TP errors |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "apply = masks (no norm coupling) | Torch-Pruning really prunes | TP errors | slowest plan+apply s | "
+             "analysis peak / forward (max) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for lib, t in totals.items():
         tp = (f"{t['tp_really_pruned']} | {t['tp_errors']}" if t.get("tp_run", 1) else "not run | ")
         lines.append(f"| {lib} | {t['built']} | {t['not_built']} ({t.get('not_built_limits', 0)}) | "
                      f"{t['prunekit_really_pruned']} ({_pct(t['prunekit_really_pruned'], t['built'])}) | "
                      f"{t['prunekit_frozen_everything']} | {t['prunekit_errors']} | "
-                     f"{t['prunekit_exact_apply_vs_masks']}/{t['prunekit_exact_candidates']} | {tp} |")
+                     f"{t['prunekit_exact_apply_vs_masks']}/{t['prunekit_exact_candidates']} | {tp} | "
+                     f"{_fmt(t.get('slowest_plan_s'), '{:.2f}')} | {_fmt(t.get('max_analysis_vs_forward'), '{:.2f}')} |")
     lines += ["", "\"Really prunes\": MACs after/before <= 0.6, output shape kept, finite output."]
     return "\n".join(lines) + "\n"
