@@ -69,6 +69,7 @@ class Context:
         self.macs_terms: list = []
         self.frozen: list[FrozenRegion] = []
         self.current_node = None
+        self.kind = "fx"  # or "export": how the graph was captured (sizes are constants in export graphs)
         owner = model if self.param_placeholders else gm  # exported graphs take parameters as inputs
         self.modules = dict(owner.named_modules())
         self.params = dict(owner.named_parameters(remove_duplicate=False))
@@ -214,6 +215,7 @@ def analyze(model, example_inputs, *, leaf_names=(), tracer: str = "auto") -> An
     cap = capture(model, inputs, ops.is_handled_module, leaf_names=leaf_names, tracer=tracer)
     ctx = Context(cap.gm, cap.meta, cap.tags, model=model, param_placeholders=cap.param_placeholders)
     ctx.opaque = cap.opaque
+    ctx.kind = cap.kind
     if cap.kind == "export" and tracer != "export":
         ctx.warn("export", f"torch.fx cannot trace the forward of {type(model).__name__}; analysed with "
                            "torch.export instead (sizes are constants there, so fewer channels are prunable, and "

@@ -430,6 +430,9 @@ def reshape(lab: Labels, out_shape, free_dims: set[int], sink: UnionSink, bindin
         # (rigid), so a later op that keeps one of them but contracts or reduces the
         # free one (q @ k^T over the per-head width, heads kept) does not tie the
         # channels of the free dim together through them
+        # (and they can never shrink: each channel is a whole slice along them), so a rigid
+        # operand broadcast along them (a rotary table over head_dim) or a slice
+        # of them (``x[..., ::2]``) no longer touches the channels
         rep = np.moveaxis(arr, axis, 0).reshape(arr.shape[axis], -1)[:, 0]
         blocks.append(((out_dims[axis],), np.ascontiguousarray(rep)))
     return Labels(out_shape, blocks)

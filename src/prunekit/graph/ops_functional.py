@@ -184,12 +184,31 @@ def batch_norm_fn(ctx, node, args, kwargs):
 
 @handles(F.layer_norm)
 def layer_norm_fn(ctx, node, args, kwargs):
+    """``F.layer_norm(x, normalized_shape, weight, bias)`` over the last dim.
+
+    ``normalized_shape`` must follow the pruned width: it does when the module
+    whose ``forward`` makes the call (a LayerNorm subclass, or the LayerNorm a
+    torch.export graph inlined) holds it as its ``normalized_shape`` attribute,
+    which the plan then updates, or when a labelled ``weight`` is given (the
+    surgery resets a norm's shape from its weight). A constant shape with
+    neither (a parameter-free norm called with a literal) keeps its channels.
+    """
+    from prunekit.graph.frozen import node_origin
+
     x = need_labels(args[0])
     ns = args[1] if len(args) > 1 else kwargs["normalized_shape"]
     if not isinstance(ns, (list, tuple)) or len(ns) != 1:
         raise NotHandled
     x2, x_ids = isolate(ctx, x, x.ndim - 1)
-    _tie_vectors(ctx, list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")], x_ids)
+    vecs = list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]
+    _tie_vectors(ctx, vecs, x_ids)
+    if x_ids is not None:
+        module = node_origin(node)[0]
+        attr = getattr(ctx.modules.get(module), "normalized_shape", None)
+        if isinstance(attr, (tuple, list)) and len(attr) == 1 and int(attr[0]) == int_of(ns[0]):
+            ctx.count_attr(module, "normalized_shape", int(attr[0]), x_ids)
+        elif all(_vec_ids(v) is None for v in vecs):
+            ctx.sink.fix(x_ids)
     ctx.note_cross(x_ids, "layer_norm")
     _keep_if_constant_shape(ctx, node, ns, args[2] if len(args) > 2 else kwargs.get("weight"), x_ids, "layer_norm")
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)

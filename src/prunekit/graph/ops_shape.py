@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from prunekit.graph.analysis import Sz
+from prunekit.graph.capture import AttrTag
+from prunekit.graph.frozen import node_origin
 from prunekit.graph.labels import (
     Labels, broadcast_unify, index_along, permute, project, reshape, shift, squeeze_block_dims,
 )
@@ -43,11 +45,37 @@ def _sizes_from(args, kwargs):
     return rest
 
 
+def export_attr_tags(ctx, value: int) -> list[AttrTag]:
+    """Module attributes a constant reshape size of a torch.export graph stands for.
+
+    torch.export specialises every size to a constant, so ``reshape(B, N, 3,
+    self.num_heads, self.head_dim)`` arrives as ``reshape(1, 16, 3, 12, 64)``.
+    The ``int`` attributes of the module whose ``forward`` holds the node (from
+    the module stack export records) that equal the constant are taken as what
+    the code wrote: the size then follows pruning like a traced attribute (see
+    :mod:`prunekit.graph.capture`), bound at every site, and the surgery
+    updates the attribute. A value equal to several attributes binds all of
+    them (they are then tied; different widths keep them whole). Only used on
+    export graphs, where nothing else tells which sizes follow.
+    """
+    if ctx.kind != "export" or value <= 1 or ctx.current_node is None:
+        return []
+    module = node_origin(ctx.current_node)[0]
+    mod = ctx.modules.get(module)
+    if mod is None:
+        return []
+    tags = []
+    for k, v in vars(mod).items():
+        if type(v) is int and v == value and not k.startswith("_"):
+            tags.append(ctx.tags.setdefault((module, k), AttrTag(module, k, v)))
+    return tags
+
+
 def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
     """Reshape where ``sizes[j]`` says how output dim ``j`` was written (see :func:`labels.reshape`)."""
     if len(sizes) != len(shape):
         raise NotHandled
-    free, bind = set(), {}
+    free, bind, inferred = set(), {}, {}
     for j, s in enumerate(sizes):
         if not isinstance(s, Sz):
             raise NotHandled
@@ -58,7 +86,19 @@ def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
             bind[j] = []
         elif s.tag is not None:  # an attribute also used in arithmetic cannot follow: a constant here
             s.tag.misuse("reshape after other use")
+        else:
+            tags = export_attr_tags(ctx, s.value)
+            if tags:
+                free.add(j)
+                bind[j] = []
+                inferred[j] = tags
     out = reshape(lab, shape, free, ctx.sink, bindings=bind)
+    for j, tags in inferred.items():
+        # a matched constant that sizes no labelled dim says nothing about the attribute
+        sites = bind.pop(j)
+        if sites:
+            for tag in tags:
+                ctx.bind(tag, sites[0][0], sites[0][1])
     for j, sites in bind.items():
         s = sizes[j]
         if not sites:
