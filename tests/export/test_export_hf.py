@@ -54,8 +54,9 @@ def test_gqa_decoder_round_trips_through_from_pretrained(kind, tmp_path):
     assert (out / "config.json").is_file() and (out / "prunekit_plan.json").is_file()
     re = tf.AutoModelForCausalLM.from_pretrained(str(out)).eval()
     c = re.config
+    # one of the 2 KV heads goes with its 2 query heads (GQA groups stay whole), head_dim stays
     assert (c.hidden_size, c.intermediate_size, c.num_attention_heads, c.num_key_value_heads, c.head_dim) == \
-        (32, 64, 4, 2, 16)
+        (32, 64, 2, 1, 16)
     x = torch.randint(0, 100, (2, 9))
     with torch.no_grad():
         assert torch.equal(re(input_ids=x, use_cache=False).logits, small(x))
@@ -64,8 +65,17 @@ def test_gqa_decoder_round_trips_through_from_pretrained(kind, tmp_path):
 def test_bert_keeps_its_hidden_size_and_prunes_the_mlp(tmp_path):
     model, ids = _build("bert")
     plan = _plan(model, ids)
+    # at one ratio the heads (2 of 4, of 16) and the hidden size (32) shrink alike: the config states both
+    full = export.hf_save_pretrained(plan.apply(model), tmp_path / "all", example_inputs=ids)
+    re = tf.AutoModelForSequenceClassification.from_pretrained(str(full)).eval()
+    assert (re.config.hidden_size, re.config.intermediate_size, re.config.num_attention_heads) == (32, 64, 2)
+    # attention kept whole while the hidden size shrinks: BERT's config cannot state that
+    d = plan.to_dict()
+    for g in d["groups"]:
+        if any(m["param"].endswith("attention.self.query.weight") and m["dim"] == 0 for m in g["members"]):
+            g["removed"] = []
     with pytest.raises(ExportError, match=r"derives its attention width from hidden_size.*hf_compatible"):
-        export.hf_save_pretrained(plan.apply(model), tmp_path / "refused")
+        export.hf_save_pretrained(prunekit.PruningPlan.from_dict(d).apply(model), tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
     small = export.hf_compatible(plan, model).apply(model)
     out = export.hf_save_pretrained(small, tmp_path / "bert", example_inputs=ids)

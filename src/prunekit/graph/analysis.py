@@ -141,6 +141,31 @@ class Context:
             self.member_order.append(m)
         return m.ids
 
+    def param_name(self, arg) -> str | None:
+        """Canonical name of the parameter or buffer a node argument is (``get_attr`` / export input), or None."""
+        import torch.fx as fx
+
+        if not isinstance(arg, fx.Node):
+            return None
+        if arg.op == "get_attr":
+            name = str(arg.target)
+        elif arg.op == "placeholder":
+            name = self.param_placeholders.get(arg.target)
+        else:
+            return None
+        return self.canon.get(name, name) if name in self.params else None
+
+    def add_macs(self, weight_arg, positions: int) -> None:
+        """Count ``positions x kept weight elements`` MACs for a functional conv/linear whose weight is a parameter.
+
+        Module layers record their term in their handler; functional calls (every
+        layer of a torch.export graph, GPT-2's ``Conv1D`` addmm) record it here, so
+        MACs targets see them. A computed weight has no term (its cost is unknown).
+        """
+        name = self.param_name(weight_arg)
+        if name is not None:
+            self.macs_terms.append((name, int(positions)))
+
     def fix(self, value) -> None:
         """Fix every id in a labels value; fix the sources of sizes and misuse tags inside it."""
         for v in leaves(value):

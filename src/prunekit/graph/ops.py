@@ -211,8 +211,28 @@ def run_node(ctx, node):
     if node.op == "call_module" and node.target in ctx.opaque:
         ctx.fix([args, kwargs])  # recorded as a frozen region at capture
         return ctx.rigid_like(meta)
+    if _index_data_only(args, kwargs, meta):
+        # masks, positions, token ids (HF attention-mask building: cumsum, diff,
+        # index on int/bool tensors): no channel is at its inputs or outputs, so
+        # nothing is kept and there is no frozen region to report
+        return ctx.rigid_like(meta)
     ctx.freeze(op_name(ctx, node), reason + "; the channels at its inputs and outputs are kept", [args, kwargs])
     return ctx.rigid_like(meta)
+
+
+def _index_data_only(args, kwargs, meta) -> bool:
+    """Do an op's inputs carry no channel labels and are all its outputs integer or bool tensors?"""
+    if any(lab.blocks for lab in tensors_in([args, kwargs])):
+        return False
+    if isinstance(meta, tuple) and meta and meta[0] == "tensor":
+        metas = [meta]
+    elif isinstance(meta, (list, tuple)):
+        metas = [m for m in meta if isinstance(m, tuple) and m and m[0] == "tensor"]
+        if len(metas) != len(meta):
+            return False
+    else:
+        return False
+    return bool(metas) and all(not (m[2].is_floating_point or m[2].is_complex) for m in metas)
 
 
 def _holds_tensor(meta) -> bool:
@@ -228,6 +248,10 @@ def _holds_tensor(meta) -> bool:
 
 def _param_labels(ctx, name):
     p = ctx.params[name]
+    if not (p.is_floating_point() or p.is_complex()):
+        # integer/bool buffers (position ids, token-type ids, index tables) hold
+        # positions, never channels: rigid, so ops on them freeze nothing
+        return rigid(tuple(p.shape))
     blocks = [((d,), ctx.param_ids(name, d, "other")) for d in range(p.dim()) if p.shape[d] > 1]
     return Labels(tuple(p.shape), blocks)
 

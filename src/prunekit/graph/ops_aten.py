@@ -10,7 +10,7 @@ import torch
 
 from prunekit.graph.labels import Labels
 from prunekit.graph.ops import (
-    NotHandled, along_dim, elementwise, first_only, handles, int_of, need_labels, reduction,
+    NotHandled, along_dim, elementwise, first_only, handles, int_of, need_labels, out_shape, reduction,
 )
 from prunekit.graph.ops_matmul import linear_fn, matmul_fn, sdpa_fn
 from prunekit.graph.ops_functional import batch_norm_fn, conv_fn, embedding_fn, group_norm_fn, layer_norm_fn
@@ -106,7 +106,51 @@ def index_tensor(ctx, node, args, kwargs):
     indices = args[1] if len(args) > 1 else kwargs["indices"]
     if not isinstance(indices, (list, tuple)):
         raise NotHandled
+    if sum(i is not None for i in indices) > 1:
+        return index_several(ctx, node, args, kwargs)
     return getitem_tensor(ctx, node, lab, tuple(slice(None) if i is None else i for i in indices))
+
+
+def index_several(ctx, node, args, kwargs):
+    """``aten.index.Tensor(x, [i0, None, i2...])``: advanced indexing with index tensors on some dims.
+
+    The indexed dims cannot lose channels (the index values point into them) and
+    the index tensors are positions; every other dim keeps its channels. Torch
+    puts the broadcast index shape in place of the indexed dims when they are
+    adjacent, in front otherwise (``logits[arange(B), last_token]`` pools GPT-2's
+    sequence outputs this way).
+    """
+    import numpy as np
+
+    from prunekit.graph.ops import tensors_in
+
+    x = need_labels(args[0])
+    idx = list(args[1] if len(args) > 1 else kwargs["indices"])
+    ks = [k for k, i in enumerate(idx) if i is not None]
+    if not ks or not all(isinstance(idx[k], Labels) for k in ks) or len(idx) > x.ndim:
+        raise NotHandled
+    ctx.fix(tensors_in(idx))
+    bshape = tuple(np.broadcast_shapes(*[idx[k].shape for k in ks]))
+    rest = [d for d in range(x.ndim) if d not in ks]
+    if ks == list(range(ks[0], ks[-1] + 1)):
+        new_pos = {d: d if d < ks[0] else d - len(ks) + len(bshape) for d in rest}
+    else:
+        new_pos = {d: len(bshape) + n for n, d in enumerate(rest)}
+    expect = [0] * (len(rest) + len(bshape))
+    for d in rest:
+        expect[new_pos[d]] = x.shape[d]
+    start = ks[0] if ks == list(range(ks[0], ks[-1] + 1)) else 0
+    expect[start:start + len(bshape)] = bshape
+    shape = tuple(out_shape(ctx, node))
+    if tuple(expect) != shape:
+        raise NotHandled
+    blocks = []
+    for dims, ids in x.blocks:
+        if any(d in ks for d in dims):
+            ctx.sink.fix(ids)
+        else:
+            blocks.append((tuple(new_pos[d] for d in dims), ids))
+    return Labels(shape, blocks)
 
 
 # Aten ops whose handler is the one of their torch.nn.functional / tensor-method

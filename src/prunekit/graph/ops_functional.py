@@ -8,6 +8,7 @@ are arguments here, which the surgery cannot update.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -82,6 +83,8 @@ def conv_fn(ctx, node, args, kwargs):
         b = bias.block_of(0)
         if b is not None:
             ctx.sink.unify(b[1], w0[1])
+    ctx.add_macs(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"),
+                 int(np.prod(shape, dtype=np.int64)) // shape[d])
     for dims, ids in x2.blocks:
         if d not in dims:
             ctx.sink.fix(ids)
@@ -202,12 +205,12 @@ def layer_norm_fn(ctx, node, args, kwargs):
     x2, x_ids = isolate(ctx, x, x.ndim - 1)
     vecs = list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]
     _tie_vectors(ctx, vecs, x_ids)
-    if x_ids is not None:
+    if x_ids is not None and all(_vec_ids(v) is None for v in vecs):
         module = node_origin(node)[0]
         attr = getattr(ctx.modules.get(module), "normalized_shape", None)
         if isinstance(attr, (tuple, list)) and len(attr) == 1 and int(attr[0]) == int_of(ns[0]):
             ctx.count_attr(module, "normalized_shape", int(attr[0]), x_ids)
-        elif all(_vec_ids(v) is None for v in vecs):
+        else:
             ctx.sink.fix(x_ids)
     ctx.note_cross(x_ids, "layer_norm")
     _keep_if_constant_shape(ctx, node, ns, args[2] if len(args) > 2 else kwargs.get("weight"), x_ids, "layer_norm")

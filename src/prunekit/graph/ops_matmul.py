@@ -130,7 +130,10 @@ def linear_fn(ctx, node, args, kwargs):
     if x.ndim < 2 or w.ndim != 2:
         raise NotHandled
     wt = permute(w, [1, 0], (w.shape[1], w.shape[0]))
-    out = matmul_labels(ctx, x, wt, out_shape(ctx, node))
+    shape = out_shape(ctx, node)
+    out = matmul_labels(ctx, x, wt, shape)
+    ctx.add_macs(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"),
+                 int(np.prod(shape[:-1], dtype=np.int64)))
     if isinstance(bias, Labels):
         out = broadcast_unify([out, bias], out.shape, ctx.sink)
     return out
@@ -154,6 +157,7 @@ def addmm_fn(ctx, node, args, kwargs):
     """``addmm(bias, a, b)`` = ``bias + a @ b``: GPT-2's ``Conv1D`` (a linear layer with a transposed weight)."""
     bias, a, b = args[0], need_labels(args[1]), need_labels(args[2])
     out = matmul_labels(ctx, a, b, out_shape(ctx, node))
+    ctx.add_macs(node.args[2], a.shape[0])  # rows x the [in, out] weight
     if isinstance(bias, Labels):
         out = broadcast_unify([out, bias], out.shape, ctx.sink)
     return out

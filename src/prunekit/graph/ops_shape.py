@@ -10,7 +10,7 @@ from prunekit.graph.analysis import Sz
 from prunekit.graph.capture import AttrTag
 from prunekit.graph.frozen import node_origin
 from prunekit.graph.labels import (
-    Labels, broadcast_unify, index_along, permute, project, reshape, shift, squeeze_block_dims,
+    Labels, broadcast_unify, index_along, match_chunks, permute, project, reshape, shift, squeeze_block_dims,
 )
 from prunekit.graph.ops import NotHandled, dims_arg, existing, handles, int_of, need_labels, out_shape
 
@@ -71,6 +71,27 @@ def export_attr_tags(ctx, value: int) -> list[AttrTag]:
     return tags
 
 
+def export_merged_dims(ctx, lab: Labels, shape, sizes, free: set) -> set:
+    """Output dims of a torch.export reshape that merge several input dims into one: taken to follow.
+
+    In the Python code such a size is nearly always computed from the merged
+    tensor's own shape (``reshape(B, kv_heads * n_rep, S, D)`` in HF's
+    ``repeat_kv``) or written ``-1``; export only shows the constant. Only
+    reshapes without ``-1`` qualify: their other sizes are constants, so a size
+    that did not follow would make the pruned model's reshape fail loudly,
+    never reinterpret its data.
+    """
+    if ctx.kind != "export" or any(s.value == -1 for s in sizes):
+        return set()
+    out = set()
+    for ci, cj in match_chunks(lab.shape, shape):
+        big_in = [d for d in ci if lab.shape[d] > 1]
+        big_out = [j for j in cj if shape[j] > 1]
+        if len(big_in) > 1 and len(big_out) == 1 and big_out[0] not in free:
+            out.add(big_out[0])
+    return out
+
+
 def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
     """Reshape where ``sizes[j]`` says how output dim ``j`` was written (see :func:`labels.reshape`)."""
     if len(sizes) != len(shape):
@@ -92,6 +113,7 @@ def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
                 free.add(j)
                 bind[j] = []
                 inferred[j] = tags
+    free |= export_merged_dims(ctx, lab, shape, sizes, free)
     out = reshape(lab, shape, free, ctx.sink, bindings=bind)
     for j, tags in inferred.items():
         # a matched constant that sizes no labelled dim says nothing about the attribute
@@ -196,6 +218,11 @@ def expand_m(ctx, node, args, kwargs):
             if not isinstance(s, Sz):
                 raise NotHandled
             if s.value == -1:
+                continue
+            if ctx.kind == "export" and s.value == lab.shape[d] and s.src is None and s.tag is None:
+                # torch.export shows only the constant; written -1 or read from this
+                # tensor in the code (HF's repeat_kv), and a literal that did not
+                # follow would fail loudly in the pruned model's expand
                 continue
             if s.src is not None:
                 ctx.add_size_constraint((s.src, np.moveaxis(ids, dims.index(d), 0).reshape(ids.shape[dims.index(d)], -1)[:, 0]))
@@ -418,11 +445,20 @@ def split_fn(ctx, node, args, kwargs):
     dim = kwargs.get("dim", args[2] if len(args) > 2 else Sz(0))
     d = int_of(dim) % lab.ndim
     if isinstance(spec, Sz):
-        # split(c // 2) tracks the channel count; a constant split size does not
-        dynamic = spec.src is not None
-        if spec.tag is not None:
-            spec.tag.misuse("split size")
+        # split(c // 2) tracks the channel count; a constant split size does not,
+        # unless it is a module attribute the plan updates (GPT-2's
+        # ``split(self.split_size, dim=2)``): equal pieces then lose the same channels
+        tags = [spec.tag] if spec.tag is not None and not spec.tag.misused else []
+        if spec.tag is None and spec.src is None:
+            tags = export_attr_tags(ctx, spec.value)
+        dynamic = spec.src is not None or bool(tags)
         res = _pieces(ctx, node, lab, d, dynamic, spec)
+        blk = res[0].block_of(d) if res and isinstance(res[0], Labels) else None
+        if tags and blk is not None and len(res) > 1 and len({r.shape[d] for r in res}) == 1:
+            for tag in tags:
+                ctx.bind(tag, size_rep(blk, d), True)
+        elif spec.tag is not None:
+            spec.tag.misuse("split size")
         if not dynamic:
             blk = lab.block_of(d)
             if blk is not None and len(res) > 1:
