@@ -181,3 +181,33 @@ def test_literal_layernorm_width_is_kept():
     small = plan.apply(net)
     with torch.no_grad():
         assert small(x).shape == (2, 6, 3)
+
+
+class MaskedMLP(nn.Module):
+    """An MLP gated by a mask built from token ids and an integer buffer with an op the engine has no
+    handler for (``torch.diff``), as HF attention-mask code does."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("pos", torch.arange(7)[None])
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 3)
+
+    def forward(self, x, ids):
+        step = torch.diff(ids + self.pos, dim=1)          # int in, int out
+        keep = (step != 0).unsqueeze(-1).float()
+        return self.fc2(F.relu(self.fc1(x)) * keep)
+
+
+def test_int_and_bool_ops_freeze_nothing():
+    torch.manual_seed(0)
+    net = MaskedMLP().eval()
+    x, ids = torch.randn(2, 6, 8), torch.randint(0, 3, (2, 7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = prunekit.plan(net, (x, ids), ratio=0.5, ignored_layers=[net.fc2])
+    assert plan.frozen == []
+    assert plan.new_shapes()["fc1.weight"] == [8, 8]
+    small, masked = plan.apply(net), plan.apply_masks(net)
+    with torch.no_grad():
+        assert rel_err(small(x, ids), masked(x, ids)) < 1e-5

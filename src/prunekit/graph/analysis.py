@@ -155,6 +155,19 @@ class Context:
             return None
         return self.canon.get(name, name) if name in self.params else None
 
+    def set_role(self, arg, dim: int, role: str) -> None:
+        """Give dim ``dim`` of the parameter node ``arg`` its role, if it has none yet (``"other"``).
+
+        torch.export passes every parameter in as a graph input, where its ids are
+        allocated before any layer uses it; the functional layer handlers name the
+        roles here, so ``ignored_layers``, per-layer ``ratios`` and the criteria
+        find the producing layers of export graphs as they do for modules.
+        """
+        name = self.param_name(arg)
+        m = self.members.get((name, dim)) if name is not None else None
+        if m is not None and m.role == "other":
+            m.role = role
+
     def add_macs(self, weight_arg, positions: int) -> None:
         """Count ``positions x kept weight elements`` MACs for a functional conv/linear whose weight is a parameter.
 

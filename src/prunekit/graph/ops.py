@@ -176,7 +176,7 @@ def run_node(ctx, node):
     meta = ctx.meta.get(node)
     if node.op == "placeholder":
         fqn = ctx.param_placeholders.get(node.target)
-        if fqn is not None and fqn in ctx.params:
+        if fqn is not None and fqn in ctx.params and node.users:  # an unused buffer is no channel
             return _param_labels(ctx, fqn)
         return ctx.rigid_like(meta)
     if node.op == "get_attr":

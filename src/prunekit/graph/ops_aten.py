@@ -63,6 +63,7 @@ def native_bn(ctx, node, args, kwargs):
 @handles(*aten("embedding.default"))
 def embedding(ctx, node, args, kwargs):
     """``aten.embedding(weight, indices)``: arguments swapped relative to ``F.embedding``."""
+    ctx.set_role(node.args[0], 1, "out")
     return embedding_fn(ctx, node, [args[1], args[0]], {})
 
 

@@ -83,8 +83,11 @@ def conv_fn(ctx, node, args, kwargs):
         b = bias.block_of(0)
         if b is not None:
             ctx.sink.unify(b[1], w0[1])
-    ctx.add_macs(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"),
-                 int(np.prod(shape, dtype=np.int64)) // shape[d])
+    w_node = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+    ctx.add_macs(w_node, int(np.prod(shape, dtype=np.int64)) // shape[d])
+    ctx.set_role(w_node, 0, "out")
+    ctx.set_role(w_node, 1, "in")
+    ctx.set_role(node.args[2] if len(node.args) > 2 else node.kwargs.get("bias"), 0, "bias")
     for dims, ids in x2.blocks:
         if d not in dims:
             ctx.sink.fix(ids)
@@ -205,6 +208,8 @@ def layer_norm_fn(ctx, node, args, kwargs):
     x2, x_ids = isolate(ctx, x, x.ndim - 1)
     vecs = list(args[2:4]) + [kwargs.get("weight"), kwargs.get("bias")]
     _tie_vectors(ctx, vecs, x_ids)
+    ctx.set_role(node.args[2] if len(node.args) > 2 else node.kwargs.get("weight"), 0, "norm")
+    ctx.set_role(node.args[3] if len(node.args) > 3 else node.kwargs.get("bias"), 0, "bias")
     if x_ids is not None and all(_vec_ids(v) is None for v in vecs):
         module = node_origin(node)[0]
         attr = getattr(ctx.modules.get(module), "normalized_shape", None)
@@ -241,6 +246,8 @@ def embedding_fn(ctx, node, args, kwargs):
     b0, b1 = w.block_of(0), w.block_of(1)
     if b0 is not None:
         ctx.sink.fix(b0[1])
+    if node.target is F.embedding:
+        ctx.set_role(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"), 1, "out")
     return Labels(tuple(shape), [((len(shape) - 1,), b1[1])] if b1 is not None else [])
 
 

@@ -132,8 +132,11 @@ def linear_fn(ctx, node, args, kwargs):
     wt = permute(w, [1, 0], (w.shape[1], w.shape[0]))
     shape = out_shape(ctx, node)
     out = matmul_labels(ctx, x, wt, shape)
-    ctx.add_macs(node.args[1] if len(node.args) > 1 else node.kwargs.get("weight"),
-                 int(np.prod(shape[:-1], dtype=np.int64)))
+    w_node = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+    ctx.add_macs(w_node, int(np.prod(shape[:-1], dtype=np.int64)))
+    ctx.set_role(w_node, 0, "out")
+    ctx.set_role(w_node, 1, "in")
+    ctx.set_role(node.args[2] if len(node.args) > 2 else node.kwargs.get("bias"), 0, "bias")
     if isinstance(bias, Labels):
         out = broadcast_unify([out, bias], out.shape, ctx.sink)
     return out
@@ -158,6 +161,22 @@ def addmm_fn(ctx, node, args, kwargs):
     bias, a, b = args[0], need_labels(args[1]), need_labels(args[2])
     out = matmul_labels(ctx, a, b, out_shape(ctx, node))
     ctx.add_macs(node.args[2], a.shape[0])  # rows x the [in, out] weight
+    ctx.set_role(node.args[2], 1, "out")  # Conv1D stores its weight transposed: [in, out]
+    ctx.set_role(node.args[2], 0, "in")
+    ctx.set_role(node.args[0], 0, "bias")
     if isinstance(bias, Labels):
         out = broadcast_unify([out, bias], out.shape, ctx.sink)
     return out
+
+
+def is_transposed_linear(mod) -> bool:
+    """Is ``mod`` an HF ``Conv1D``-style layer: ``nx``/``nf`` ints and a 2-D ``[nx, nf]`` weight?
+
+    Recognised by its attributes rather than its class, so prunekit does not
+    import transformers. The surgery (:mod:`prunekit.surgery`) keeps ``nx``/``nf`` equal to the weight's
+    shape; the analysis therefore lets sizes equal to them follow pruning.
+    """
+    w = getattr(mod, "weight", None)
+    nx, nf = getattr(mod, "nx", None), getattr(mod, "nf", None)
+    return (type(nx) is int and type(nf) is int and w is not None and getattr(w, "ndim", 0) == 2
+            and tuple(w.shape) == (nx, nf))

@@ -64,11 +64,29 @@ def export_attr_tags(ctx, value: int) -> list[AttrTag]:
     mod = ctx.modules.get(module)
     if mod is None:
         return []
+    from prunekit.graph.ops_matmul import is_transposed_linear
+
+    # HF Conv1D's nx/nf: the surgery resets them from the weight, nothing to bind
+    managed = ("nx", "nf") if is_transposed_linear(mod) else ()
     tags = []
     for k, v in vars(mod).items():
-        if type(v) is int and v == value and not k.startswith("_"):
+        if type(v) is int and v == value and not k.startswith("_") and k not in managed:
             tags.append(ctx.tags.setdefault((module, k), AttrTag(module, k, v)))
     return tags
+
+
+def export_weight_sized(ctx, value: int) -> bool:
+    """Is a torch.export constant the ``nx``/``nf`` of the HF ``Conv1D`` whose forward holds the node?
+
+    ``Conv1D.forward`` reshapes with ``x.size(-1)`` and ``self.nf``; the surgery
+    keeps both equal to the sliced weight, so such a size follows pruning.
+    """
+    from prunekit.graph.ops_matmul import is_transposed_linear
+
+    if ctx.kind != "export" or ctx.current_node is None:
+        return False
+    mod = ctx.modules.get(node_origin(ctx.current_node)[0])
+    return mod is not None and is_transposed_linear(mod) and value in (mod.nx, mod.nf)
 
 
 def export_merged_dims(ctx, lab: Labels, shape, sizes, free: set) -> set:
@@ -107,6 +125,8 @@ def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
             bind[j] = []
         elif s.tag is not None:  # an attribute also used in arithmetic cannot follow: a constant here
             s.tag.misuse("reshape after other use")
+        elif export_weight_sized(ctx, s.value):
+            free.add(j)
         else:
             tags = export_attr_tags(ctx, s.value)
             if tags:

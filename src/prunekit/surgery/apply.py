@@ -183,3 +183,9 @@ def _fix_attributes(mod) -> None:
         e = int(mod.in_proj_weight.shape[1])
         mod.num_heads = int(mod.in_proj_weight.shape[0]) // 3 // mod.head_dim
         mod.embed_dim = mod.kdim = mod.vdim = e
+    elif type(getattr(mod, "nx", None)) is int and type(getattr(mod, "nf", None)) is int \
+            and getattr(getattr(mod, "weight", None), "ndim", 0) == 2:
+        # HF's Conv1D (GPT-2): a linear layer whose weight is stored [in, out] (recognised by its
+        # attributes, so prunekit needs no transformers import; see graph.ops_matmul.is_transposed_linear)
+        mod.nx, mod.nf = int(mod.weight.shape[0]), int(mod.weight.shape[1])
+
