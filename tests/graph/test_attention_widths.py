@@ -211,3 +211,45 @@ def test_int_and_bool_ops_freeze_nothing():
     small, masked = plan.apply(net), plan.apply_masks(net)
     with torch.no_grad():
         assert rel_err(small(x, ids), masked(x, ids)) < 1e-5
+
+
+class GQAAttention(nn.Module):
+    """timm-style grouped-query attention: 4 query heads on 2 KV heads, ``repeat_interleave(2, dim=1)``."""
+
+    def __init__(self, dim=16, heads=4, kv_heads=2):
+        super().__init__()
+        self.num_heads, self.num_kv_heads, self.num_kv_groups = heads, kv_heads, heads // kv_heads
+        hd = dim // heads
+        self.q_proj = nn.Linear(dim, heads * hd)
+        self.k_proj = nn.Linear(dim, kv_heads * hd)
+        self.v_proj = nn.Linear(dim, kv_heads * hd)
+        self.proj = nn.Linear(heads * hd, dim)
+
+    def forward(self, x):
+        B, N, _ = x.shape
+        q = self.q_proj(x).reshape(B, N, self.num_heads, -1).transpose(1, 2)
+        k = self.k_proj(x).reshape(B, N, self.num_kv_heads, -1).transpose(1, 2)
+        v = self.v_proj(x).reshape(B, N, self.num_kv_heads, -1).transpose(1, 2)
+        k = k.repeat_interleave(self.num_kv_groups, dim=1)
+        v = v.repeat_interleave(self.num_kv_groups, dim=1)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(B, N, -1))
+
+
+def test_repeat_interleave_gqa_keeps_query_groups():
+    """Removing KV head j removes query heads 2j and 2j+1: 4/2 heads -> 2/1, num_kv_groups stays 2."""
+    torch.manual_seed(0)
+    net = Block(GQAAttention()).eval()
+    x = torch.randn(2, 6, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = prunekit.plan(net, x, ratios={"attn.q_proj": 0.5})   # only the head group
+    (g,) = [g for g in plan.groups if g.removed]
+    assert g.size == 2 and len(g.removed) == 1
+    small = _check_exact(net, plan, x)
+    a = small.attn
+    assert (a.num_heads, a.num_kv_heads, a.num_kv_groups) == (2, 1, 2)
+    j = g.removed[0]
+    keep_q = [h for h in range(4) if h // 2 != j]
+    ref = net.attn.q_proj.weight.detach()
+    assert torch.equal(a.q_proj.weight.detach(), torch.cat([ref[4 * h:4 * h + 4] for h in keep_q]))

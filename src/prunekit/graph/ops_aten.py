@@ -15,7 +15,7 @@ from prunekit.graph.ops import (
 from prunekit.graph.ops_matmul import linear_fn, matmul_fn, sdpa_fn
 from prunekit.graph.ops_functional import batch_norm_fn, conv_fn, embedding_fn, group_norm_fn, layer_norm_fn
 from prunekit.graph.ops_shape import (
-    cat_fn, channelwise, chunk_fn, expand_m, free_reshape, narrow_fn, permute_m, select_fn,
+    cat_fn, channelwise, chunk_fn, expand_m, free_reshape, narrow_fn, permute_m, repeat_interleave_m, select_fn,
     split_fn, stack_fn, t_m, transpose_m, unbind_fn, view,
 )
 from prunekit.graph.ops_index import getitem_tensor
@@ -169,6 +169,7 @@ handles(*aten("stack.default"))(stack_fn)
 handles(*aten("view.default", "reshape.default", "_unsafe_view.default"))(view)
 handles(*aten("flatten.using_ints", "unsqueeze.default", "squeeze.dim", "squeeze.dims", "squeeze.default"))(free_reshape)
 handles(*aten("permute.default"))(permute_m)
+handles(*aten("repeat_interleave.self_int"))(repeat_interleave_m)
 handles(*aten("transpose.int"))(transpose_m)
 handles(*aten("t.default"))(t_m)
 handles(*aten("expand.default"))(expand_m)

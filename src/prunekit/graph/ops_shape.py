@@ -592,3 +592,4 @@ def roll_flip(ctx, node, args, kwargs):
         else:
             blocks.append((bd, ids))
     return Labels(lab.shape, blocks)
+
