@@ -429,10 +429,9 @@ def reshape(lab: Labels, out_shape, free_dims: set[int], sink: UnionSink, bindin
         # the other output dims of the chunk keep their size: they leave the block
         # (rigid), so a later op that keeps one of them but contracts or reduces the
         # free one (q @ k^T over the per-head width, heads kept) does not tie the
-        # channels of the free dim together through them
-        # (and they can never shrink: each channel is a whole slice along them), so a rigid
-        # operand broadcast along them (a rotary table over head_dim) or a slice
-        # of them (``x[..., ::2]``) no longer touches the channels
+        # channels of the free dim together through them; and since each channel is
+        # a whole slice along them, a rigid operand broadcast along them (a rotary
+        # table over head_dim) or a slice of them (``x[..., ::2]``) touches no channel
         rep = np.moveaxis(arr, axis, 0).reshape(arr.shape[axis], -1)[:, 0]
         blocks.append(((out_dims[axis],), np.ascontiguousarray(rep)))
     return Labels(out_shape, blocks)

@@ -210,15 +210,18 @@ def layer_norm_fn(ctx, node, args, kwargs):
     _tie_vectors(ctx, vecs, x_ids)
     ctx.set_role(node.args[2] if len(node.args) > 2 else node.kwargs.get("weight"), 0, "norm")
     ctx.set_role(node.args[3] if len(node.args) > 3 else node.kwargs.get("bias"), 0, "bias")
+    follows = False
     if x_ids is not None and all(_vec_ids(v) is None for v in vecs):
+        # a parameter-free norm: the module whose forward calls it holds the shape
         module = node_origin(node)[0]
         attr = getattr(ctx.modules.get(module), "normalized_shape", None)
         if isinstance(attr, (tuple, list)) and len(attr) == 1 and int(attr[0]) == int_of(ns[0]):
             ctx.count_attr(module, "normalized_shape", int(attr[0]), x_ids)
-        else:
-            ctx.sink.fix(x_ids)
+            follows = True
     ctx.note_cross(x_ids, "layer_norm")
-    _keep_if_constant_shape(ctx, node, ns, args[2] if len(args) > 2 else kwargs.get("weight"), x_ids, "layer_norm")
+    if not follows:
+        _keep_if_constant_shape(ctx, node, ns, args[2] if len(args) > 2 else kwargs.get("weight"), x_ids,
+                                "layer_norm")
     return Labels(tuple(out_shape(ctx, node)), x2.blocks)
 
 
