@@ -70,6 +70,8 @@ class Context:
         self.frozen: list[FrozenRegion] = []
         self.current_node = None
         self.kind = "fx"  # or "export": how the graph was captured (sizes are constants in export graphs)
+        self.opaque: dict = {}  # modules kept as single calls, with why
+        self.inherited: dict = {}  # opaque modules handled as their torch.nn parent (graph.inherited)
         owner = model if self.param_placeholders else gm  # exported graphs take parameters as inputs
         self.modules = dict(owner.named_modules())
         self.params = dict(owner.named_parameters(remove_duplicate=False))
@@ -248,6 +250,7 @@ def analyze(model, example_inputs, *, leaf_names=(), tracer: str = "auto") -> An
     """
     from prunekit.graph import ops
     from prunekit.graph.capture import capture, example_tuple
+    from prunekit.graph.inherited import inherit
 
     inputs = example_tuple(model, example_inputs)
     cap = capture(model, inputs, ops.is_handled_module, leaf_names=leaf_names, tracer=tracer)
@@ -258,12 +261,18 @@ def analyze(model, example_inputs, *, leaf_names=(), tracer: str = "auto") -> An
         ctx.warn("export", f"torch.fx cannot trace the forward of {type(model).__name__}; analysed with "
                            "torch.export instead (sizes are constants there, so fewer channels are prunable, and "
                            "Python branches on shapes are assumed not to depend on pruned widths)")
-    for name, why in cap.opaque.items():
-        if why != "requested":
-            ctx.freeze(f"module {type(ctx.modules[name]).__name__}" if name in ctx.modules else "module",
-                       f"torch.fx cannot trace it ({why}); its input and output channels are kept",
-                       module=name, line=module_line(ctx.modules.get(name)))
     nodes = list(cap.gm.graph.nodes)
+    # a subclass of a handled layer with an untraceable forward (timm's Conv2dSame)
+    # prunes like its parent when a numerical check on a copy says so
+    ops.load_handlers()
+    ctx.inherited, not_inherited = inherit(ctx, nodes, cap.opaque, ops.MODULE_HANDLERS)
+    for name, why in cap.opaque.items():
+        if why != "requested" and name not in ctx.inherited:
+            extra = f"; it subclasses a layer the engine handles, but {not_inherited[name]}" \
+                if name in not_inherited else ""
+            ctx.freeze(f"module {type(ctx.modules[name]).__name__}" if name in ctx.modules else "module",
+                       f"torch.fx cannot trace it ({why}){extra}; its input and output channels are kept",
+                       module=name, line=module_line(ctx.modules.get(name)))
     try:
         for node in nodes:
             ctx.env[node] = ops.run_node(ctx, node)

@@ -152,7 +152,10 @@ def _find_handler(ctx, node):
     """``(handler, module)`` for a call node; handler is None when no table has the target."""
     if node.op == "call_module":
         module = ctx.modules[node.target]
-        return module_handler(module), module
+        handler = module_handler(module)
+        if handler is None:
+            handler = ctx.inherited.get(node.target)
+        return handler, module
     if node.op == "call_function":
         try:
             handler = FUNCTION_HANDLERS.get(node.target)
@@ -208,7 +211,7 @@ def run_node(ctx, node):
             reason = f"its handler failed ({type(e).__name__}: {str(e)[:120]})"
     else:
         reason = "not understood by the pruning engine"
-    if node.op == "call_module" and node.target in ctx.opaque:
+    if node.op == "call_module" and node.target in ctx.opaque and node.target not in ctx.inherited:
         ctx.fix([args, kwargs])  # recorded as a frozen region at capture
         return ctx.rigid_like(meta)
     if _index_data_only(args, kwargs, meta):
