@@ -266,3 +266,32 @@ def test_mostly_untraceable_model_is_analysed_with_torch_export():
     assert sorted((g.size, len(g.removed)) for g in plan.groups) == [(8, 4), (32, 16)]
     with torch.no_grad():
         assert rel_err(plan.apply(net)(x), plan.apply_masks(net)(x)) < 1e-5
+
+
+class Divisible(nn.Module):
+    """``C % groups == 0`` checked at run time (timm's group_std): kept widths stay multiples of ``groups``."""
+
+    def __init__(self):
+        super().__init__()
+        self.groups = 4
+        self.a, self.b = nn.Conv2d(3, 16, 1), nn.Conv2d(16, 5, 1)
+
+    def forward(self, x):
+        y = self.a(x)
+        torch._assert(y.shape[1] % self.groups == 0, "channels divisible by groups")
+        return self.b(y)
+
+
+def test_a_divisibility_check_ties_channels_across_the_groups():
+    torch.manual_seed(0)
+    net, x = Divisible().eval(), torch.randn(2, 3, 4, 4)
+    plan = _quiet_plan(net, x, ratio=0.3)
+    assert plan.frozen == []
+    (group,) = plan.groups
+    # one unit is channel i with i + 4, i + 8, i + 12: the same position in every segment of 4
+    assert group.size == 4 and len(group.removed) == 1
+    (member,) = [m for m in group.members if m.param == "a.weight"]
+    assert member.channels.tolist() == [0, 1, 2, 3] * 4
+    small = plan.apply(net)
+    with torch.no_grad():
+        assert rel_err(small(x), plan.apply_masks(net)(x)) < 1e-5

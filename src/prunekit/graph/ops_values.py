@@ -62,6 +62,17 @@ def arith_or_elementwise(ctx, node, args, kwargs):
             pass  # 12 // 5: the remainder would not shrink in proportion
         else:
             return Sz(value, src=srcs[0].src, derived=True)
+    if node.target is operator.mod and len(srcs) == 1 and args[0] is srcs[0] and value == 0 \
+            and not (isinstance(args[1], Sz) and args[1].src is not None):
+        # ``C % groups == 0`` (a group norm's check): it keeps holding when the channels
+        # are removed in step across the ``groups`` equal segments, so tie index i to
+        # i + C/groups, i + 2C/groups... (the tie ``reshape(B, groups, C // groups)`` makes)
+        k = _int(args[1])
+        src = np.asarray(srcs[0].src)
+        if k > 0 and len(src) % k == 0:
+            if k > 1:
+                ctx.add_size_constraint((src, src[: len(src) // k]))
+            return Sz(value)
     if srcs:
         ctx.freeze(op_name(ctx, node), "a channel count is used in arithmetic that does not follow pruning; "
                                        "that dimension is kept", srcs)
