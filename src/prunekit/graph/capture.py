@@ -173,10 +173,19 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
             saved = {}
             if not leaf and not _is_torch_nn(m):
                 for k, v in list(vars(m).items()):
-                    if type(v) is int and not k.startswith("_"):
+                    if k.startswith("_"):
+                        continue
+                    if type(v) is int:
                         tag = tags.setdefault((qualname, k), AttrTag(qualname, k, v))
                         saved[k] = v
                         object.__setattr__(m, k, TaggedInt(v, tag))
+                    elif type(v) is list and v and all(type(e) is int for e in v):
+                        # split sizes held in a list (timm MixedConv2d's ``splits``): each element
+                        # is tagged ``splits[i]`` so the plan can update it with its piece
+                        saved[k] = v
+                        object.__setattr__(m, k, [
+                            TaggedInt(e, tags.setdefault((qualname, f"{k}[{i}]"), AttrTag(qualname, f"{k}[{i}]", e)))
+                            for i, e in enumerate(v)])
             try:
                 return super().call_module(m, forward, args, kwargs)
             except Exception as e:

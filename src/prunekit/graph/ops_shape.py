@@ -12,7 +12,7 @@ from prunekit.graph.frozen import node_origin
 from prunekit.graph.labels import (
     Labels, broadcast_unify, index_along, match_chunks, permute, project, reshape, shift, squeeze_block_dims,
 )
-from prunekit.graph.ops import NotHandled, dims_arg, existing, handles, int_of, need_labels, out_shape
+from prunekit.graph.ops import NotHandled, dims_arg, existing, handles, int_of, need_labels, op_name, out_shape
 
 
 def size_rep(blk, d: int) -> np.ndarray:
@@ -422,7 +422,7 @@ def stack_fn(ctx, node, args, kwargs):
     return Labels(tuple(shape), blocks)
 
 
-def _pieces(ctx, node, lab: Labels, d: int, equal_ok: bool, size_arg=None):
+def _pieces(ctx, node, lab: Labels, d: int, equal_ok: bool, size_arg=None, independent: bool = False):
     metas = ctx.meta.get(node)
     if not isinstance(metas, (list, tuple)) or not all(isinstance(m, tuple) and m[0] == "tensor" for m in metas):
         raise NotHandled
@@ -437,7 +437,7 @@ def _pieces(ctx, node, lab: Labels, d: int, equal_ok: bool, size_arg=None):
             ctx.sink.unify(arr[:1], arr)  # piece i keeps the same channels as piece 0
             if size_arg is not None and isinstance(size_arg, Sz) and size_arg.src is not None:
                 ctx.add_size_constraint((size_arg.src, arr[0]))
-        elif k > 1:
+        elif k > 1 and not independent:
             ctx.sink.fix(ids)
     start = 0
     for sh, n in zip(shapes, sizes):
@@ -484,11 +484,26 @@ def split_fn(ctx, node, args, kwargs):
             if blk is not None and len(res) > 1:
                 ctx.sink.fix(blk[1])
         return res
+    tags = [getattr(s, "tag", None) for s in spec] if isinstance(spec, (list, tuple)) else []
+    if tags and all(isinstance(s, Sz) and s.src is None and s.tag is not None and not s.tag.misused
+                    for s in spec):
+        # sizes from a module's list attribute (``split(x, self.splits, 1)``): each piece
+        # prunes on its own and its element of the list follows it
+        res = _pieces(ctx, node, lab, d, False, independent=True)
+        blocks = [r.block_of(d) if isinstance(r, Labels) else None for r in res]
+        if len(res) == len(tags) and all(b is not None for b in blocks):
+            for tag, blk in zip(tags, blocks):
+                ctx.bind(tag, size_rep(blk, d), True)
+            return res
+        for tag in tags:
+            tag.misuse("split size")
     ctx.fix_sizes(spec)
     blk = lab.block_of(d)
     res = _pieces(ctx, node, lab, d, False)
     if blk is not None and len(res) > 1:
         ctx.sink.fix(blk[1])
+        ctx.freeze(op_name(ctx, node), "splits into sizes that do not follow pruning (constants, or values "
+                                       "also used otherwise); the split dimension is kept")
     return res
 
 

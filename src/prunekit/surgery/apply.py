@@ -1,6 +1,7 @@
 """Slice or zero parameter/buffer tensors in place and fix the modules' size attributes."""
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 
 from prunekit.errors import PrunekitError
@@ -101,7 +102,20 @@ def set_attributes(model, attrs: list[dict]) -> None:
         value = a["after"]
         if a["attr"] == "normalized_shape":
             value = (int(value),) + tuple(getattr(mod, "normalized_shape", ())[1:])
+        item = _ITEM.fullmatch(a["attr"])
+        if item:  # one element of a list attribute (timm MixedConv2d's ``splits[1]``)
+            seq = getattr(mod, item.group(1), None)
+            i = int(item.group(2))
+            if not isinstance(seq, list) or i >= len(seq):
+                raise PrunekitError(f"the plan sets {a['attr']!r} on module {a['module']!r}, which has no such "
+                                    "list element")
+            seq[i] = value
+            continue
         setattr(mod, a["attr"], value)
+
+
+#: ``name[i]``: an element of a module's list attribute
+_ITEM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\[(\d+)\]")
 
 
 def replace_module(model, name: str, new):
