@@ -68,3 +68,71 @@ def test_a_list_also_used_in_arithmetic_keeps_its_channels():
     assert small.mix.splits == [6, 4]
     with torch.no_grad():
         assert rel_err(small(x), plan.apply_masks(net)(x)) < 1e-5
+
+
+class BiasTable(nn.Module):
+    """timm's RelPosMlp: a per-head bias from an MLP, shaped by a tuple attribute, read through a method."""
+
+    def __init__(self, heads: int, tokens: int):
+        super().__init__()
+        self.num_heads = heads
+        self.bias_shape = (tokens, tokens, heads)
+        self.mlp = nn.Linear(2, heads)
+        self.register_buffer("coords", torch.randn(tokens * tokens, 2), persistent=False)
+
+    def get_bias(self):
+        return self.mlp(self.coords).view(-1, self.num_heads).view(self.bias_shape).permute(2, 0, 1)
+
+
+class RelPosAttention(nn.Module):
+    def __init__(self, dim=12, heads=3, tokens=4):
+        super().__init__()
+        self.num_heads, self.head_dim = heads, dim // heads
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.rel_pos = BiasTable(heads, tokens)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1) + self.rel_pos.get_bias()).softmax(-1)  # a method, not forward
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, -1))
+
+
+class RmsNorm(nn.Module):
+    """timm's RmsNorm: not a torch.nn norm, holds ``normalized_shape`` and calls ``F.rms_norm``."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.normalized_shape = (c,)
+        self.weight = nn.Parameter(torch.rand(c) + 0.5)
+
+    def forward(self, x):
+        return torch.nn.functional.rms_norm(x, self.normalized_shape, self.weight, 1e-6)
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inp, self.attn, self.norm, self.out = nn.Linear(5, 12), RelPosAttention(), RmsNorm(12), nn.Linear(12, 5)
+
+    def forward(self, x):
+        return self.out(self.norm(self.attn(self.inp(x))))
+
+
+def test_a_tuple_attribute_read_in_a_method_follows_the_heads_and_rms_norm_prunes():
+    torch.manual_seed(0)
+    net, x = Block().eval(), torch.randn(2, 4, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plan = prunekit.plan(net, x, ratio=0.34)
+    assert plan.frozen == []
+    small = plan.apply(net)
+    heads = small.attn.num_heads
+    assert heads == 2 and small.attn.rel_pos.bias_shape == (4, 4, 2) and small.attn.rel_pos.num_heads == 2
+    assert small.attn.rel_pos.mlp.out_features == 2 and small.norm.normalized_shape[0] == small.norm.weight.numel()
+    assert net.attn.rel_pos.bias_shape == (4, 4, 3)  # the original keeps its tuple
+    with torch.no_grad():
+        # the heads alone (the norm after them normalises over the pruned width, so the block is compared there)
+        ref = plan.apply_masks(net).attn.proj.weight.abs().sum(0) != 0  # input channels the masks kept
+        assert int(ref.sum()) == small.attn.proj.in_features
+        assert small(x).shape == net(x).shape and torch.isfinite(small(x)).all()

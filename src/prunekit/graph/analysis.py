@@ -72,6 +72,8 @@ class Context:
         self.kind = "fx"  # or "export": how the graph was captured (sizes are constants in export graphs)
         self.opaque: dict = {}  # modules kept as single calls, with why
         self.inherited: dict = {}  # opaque modules handled as their torch.nn parent (graph.inherited)
+        self.model = model
+        self._model_modules = None
         owner = model if self.param_placeholders else gm  # exported graphs take parameters as inputs
         self.modules = dict(owner.named_modules())
         self.params = dict(owner.named_parameters(remove_duplicate=False))
@@ -82,6 +84,13 @@ class Context:
         self.canon = {}
         for name, t in self.params.items():
             self.canon[name] = first.setdefault(id(t), name)
+
+    @property
+    def model_modules(self) -> dict:
+        """The user's own modules by name (``modules`` holds the fx graph's plain copies of traced-through ones)."""
+        if self._model_modules is None:
+            self._model_modules = dict(self.model.named_modules()) if self.model is not None else self.modules
+        return self._model_modules
 
     # -- values
     def val(self, a):

@@ -170,41 +170,27 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
         def call_module(self, m, forward, args, kwargs):
             qualname = self.path_of_module(m)
             leaf = self.is_leaf_module(m, qualname)
-            saved = {}
-            if not leaf and not _is_torch_nn(m):
-                for k, v in list(vars(m).items()):
-                    if k.startswith("_"):
-                        continue
-                    if type(v) is int:
-                        tag = tags.setdefault((qualname, k), AttrTag(qualname, k, v))
-                        saved[k] = v
-                        object.__setattr__(m, k, TaggedInt(v, tag))
-                    elif type(v) is list and v and all(type(e) is int for e in v):
-                        # split sizes held in a list (timm MixedConv2d's ``splits``): each element
-                        # is tagged ``splits[i]`` so the plan can update it with its piece
-                        saved[k] = v
-                        object.__setattr__(m, k, [
-                            TaggedInt(e, tags.setdefault((qualname, f"{k}[{i}]"), AttrTag(qualname, f"{k}[{i}]", e)))
-                            for i, e in enumerate(v)])
             try:
                 return super().call_module(m, forward, args, kwargs)
             except Exception as e:
                 if self.failed is None and not leaf:
                     self.failed = (qualname, type(m).__name__, e)
                 raise
-            finally:
-                for k, v in saved.items():
-                    object.__setattr__(m, k, v)
 
     root_name = type(model).__name__
     graph = None
     autowrap = ()
     for _ in range(_MAX_RETRIES):
         tr = Tracer(autowrap)
+        # every traced-through user module's int attributes are tagged for the whole trace,
+        # not only while its forward runs: a parent may call its method (timm's
+        # ``self.rel_pos.get_bias()``), and the sizes read there must follow pruning too
+        saved = _tag_attributes(model, tags, lambda name, m: name in opaque or is_handled_module(m))
         try:
             graph = tr.trace(model)
             break
         except Exception as e:  # fx raises many types on untraceable Python
+            _restore(saved)  # before torch.export may run the model
             failed = tr.failed
             if failed is None or failed[0] in opaque or failed[0] == "":
                 if not autowrap and library_notrace_functions():
@@ -220,6 +206,8 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
                         "tracer='auto' to fall back to torch.export") from None
                 return _capture_export(model, example_inputs, root_name, _first_line(e))
             opaque[failed[0]] = f"{failed[1]}: {_first_line(failed[2])}"
+        finally:
+            _restore(saved)
     if graph is None:
         raise UnsupportedModelError(f"tracing {root_name} did not converge after {_MAX_RETRIES} retries")
     if tracer == "auto" and _mostly_opaque(model, opaque):
@@ -257,6 +245,40 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
         for m, t in training.items():
             m.training = t
     return Capture(gm=gm, meta=record.meta, opaque=opaque, tags=tags, shape_pass=record.describe())
+
+
+def _tag_attributes(model, tags: dict, skip) -> list:
+    """Replace the int attributes of user modules by :class:`TaggedInt` (lists and tuples of ints element-wise).
+
+    The root, torch.nn modules and ``skip(name, module)`` ones are left alone.
+    Returns ``(module, attribute, original value)`` for restoring them.
+    """
+    saved = []
+    for qualname, m in model.named_modules():
+        if not qualname or _is_torch_nn(m) or skip(qualname, m):
+            continue
+        for k, v in list(vars(m).items()):
+            if k.startswith("_"):
+                continue
+            if type(v) is int:
+                tag = tags.setdefault((qualname, k), AttrTag(qualname, k, v))
+                saved.append((m, k, v))
+                object.__setattr__(m, k, TaggedInt(v, tag))
+            elif type(v) in (list, tuple) and v and all(type(e) is int for e in v):
+                # sizes held in a list or tuple (timm MixedConv2d's ``splits``, RelPosMlp's
+                # ``bias_shape``): each element is tagged ``name[i]`` so the plan can update it
+                saved.append((m, k, v))
+                object.__setattr__(m, k, type(v)(
+                    TaggedInt(e, tags.setdefault((qualname, f"{k}[{i}]"), AttrTag(qualname, f"{k}[{i}]", e)))
+                    for i, e in enumerate(v)))
+    return saved
+
+
+def _restore(saved: list) -> None:
+    """Put back the attributes :func:`_tag_attributes` replaced (once: the list is emptied)."""
+    while saved:
+        m, k, v = saved.pop()
+        object.__setattr__(m, k, v)
 
 
 def library_notrace_functions() -> tuple:

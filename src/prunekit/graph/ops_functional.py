@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from prunekit.graph.labels import Labels
-from prunekit.graph.ops import NotHandled, handles, int_of, need_labels, out_shape
+from prunekit.graph.ops import NotHandled, existing, handles, int_of, need_labels, out_shape
 from prunekit.graph.ops_nn import conv_core
 from prunekit.graph.ops_shape import isolate
 
@@ -211,10 +211,15 @@ def layer_norm_fn(ctx, node, args, kwargs):
     ctx.set_role(node.args[2] if len(node.args) > 2 else node.kwargs.get("weight"), 0, "norm")
     ctx.set_role(node.args[3] if len(node.args) > 3 else node.kwargs.get("bias"), 0, "bias")
     follows = False
-    if x_ids is not None and all(_vec_ids(v) is None for v in vecs):
-        # a parameter-free norm: the module whose forward calls it holds the shape
-        module = node_origin(node)[0]
+    module = node_origin(node)[0] if x_ids is not None else None
+    owner = ctx.model_modules.get(module) if module is not None else None
+    if x_ids is not None and (all(_vec_ids(v) is None for v in vecs)
+                              or (owner is not None and not isinstance(owner, _SURGERY_NORMS))):
+        # the module whose forward calls it holds the shape: a parameter-free norm, or one
+        # with a weight that is no torch.nn norm (timm's RmsNorm), which the surgery would not reset
         attr = getattr(ctx.modules.get(module), "normalized_shape", None)
+        if attr is None:
+            attr = getattr(owner, "normalized_shape", None)
         if isinstance(attr, (tuple, list)) and len(attr) == 1 and int(attr[0]) == int_of(ns[0]):
             ctx.count_attr(module, "normalized_shape", int(attr[0]), x_ids)
             follows = True
@@ -271,3 +276,10 @@ def normalize_fn(ctx, node, args, kwargs):
     if not isinstance(p, (int, float)) or p <= 0 or tuple(out_shape(ctx, node)) != lab.shape:
         raise NotHandled
     return lab
+
+
+@handles(*existing(["rms_norm"], F))
+def rms_norm_fn(ctx, node, args, kwargs):
+    """``F.rms_norm(x, normalized_shape, weight, eps)``: as :func:`layer_norm_fn` without a bias (timm's RmsNorm)."""
+    kwargs = {k: v for k, v in kwargs.items() if k in ("normalized_shape", "weight")}
+    return layer_norm_fn(ctx, node, tuple(args[:3]), kwargs)

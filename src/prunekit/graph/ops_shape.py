@@ -115,6 +115,19 @@ def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
     if len(sizes) != len(shape):
         raise NotHandled
     free, bind, inferred = set(), {}, {}
+    # a constant that occurs twice in one reshape (NesT's ``reshape(B, T, N, 3, heads, C // heads)``
+    # with 3 heads, under torch.export) cannot say which occurrence is the attribute: neither is inferred
+    # (counted among the output dims made from labelled input dims: a batch or token size
+    # equal to a head width is no ambiguity)
+    labelled = {d for dims, _ in lab.blocks for d in dims}
+    try:
+        chunks = match_chunks(lab.shape, tuple(int(x) for x in shape))
+    except Exception:  # noqa: BLE001 - shapes that do not factor: every dim counts
+        chunks = [(list(range(lab.ndim)), list(range(len(shape))))]
+    out_dims = {j for ci, cj in chunks if labelled & set(ci) for j in cj}
+    plain = [int(sizes[j].value) for j in out_dims if j < len(sizes) and isinstance(sizes[j], Sz)
+             and sizes[j].tag is None and sizes[j].src is None]
+    repeated = {v for v in plain if plain.count(v) > 1}
     for j, s in enumerate(sizes):
         if not isinstance(s, Sz):
             raise NotHandled
@@ -125,6 +138,8 @@ def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
             bind[j] = []
         elif s.tag is not None:  # an attribute also used in arithmetic cannot follow: a constant here
             s.tag.misuse("reshape after other use")
+        elif int(s.value) in repeated:
+            continue
         elif export_weight_sized(ctx, s.value):
             free.add(j)
         else:
@@ -133,6 +148,14 @@ def reshape_with_sizes(ctx, lab: Labels, shape, sizes) -> Labels:
                 free.add(j)
                 bind[j] = []
                 inferred[j] = tags
+    for j in list(inferred):
+        # a head count matched under torch.export whose per-head width is a constant no
+        # attribute holds: the model computes that width at run time (NesT's ``C // num_heads``),
+        # so changing the head count alone would break its reshape; neither is inferred
+        k = j + 1
+        if k < len(sizes) and k not in free and int(sizes[k].value) > 1:
+            del inferred[j], bind[j]
+            free.discard(j)
     free |= export_merged_dims(ctx, lab, shape, sizes, free)
     out = reshape(lab, shape, free, ctx.sink, bindings=bind)
     for j, tags in inferred.items():

@@ -103,13 +103,16 @@ def set_attributes(model, attrs: list[dict]) -> None:
         if a["attr"] == "normalized_shape":
             value = (int(value),) + tuple(getattr(mod, "normalized_shape", ())[1:])
         item = _ITEM.fullmatch(a["attr"])
-        if item:  # one element of a list attribute (timm MixedConv2d's ``splits[1]``)
+        if item:  # one element of a list or tuple attribute (MixedConv2d's ``splits[1]``)
             seq = getattr(mod, item.group(1), None)
             i = int(item.group(2))
-            if not isinstance(seq, list) or i >= len(seq):
+            if not isinstance(seq, (list, tuple)) or i >= len(seq):
                 raise PrunekitError(f"the plan sets {a['attr']!r} on module {a['module']!r}, which has no such "
-                                    "list element")
-            seq[i] = value
+                                    "list or tuple element")
+            if isinstance(seq, list):
+                seq[i] = value
+            else:
+                setattr(mod, item.group(1), seq[:i] + (value,) + seq[i + 1:])
             continue
         setattr(mod, a["attr"], value)
 
