@@ -146,7 +146,8 @@ def _pct(a: int, b: int) -> str:
 def markdown(rows: list[dict], totals: dict, command: str) -> str:
     """docs/coverage.md: totals per library, the categories with counts and examples, one row per model."""
     tp_ran = any(t.get("tp_run", 1) for t in totals.values())
-    tools = ("prunekit and Torch-Pruning 1.6.1 in the same run, same ratio, same MACs counter" if tp_ran
+    when = "in the passes listed" if isinstance(command, (list, tuple)) else "in the same run"
+    tools = (f"prunekit and Torch-Pruning 1.6.1 {when}, same ratio, same MACs counter" if tp_ran
              else "prunekit only: this run did not run Torch-Pruning")
     tp_note = ("Torch-Pruning runs with its defaults (`MagnitudePruner`, L1, no `num_heads` map, so attention "
                "models often fail in its reshapes); " if tp_ran else "")
@@ -209,10 +210,12 @@ def markdown(rows: list[dict], totals: dict, command: str) -> str:
 
 def summary_page(totals: dict, command: str, table: str) -> str:
     """The totals, for BENCHMARKS.md (the per-model table stays in ``table``)."""
-    lines = ["# Coverage of third-party models (`bench/coverage.py`)", "",
+    title = ("# Coverage of third-party models: every timm architecture (`bench/coverage.py --all`)"
+             if "--all" in str(command) else "# Coverage of third-party models (`bench/coverage.py`)")
+    lines = [title, "",
              f"{_commands(command)}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, random init, 50% of channels, "
-             "task head ignored, prunekit and Torch-Pruning 1.6.1 (its defaults: `MagnitudePruner`, L1) in the same run "
-             "on the same list. "
+             "task head ignored, prunekit and Torch-Pruning 1.6.1 (its defaults: `MagnitudePruner`, L1) "
+             f"{'in the passes listed' if isinstance(command, (list, tuple)) else 'in the same run'} on the same list. "
              f"Per-model rows with the reason for every model not pruned: [{Path(table).name}](../{Path(table).name}).",
              "", "| library | built | not built (limits) | prunekit really prunes | frozen everything | errors | "
              "apply = masks (no norm coupling) | Torch-Pruning really prunes | TP errors | slowest plan+apply s | "
