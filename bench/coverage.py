@@ -408,7 +408,7 @@ def render(store: dict, out: str, summary: str) -> dict:
     Path(out).write_text(report.markdown(rows, totals, command))
     if summary:
         Path(summary).parent.mkdir(parents=True, exist_ok=True)
-        Path(summary).write_text(report.summary_page(totals, command, out))
+        Path(summary).write_text(report.summary_page(totals, command, out, store["meta"].get("finished")))
     return totals
 
 
@@ -467,7 +467,8 @@ def main(argv=None) -> int:
     progress = sweep.Progress(len(todo))
     for name, tools in todo:
         row = evaluate_isolated(name, tools, args.timeout, args.mem_gb or None, args.max_params or None)
-        store = sweep.merge_row(args.json, row, {"command": command.strip(), "ratio": RATIO})
+        store = sweep.merge_row(args.json, row, {"command": command.strip(), "ratio": RATIO,
+                                                 "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())})
         row = store["rows"][name]
         p = row.get("prunekit", {})
         detail = f"MACs {p['macs_ratio']}" if "macs_ratio" in p else (p.get("reason") or row.get("reason") or "")
