@@ -101,3 +101,54 @@ def test_verify_exact_cases():
     assert "differs from zeroing" in verify(StdConv(4, 6, 3).eval(), nn.Conv2d, (1, 4, 7, 7))
     grouped = ConvSame(4, 6, 3, groups=2).eval()
     assert "not checked" in verify(grouped, nn.Conv2d, (1, 4, 7, 7))
+
+
+def resize_table(t, size: int):
+    """A position table resized over its spatial dims (NHWC), like timm's resample_abs_pos_embed_nhwc."""
+    if t.shape[1] == size:  # a branch on a size: fx cannot trace it, so it is wrapped as one call
+        return t
+    return F.interpolate(t.permute(0, 3, 1, 2), size=(size, size), mode="bilinear").permute(0, 2, 3, 1)
+
+
+def reverse_channels(t):
+    """Mixes channel positions: removing one is not removing the same one of the output."""
+    return t.flip(-1)
+
+
+torch.fx.wrap("resize_table")
+torch.fx.wrap("reverse_channels")
+
+
+class PosNet(nn.Module):
+    def __init__(self, resize: bool):
+        super().__init__()
+        self.resize = resize
+        self.embed = nn.Conv2d(3, 8, 2, stride=2)
+        self.pos = nn.Parameter(torch.randn(1, 2, 2, 8))
+        self.body = nn.Linear(8, 16)
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x):
+        y = self.embed(x).permute(0, 2, 3, 1)
+        y = y + (resize_table(self.pos, y.shape[1]) if self.resize else reverse_channels(self.pos))
+        return self.head(torch.relu(self.body(y)))
+
+
+def test_a_wrapped_function_that_passes_channels_through_keeps_them_prunable():
+    torch.manual_seed(0)
+    net, x = PosNet(True).eval(), torch.randn(2, 3, 8, 8)
+    plan = _plan(net, x)
+    assert plan.frozen == []
+    assert sorted(g.size for g in plan.groups) == [8, 16]
+    small = plan.apply(net)
+    assert small.pos.shape == (1, 2, 2, 4)
+    with torch.no_grad():
+        assert rel_err(small(x), plan.apply_masks(net)(x)) < 1e-5
+
+
+def test_a_wrapped_function_that_moves_channels_is_frozen():
+    torch.manual_seed(0)
+    net, x = PosNet(False).eval(), torch.randn(2, 3, 4, 4)
+    plan = _plan(net, x)
+    assert any("reverse_channels" in f["op"] for f in plan.frozen)
+    assert sorted(g.size for g in plan.groups) == [16]

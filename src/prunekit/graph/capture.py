@@ -205,6 +205,11 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
                         "code into a submodule (kept whole), pass that module in ignored_layers=[...], or use "
                         "tracer='auto' to fall back to torch.export") from None
                 return _capture_export(model, example_inputs, root_name, _first_line(e))
+            if not autowrap and _fails_in(failed[2], library_notrace_functions()):
+                # the submodule fails inside a helper its library declares untraceable
+                # (SAM's ``get_rel_pos``): trace again with those helpers kept as single calls
+                autowrap = library_notrace_functions()
+                continue
             opaque[failed[0]] = f"{failed[1]}: {_first_line(failed[2])}"
         finally:
             _restore(saved)
@@ -272,6 +277,17 @@ def _tag_attributes(model, tags: dict, skip) -> list:
                     TaggedInt(e, tags.setdefault((qualname, f"{k}[{i}]"), AttrTag(qualname, f"{k}[{i}]", e)))
                     for i, e in enumerate(v)))
     return saved
+
+
+def _fails_in(error: BaseException, functions: tuple) -> bool:
+    """Did ``error`` arise inside one of ``functions`` (a frame of its traceback runs their code)?"""
+    codes = {getattr(f, "__code__", None) for f in functions} - {None}
+    tb = error.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _restore(saved: list) -> None:

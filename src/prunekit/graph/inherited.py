@@ -143,3 +143,74 @@ def verify(module, parent, input_shape: tuple) -> str | None:
         return (f"removing a channel differs from zeroing it by {diff:.1e} (relative), unlike {parent.__name__} "
                 "(the forward mixes channels, e.g. normalises weights over them)")
     return None
+
+
+def channelwise_call(ctx, node, args, kwargs):
+    """Labels for a call the engine has no handler for, when a check shows it passes a channel dim through.
+
+    A library function kept as one call (timm's ``resample_abs_pos_embed_nhwc``,
+    which resizes a position table over its spatial dims) is run on a random
+    input of the recorded shape and again with channels removed along ``d``; if
+    the second result equals the first with those channels removed (within
+    :data:`TOLERANCE`, relative), dim ``d`` passes through channel by channel and
+    keeps its channels. Only calls with one tensor argument are checked (the
+    other arguments take their values on the example inputs). Returns None when
+    the check does not apply or fails (the caller freezes the call).
+    """
+    import torch
+    import torch.fx as fx
+
+    from prunekit.graph.labels import Labels, leaves
+
+    if node.op != "call_function" or not args or not isinstance(args[0], Labels):
+        return None
+    if any(isinstance(v, Labels) for v in leaves([list(args[1:]), kwargs])):
+        return None
+    x, meta = args[0], ctx.meta.get(node)
+    if not (isinstance(meta, tuple) and meta and meta[0] == "tensor") or len(meta[1]) != x.ndim:
+        return None
+    out_shape = tuple(meta[1])
+    dims = [d for dims, _ in x.blocks if len(dims) == 1 for d in dims if x.shape[d] == out_shape[d] and x.shape[d] > 2]
+    if not dims:
+        return None
+    d = dims[-1]
+    const_args = tuple(_concrete(ctx, a) for a in node.args[1:])
+    const_kwargs = {k: _concrete(ctx, v) for k, v in node.kwargs.items()}
+    if any(isinstance(v, fx.Node) for v in leaves([list(const_args), const_kwargs])):
+        return None
+    gen = torch.Generator().manual_seed(0)
+    xr = torch.randn(*x.shape, generator=gen)
+    keep = torch.tensor([i for i in range(x.shape[d]) if i not in (0, x.shape[d] // 2)])
+    try:
+        with torch.no_grad():
+            full = node.target(xr, *const_args, **const_kwargs)
+            part = node.target(xr.index_select(d, keep), *const_args, **const_kwargs)
+    except Exception:  # noqa: BLE001 - a call that cannot run narrower does not pass channels through
+        return None
+    if not (isinstance(full, torch.Tensor) and isinstance(part, torch.Tensor)) or tuple(full.shape) != out_shape:
+        return None
+    ref = full.index_select(d, keep)
+    if ref.shape != part.shape:
+        return None
+    scale = float(ref.abs().max()) or 1.0
+    if not float((part - ref).abs().max()) / scale <= TOLERANCE:
+        return None
+    for bdims, ids in x.blocks:
+        if bdims != (d,):
+            ctx.sink.fix(ids)
+    return Labels(out_shape, [((d,), ids) for bdims, ids in x.blocks if bdims == (d,)])
+
+
+def _concrete(ctx, a):
+    """A node argument with every size node replaced by its value on the example inputs."""
+    import torch.fx as fx
+
+    if isinstance(a, fx.Node):
+        v = ctx.meta.get(a)
+        return v if isinstance(v, (int, float, bool, tuple, list)) and not (isinstance(v, tuple) and v
+                                                                            and v[0] == "tensor") else a
+    if isinstance(a, (list, tuple)):
+        return type(a)(_concrete(ctx, x) for x in a)
+    if isinstance(a, dict):
+        return {k: _concrete(ctx, v) for k, v in a.items()}
+    return a

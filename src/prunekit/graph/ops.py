@@ -211,6 +211,11 @@ def run_node(ctx, node):
             reason = f"its handler failed ({type(e).__name__}: {str(e)[:120]})"
     else:
         reason = "not understood by the pruning engine"
+        from prunekit.graph.inherited import channelwise_call
+
+        out = channelwise_call(ctx, node, args, kwargs)  # a library function that passes channels through
+        if out is not None:
+            return out
     if node.op == "call_module" and node.target in ctx.opaque and node.target not in ctx.inherited:
         ctx.fix([args, kwargs])  # recorded as a frozen region at capture
         return ctx.rigid_like(meta)
