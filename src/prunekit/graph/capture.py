@@ -211,7 +211,6 @@ def capture(model, example_inputs: tuple, is_handled_module, leaf_names=(), trac
                 autowrap = library_notrace_functions()
                 continue
             opaque[failed[0]] = f"{failed[1]}: {_first_line(failed[2])}"
-            _same_class_opaque(model, failed[0], opaque)
         finally:
             _restore(saved)
     if graph is None:
@@ -278,26 +277,6 @@ def _tag_attributes(model, tags: dict, skip) -> list:
                     TaggedInt(e, tags.setdefault((qualname, f"{k}[{i}]"), AttrTag(qualname, f"{k}[{i}]", e)))
                     for i, e in enumerate(v)))
     return saved
-
-
-def _same_class_opaque(model, name: str, opaque: dict) -> None:
-    """Mark every module of ``name``'s class opaque at once when it subclasses a handled layer.
-
-    Such modules (timm's ``Conv2dSame``: 33 in MobileNetV5) are checked one by one
-    afterwards (:mod:`prunekit.graph.inherited`) and handled as their parent when
-    they prune like it; finding them one failed trace at a time cost a trace each.
-    """
-    from prunekit.graph import ops
-    from prunekit.graph.inherited import handled_parent
-
-    ops.load_handlers()
-    modules = dict(model.named_modules())
-    cls = type(modules.get(name))
-    if handled_parent(modules.get(name), ops.MODULE_HANDLERS) is None:
-        return
-    for other, m in modules.items():
-        if type(m) is cls and other not in opaque:
-            opaque[other] = opaque[name]
 
 
 def _fails_in(error: BaseException, functions: tuple) -> bool:
