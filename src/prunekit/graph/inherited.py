@@ -137,8 +137,7 @@ def verify(module, parent, input_shape: tuple) -> str | None:
         return f"it does not run with a channel removed ({type(e).__name__}: {str(e)[:80]})"
     if not isinstance(out, torch.Tensor) or out.shape != ref.shape:
         return f"removing a channel does not remove exactly that channel of its output like {parent.__name__}"
-    scale = float(ref.abs().max()) or 1.0
-    diff = float((out - ref).abs().max()) / scale
+    diff = _rel_diff(out, ref)
     if not diff <= TOLERANCE:
         return (f"removing a channel differs from zeroing it by {diff:.1e} (relative), unlike {parent.__name__} "
                 "(the forward mixes channels, e.g. normalises weights over them)")
@@ -192,13 +191,17 @@ def channelwise_call(ctx, node, args, kwargs):
     ref = full.index_select(d, keep)
     if ref.shape != part.shape:
         return None
-    scale = float(ref.abs().max()) or 1.0
-    if not float((part - ref).abs().max()) / scale <= TOLERANCE:
+    if not _rel_diff(part, ref) <= TOLERANCE:
         return None
     for bdims, ids in x.blocks:
         if bdims != (d,):
             ctx.sink.fix(ids)
     return Labels(out_shape, [((d,), ids) for bdims, ids in x.blocks if bdims == (d,)])
+
+
+def _rel_diff(out, ref) -> float:
+    """Largest absolute difference relative to ``ref``'s largest magnitude (NaN stays NaN: never within tolerance)."""
+    return float((out - ref).abs().max()) / (float(ref.abs().max()) or 1.0)
 
 
 def _concrete(ctx, a):

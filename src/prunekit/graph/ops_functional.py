@@ -217,9 +217,7 @@ def layer_norm_fn(ctx, node, args, kwargs):
                               or (owner is not None and not isinstance(owner, _SURGERY_NORMS))):
         # the module whose forward calls it holds the shape: a parameter-free norm, or one
         # with a weight that is no torch.nn norm (timm's RmsNorm), which the surgery would not reset
-        attr = getattr(ctx.modules.get(module), "normalized_shape", None)
-        if attr is None:
-            attr = getattr(owner, "normalized_shape", None)
+        attr = getattr(owner, "normalized_shape", None)  # the user's module: fx copies lack the attribute
         if isinstance(attr, (tuple, list)) and len(attr) == 1 and int(attr[0]) == int_of(ns[0]):
             ctx.count_attr(module, "normalized_shape", int(attr[0]), x_ids)
             follows = True
