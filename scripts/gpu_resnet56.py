@@ -44,6 +44,14 @@ def parse(argv=None):
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (pruning, MACs, evaluation)")
     ap.add_argument("--out-dir", default=str(ROOT / "runs" / "gpu_resnet56"))
     ap.add_argument("--page", default=str(ROOT / "docs" / "results" / "methods_cifar10_resnet56_gpu.md"))
+    ap.add_argument("--rows", default=None, help="comma-separated subset of the row labels (default: all)")
+    ap.add_argument("--part", default=None,
+                    help="write this process's runs to OUT_DIR/results.PART.json (several processes side by side on "
+                         "one GPU, each with its own --rows after a --base-only run; the page merges them)")
+    ap.add_argument("--base-only", action="store_true", help="train (or find) the base network and exit")
+    ap.add_argument("--render", action="store_true", help="only rewrite the page from OUT_DIR's results files")
+    ap.add_argument("--l1-eval-samples", type=int, default=200,
+                    help="images of l1's sensitivity analysis (CPU work: ResNet-56 has 27 channel groups)")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test: 512/256 images, 1 epoch each, resnet20")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     a = ap.parse_args(argv)
@@ -59,6 +67,8 @@ def parse(argv=None):
 def schedule(a) -> dict:
     ft = {"epochs": a.finetune_epochs, "lr": 0.01, "batch_size": a.batch_size, "device": a.device}
     sched = {"finetune": ft, "sparsity_epochs": a.sparsity_epochs}
+    # l1's sensitivity analysis prunes and evaluates every group at each ratio on the CPU: three ratios
+    sched["options"] = {"l1": {"sensitivity_ratios": [0.3, 0.5, 0.7], "eval_samples": a.l1_eval_samples}}
     if a.tiny:  # a short sensitivity analysis and calibration: the smoke test checks the steps, not the numbers
         sched["options"] = {m: {"calib_images": 64} for m in ("l1", "slimming", "fpgm")}
         sched["options"]["l1"].update(sensitivity_ratios=[0.5], eval_samples=64)
@@ -69,9 +79,11 @@ def load(a):
     from prunekit import data
 
     splits = data.load_dataset(a.data)
-    if a.tiny:  # a fixed small slice, enough to run every step
-        splits.train_x, splits.train_y = splits.train_x[:512], splits.train_y[:512]
-        splits.test_x, splits.test_y = splits.test_x[:256], splits.test_y[:256]
+    if a.tiny:  # a fixed small strided slice (the archive is ordered by class), enough to run every step
+        tr = slice(None, None, max(1, len(splits.train_y) // 512))
+        te = slice(None, None, max(1, len(splits.test_y) // 256))
+        splits.train_x, splits.train_y = splits.train_x[tr][:512], splits.train_y[tr][:512]
+        splits.test_x, splits.test_y = splits.test_x[te][:256], splits.test_y[te][:256]
     return splits
 
 
@@ -111,21 +123,49 @@ def main(argv=None) -> int:
     print(json.dumps(plan, indent=1))
     if a.dry_run:
         return 0
+    out_dir = Path(a.out_dir)
+    base_dir = out_dir / "base"
+    if a.render:  # no GPU needed: the page from the results files
+        info = json.loads((base_dir / f"{BASE}.json").read_text())
+        write_page(a, merged_results(out_dir), table_rows(a, info, sched, budget, out_dir), budget, Path(a.page))
+        return 0
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: run this on a GPU machine, or use --tiny / --device cpu")
     if a.threads:
         torch.set_num_threads(a.threads)
-    out_dir = Path(a.out_dir)
-    base_dir = out_dir / "base"
     base_dir.mkdir(parents=True, exist_ok=True)
     splits = load(a)
     info = train_base(a, splits, base_dir)
-    rows = rm.rows_for(BASE, info, out_dir / "pruned", sched=sched, budget=budget,
-                       methods=("l1", "slimming", "fpgm"), scratch=False)
-    results = run_rows(BASE, rows, seeds=a.seeds, finetune={**sched["finetune"], "eval_every": 0, "checkpoint_every": 0},
-                       results_path=out_dir / "results.json", base_dir=base_dir, keep_going=True, splits=splits)
-    write_page(a, results, rows, budget, Path(a.page))
+    if a.base_only:
+        print(f"base {a.model}: top-1 {info['final_test_top1']:.2f}% after {info['epochs']} epochs")
+        return 0
+    rows = table_rows(a, info, sched, budget, out_dir)
+    if a.rows:
+        rows = [r for r in rows if r.label in a.rows.split(",")]
+    run_rows(BASE, rows, seeds=a.seeds, finetune={**sched["finetune"], "eval_every": 0, "checkpoint_every": 0},
+             results_path=out_dir / (f"results.{a.part}.json" if a.part else "results.json"), base_dir=base_dir,
+             keep_going=True, splits=splits)
+    write_page(a, merged_results(out_dir), table_rows(a, info, sched, budget, out_dir), budget, Path(a.page))
     return 0
+
+
+def table_rows(a, info, sched, budget, out_dir: Path):
+    """The protocol's rows: prunekit l1 / slimming / fpgm and Torch-Pruning's three pruners."""
+    return rm.rows_for(BASE, info, out_dir / "pruned", sched=sched, budget=budget,
+                       methods=("l1", "slimming", "fpgm"), scratch=False)
+
+
+def merged_results(out_dir: Path) -> dict:
+    """``results.json`` with the runs of every ``results.PART.json`` (``--part``) merged in."""
+    files = sorted(out_dir.glob("results*.json"))
+    if not files:
+        raise SystemExit(f"no results in {out_dir}: run the rows first")
+    results = json.loads(files[0].read_text())
+    for f in files[1:]:
+        extra = json.loads(f.read_text())
+        for key in ("runs", "skipped", "failed"):
+            results.setdefault(key, {}).update(extra.get(key) or {})
+    return results
 
 
 def write_page(a, results: dict, rows, budget: float, page: Path) -> None:

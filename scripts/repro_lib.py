@@ -80,15 +80,27 @@ def _atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
+def machine() -> str:
+    """The machine a run's figures come from: CPU architecture, cores, torch, and the GPU when one trains."""
+    import torch
+
+    gpu = f", GPU {torch.cuda.get_device_name(0)} (training and test-set evaluation)" if torch.cuda.is_available() else ""
+    return f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}{gpu}"
+
+
 def measure(model, splits) -> dict:
-    """top-1 (test split), MACs per sample, parameters and non-zero parameters of ``model``."""
+    """top-1 (test split), MACs per sample, parameters and non-zero parameters of ``model``.
+
+    The test set is evaluated on a copy on the GPU when one is there (the model itself stays where it is).
+    """
     import torch
 
     from prunekit import measure as M
     from prunekit import train
 
     x = torch.as_tensor(splits.test_x[:1])
-    return {"top1": train.evaluate(model, splits.test_x, splits.test_y)["top1"],
+    net = copy.deepcopy(model).cuda() if torch.cuda.is_available() else model
+    return {"top1": train.evaluate(net, splits.test_x, splits.test_y)["top1"],
             "macs": int(M.count_macs(model, x).per_sample), "params": int(M.count_params(model)),
             "nonzero": int(M.count_nonzero_params(model))}
 
@@ -118,7 +130,7 @@ def run_rows(base: str, rows, seeds=(0, 1, 2), finetune: dict | None = None, res
         done[what] = {k: v for k, v in done.get(what, {}).items()
                       if k.rsplit("|", 1)[0] not in {r.label for r in rows} and k not in {r.label for r in rows}}
     done.update({"base": base, "base_info": info, "finetune": finetune or {}, "seeds": list(seeds),
-                 "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"})
+                 "machine": machine()})
     done["dense"] = measure(model0, splits)
     for row in rows:
         for seed in seeds:

@@ -103,13 +103,21 @@ def publish(name: str, run_dir: Path, epochs_done: int, seconds: float | None, t
     shutil.copyfile(run_dir / "history.json", OUT / f"{name}.history.json")
     info = {"name": name, "model": arch, "model_kwargs": kwargs, "data": dataset, "train": cfg,
             "final_test_top1": final["test_top1"], "epochs": len(records), "partial": len(records) < cfg["epochs"],
-            "seconds": seconds, "torch_threads": threads, "command": f"scripts/train_base.py {name}"}
+            "seconds": seconds, "torch_threads": threads, "device": _device_name(),
+            "command": f"scripts/train_base.py {name}"}
     fd, tmp = tempfile.mkstemp(dir=OUT, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         json.dump(info, f, indent=1)
     os.chmod(tmp, 0o644)
     os.replace(tmp, OUT / f"{name}.json")
     return info
+
+
+def _device_name() -> str:
+    """Where the training ran: the GPU's name when one was there (the Trainer picks it), else the CPU."""
+    import torch
+
+    return f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "the CPU"
 
 
 def main(argv=None) -> int:

@@ -41,3 +41,20 @@ def test_tiny_pipeline_writes_the_page(tmp_path):
                       "Torch-Pruning slimming"}, (labels, res["failed"])
     text = page.read_text()
     assert "TINY SMOKE RUN" in text and "93.77" in text and "theirs" in text.lower()
+
+
+def test_parts_merge_into_one_results_dict(tmp_path):
+    """Rows run side by side (--part) land in results.PART.json; the page merges their runs."""
+    (tmp_path / "results.a.json").write_text(json.dumps({"runs": {"l1|0": {"top1": 90.0}}, "skipped": {},
+                                                         "failed": {"fpgm|0": "boom"}, "machine": "m"}))
+    (tmp_path / "results.b.json").write_text(json.dumps({"runs": {"fpgm|0": {"top1": 91.0}}, "skipped": {},
+                                                         "failed": {}}))
+    merged = g.merged_results(tmp_path)
+    assert merged["runs"] == {"l1|0": {"top1": 90.0}, "fpgm|0": {"top1": 91.0}} and merged["machine"] == "m"
+    with pytest.raises(SystemExit, match="no results"):
+        g.merged_results(tmp_path / "empty")
+
+
+def test_parse_parts_and_rows():
+    a = g.parse(["--rows", "l1,fpgm", "--part", "p1", "--base-only"])
+    assert (a.rows, a.part, a.base_only, a.l1_eval_samples) == ("l1,fpgm", "p1", True, 200)

@@ -337,3 +337,30 @@ def test_threads_and_determinism_flags_are_restored(digits, make_mlp):
     fit(make_mlp(), digits, cfg(num_threads=2, deterministic=True, epochs=1))
     assert torch.get_num_threads() == threads
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_fit_moves_the_model_back_to_the_device_it_came_on(digits, make_mlp, monkeypatch):
+    """The model trains on the configured device and comes back to its own (faked: no second device on CI)."""
+    from prunekit.train import trainer as T
+
+    net = make_mlp()
+    monkeypatch.setattr(T, "model_device", lambda m: torch.device("meta"))  # pretend it came on "meta"
+    tr = Trainer(net, digits, cfg(epochs=1, device="cpu", augment=False))
+    assert all(p.device.type == "cpu" for p in net.parameters())  # trained on the configured device
+    tr.fit()
+    assert all(p.device.type == "meta" for p in net.parameters())  # and handed back where it came from
+
+
+def test_fit_on_the_same_device_leaves_the_model_there(digits, make_mlp):
+    net = make_mlp()
+    before = [p for p in net.parameters()]
+    fit(net, digits, cfg(epochs=1, device="cpu", augment=False))
+    assert all(a is b for a, b in zip(net.parameters(), before))  # the same Parameter objects
+    assert all(p.device.type == "cpu" for p in net.parameters())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fit_on_cuda_returns_a_cpu_model(digits, make_mlp):
+    net = make_mlp()
+    fit(net, digits, cfg(epochs=1, device="cuda", augment=False))
+    assert all(p.device.type == "cpu" for p in net.parameters())

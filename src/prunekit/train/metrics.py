@@ -31,7 +31,8 @@ def _check_xy(x, y) -> None:
         raise PrunekitError("evaluate: empty input (0 samples)")
 
 
-def _model_device(model):
+def model_device(model):
+    """The device of ``model``'s first parameter (or buffer); CPU for a module with neither."""
     for p in model.parameters():
         return p.device
     for b in model.buffers():
@@ -52,7 +53,7 @@ def eval_sums(model, x, y, batch_size: int = 512, device=None):
     import torch.nn.functional as F
 
     _check_xy(x, y)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     sums = torch.zeros(4, dtype=torch.float64, device=device)
@@ -118,7 +119,7 @@ def predict(model, x, batch_size: int = 512, device=None, logits: bool = False):
 
     if x.shape[0] == 0:
         raise PrunekitError("predict: empty input (0 samples)")
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     outs = []

@@ -24,7 +24,7 @@ from prunekit.train import state as S
 from prunekit.train.callbacks import Callback, CallbackList
 from prunekit.train.config import TrainConfig
 from prunekit.train.history import History
-from prunekit.train.metrics import eval_sums, sums_to_metrics
+from prunekit.train.metrics import eval_sums, model_device, sums_to_metrics
 from prunekit.train.optim import build_optimizer, lr_factor, set_lr
 
 _DATA_FIELDS = ("train_x", "train_y", "test_x", "test_y", "num_classes")
@@ -34,7 +34,9 @@ class Trainer:
     """Train a classifier on an in-memory :class:`prunekit.data.DatasetSplits`.
 
     Args:
-        model: the module to train (moved to the configured device in place).
+        model: the module to train (moved to the configured device in place, and back to the
+            device it came on when :meth:`fit` returns, so a CPU model trained on a GPU can be
+            pruned, measured and saved on the CPU afterwards, as in PyTorch Lightning's teardown).
         data: the dataset (``train_x/train_y`` are trained on, ``test_x/test_y``
             evaluated after each epoch; use ``data.holdout()`` to tune on a validation split).
         config: a :class:`TrainConfig`, a dict of its keys, or None for the defaults.
@@ -77,6 +79,7 @@ class Trainer:
         self.overwrite = bool(overwrite)
         self.extra_meta = dict(meta or {})
         self.device = _resolve_device(self.config)
+        self._home_device = model_device(model)
         self.model.to(self.device)
         if params is not None and optimizer_factory is not None:
             raise PrunekitError("Trainer: pass either params= or optimizer_factory=, not both")
@@ -121,6 +124,13 @@ class Trainer:
             raise PrunekitError("Trainer.fit() was already called; build a new Trainer (with resume=True to "
                                 "continue from out_dir/last.pt)")
         self._fitted = True
+        try:
+            return self._fit()
+        finally:
+            if self._home_device != self.device:
+                self.model.to(self._home_device)
+
+    def _fit(self) -> History:
         with self._run_context():
             start_epoch = self._start()
             for epoch in range(start_epoch, self.config.epochs):
