@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # One GPU, one command: the CIFAR-10 (JPEG copy) ResNet-20 and Fashion-MNIST VGG-BN method tables of
-# scripts/reproduce_methods.py (3 seeds, the CPU schedules unchanged) and the ResNet-56 2.11x protocol of
-# scripts/gpu_resnet56.py, as parallel processes sharing the one GPU.
+# scripts/reproduce_methods.py (3 seeds, the CPU schedules unchanged), as parallel processes sharing the one GPU.
+# The ResNet-56 2.11x protocol is its own command, scripts/gpu_resnet56.py (WITH_R56=1 runs it here too).
 #
 # Training and test-set evaluation run on the GPU (the Trainer picks CUDA and hands the model back to the CPU);
 # the pruning steps (sensitivity analysis, LASSO/ThiNet calibration, Torch-Pruning's steps, the MACs counter) run
 # on the CPU, one process per (rows, seed) so the machine's cores share them. Every finished (row, seed) is
 # written at once (resumable: run it again to fill what a time limit cut off), then the pages are rendered.
 #
-# Usage:  bash scripts/gpu_tables.sh            (PY=python3 by default; ~8 minutes on one H200 with 16 cores)
+# Measured on one H200 with 16 cores (2026-12-04, docs/RESULTS.md): these small networks leave the GPU mostly
+# idle and every process is CPU-bound (ResNet-20 trained at 8 s per epoch alone with 4 threads, 28-59 s per epoch
+# beside 20 other processes), so the cores set the pace: 450 s finished the Fashion-MNIST table and 11 base epochs
+# of ResNet-20, not the CIFAR-10 rows. Budget about 30 minutes for everything.
+#
+# Usage:  bash scripts/gpu_tables.sh            (PY=python3 by default)
 # Environment: PY (the Python with torch), PRUNEKIT_DATA (folder of cifar10-jpeg.tar.gz), PRUNEKIT_FASHION_MNIST,
-#   R56_ARGS (extra gpu_resnet56.py flags; default a shortened schedule), LOG_DIR (default runs/gpu_logs).
+#   WITH_R56, R56_ARGS (extra gpu_resnet56.py flags; default a shortened schedule), LOG_DIR (default runs/gpu_logs).
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}"
+export OMP_NUM_THREADS=1  # many processes share the cores: one thread each unless a step asks for more
 LOG=${LOG_DIR:-runs/gpu_logs}
 R56_ARGS=${R56_ARGS:---base-epochs 30 --finetune-epochs 10 --sparsity-epochs 3}
 mkdir -p "$LOG"
@@ -29,8 +35,8 @@ rows() {  # SET BASE PART "ROWS" SEED THREADS: one process of reproduce_methods.
     > "$LOG/$2.$3.log" 2>&1
 }
 
-# ResNet-56 protocol: its base network, then one process per row.
-(
+# ResNet-56 protocol (WITH_R56=1): its base network, then one process per row.
+[ "${WITH_R56:-0}" = 1 ] && (
   # shellcheck disable=SC2086
   $PY scripts/gpu_resnet56.py $R56_ARGS --base-only > "$LOG/r56.base.log" 2>&1 || exit
   i=0
@@ -44,7 +50,12 @@ rows() {  # SET BASE PART "ROWS" SEED THREADS: one process of reproduce_methods.
 
 # CIFAR-10 ResNet-20: the base network (15 epochs), then 5 processes per seed.
 (
-  $PY scripts/train_base.py cifar10_resnet20 > "$LOG/cifar10_resnet20.base.log" 2>&1 || exit
+  # a finished committed base is kept; an unfinished one (or none) is trained, resuming where it stopped
+  done_base=$($PY -c "import json; print(not json.load(open('docs/results/base/cifar10_resnet20.json')).get('partial'))" \
+    2>/dev/null)
+  if [ "$done_base" != True ]; then
+    $PY scripts/train_base.py cifar10_resnet20 --resume --threads 4 > "$LOG/cifar10_resnet20.base.log" 2>&1 || exit
+  fi
   for s in $SEEDS; do
     rows cifar10 cifar10_resnet20 "l1_s$s" "l1" "$s" 2 &
     rows cifar10 cifar10_resnet20 "scratch_s$s" "uniform width from scratch" "$s" 1 &
@@ -67,6 +78,6 @@ wait
 $PY scripts/reproduce_methods.py cifar10 --render
 $PY scripts/reproduce_methods.py fashion_mnist --render
 # shellcheck disable=SC2086
-$PY scripts/gpu_resnet56.py $R56_ARGS --render
+[ "${WITH_R56:-0}" = 1 ] && $PY scripts/gpu_resnet56.py $R56_ARGS --render
 grep -h "failed\|Error" "$LOG"/*.log | head -20
 echo "gpu_tables.sh: done"

@@ -102,7 +102,7 @@ def measure(model, splits) -> dict:
     net = copy.deepcopy(model).cuda() if torch.cuda.is_available() else model
     return {"top1": train.evaluate(net, splits.test_x, splits.test_y)["top1"],
             "macs": int(M.count_macs(model, x).per_sample), "params": int(M.count_params(model)),
-            "nonzero": int(M.count_nonzero_params(model))}
+            "nonzero": int(M.count_nonzero_params(model)), "test_images": int(len(splits.test_y))}
 
 
 def run_rows(base: str, rows, seeds=(0, 1, 2), finetune: dict | None = None, results_path: Path | None = None,

@@ -267,6 +267,11 @@ def section(base: str, results: dict | None, rows) -> list[str]:
          "Torch-Pruning group-norm/slimming).", ""]
     if results is None:
         return L + ["Not run yet.", ""]
+    dense = results["dense"]["top1"]
+    if abs(dense - info["final_test_top1"]) > 1e-6:  # e.g. evaluated on a GPU here, on the CPU in training
+        n = round(abs(dense - info["final_test_top1"]) * results["dense"].get("test_images", 10000) / 100)  # both sets test on 10,000
+        L += [f"The dense row is the base network re-measured where the rows ran ({dense:.2f}%; its training log "
+              f"says {info['final_test_top1']:.2f}%): rounding in another kernel flips {n} test image(s).", ""]
     lat = latency_cells(results) or {r.label: "not measured yet" for r in rows}
     L += [markdown_table(results, rows, {"latency pruned/dense (seed 0, batch 32)": lat}), ""]
     return L + ["What the table says (computed from it):", ""] + observations(results, rows) + [""]
@@ -316,7 +321,10 @@ def render(set_name: str, bases, out: Path) -> None:
         L += ["## Torch-Pruning's published CIFAR-10 ResNet-56 table (theirs)", "",
               "**Theirs, not ours**: Torch-Pruning benchmarks README / DepGraph (Fang et al., CVPR 2023), ResNet-56 "
               "on CIFAR-10 at 2.11x speed-up, their base network and long GPU schedule. Our GPU protocol for the "
-              "same setting is `scripts/gpu_resnet56.py` (not run on this CPU machine).", "",
+              "same setting is `scripts/gpu_resnet56.py`. It has not produced a row yet: its one run (2026-12-04, one "
+              "H200 lent for 15 minutes, shortened to 30 base epochs, beside 20 other processes of "
+              "`scripts/gpu_tables.sh`) did not finish its base network in the 450 s the session's GPU time allowed, "
+              "because the machine's 16 cores, not the GPU, set the pace (docs/train.md, Performance).", "",
               "| method (theirs) | base top-1 | pruned top-1 | speed-up |", "|---|---:|---:|---:|"]
         L += [f"| {m} | {b}% | {p}% | {s} |" for m, b, p, s in TP_PUBLISHED] + [""]
     out.write_text("\n".join(L))
