@@ -251,9 +251,39 @@ def write_markdown(results: dict, meta: dict, path: Path, stem: str = "weight_pr
               "tens of thousands of iterations; absolute accuracies are therefore lower than theirs and the "
               "sparsity at which accuracy drops is lower too. The claims are checked as stated, at the sparsity "
               "the paper names.", ""]
+    if meta.get("scope", "global") == "layer":
+        lines += smallest_layer_note(results)
     lines += admm_diagnostic_section(stem) + base_note(results, meta)
     with atomic_write(path, "w") as f:
         f.write("\n".join(lines))
+
+
+def smallest_layer_note(results: dict, sparsity_key: str = "0.985955") -> list[str]:
+    """Per-layer sparsity at the extreme: how many weights the smallest layer keeps, and the accuracies (computed)."""
+    import torch.nn as nn
+
+    from prunekit import models
+
+    glob_path = Path(__file__).resolve().parents[1] / "docs" / "results" / "weight_pruning.json"
+    glob = json.loads(glob_path.read_text()) if glob_path.exists() else {}
+    glob = glob.get("results", glob)
+    s = float(sparsity_key)
+    out = []
+    for name, e in results.items():
+        net = models.create(name, in_channels=1)
+        layers = [(n, m.weight.numel()) for n, m in net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+        n, size = min(layers, key=lambda t: t[1])
+        accs = {METHOD_LABELS[m]: v[sparsity_key]["test_top1"] for m, v in e.get("methods", {}).items()
+                if sparsity_key in v}
+        if not accs:
+            continue
+        g = glob.get(name, {}).get("methods", {}).get("admm", {}).get(sparsity_key, {}).get("test_top1")
+        out.append(f"- {name}: with every layer at {100 * s:.2f}% (this page's scope) its smallest layer `{n}` "
+                   f"({size:,} weights) keeps {round(size * (1 - s))}; the methods here end at "
+                   f"{min(accs.values()):.1f}-{max(accs.values()):.1f}% (ADMM {accs.get('ADMM', float('nan')):.1f}%)"
+                   + (f", against ADMM's {g:.1f}% with one global threshold over all weights (`weight_pruning.md`), "
+                      "which sets each layer's rate from its weights" if g is not None else "") + ".")
+    return ["**Per-layer sparsity at the extreme.**", ""] + out + [""] if out else []
 
 
 def base_note(results: dict, meta: dict) -> list[str]:
