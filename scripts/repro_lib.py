@@ -206,7 +206,8 @@ def markdown_table(results: dict, rows, extra: dict | None = None) -> str:
             continue
         budget = "-" if row.budget is None else (
             f"{row.budget:.2f} met" if s["met"] else f"**{row.budget:.2f} missed** (max {s['macs_max']:.3f})")
-        lines.append(f"| {row.label} | {s['top1_mean']:.2f} +- {s['top1_std']:.2f}% | {s['n']} | "
+        acc = f"{s['top1_mean']:.2f} +- {s['top1_std']:.2f}%" if s["n"] > 1 else f"{s['top1_mean']:.2f}% (one seed)"
+        lines.append(f"| {row.label} | {acc} | {s['n']} | "
                      f"{s['macs_mean']:.3f} | {s['params_mean']:,.0f} | {s['nonzero_mean']:,.0f} | {budget} |"
                      f"{cells} {row.paper} |")
     return "\n".join(lines)

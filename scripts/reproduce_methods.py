@@ -259,8 +259,7 @@ def section(base: str, results: dict | None, rows) -> list[str]:
     want = info["train"]["epochs"]
     partial = "" if info["epochs"] >= want else f" (**partially trained: {info['epochs']} of {want} epochs**)"
     L = [f"## {base}: {info['model']} on {info['data']}", "",
-         f"Runs on: {results['machine'] if results else '-'}; base network trained on: "
-         f"{info.get('device') or 'the CPU'}.", "",
+         f"Runs on: {_machines(results)}; base network trained on: {info.get('device') or 'the CPU'}.", "",
          f"Base network: `docs/results/base/{base}.pt`, {info['epochs']} epochs{partial}, top-1 "
          f"{info['final_test_top1']:.2f}%. Fine-tuning of every row: {SCHEDULES[base]['finetune']} (cosine, "
          f"the base's augmentation); sparsity training {SCHEDULES[base]['sparsity_epochs']} epochs (slimming, "
@@ -277,6 +276,16 @@ def section(base: str, results: dict | None, rows) -> list[str]:
     return L + ["What the table says (computed from it):", ""] + observations(results, rows) + [""]
 
 
+def _machines(results: dict | None) -> str:
+    """Where the rows ran: one machine, or each machine with its rows."""
+    if not results:
+        return "-"
+    machines = results.get("machines") or {results.get("machine", "?"): []}
+    if len(machines) == 1:
+        return next(iter(machines))
+    return "; ".join(f"{m} ({', '.join(rows)})" for m, rows in machines.items())
+
+
 def load_results(folder: Path, base: str) -> dict | None:
     """``methods_BASE.json`` with the runs of its parts (``methods_BASE.PART.json``, ``--part``) merged in."""
     main_path = folder / f"methods_{base}.json"
@@ -285,10 +294,16 @@ def load_results(folder: Path, base: str) -> dict | None:
     if not files:
         return None
     results = json.loads(files[0].read_text())
-    for f in files[1:]:
-        extra = json.loads(f.read_text())
+    machines: dict = {}  # machine -> the row labels whose runs came from it (parts may run on different machines)
+    for i, f in enumerate(files):
+        extra = results if i == 0 else json.loads(f.read_text())
         for key in ("runs", "skipped", "failed", "latency"):
-            results.setdefault(key, {}).update(extra.get(key) or {})
+            if i:
+                results.setdefault(key, {}).update(extra.get(key) or {})
+        labels = machines.setdefault(extra.get("machine", "?"), [])
+        labels += [k.rsplit("|", 1)[0] for k in extra.get("runs", {}) if k.rsplit("|", 1)[0] not in labels]
+    results["machines"] = {m: v for m, v in machines.items() if v}
+    results["seeds"] = list(SEEDS)  # the page's seeds, whatever each part ran
     return results
 
 

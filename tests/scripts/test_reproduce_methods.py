@@ -50,7 +50,7 @@ def test_markdown_table_cells():
     assert "| 81.00 +- 1.41% | 2 |" in by["b"] and "**0.50 missed** (max 0.531)" in by["b"]
     assert "skipped: not available" in by["c"]
     assert "failed: RuntimeError: boom" in by["d"]
-    assert "| 70.00 +- 0.00% | 1 |" in by["e"]
+    assert "| 70.00% (one seed) | 1 |" in by["e"]  # one seed has no spread to show
     assert all(line.count("|") == table[0].count("|") for line in table)
 
 
@@ -69,3 +69,17 @@ def test_rows_cover_the_brief():
     assert labels == ["l1", "slimming", "lasso", "thinet", "fpgm", "taylor", "random", "uniform width from scratch",
                       "Torch-Pruning l1", "Torch-Pruning group-norm", "Torch-Pruning slimming"]
     assert all(r.budget == rm.BUDGET == 0.5 for r in rm.rows_for("cifar10_resnet20", info))
+
+
+def test_parts_from_two_machines_name_each_machine_with_its_rows(tmp_path):
+    import json
+
+    def part(name, machine, runs):
+        (tmp_path / f"methods_b.{name}.json").write_text(json.dumps(
+            {"machine": machine, "seeds": [0], "dense": {"top1": 90.0, "macs": 100}, "runs": runs}))
+
+    part("gpu", "x86_64, 16 cores, GPU H200", {"slimming|0": {"top1": 80.0}, "slimming|1": {"top1": 81.0}})
+    part("cpu", "x86_64, 2 cores", {"l1|0": {"top1": 82.0}})
+    res = rm.load_results(tmp_path, "b")
+    assert set(res["runs"]) == {"slimming|0", "slimming|1", "l1|0"} and res["seeds"] == list(rm.SEEDS)
+    assert rm._machines(res) == "x86_64, 2 cores (l1); x86_64, 16 cores, GPU H200 (slimming)"
