@@ -301,7 +301,8 @@ def load_results(folder: Path, base: str) -> dict | None:
             if i:
                 results.setdefault(key, {}).update(extra.get(key) or {})
         labels = machines.setdefault(extra.get("machine", "?"), [])
-        labels += [k.rsplit("|", 1)[0] for k in extra.get("runs", {}) if k.rsplit("|", 1)[0] not in labels]
+        labels += [lab for lab in dict.fromkeys(k.rsplit("|", 1)[0] for k in extra.get("runs", {}))
+                   if lab not in labels]
     results["machines"] = {m: v for m, v in machines.items() if v}
     results["seeds"] = list(SEEDS)  # the page's seeds, whatever each part ran
     return results
